@@ -1,0 +1,1 @@
+//! Data folder layout: keyspace and table-id folders, snapshots/, backups/, index subfolders.

@@ -1,0 +1,9 @@
+//! Everything cbk knows about Cassandra lives here: cassandra.yaml, data folder layout, SSTable
+//! names of every format, Digest checks, and nodetool calls and the parsing of their output.
+
+pub mod digest;
+pub mod layout;
+pub mod manifest;
+pub mod nodetool;
+pub mod sstable;
+pub mod yaml;

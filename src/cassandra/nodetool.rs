@@ -1,0 +1,1 @@
+//! nodetool: building calls (with JMX options) and parsing outputs (info, status, version, listsnapshots, describecluster).

@@ -1,0 +1,1 @@
+//! cassandra.yaml: data, commitlog, saved caches and hints folders with the defaults of each install type.

@@ -1,0 +1,1 @@
+//! The journal: append-only JSON lines, fsync per record, replayed on the next apply.

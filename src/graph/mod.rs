@@ -1,0 +1,3 @@
+//! Compiling a resolved plan into a task graph (pure: no I/O) and selecting parts of it.
+
+pub mod run;

@@ -1,0 +1,3 @@
+//! Plan files: loading TOML with spans and diagnostics, templates, and the file format itself.
+
+pub mod model;

@@ -1,0 +1,491 @@
+//! The plan file format, version 1: the serde types that mirror a TOML plan exactly.
+//!
+//! These types are the contract between the loader (which turns a TOML file into them, with
+//! spans and diagnostics), the compiler (which turns them into tasks) and the tasks themselves
+//! (which read their settings from the resolved copy stored in a saved plan). Secrets never live
+//! here: credentials are referenced by profile or by the *names* of environment variables.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a plan does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    /// Snapshot (or incremental) backup of the cluster to the store.
+    #[default]
+    Backup,
+    /// Restore a stored backup onto the cluster.
+    Restore,
+    /// Only custom steps (a runbook).
+    Runbook,
+}
+
+/// A whole plan file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    /// Format version of the plan file; only `1` exists.
+    pub version: u32,
+    /// What the plan does.
+    pub kind: PlanKind,
+    /// Optional human description shown in plan output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub connection: ConnectionConfig,
+    #[serde(default)]
+    pub cassandra: CassandraConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// Custom steps (`exec`), run on hosts or on the controller.
+    #[serde(default, rename = "step", skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<CustomStep>,
+}
+
+/// The cluster and its hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster name (used in templates and in the repository catalog).
+    pub name: String,
+    /// Hosts: plain names, or tables with per-host settings.
+    pub hosts: Vec<HostEntry>,
+}
+
+/// One host: either a plain name or a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HostEntry {
+    Name(String),
+    Detailed(HostSpec),
+}
+
+/// A host with its own settings (all optional except the name).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Name used in task addresses (`snapshot[NAME]`) and templates.
+    pub name: String,
+    /// Address to connect to (defaults to the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Data folders, overriding what cassandra.yaml says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_dirs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+}
+
+impl HostEntry {
+    /// The host as a full spec.
+    pub fn spec(&self) -> HostSpec {
+        match self {
+            HostEntry::Name(n) => HostSpec {
+                name: n.clone(),
+                ..Default::default()
+            },
+            HostEntry::Detailed(s) => s.clone(),
+        }
+    }
+}
+
+/// How cbk reaches the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// OpenSSH (system `ssh`, ControlMaster multiplexing).
+    #[default]
+    Ssh,
+    /// cbk runs on the node itself.
+    Local,
+}
+
+/// Host-key policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnownHosts {
+    /// Unknown or changed host keys are refused (default).
+    #[default]
+    Strict,
+    /// Unknown host keys are added; changed ones are refused.
+    AcceptNew,
+}
+
+/// Connection settings shared by all hosts (a host table may override user/port).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    #[serde(default)]
+    pub transport: TransportKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Private key file (`-i`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// ssh config file (`-F`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_config: Option<String>,
+    /// known_hosts file to use instead of the user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<String>,
+    #[serde(default)]
+    pub known_hosts: KnownHosts,
+    /// Connect timeout, e.g. `"10s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Run node commands through sudo.
+    #[serde(default)]
+    pub sudo: bool,
+    /// User for sudo (`sudo -u`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo_user: Option<String>,
+    /// Path of cbk on the nodes; if unset, cbk installs its own binary into a per-user cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_path: Option<String>,
+    /// Jump hosts (`-J`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jump_hosts: Vec<String>,
+}
+
+/// A command: a string run by the remote shell, or an argv list (each element quoted).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// JMX options passed to nodetool. The password is only ever a *file*.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JmxConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+}
+
+/// Where Cassandra lives on each node and how to drive it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CassandraConfig {
+    /// Path of cassandra.yaml (default `/etc/cassandra/cassandra.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// nodetool command (default `nodetool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodetool: Option<CommandSpec>,
+    /// cqlsh command, used to read live table ids and create missing tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cqlsh: Option<CommandSpec>,
+    #[serde(default)]
+    pub jmx: JmxConfig,
+    /// Command that stops Cassandra (default `systemctl stop cassandra`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<CommandSpec>,
+    /// Command that starts Cassandra (default `systemctl start cassandra`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<CommandSpec>,
+    /// Staging folder for restores (default `/var/lib/cassandra/cbk-staging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<String>,
+    /// Owner of data files, `user[:group]` (default `cassandra:cassandra`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Server-side encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Sse {
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+}
+
+/// Where backups are stored.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `s3://bucket/prefix` or `file:///absolute/path`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Custom endpoint for S3-compatible servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<Sse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_kms_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// AWS profile name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Name of the environment variable holding the access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_env: Option<String>,
+    /// Name of the environment variable holding the secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_env: Option<String>,
+    /// Name of the environment variable holding a session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_env: Option<String>,
+    /// Multipart part size, e.g. `"16MiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<String>,
+    /// Parts in flight per file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_concurrency: Option<u32>,
+    /// `auto`, `when_required` or `crc32c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// Which clear-snapshot policy applies after an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearSnapshot {
+    /// Clear the snapshot whatever happened (default: never leave snapshots filling disks).
+    #[default]
+    Always,
+    /// Keep the snapshot if an upload failed (for a quick retry).
+    OnSuccess,
+    /// Never clear it.
+    Never,
+}
+
+/// How system keyspaces are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemKeyspaces {
+    /// None of them.
+    None,
+    /// `system_schema` (so a new cluster can be restored) — the default.
+    #[default]
+    Schema,
+    /// All system keyspaces.
+    All,
+}
+
+/// Backup mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupMode {
+    /// `nodetool snapshot` and upload of every component not yet stored.
+    #[default]
+    Snapshot,
+    /// Upload of the incremental `backups/` folders, chained to the latest snapshot backup.
+    Incremental,
+}
+
+/// Backup settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Backup name template (minijinja; must contain a year and sort by time).
+    pub name: String,
+    #[serde(default)]
+    pub mode: BackupMode,
+    /// `keyspace.table` globs to include (default: all non-system keyspaces).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// `keyspace.table` globs to exclude.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub system_keyspaces: SystemKeyspaces,
+    /// `zstd` (default), `zstd:LEVEL`, `lz4` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// Also compress Data.db files that Cassandra already compressed.
+    #[serde(default)]
+    pub compress_compressed: bool,
+    /// Flush memtables before the snapshot (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush: Option<bool>,
+    #[serde(default)]
+    pub clear_snapshot: ClearSnapshot,
+}
+
+/// Restore method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMethod {
+    /// The Node Restart Method: stop, clear commit log, move files, start, repair.
+    #[default]
+    Restart,
+    /// `nodetool import` (4.0+), no downtime.
+    Import,
+    /// `nodetool refresh` (3.x), no downtime.
+    Refresh,
+    /// `sstableloader`, for another topology.
+    Loader,
+}
+
+/// Restore settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// `latest`, a backup name, a template, or `latest-before:TIME` (RFC 3339).
+    pub source: String,
+    #[serde(default)]
+    pub method: RestoreMethod,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Source host (name or host id) -> target host name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_map: BTreeMap<String, String>,
+    /// Owner of restored files (default: the data folder's owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Run `nodetool repair` afterwards (default true for `restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repair_options: Vec<String>,
+    /// Create tables missing on the target from the backed-up schema.cql (`WITH ID`).
+    #[serde(default)]
+    pub create_missing_tables: bool,
+    /// Pin the source tokens on the target (`initial_token`, `auto_bootstrap: false`).
+    #[serde(default)]
+    pub pin_tokens: bool,
+    /// Resolve ambiguous table ids: `"ks.table" = "32-hex id"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub table_ids: BTreeMap<String, String>,
+    /// Apply incremental backups up to the source time (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incrementals: Option<bool>,
+}
+
+/// Concurrency and bandwidth limits.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Tasks running at once over the whole plan (default 10).
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Tasks running at once on one host (default 4; keep below sshd MaxSessions).
+    #[serde(default = "default_per_host")]
+    pub per_host: u32,
+    /// Hosts at once for disruptive steps (default 1).
+    #[serde(default = "default_rolling")]
+    pub rolling: u32,
+    /// Per-node bandwidth, e.g. `"200MiB/s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<String>,
+    /// Files transferred at once on one node (default 4).
+    #[serde(default = "default_file_concurrency")]
+    pub file_concurrency: u32,
+}
+
+fn default_parallelism() -> u32 {
+    10
+}
+fn default_per_host() -> u32 {
+    4
+}
+fn default_rolling() -> u32 {
+    1
+}
+fn default_file_concurrency() -> u32 {
+    4
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            parallelism: default_parallelism(),
+            per_host: default_per_host(),
+            rolling: default_rolling(),
+            bandwidth: None,
+            file_concurrency: default_file_concurrency(),
+        }
+    }
+}
+
+/// Retention policy (GFS style).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Unreferenced objects younger than this are kept (default `"24h"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+}
+
+/// Where a custom step runs.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum StepScope {
+    /// `"hosts"` (every host) or `"controller"`.
+    Keyword(String),
+    /// A list of host names.
+    Hosts(Vec<String>),
+}
+
+/// A custom step (`exec`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomStep {
+    /// Step name (used in `after`/`before` and in the address `exec[NAME/HOST]`).
+    pub name: String,
+    /// Command (a template: `host`, `dc`, `rack`, `cluster`, `now`, `backup` are defined).
+    pub run: CommandSpec,
+    /// Where it runs (default `"hosts"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<StepScope>,
+    /// Steps (built-in or custom) that must finish first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Steps that must wait for this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    /// Marks the step disruptive (gated, counted and listed first).
+    #[serde(default)]
+    pub disruptive: bool,
+    /// Run on one host at a time.
+    #[serde(default)]
+    pub rolling: bool,
+    /// All hosts finish the previous steps before any host runs this one.
+    #[serde(default)]
+    pub barrier: bool,
+    /// Run even if run with sudo=false globally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
+}

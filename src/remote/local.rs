@@ -1,0 +1,1 @@
+//! Transport that runs commands and the agent on the machine cbk itself runs on.

@@ -1,0 +1,1 @@
+//! Transport over OpenSSH (openssh crate, native mux): strict host keys, sudo, reconnects.

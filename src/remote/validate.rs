@@ -1,0 +1,1 @@
+//! Validation of names (keyspaces, tables, snapshot tags, hosts) before they reach a shell.

@@ -1,0 +1,1 @@
+//! The repository format: what cbk writes to the store (keys, node manifests, catalog, index).

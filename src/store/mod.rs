@@ -1,0 +1,208 @@
+//! Object storage behind one trait: S3 (and S3-compatible servers) and local folders.
+//!
+//! Both the controller (manifests, catalog, locks, listing) and the node agent (SSTable bytes)
+//! use this trait, so a store must be usable from any process that has its [`StoreConfig`]
+//! and credentials. Large objects are written from streams in bounded memory; multipart uploads
+//! can be resumed from a [`MultipartState`] checkpoint.
+
+pub mod fs;
+pub mod s3;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tokio::io::AsyncRead;
+
+/// Errors from a store. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object `{0}` not found")]
+    NotFound(String),
+    #[error("invalid storage URL `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("I/O error on `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage request failed for `{key}`: {message}")]
+    Request {
+        key: String,
+        message: String,
+        retryable: bool,
+    },
+    #[error("credentials: {0}")]
+    Credentials(String),
+    #[error("the store does not support {0}")]
+    Unsupported(String),
+    #[error("stream changed while resuming multipart upload of `{0}` (part checksum differs)")]
+    ResumeMismatch(String),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Metadata of one stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Last modification time, seconds since the epoch (if the store knows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<i64>,
+}
+
+/// Result of a create-only write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutIfAbsent {
+    Created,
+    AlreadyExists,
+}
+
+/// A completed part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedPartInfo {
+    pub number: i32,
+    pub etag: String,
+    pub size: u64,
+    /// CRC32 of the part's bytes: a resumed upload re-reads the stream and checks it matches.
+    pub crc32: u32,
+}
+
+/// Checkpoint of an unfinished multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartState {
+    pub key: String,
+    pub upload_id: String,
+    pub part_size: u64,
+    pub parts: Vec<CompletedPartInfo>,
+}
+
+/// Receives multipart checkpoints as parts complete (the agent forwards them to the journal).
+pub trait CheckpointSink: Send + Sync {
+    fn save(&self, state: &MultipartState);
+}
+
+/// A sink that forgets checkpoints.
+pub struct NoCheckpoint;
+impl CheckpointSink for NoCheckpoint {
+    fn save(&self, _state: &MultipartState) {}
+}
+
+/// Options of a streamed put.
+pub struct PutStreamOptions<'a> {
+    /// A previous checkpoint for this key, to resume instead of starting over.
+    pub resume: Option<MultipartState>,
+    /// Where new checkpoints go.
+    pub checkpoint: &'a dyn CheckpointSink,
+    /// Called with the number of source bytes consumed, as they are.
+    pub progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+/// Summary of a finished streamed put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PutStats {
+    /// Bytes stored.
+    pub size: u64,
+    /// Bytes actually sent in this call (less than `size` after a resume).
+    pub sent: u64,
+    /// Parts sent in this call (0 for a single-request put).
+    pub parts_sent: u32,
+}
+
+/// The store interface.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A description without secrets, e.g. `s3://bucket/prefix` or `file:///backups`.
+    fn describe(&self) -> String;
+    /// Writes a small object in one request.
+    async fn put_bytes(&self, key: &str, data: Bytes) -> StoreResult<()>;
+    /// Writes a small object only if no object has the key.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<PutIfAbsent>;
+    /// Writes an object of unknown size from a stream, in parts, in bounded memory.
+    async fn put_stream(
+        &self,
+        key: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        opts: PutStreamOptions<'_>,
+    ) -> StoreResult<PutStats>;
+    /// Reads a whole (small) object.
+    async fn get_bytes(&self, key: &str) -> StoreResult<Bytes>;
+    /// Streams an object.
+    async fn get_stream(&self, key: &str) -> StoreResult<Box<dyn AsyncRead + Send + Unpin>>;
+    /// Downloads an object to a file (parallel ranges where it helps); returns its size.
+    async fn get_to_file(&self, key: &str, path: &Path) -> StoreResult<u64>;
+    /// Object metadata, or `None` if absent.
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>>;
+    /// Every object under a prefix, sorted by key.
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+    /// Deletes objects (missing ones are not an error).
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()>;
+    /// Aborts unfinished multipart uploads under a prefix older than `older_than_secs`.
+    async fn abort_stale_uploads(&self, prefix: &str, older_than_secs: u64) -> StoreResult<u32>;
+    /// Whether create-only writes are enforced (checked by a real probe, not assumed).
+    async fn probe_conditional_writes(&self) -> StoreResult<bool>;
+}
+
+/// Static credentials resolved on the controller (from the environment variables a plan names).
+/// They travel to agents only inside the JSON request on stdin. `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+/// Opens the store a plan names. `credentials` overrides the standard AWS chain.
+pub async fn open(
+    config: &crate::plan::model::StorageConfig,
+    credentials: Option<Credentials>,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if let Some(path) = config.url.strip_prefix("file://") {
+        let _store = fs::FsStore::new(path)?;
+        return Err(StoreError::Unsupported("fs (not implemented yet)".into()));
+    }
+    if config.url.starts_with("s3://") {
+        let _store = s3::S3Store::new(config, credentials).await?;
+        return Err(StoreError::Unsupported("s3 (not implemented yet)".into()));
+    }
+    Err(StoreError::InvalidUrl {
+        url: config.url.clone(),
+        reason: "expected `s3://bucket/prefix` or `file:///absolute/path`".into(),
+    })
+}
+
+/// Reads the credentials a plan names from the controller's environment.
+/// Returns `None` when the plan relies on a profile or the default AWS chain.
+pub fn credentials_from_env(
+    config: &crate::plan::model::StorageConfig,
+) -> StoreResult<Option<Credentials>> {
+    let (Some(ak_var), Some(sk_var)) = (&config.access_key_id_env, &config.secret_access_key_env)
+    else {
+        return Ok(None);
+    };
+    let get = |var: &str| {
+        std::env::var(var).map_err(|_| {
+            StoreError::Credentials(format!(
+                "environment variable `{var}` (named in the plan) is not set"
+            ))
+        })
+    };
+    Ok(Some(Credentials {
+        access_key_id: get(ak_var)?,
+        secret_access_key: get(sk_var)?,
+        session_token: match &config.session_token_env {
+            Some(v) => Some(get(v)?),
+            None => None,
+        },
+    }))
+}

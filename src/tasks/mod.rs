@@ -1,0 +1,1 @@
+//! Task implementations (one module per kind) behind the engine's `TaskRunner`.
