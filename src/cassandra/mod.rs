@@ -7,3 +7,5 @@ pub mod manifest;
 pub mod nodetool;
 pub mod sstable;
 pub mod yaml;
+pub mod schema;
+pub mod version;
