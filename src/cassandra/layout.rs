@@ -110,7 +110,9 @@ pub fn parse_table_dir(name: &str) -> Option<TableDir> {
         Some((table, id))
             if is_identifier(table)
                 && id.len() == 32
-                && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
         {
             Some(TableDir {
                 table: table.to_string(),
@@ -199,7 +201,9 @@ pub fn parse_relative(rel: &Path) -> Result<DataPath, LayoutError> {
     let mut middle = &parts[2..parts.len() - 1];
     let kind = match middle.first() {
         Some(&"snapshots") => {
-            let tag = middle.get(1).ok_or_else(|| bad("snapshot file without a tag"))?;
+            let tag = middle
+                .get(1)
+                .ok_or_else(|| bad("snapshot file without a tag"))?;
             let tag = (*tag).to_string();
             middle = &middle[2..];
             PathKind::Snapshot { tag }
@@ -620,8 +624,16 @@ mod tests {
     fn system_table_ids_match_cassandra() {
         for (ks, t, id) in [
             ("system", "local", "7ad54392bcdd35a684174e047860b377"),
-            ("system_schema", "tables", "afddfb9dbc1e30688056eed6c302ba09"),
-            ("system_schema", "columns", "24101c25a2ae3af787c1b40ee1aca33f"),
+            (
+                "system_schema",
+                "tables",
+                "afddfb9dbc1e30688056eed6c302ba09",
+            ),
+            (
+                "system_schema",
+                "columns",
+                "24101c25a2ae3af787c1b40ee1aca33f",
+            ),
             ("system", "peers", "37f71aca7dc2383ba70672528af04d4f"),
             ("system", "peers_v2", "c4325fbb8e5e3bafbd070f9250ed818e"),
             ("system_auth", "roles", "5bc52802de2535edaeab188eecebb090"),
@@ -679,7 +691,9 @@ mod tests {
         assert_eq!(p.file, "nb-1-big-Data.db");
         assert_eq!(
             p.relative_path(),
-            Path::new(&format!("ks/t-{id}/snapshots/tag-1/.t_idx/nb-1-big-Data.db"))
+            Path::new(&format!(
+                "ks/t-{id}/snapshots/tag-1/.t_idx/nb-1-big-Data.db"
+            ))
         );
         let p = parse_relative(Path::new(&format!("ks/t-{id}/backups/nb-2-big-TOC.txt"))).unwrap();
         assert_eq!(p.kind, PathKind::Backups);

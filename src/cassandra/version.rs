@@ -123,7 +123,9 @@ impl ReleaseVersion {
         let num = |p: Option<&str>| -> Result<u32, VersionError> {
             match p {
                 None => Ok(0),
-                Some(s) => s.parse().map_err(|_| VersionError::Malformed(raw.to_string())),
+                Some(s) => s
+                    .parse()
+                    .map_err(|_| VersionError::Malformed(raw.to_string())),
             }
         };
         let major_text = parts.next().filter(|s| !s.is_empty());
