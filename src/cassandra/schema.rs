@@ -1,0 +1,1 @@
+//! Snapshot schema.cql: keyspace, table, `WITH ID`, and statements to re-create a table.
