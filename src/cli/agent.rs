@@ -11,6 +11,7 @@ pub struct Args {}
 
 /// Runs `cbk agent`.
 pub async fn run(_args: Args) -> miette::Result<u8> {
-    let registry = Registry::with_builtins();
+    let mut registry = Registry::with_builtins();
+    crate::agent::ops::register(&mut registry);
     Ok(serve(&registry, tokio::io::stdin(), tokio::io::stdout()).await)
 }

@@ -8,7 +8,8 @@
 
 use super::pipeline::{self, Uploaded};
 use super::{OpContext, OpError, OpResult};
-use crate::cassandra::layout::{self, SnapshotFile, TableFiles};
+use crate::cassandra::layout::{self, FoundFile, TableFiles};
+use crate::plan::model::SystemKeyspaces;
 use crate::cassandra::sstable::{DigestAlgorithm, SstableName};
 use crate::codec::Codec;
 use crate::repo::keys::{self, Identity};
@@ -18,7 +19,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// What to upload.
@@ -39,7 +40,13 @@ pub struct UploadRequest {
     pub host_id: String,
     pub source: UploadSource,
     pub data_dirs: Vec<String>,
-    pub selection: layout::Selection,
+    /// `keyspace.table` globs (by name) to include; empty = all non-system keyspaces.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub system_keyspaces: SystemKeyspaces,
     pub codec: String,
     #[serde(default)]
     pub compress_compressed: bool,
@@ -77,9 +84,9 @@ pub struct UploadResult {
 pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
     let store = cx.store()?.clone();
     let codec = Codec::parse(&req.codec).map_err(|e| OpError::fatal(e.to_string()))?;
-    let tables = collect(&req)?;
+    let tables = collect(&req, cx)?;
     let known = previous_entries(&store, req.previous_manifest.as_deref()).await?;
-    cx.total(tables.iter().flat_map(|t| &t.files).map(|f| f.size).sum());
+    cx.total(tables.iter().flat_map(|t| &t.files).map(|(_, f)| f.size).sum());
     let mut result = UploadResult { tables: tables.len(), ..Default::default() };
     for table in tables {
         let mut part = upload_table(&store, &req, codec, &table, &known, cx, &mut result).await?;
@@ -94,13 +101,48 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
     Ok(result)
 }
 
-fn collect(req: &UploadRequest) -> OpResult<Vec<TableFiles>> {
-    let dirs: Vec<&Path> = req.data_dirs.iter().map(Path::new).collect();
+/// One table's files, with its id and the index of each file's data folder.
+struct Table {
+    keyspace: String,
+    table: String,
+    id: String,
+    files: Vec<(usize, FoundFile)>,
+    schema_cql: Option<String>,
+    snapshot_manifest: Option<String>,
+}
+
+fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
+    let dirs: Vec<PathBuf> = req.data_dirs.iter().map(PathBuf::from).collect();
+    let filter = layout::TableFilter::new(&req.include, &req.exclude, req.system_keyspaces)
+        .map_err(|e| OpError::fatal(e.to_string()))?;
     let found = match &req.source {
-        UploadSource::Snapshot(tag) => layout::snapshot_files(&dirs, tag, &req.selection),
-        UploadSource::Backups => layout::backup_files(&dirs, &req.selection),
-    };
-    found.map_err(|e| OpError::fatal(e.to_string()))
+        UploadSource::Snapshot(tag) => layout::snapshot_files(&dirs, tag, &filter),
+        UploadSource::Backups => layout::backup_files(&dirs, &filter),
+    }
+    .map_err(|e| OpError::fatal(e.to_string()))?;
+    let mut out = Vec::new();
+    for t in found {
+        let TableFiles { keyspace, table, table_id, files, manifest, schema } = t;
+        let Some(id) = table_id else {
+            cx.log(format!("skipping {keyspace}.{table}: plain table folder without an id"));
+            continue;
+        };
+        let read = |p: Option<PathBuf>| p.and_then(|p| std::fs::read_to_string(p).ok());
+        let files = files
+            .into_iter()
+            .filter(|f| SstableName::parse(&f.file).is_ok())
+            .map(|f| (dirs.iter().position(|d| *d == f.data_dir).unwrap_or(0), f))
+            .collect();
+        out.push(Table {
+            keyspace,
+            table,
+            id: id.as_hex().to_string(),
+            files,
+            schema_cql: read(schema),
+            snapshot_manifest: read(manifest),
+        });
+    }
+    Ok(out)
 }
 
 /// File entries of the previous manifest, by key.
@@ -131,7 +173,7 @@ async fn upload_table(
     store: &Arc<dyn Store>,
     req: &UploadRequest,
     codec: Codec,
-    table: &TableFiles,
+    table: &Table,
     known: &HashMap<String, FileEntry>,
     cx: &OpContext,
     result: &mut UploadResult,
@@ -150,8 +192,8 @@ async fn upload_table(
         UploadSource::Backups => FileSource::Backups,
     };
     let counters = Mutex::new(result.clone());
-    let files: Vec<FileEntry> = stream::iter(table.files.iter().filter(|f| f.is_sstable_component()))
-        .map(|file| {
+    let files: Vec<FileEntry> = stream::iter(table.files.iter())
+        .map(|(dd, file)| {
             let (folder, stored, counters) = (&folder, &stored, &counters);
             async move {
                 let plan = plan_file(req, codec, &table.keyspace, folder, file)?;
@@ -172,7 +214,7 @@ async fn upload_table(
                     c.files += 1;
                     c.bytes += file.size;
                     c.skipped_files += 1;
-                    return Ok(plan.entry(file, *size, crc32, source));
+                    return Ok(plan.entry(*dd, file, *size, crc32, source));
                 }
                 let up = upload_one(store, req, &plan, file, cx).await?;
                 let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -180,7 +222,7 @@ async fn upload_table(
                 c.bytes += up.size;
                 c.uploaded_files += 1;
                 c.uploaded_bytes += up.sent;
-                Ok::<_, OpError>(plan.entry(file, up.stored_size, up.crc32, source))
+                Ok::<_, OpError>(plan.entry(*dd, file, up.stored_size, up.crc32, source))
             }
         })
         .buffer_unordered(req.file_concurrency.max(1))
@@ -208,10 +250,10 @@ struct FilePlan {
 }
 
 impl FilePlan {
-    fn entry(&self, f: &SnapshotFile, stored_size: u64, crc32: u32, source: FileSource) -> FileEntry {
+    fn entry(&self, data_dir: usize, f: &FoundFile, stored_size: u64, crc32: u32, source: FileSource) -> FileEntry {
         FileEntry {
-            path: f.rel.clone(),
-            data_dir: f.data_dir,
+            path: f.relative.clone(),
+            data_dir,
             key: self.key.clone(),
             size: f.size,
             stored_size,
@@ -227,9 +269,9 @@ fn plan_file(
     codec: Codec,
     keyspace: &str,
     folder: &str,
-    f: &SnapshotFile,
+    f: &FoundFile,
 ) -> OpResult<FilePlan> {
-    let name = SstableName::parse(&f.name).map_err(|e| OpError::fatal(e.to_string()))?;
+    let name = SstableName::parse(&f.file).map_err(|e| OpError::fatal(e.to_string()))?;
     let dir = f.path.parent().unwrap_or(Path::new("/"));
     let digest_path = dir.join(name.with_component(name.digest_component()).file_name());
     let digest = crate::cassandra::digest::read_digest_file(&digest_path).ok();
@@ -246,7 +288,7 @@ fn plan_file(
             .join(name.with_component(crate::cassandra::sstable::Component::CompressionInfo).file_name())
             .exists();
     let codec = if compressed_by_cassandra && !req.compress_compressed { Codec::None } else { codec };
-    let key = keys::component_key(&req.host_id, keyspace, folder, &f.rel, &identity, codec.extension());
+    let key = keys::component_key(&req.host_id, keyspace, folder, &f.relative, &identity, codec.extension());
     let data_digest = if is_data { digest.map(|d| (d, name.digest_algorithm())) } else { None };
     Ok(FilePlan { key, codec, data_digest })
 }
@@ -255,7 +297,7 @@ async fn upload_one(
     store: &Arc<dyn Store>,
     req: &UploadRequest,
     plan: &FilePlan,
-    file: &SnapshotFile,
+    file: &FoundFile,
     cx: &OpContext,
 ) -> OpResult<Uploaded> {
     let resume = req.resume.get(&plan.key).cloned();
@@ -306,11 +348,11 @@ async fn merge_earlier_part(store: &Arc<dyn Store>, key: &str, part: &mut TableE
 }
 
 /// Deletes local files (incremental links) whose stored copy is recorded in `part`.
-fn delete_stored(table: &TableFiles, part: &TableEntry) -> OpResult<u64> {
+fn delete_stored(table: &Table, part: &TableEntry) -> OpResult<u64> {
     let recorded: HashSet<(usize, &str)> = part.files.iter().map(|f| (f.data_dir, f.path.as_str())).collect();
     let mut n = 0;
-    for f in &table.files {
-        if recorded.contains(&(f.data_dir, f.rel.as_str())) {
+    for (dd, f) in &table.files {
+        if recorded.contains(&(*dd, f.relative.as_str())) {
             match std::fs::remove_file(&f.path) {
                 Ok(()) => n += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -48,7 +48,10 @@ pub async fn run(req: InspectRequest) -> OpResult<InspectResult> {
 }
 
 fn inspect(req: &InspectRequest) -> OpResult<InspectResult> {
-    let yaml = crate::cassandra::yaml::CassandraYaml::load(Path::new(&req.config))
+    let text = std::fs::read_to_string(&req.config)
+        .map_err(|e| OpError::fatal(format!("cannot read {}: {e}", req.config)))?;
+    let install = crate::cassandra::yaml::InstallType::default();
+    let yaml = crate::cassandra::yaml::CassandraYaml::parse(&text, &req.config, &install)
         .map_err(|e| OpError::fatal(e.to_string()))?;
     let data_dirs: Vec<String> = if req.data_dirs.is_empty() {
         yaml.data_file_directories.iter().map(|p| p.display().to_string()).collect()
@@ -89,10 +92,12 @@ fn read_dirs(p: &Path) -> Vec<(String, PathBuf)> {
 fn scan_data_dir(dir: &Path, tag: Option<&str>, result: &mut InspectResult, found: &mut bool) -> OpResult<()> {
     for (ks, ks_path) in read_dirs(dir) {
         for (folder, path) in read_dirs(&ks_path) {
-            let Some((table, id)) = crate::cassandra::layout::split_table_folder(&folder) else {
+            let Some(td) = crate::cassandra::layout::parse_table_dir(&folder) else { continue };
+            let Some(id) = td.id else {
                 result.legacy_folders.push(path.display().to_string());
                 continue;
             };
+            let (table, id) = (td.table, id.as_hex().to_string());
             let sstables = std::fs::read_dir(&path)
                 .into_iter()
                 .flatten()
@@ -111,8 +116,8 @@ fn scan_data_dir(dir: &Path, tag: Option<&str>, result: &mut InspectResult, foun
                 Some(x) => x.sstables += sstables,
                 None => result.tables.push(TableFolder {
                     keyspace: ks.clone(),
-                    table: table.to_string(),
-                    id: id.to_string(),
+                    table,
+                    id,
                     sstables,
                 }),
             }

@@ -12,22 +12,12 @@ pub mod pipeline;
 pub mod relocate;
 
 use super::protocol::AgentEvent;
+use super::serve::Registry;
+pub use super::serve::OpError;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 
-/// Why an operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct OpError {
-    pub message: String,
-    pub retryable: bool,
-}
-
 impl OpError {
-    /// A permanent failure.
-    pub fn fatal(message: impl Into<String>) -> Self {
-        OpError { message: message.into(), retryable: false }
-    }
     /// Maps a store error, keeping whether it may be retried.
     pub fn from_store(e: StoreError) -> Self {
         let retryable = matches!(e, StoreError::Request { retryable: true, .. });
@@ -75,21 +65,49 @@ impl OpContext {
     }
 }
 
-/// Runs the operation named in `op["op"]`.
-pub async fn dispatch(op: serde_json::Value, cx: &OpContext) -> OpResult<serde_json::Value> {
-    let name = op.get("op").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    fn parse<T: serde::de::DeserializeOwned>(op: serde_json::Value) -> OpResult<T> {
-        serde_json::from_value(op).map_err(|e| OpError::fatal(format!("bad request: {e}")))
-    }
-    let out = match name.as_str() {
-        "inspect" => to_json(inspect::run(parse(op)?).await?),
-        "backup_upload" => to_json(backup::run(parse(op)?, cx).await?),
-        "fetch" => to_json(fetch::run(parse(op)?, cx).await?),
-        "move" => to_json(relocate::run_move(parse(op)?, cx).await?),
-        "clear_commitlog" => to_json(relocate::run_clear_commitlog(parse(op)?).await?),
-        "cleanup" => to_json(relocate::run_cleanup(parse(op)?).await?),
-        other => return Err(OpError::fatal(format!("unknown agent operation `{other}`"))),
+/// Adds the data operations to an agent's registry.
+pub fn register(registry: &mut Registry) {
+    registry.register("inspect", |c| Box::pin(adapt(c, |op, _| async move { to_json(inspect::run(parse(op)?).await?) })));
+    registry.register("backup_upload", |c| Box::pin(adapt(c, |op, cx| async move { to_json(backup::run(parse(op)?, &cx).await?) })));
+    registry.register("fetch", |c| Box::pin(adapt(c, |op, cx| async move { to_json(fetch::run(parse(op)?, &cx).await?) })));
+    registry.register("move", |c| Box::pin(adapt(c, |op, cx| async move { to_json(relocate::run_move(parse(op)?, &cx).await?) })));
+    registry.register("clear_commitlog", |c| {
+        Box::pin(adapt(c, |op, _| async move { to_json(relocate::run_clear_commitlog(parse(op)?).await?) }))
+    });
+    registry.register("cleanup", |c| Box::pin(adapt(c, |op, _| async move { to_json(relocate::run_cleanup(parse(op)?).await?) })));
+}
+
+fn parse<T: serde::de::DeserializeOwned>(op: serde_json::Value) -> OpResult<T> {
+    serde_json::from_value(op).map_err(|e| OpError::fatal(format!("bad parameters: {e}")))
+}
+
+/// Runs an operation with a synchronous event sink whose events are written, in order, before
+/// the operation's result.
+async fn adapt<F, Fut>(ctx: super::serve::OpContext, f: F) -> OpResult<serde_json::Value>
+where
+    F: FnOnce(serde_json::Value, OpContext) -> Fut,
+    Fut: std::future::Future<Output = OpResult<serde_json::Value>>,
+{
+    let store = match &ctx.request.store {
+        Some(config) => Some(
+            crate::store::open(config, ctx.request.credentials.clone()).await.map_err(OpError::from_store)?,
+        ),
+        None => None,
     };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
+    let events = ctx.events.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if events.send(&ev).await.is_err() {
+                break;
+            }
+        }
+    });
+    let sink: EventSink = Arc::new(move |ev| {
+        let _ = tx.send(ev);
+    });
+    let out = f(ctx.request.op.clone(), OpContext { events: sink, store }).await;
+    let _ = forward.await;
     out
 }
 

@@ -310,10 +310,10 @@ fn make_plan(req: &MoveRequest, root: &Path) -> OpResult<MovePlan> {
 /// Whether an incoming sstable is the very one already live (same Data.db size and CRC32).
 fn same_sstable(incoming: &[(String, PathBuf)], live: Option<&Vec<PathBuf>>) -> OpResult<bool> {
     let Some(live) = live else { return Ok(false) };
-    let data = |paths: &mut dyn Iterator<Item = &PathBuf>| {
-        paths.find(|p| p.to_string_lossy().ends_with("-Data.db")).cloned()
-    };
-    let (Some(a), Some(b)) = (data(&mut incoming.iter().map(|(_, p)| p)), data(&mut live.iter())) else {
+    let is_data = |p: &&PathBuf| p.to_string_lossy().ends_with("-Data.db");
+    let a = incoming.iter().map(|(_, p)| p).find(is_data).cloned();
+    let b = live.iter().find(is_data).cloned();
+    let (Some(a), Some(b)) = (a, b) else {
         return Ok(false);
     };
     let ca = crc32_of(&a).map_err(|e| OpError::io(&a, e))?;
