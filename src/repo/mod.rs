@@ -14,9 +14,13 @@
 //! Each SSTable component is stored once per node: big immutable components are identified by
 //! their file name, size and the sstable's Digest value (never re-read on a repeat backup);
 //! small components that Cassandra rewrites in place (Statistics, Summary, TOC) by content.
+//! The format is documented in docs/repository.md.
 
+pub mod inventory;
 pub mod keys;
 pub mod manifest;
+pub mod prune;
+pub mod verify;
 
 pub use manifest::{Catalog, CatalogHost, FileEntry, IndexEntry, NodeManifest, ProbeInfo, TableEntry};
 

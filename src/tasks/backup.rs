@@ -68,7 +68,7 @@ pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
         host_id: info.host_id.clone(),
         dc: info.datacenter.clone().unwrap_or_default(),
         rack: info.rack.clone().unwrap_or_default(),
-        cassandra_version: version.to_string(),
+        cassandra_version: version.raw.clone(),
         tokens,
         data_dirs: disk.data_dirs,
         commitlog_dir: Some(disk.commitlog_dir),

@@ -78,7 +78,7 @@ impl Runtime {
             return Ok(t.clone());
         }
         let conn = &self.run.plan.connection;
-        let sudo = crate::remote::quote::Sudo::from_plan(conn.sudo, conn.sudo_user.as_deref());
+        let sudo = crate::remote::quote::Sudo::from_plan(conn.sudo, conn.sudo_user.as_deref()).map_err(remote_err)?;
         let t: Arc<dyn Transport> = match conn.transport {
             TransportKind::Local => {
                 let mut t = crate::remote::local::LocalTransport::new(host, sudo);
@@ -87,11 +87,9 @@ impl Runtime {
                 }
                 Arc::new(t)
             }
-            TransportKind::Ssh => Arc::new(
-                crate::remote::ssh::SshTransport::connect(conn, &self.host_spec(host))
-                    .await
-                    .map_err(remote_err)?,
-            ),
+            TransportKind::Ssh => {
+                Arc::new(crate::remote::ssh::SshTransport::from_plan(conn, &self.host_spec(host)).map_err(remote_err)?)
+            }
         };
         map.insert(host.to_string(), t.clone());
         Ok(t)

@@ -83,7 +83,7 @@ pub struct UploadResult {
 /// Runs `backup_upload`.
 pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
     let store = cx.store()?.clone();
-    let codec = Codec::parse(&req.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+    let codec: Codec = req.codec.parse().map_err(|e: crate::codec::CodecError| OpError::fatal(e.to_string()))?;
     let tables = collect(&req, cx)?;
     let known = previous_entries(&store, req.previous_manifest.as_deref()).await?;
     cx.total(tables.iter().flat_map(|t| &t.files).map(|(_, f)| f.size).sum());
@@ -257,7 +257,7 @@ impl FilePlan {
             key: self.key.clone(),
             size: f.size,
             stored_size,
-            codec: self.codec.name().to_string(),
+            codec: self.codec.to_string(),
             crc32,
             source,
         }
@@ -283,11 +283,10 @@ fn plan_file(
         Identity::Immutable { size: f.size, digest }
     };
     let is_data = name.component == crate::cassandra::sstable::Component::Data;
-    let compressed_by_cassandra = is_data
-        && dir
-            .join(name.with_component(crate::cassandra::sstable::Component::CompressionInfo).file_name())
-            .exists();
-    let codec = if compressed_by_cassandra && !req.compress_compressed { Codec::None } else { codec };
+    let has_info = dir
+        .join(name.with_component(crate::cassandra::sstable::Component::CompressionInfo).file_name())
+        .exists();
+    let codec = crate::codec::codec_for_file(codec, Some(&name.component), has_info, req.compress_compressed);
     let key = keys::component_key(&req.host_id, keyspace, folder, &f.relative, &identity, codec.extension());
     let data_digest = if is_data { digest.map(|d| (d, name.digest_algorithm())) } else { None };
     Ok(FilePlan { key, codec, data_digest })

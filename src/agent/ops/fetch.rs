@@ -5,7 +5,6 @@
 use super::pipeline::{self, Expect};
 use super::{OpContext, OpError, OpResult};
 use crate::cassandra::sstable::{Component, SstableName};
-use crate::codec::Codec;
 use crate::repo::keys::check_relative;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -55,7 +54,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
     }
     for f in &req.files {
         check_relative(&f.dest).map_err(|e| OpError::fatal(e.to_string()))?;
-        Codec::parse(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+        pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
     }
     cx.total(req.files.iter().map(|f| f.size).sum());
     let outcomes: Vec<bool> = stream::iter(&req.files)
@@ -70,7 +69,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                     cx.progress(f.size);
                     return Ok(false);
                 }
-                let codec = Codec::parse(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+                let codec = pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
                 let expect = Expect { size: f.size, crc32: f.crc32 };
                 let progress = |_n: u64| {};
                 pipeline::download_file(store, &f.key, &dest, codec, expect, &progress).await?;
