@@ -192,9 +192,10 @@ async fn upload_table(
         UploadSource::Backups => FileSource::Backups,
     };
     let counters = Mutex::new(result.clone());
-    let files: Vec<FileEntry> = stream::iter(table.files.iter())
-        .map(|(dd, file)| {
+    let files: Vec<FileEntry> = stream::iter(0..table.files.len())
+        .map(|i| {
             let (folder, stored, counters) = (&folder, &stored, &counters);
+            let (dd, file) = &table.files[i];
             async move {
                 let plan = plan_file(req, codec, &table.keyspace, folder, file)?;
                 if let Some(size) = stored.get(&plan.key) {

@@ -57,9 +57,10 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
         pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
     }
     cx.total(req.files.iter().map(|f| f.size).sum());
-    let outcomes: Vec<bool> = stream::iter(&req.files)
-        .map(|f| {
+    let outcomes: Vec<bool> = stream::iter(0..req.files.len())
+        .map(|i| {
             let (store, root) = (&store, &root);
+            let f = &req.files[i];
             async move {
                 let dest = root.join(&f.dest);
                 if let Some(parent) = dest.parent() {
@@ -77,7 +78,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                 Ok::<_, OpError>(true)
             }
         })
-        .buffer_unordered(req.file_concurrency.max(1))
+        .buffered(req.file_concurrency.max(1))
         .try_collect()
         .await?;
     let mut result = FetchResult::default();
