@@ -52,7 +52,7 @@ class Node:
         util.makedirs(state_dir())
         tmp = state_path() + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.state, f, indent=1, sort_keys=True)
+            json.dump(self.state, f, indent=1)
         os.replace(tmp, state_path())
 
     # -- config accessors ----------------------------------------------------------------------

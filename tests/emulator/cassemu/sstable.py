@@ -169,7 +169,11 @@ def new_process_lsb():
 
 
 def fixture_dir(ver, variant_seed):
+    """Pick one of the real fixture sstables of this version (env CASSEMU_VARIANT pins one)."""
     choices = profiles.FIXTURE_SSTABLES[ver]
+    pinned = os.environ.get("CASSEMU_VARIANT")
+    if pinned is not None:
+        variant_seed = int(pinned)
     return os.path.join(profiles.FIXTURES, choices[variant_seed % len(choices)])
 
 
