@@ -58,25 +58,40 @@ enum ApplyError {
     },
     #[error("`{path}` is not a saved plan: {message}")]
     BadPlan { path: String, message: String },
-    #[error("planning a TOML file inside `cbk apply` is not available in this build yet; run `cbk plan {0} --out plan.json` and apply the saved plan")]
-    CompilerUnavailable(String),
     #[error("--target/--exclude only apply to a TOML plan; a saved plan runs exactly as reviewed")]
     TargetOnSavedPlan,
 }
 
-/// Compiles a TOML plan (the planner's entry point; wired when the compiler lands).
+/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them).
 fn load_planned_run(
     path: &Path,
-    _now: jiff::Timestamp,
-    _target: &[String],
-    _exclude: &[String],
+    now: jiff::Timestamp,
+    target: &[String],
+    exclude: &[String],
 ) -> Result<PlannedRun, ApplyError> {
-    Err(ApplyError::CompilerUnavailable(path.display().to_string()))
+    let run = crate::plan::compile_file(path, now).map_err(|e| {
+        let message = match &e {
+            crate::plan::PlanError::Invalid(d) => {
+                d.render(100, crate::exec::progress::color_enabled())
+            }
+            other => other.to_string(),
+        };
+        ApplyError::BadPlan {
+            path: path.display().to_string(),
+            message,
+        }
+    })?;
+    crate::graph::select::select(run, target, exclude).map_err(|e| ApplyError::BadPlan {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The task implementations used by `cbk apply` (replaced by the task registry in `tasks`).
-fn task_runner(_run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
-    Ok(Arc::new(ExecRunner))
+fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
+    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?
+        .with_controller_exec(Arc::new(ExecRunner));
+    Ok(Arc::new(runner))
 }
 
 /// Runs `cbk apply`.
@@ -202,8 +217,10 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
 /// Second: exit at once (the journal is consistent after every record).
 fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::spawn(async move {
@@ -270,7 +287,9 @@ fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
         if r.resumed { ", resumed" } else { "" },
         elapsed.as_secs_f64()
     );
-    let section = |out: &mut std::io::StdoutLock, title: &str, pick: &dyn Fn(&TaskStatus) -> Option<String>| {
+    let section = |out: &mut std::io::StdoutLock,
+                   title: &str,
+                   pick: &dyn Fn(&TaskStatus) -> Option<String>| {
         let lines: Vec<String> = r
             .tasks
             .iter()
@@ -283,7 +302,13 @@ fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
             }
         }
     };
-    let detail = |s: &str| if s.is_empty() { String::new() } else { format!(": {s}") };
+    let detail = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(": {s}")
+        }
+    };
     section(&mut out, "Succeeded", &|s| match s {
         TaskStatus::Applied { summary } => Some(detail(summary)),
         _ => None,
@@ -411,7 +436,10 @@ impl TaskRunner for ExecRunner {
     async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
         controller_only(task)?;
         let Some(mut cmd) = command_of(task, "run")? else {
-            return Err(TaskError::fatal(format!("{}: no `run` command", task.address)));
+            return Err(TaskError::fatal(format!(
+                "{}: no `run` command",
+                task.address
+            )));
         };
         if let Some(cp) = cx.checkpoints.last(&task.address) {
             cmd.env("CBK_CHECKPOINT", cp.to_string());

@@ -276,7 +276,10 @@ mod tests {
             }
             other => panic!("expected Held, got {:?}", other.map(|l| l.info().clone())),
         }
-        assert_eq!(local_holder(&path).expect("holder").map(|h| h.id), Some(id.clone()));
+        assert_eq!(
+            local_holder(&path).expect("holder").map(|h| h.id),
+            Some(id.clone())
+        );
         assert!(matches!(
             unlock_local(&path, "nope"),
             Err(LockError::NotFound { .. })

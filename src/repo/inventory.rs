@@ -18,9 +18,15 @@ pub enum RepoError {
 }
 
 /// Reads and parses one JSON document.
-pub async fn read_json<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> Result<T, RepoError> {
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<T, RepoError> {
     let bytes = store.get_bytes(key).await?;
-    serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt { key: key.to_string(), message: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| RepoError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Every complete backup, oldest first (one listing of `index/` and one small read each).
@@ -35,11 +41,20 @@ pub async fn list_backups(store: &dyn Store) -> Result<Vec<IndexEntry>, RepoErro
 
 /// Names of runs that left scratch objects but no index entry (incomplete or in progress),
 /// with the time of their newest object.
-pub async fn incomplete_runs(store: &dyn Store, complete: &[IndexEntry]) -> Result<Vec<(String, Option<i64>)>, RepoError> {
+pub async fn incomplete_runs(
+    store: &dyn Store,
+    complete: &[IndexEntry],
+) -> Result<Vec<(String, Option<i64>)>, RepoError> {
     let done: BTreeSet<&str> = complete.iter().map(|e| e.backup.as_str()).collect();
     let mut runs: std::collections::BTreeMap<String, Option<i64>> = Default::default();
     for o in store.list("runs/").await? {
-        let Some(name) = o.key.strip_prefix("runs/").and_then(|r| r.split('/').next()) else { continue };
+        let Some(name) = o
+            .key
+            .strip_prefix("runs/")
+            .and_then(|r| r.split('/').next())
+        else {
+            continue;
+        };
         if done.contains(name) {
             continue;
         }
@@ -50,9 +65,14 @@ pub async fn incomplete_runs(store: &dyn Store, complete: &[IndexEntry]) -> Resu
 }
 
 /// The catalog and every node manifest of a backup.
-pub async fn load_backup(store: &dyn Store, name: &str) -> Result<(Catalog, Vec<NodeManifest>), RepoError> {
+pub async fn load_backup(
+    store: &dyn Store,
+    name: &str,
+) -> Result<(Catalog, Vec<NodeManifest>), RepoError> {
     let catalog: Catalog = match read_json(store, &keys::catalog_key(name)).await {
-        Err(RepoError::Store(StoreError::NotFound(_))) => return Err(RepoError::NoSuchBackup(name.to_string())),
+        Err(RepoError::Store(StoreError::NotFound(_))) => {
+            return Err(RepoError::NoSuchBackup(name.to_string()));
+        }
         other => other?,
     };
     let mut nodes = Vec::new();

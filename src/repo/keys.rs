@@ -22,9 +22,15 @@ pub enum Identity {
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Identity::Immutable { size, digest: Some(d) } => write!(f, "s{size}-d{d}"),
+            Identity::Immutable {
+                size,
+                digest: Some(d),
+            } => write!(f, "s{size}-d{d}"),
             Identity::Immutable { size, digest: None } => write!(f, "s{size}"),
-            Identity::Content { size, sha256_prefix } => write!(f, "s{size}-h{sha256_prefix}"),
+            Identity::Content {
+                size,
+                sha256_prefix,
+            } => write!(f, "s{size}-h{sha256_prefix}"),
         }
     }
 }
@@ -44,7 +50,10 @@ pub fn component_key(
     identity: &Identity,
     codec_ext: &str,
 ) -> String {
-    format!("{}{rel}/{identity}{codec_ext}", table_prefix(host_id, keyspace, table_dir))
+    format!(
+        "{}{rel}/{identity}{codec_ext}",
+        table_prefix(host_id, keyspace, table_dir)
+    )
 }
 
 /// Key of a node manifest.
@@ -96,7 +105,12 @@ pub fn part_key(backup: &str, host: &str, keyspace: &str, table: &str) -> String
 /// Checks a relative path read from backup metadata before it is joined to a local folder:
 /// no absolute paths, no `..`, no empty or `.` segments, no NUL or backslash.
 pub fn check_relative(path: &str) -> Result<(), UnsafePath> {
-    let bad = |reason| Err(UnsafePath { path: path.to_string(), reason });
+    let bad = |reason| {
+        Err(UnsafePath {
+            path: path.to_string(),
+            reason,
+        })
+    };
     if path.is_empty() {
         return bad("empty path");
     }
@@ -120,7 +134,10 @@ pub fn check_relative(path: &str) -> Result<(), UnsafePath> {
 pub fn check_segment(seg: &str) -> Result<(), UnsafePath> {
     check_relative(seg)?;
     if seg.contains('/') {
-        return Err(UnsafePath { path: seg.to_string(), reason: "`/` inside a name" });
+        return Err(UnsafePath {
+            path: seg.to_string(),
+            reason: "`/` inside a name",
+        });
     }
     Ok(())
 }
@@ -131,19 +148,34 @@ mod tests {
 
     #[test]
     fn keys_are_stable() {
-        let id = Identity::Immutable { size: 89, digest: Some(3400459090) };
+        let id = Identity::Immutable {
+            size: 89,
+            digest: Some(3400459090),
+        };
         assert_eq!(
             component_key("h1", "ks", "t-00ff", "nb-1-big-Data.db", &id, ".zst"),
             "nodes/h1/sst/ks/t-00ff/nb-1-big-Data.db/s89-d3400459090.zst"
         );
-        let c = Identity::Content { size: 10, sha256_prefix: "abcd".into() };
+        let c = Identity::Content {
+            size: 10,
+            sha256_prefix: "abcd".into(),
+        };
         assert_eq!(c.to_string(), "s10-habcd");
         assert_eq!(node_manifest_key("h1", "b1"), "nodes/h1/manifests/b1.json");
     }
 
     #[test]
     fn hostile_paths_are_refused() {
-        for p in ["/etc/passwd", "../x", "a/../b", "a//b", "", "./a", "a\\b", "a\0b"] {
+        for p in [
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "",
+            "./a",
+            "a\\b",
+            "a\0b",
+        ] {
             assert!(check_relative(p).is_err(), "{p:?} accepted");
         }
         for p in ["nb-1-big-Data.db", ".idx/nb-1-big-Data.db", "a/b/c"] {

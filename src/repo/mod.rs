@@ -22,7 +22,9 @@ pub mod manifest;
 pub mod prune;
 pub mod verify;
 
-pub use manifest::{Catalog, CatalogHost, FileEntry, IndexEntry, NodeManifest, ProbeInfo, TableEntry};
+pub use manifest::{
+    Catalog, CatalogHost, FileEntry, IndexEntry, NodeManifest, ProbeInfo, TableEntry,
+};
 
 /// Version of the repository format.
 pub const REPO_FORMAT_VERSION: u32 = 1;

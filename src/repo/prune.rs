@@ -23,7 +23,10 @@ pub struct PruneReport {
 
 /// Names of the snapshot backups a policy keeps (incrementals follow their base).
 pub fn keep_set(entries: &[IndexEntry], policy: &Retention) -> BTreeSet<String> {
-    let mut snaps: Vec<&IndexEntry> = entries.iter().filter(|e| e.kind == BackupKind::Snapshot).collect();
+    let mut snaps: Vec<&IndexEntry> = entries
+        .iter()
+        .filter(|e| e.kind == BackupKind::Snapshot)
+        .collect();
     snaps.sort_by(|a, b| b.created.cmp(&a.created));
     let mut keep = BTreeSet::new();
     if let Some(newest) = snaps.first() {
@@ -33,9 +36,16 @@ pub fn keep_set(entries: &[IndexEntry], policy: &Retention) -> BTreeSet<String> 
         keep.extend(snaps.iter().take(n as usize).map(|e| e.backup.clone()));
     }
     let bucket = |e: &IndexEntry, fmt: &str| -> String {
-        e.created.parse::<jiff::Timestamp>().map(|t| t.strftime(fmt).to_string()).unwrap_or_default()
+        e.created
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.strftime(fmt).to_string())
+            .unwrap_or_default()
     };
-    for (n, fmt) in [(policy.keep_daily, "%Y-%m-%d"), (policy.keep_weekly, "%G-W%V"), (policy.keep_monthly, "%Y-%m")] {
+    for (n, fmt) in [
+        (policy.keep_daily, "%Y-%m-%d"),
+        (policy.keep_weekly, "%G-W%V"),
+        (policy.keep_monthly, "%Y-%m"),
+    ] {
         let Some(n) = n else { continue };
         let mut seen = BTreeSet::new();
         for e in &snaps {
@@ -57,7 +67,11 @@ fn parse_grace(policy: &Retention) -> i64 {
     policy
         .grace
         .as_deref()
-        .and_then(|g| g.parse::<jiff::SignedDuration>().ok().or_else(|| parse_simple_duration(g)))
+        .and_then(|g| {
+            g.parse::<jiff::SignedDuration>()
+                .ok()
+                .or_else(|| parse_simple_duration(g))
+        })
         .map(|d| d.as_secs())
         .unwrap_or(24 * 3600)
 }
@@ -78,12 +92,19 @@ fn parse_simple_duration(s: &str) -> Option<jiff::SignedDuration> {
 }
 
 /// Applies `policy` to the repository.
-pub async fn prune(store: &dyn Store, policy: &Retention, dry_run: bool) -> Result<PruneReport, RepoError> {
+pub async fn prune(
+    store: &dyn Store,
+    policy: &Retention,
+    dry_run: bool,
+) -> Result<PruneReport, RepoError> {
     let now = jiff::Timestamp::now().as_second();
     let grace = parse_grace(policy);
     let entries = list_backups(store).await?;
     let keep = keep_set(&entries, policy);
-    let mut report = PruneReport { dry_run, ..Default::default() };
+    let mut report = PruneReport {
+        dry_run,
+        ..Default::default()
+    };
     let mut host_ids: BTreeSet<String> = BTreeSet::new();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut doomed: Vec<String> = Vec::new();
@@ -94,7 +115,11 @@ pub async fn prune(store: &dyn Store, policy: &Retention, dry_run: bool) -> Resu
             report.kept.push(e.backup.clone());
             for h in &catalog.hosts {
                 let m: NodeManifest = read_json(store, &h.manifest).await?;
-                referenced.extend(m.tables.iter().flat_map(|t| t.files.iter().map(|f| f.key.clone())));
+                referenced.extend(
+                    m.tables
+                        .iter()
+                        .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
+                );
             }
         } else {
             report.deleted_backups.push(e.backup.clone());
@@ -102,7 +127,13 @@ pub async fn prune(store: &dyn Store, policy: &Retention, dry_run: bool) -> Resu
             doomed.push(keys::index_key(&e.backup));
             doomed.push(keys::catalog_key(&e.backup));
             doomed.extend(catalog.hosts.iter().map(|h| h.manifest.clone()));
-            doomed.extend(store.list(&keys::run_prefix(&e.backup)).await?.into_iter().map(|o| o.key));
+            doomed.extend(
+                store
+                    .list(&keys::run_prefix(&e.backup))
+                    .await?
+                    .into_iter()
+                    .map(|o| o.key),
+            );
         }
     }
     // Runs without an index entry: protect what young ones uploaded, clean up old ones.
@@ -175,14 +206,27 @@ mod tests {
         let mut e = Vec::new();
         for d in 1..=20 {
             for h in [0, 12] {
-                e.push(snap(&format!("b{d:02}{h:02}"), &format!("2026-03-{d:02}T{h:02}:00:00Z")));
+                e.push(snap(
+                    &format!("b{d:02}{h:02}"),
+                    &format!("2026-03-{d:02}T{h:02}:00:00Z"),
+                ));
             }
         }
-        let p = Retention { keep_last: Some(2), keep_daily: Some(3), ..Default::default() };
+        let p = Retention {
+            keep_last: Some(2),
+            keep_daily: Some(3),
+            ..Default::default()
+        };
         let k = keep_set(&e, &p);
         // last 2: b2012, b2000; daily 3: newest of 20th, 19th, 18th
-        assert_eq!(k.into_iter().collect::<Vec<_>>(), vec!["b1812", "b1912", "b2000", "b2012"]);
-        let p = Retention { keep_weekly: Some(2), ..Default::default() };
+        assert_eq!(
+            k.into_iter().collect::<Vec<_>>(),
+            vec!["b1812", "b1912", "b2000", "b2012"]
+        );
+        let p = Retention {
+            keep_weekly: Some(2),
+            ..Default::default()
+        };
         let k = keep_set(&e, &p);
         // 2026-03-20 is in ISO week 12 (16th..22nd), week 11 is 9th..15th
         assert_eq!(k.into_iter().collect::<Vec<_>>(), vec!["b1512", "b2012"]);
@@ -190,14 +234,29 @@ mod tests {
 
     #[test]
     fn incrementals_follow_their_base() {
-        let mut e = vec![snap("a", "2026-01-01T00:00:00Z"), snap("b", "2026-01-02T00:00:00Z")];
+        let mut e = vec![
+            snap("a", "2026-01-01T00:00:00Z"),
+            snap("b", "2026-01-02T00:00:00Z"),
+        ];
         let mut inc = snap("a1", "2026-01-01T06:00:00Z");
         inc.kind = BackupKind::Incremental;
         inc.base = Some("a".into());
         e.push(inc);
-        let k = keep_set(&e, &Retention { keep_last: Some(1), ..Default::default() });
+        let k = keep_set(
+            &e,
+            &Retention {
+                keep_last: Some(1),
+                ..Default::default()
+            },
+        );
         assert!(!k.contains("a1") && k.contains("b"));
-        let k = keep_set(&e, &Retention { keep_last: Some(2), ..Default::default() });
+        let k = keep_set(
+            &e,
+            &Retention {
+                keep_last: Some(2),
+                ..Default::default()
+            },
+        );
         assert!(k.contains("a1"));
     }
 }

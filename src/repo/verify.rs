@@ -26,12 +26,27 @@ pub struct Report {
 }
 
 /// Verifies `name`; problems are collected, not returned as errors.
-pub async fn verify(store: Arc<dyn Store>, name: &str, deep: bool, concurrency: usize) -> Result<Report, RepoError> {
+pub async fn verify(
+    store: Arc<dyn Store>,
+    name: &str,
+    deep: bool,
+    concurrency: usize,
+) -> Result<Report, RepoError> {
     let (_catalog, nodes) = load_backup(store.as_ref(), name).await?;
-    let mut report = Report { backup: name.to_string(), deep, ..Default::default() };
+    let mut report = Report {
+        backup: name.to_string(),
+        deep,
+        ..Default::default()
+    };
     let files: Vec<(String, FileEntry)> = nodes
         .iter()
-        .flat_map(|n| n.tables.iter().flat_map(move |t| t.files.iter().map(move |f| (n.node.host.clone(), f.clone()))))
+        .flat_map(|n| {
+            n.tables.iter().flat_map(move |t| {
+                t.files
+                    .iter()
+                    .map(move |f| (n.node.host.clone(), f.clone()))
+            })
+        })
         .collect();
     let checks = stream::iter(files)
         .map(|(host, f)| {
@@ -48,7 +63,11 @@ pub async fn verify(store: Arc<dyn Store>, name: &str, deep: bool, concurrency: 
         report.files += 1;
         report.bytes += f.size;
         if let Err(message) = r {
-            report.problems.push(Problem { host, key: f.key, message });
+            report.problems.push(Problem {
+                host,
+                key: f.key,
+                message,
+            });
         }
     }
     report.problems.sort_by(|a, b| a.key.cmp(&b.key));
@@ -57,22 +76,31 @@ pub async fn verify(store: Arc<dyn Store>, name: &str, deep: bool, concurrency: 
 
 async fn check_file(store: &Arc<dyn Store>, f: &FileEntry, deep: bool) -> Result<(), String> {
     let meta = store.head(&f.key).await.map_err(|e| e.to_string())?;
-    let Some(meta) = meta else { return Err("object is missing".into()) };
+    let Some(meta) = meta else {
+        return Err("object is missing".into());
+    };
     if meta.size != f.stored_size {
-        return Err(format!("object has {} bytes, the manifest records {}", meta.size, f.stored_size));
+        return Err(format!(
+            "object has {} bytes, the manifest records {}",
+            meta.size, f.stored_size
+        ));
     }
     if !deep {
         return Ok(());
     }
     let codec = crate::agent::ops::pipeline::stored_codec(&f.codec).map_err(|e| e.to_string())?;
     let limit = f.size;
-    let (size, crc) = crate::agent::ops::pipeline::decode_object(store, &f.key, codec, &|_| {}, move |r| {
-        crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit))
-    })
-    .await
-    .map_err(|(e, _)| e)?;
+    let (size, crc) =
+        crate::agent::ops::pipeline::decode_object(store, &f.key, codec, &|_| {}, move |r| {
+            crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit))
+        })
+        .await
+        .map_err(|(e, _)| e)?;
     if size != f.size {
-        return Err(format!("decompressed to {size} bytes, the manifest records {}", f.size));
+        return Err(format!(
+            "decompressed to {size} bytes, the manifest records {}",
+            f.size
+        ));
     }
     if crc != f.crc32 {
         return Err(format!("CRC32 is {crc}, the manifest records {}", f.crc32));

@@ -8,17 +8,27 @@ use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
 use crate::plan::model::{BackupConfig, BackupMode};
 use crate::repo::keys;
-use crate::repo::manifest::{BackupKind, Catalog, CatalogHost, IndexEntry, NodeManifest, ProbeInfo, TableEntry, Totals};
+use crate::repo::manifest::{
+    BackupKind, Catalog, CatalogHost, IndexEntry, NodeManifest, ProbeInfo, TableEntry, Totals,
+};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 
 fn backup_config(rt: &Runtime) -> Result<&BackupConfig, TaskError> {
-    rt.run.plan.backup.as_ref().ok_or_else(|| TaskError::fatal("the plan has no [backup] section"))
+    rt.run
+        .plan
+        .backup
+        .as_ref()
+        .ok_or_else(|| TaskError::fatal("the plan has no [backup] section"))
 }
 
 /// The backup's name (the rendered template, captured when the plan was made).
 pub fn backup_name(rt: &Runtime) -> Result<String, TaskError> {
-    rt.run.inputs.backup_name.clone().ok_or_else(|| TaskError::fatal("the plan has no rendered backup name"))
+    rt.run
+        .inputs
+        .backup_name
+        .clone()
+        .ok_or_else(|| TaskError::fatal("the plan has no rendered backup name"))
 }
 
 fn kind(rt: &Runtime) -> BackupKind {
@@ -32,9 +42,14 @@ fn json<T: serde::Serialize>(v: &T) -> bytes::Bytes {
     serde_json::to_vec_pretty(v).unwrap_or_default().into()
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(store: &Arc<dyn Store>, key: &str) -> Result<Option<T>, TaskError> {
+async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &Arc<dyn Store>,
+    key: &str,
+) -> Result<Option<T>, TaskError> {
     match store.get_bytes(key).await {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| TaskError::fatal(format!("`{key}` is unreadable: {e}"))),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| TaskError::fatal(format!("`{key}` is unreadable: {e}"))),
         Err(StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(store_err(e)),
     }
@@ -44,14 +59,25 @@ async fn get_json<T: serde::de::DeserializeOwned>(store: &Arc<dyn Store>, key: &
 pub async fn probe_info(rt: &Runtime, host: &str) -> Result<ProbeInfo, TaskError> {
     let store = rt.store().await?;
     let key = keys::probe_key(&backup_name(rt)?, host);
-    get_json(&store, &key).await?.ok_or_else(|| TaskError::fatal(format!("probe results of {host} are missing (`{key}`)")))
+    get_json(&store, &key)
+        .await?
+        .ok_or_else(|| TaskError::fatal(format!("probe results of {host} are missing (`{key}`)")))
 }
 
 /// `probe[HOST]`: host id, dc/rack, version, tokens and folders; stored for the later tasks.
 pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
-    let info = nodetool::parse_info(&node::nodetool(rt, host, &["info".into()]).await.map_err(nt_err)?).map_err(nt_err)?;
-    let version = nodetool::parse_version(&node::nodetool(rt, host, &["version".into()]).await.map_err(nt_err)?)
-        .map_err(nt_err)?;
+    let info = nodetool::parse_info(
+        &node::nodetool(rt, host, &["info".into()])
+            .await
+            .map_err(nt_err)?,
+    )
+    .map_err(nt_err)?;
+    let version = nodetool::parse_version(
+        &node::nodetool(rt, host, &["version".into()])
+            .await
+            .map_err(nt_err)?,
+    )
+    .map_err(nt_err)?;
     let tokens = match node::nodetool(rt, host, &["info".into(), "-T".into()]).await {
         Ok(out) => out
             .lines()
@@ -77,10 +103,16 @@ pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
         && rt.run.plan.storage.is_some()
     {
         let store = rt.store().await?;
-        store.put_bytes(&keys::probe_key(name, host), json(&probe)).await.map_err(store_err)?;
+        store
+            .put_bytes(&keys::probe_key(name, host), json(&probe))
+            .await
+            .map_err(store_err)?;
     }
     Ok(Outcome {
-        summary: format!("Cassandra {} host id {} ({}/{})", probe.cassandra_version, probe.host_id, probe.dc, probe.rack),
+        summary: format!(
+            "Cassandra {} host id {} ({}/{})",
+            probe.cassandra_version, probe.host_id, probe.dc, probe.rack
+        ),
         data: serde_json::to_value(&probe).unwrap_or_default(),
     })
 }
@@ -112,11 +144,18 @@ pub async fn flush(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
         args.extend(ks);
     }
     node::nodetool(rt, host, &args).await.map_err(nt_err)?;
-    Ok(Outcome { summary: "memtables flushed".into(), data: serde_json::Value::Null })
+    Ok(Outcome {
+        summary: "memtables flushed".into(),
+        data: serde_json::Value::Null,
+    })
 }
 
 /// `snapshot[HOST]` is satisfied when the tag is already on disk.
-pub async fn snapshot_check(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Check, TaskError> {
+pub async fn snapshot_check(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+) -> Result<Check, TaskError> {
     let tag = backup_name(rt)?;
     let disk = node::inspect(rt, host, Some(&tag)).await?;
     Ok(if disk.snapshot_present == Some(true) {
@@ -130,16 +169,27 @@ pub async fn snapshot_check(rt: &Runtime, _task: &PlannedTask, host: &str) -> Re
 pub async fn snapshot(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     let cfg = backup_config(rt)?;
     let tag = backup_name(rt)?;
-    let version = nodetool::parse_version(&node::nodetool(rt, host, &["version".into()]).await.map_err(nt_err)?)
-        .map_err(nt_err)?;
-    let profile = version.profile().map_err(|e| TaskError::fatal(e.to_string()))?;
+    let version = nodetool::parse_version(
+        &node::nodetool(rt, host, &["version".into()])
+            .await
+            .map_err(nt_err)?,
+    )
+    .map_err(nt_err)?;
+    let profile = version
+        .profile()
+        .map_err(|e| TaskError::fatal(e.to_string()))?;
     let targets = SnapshotTargets::Keyspaces(snapshot_keyspaces(cfg));
-    let args = nodetool::snapshot_args(profile, &tag, &targets, cfg.flush == Some(false), None).map_err(nt_err)?;
+    let args = nodetool::snapshot_args(profile, &tag, &targets, cfg.flush == Some(false), None)
+        .map_err(nt_err)?;
     match node::nodetool(rt, host, &args).await {
-        Ok(_) => Ok(Outcome { summary: format!("snapshot {tag} taken"), data: serde_json::Value::Null }),
-        Err(NodetoolError::SnapshotExists { .. }) => {
-            Ok(Outcome { summary: format!("snapshot {tag} already existed"), data: serde_json::Value::Null })
-        }
+        Ok(_) => Ok(Outcome {
+            summary: format!("snapshot {tag} taken"),
+            data: serde_json::Value::Null,
+        }),
+        Err(NodetoolError::SnapshotExists { .. }) => Ok(Outcome {
+            summary: format!("snapshot {tag} already existed"),
+            data: serde_json::Value::Null,
+        }),
         Err(e) => Err(nt_err(e)),
     }
 }
@@ -147,31 +197,57 @@ pub async fn snapshot(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
 /// Include patterns of one upload task (`params.include`), else the plan's.
 fn task_include(task: &PlannedTask, cfg: &BackupConfig) -> Vec<String> {
     if let Some(list) = task.params.get("include").and_then(|v| v.as_array()) {
-        return list.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+        return list
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
     }
     if let Some(p) = task.params.get("pattern").and_then(|v| v.as_str()) {
         return vec![p.to_string()];
     }
-    if let (Some(k), Some(t)) = (task.params.get("keyspace").and_then(|v| v.as_str()), task.params.get("table").and_then(|v| v.as_str())) {
+    if let (Some(k), Some(t)) = (
+        task.params.get("keyspace").and_then(|v| v.as_str()),
+        task.params.get("table").and_then(|v| v.as_str()),
+    ) {
         return vec![format!("{k}.{t}")];
     }
     cfg.include.clone()
 }
 
 /// The newest node manifest of a host (other than `except`), by name (names sort by time).
-async fn latest_manifest(store: &Arc<dyn Store>, host_id: &str, except: &str) -> Result<Option<String>, TaskError> {
-    let list = store.list(&keys::node_manifests_prefix(host_id)).await.map_err(store_err)?;
-    Ok(list.into_iter().map(|o| o.key).filter(|k| k != &keys::node_manifest_key(host_id, except)).max())
+async fn latest_manifest(
+    store: &Arc<dyn Store>,
+    host_id: &str,
+    except: &str,
+) -> Result<Option<String>, TaskError> {
+    let list = store
+        .list(&keys::node_manifests_prefix(host_id))
+        .await
+        .map_err(store_err)?;
+    Ok(list
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k != &keys::node_manifest_key(host_id, except))
+        .max())
 }
 
 /// `upload[HOST/...]` and `upload_incremental[HOST]`: the agent stores the files.
-pub async fn upload(rt: &Runtime, task: &PlannedTask, host: &str, cx: &TaskContext) -> Result<Outcome, TaskError> {
+pub async fn upload(
+    rt: &Runtime,
+    task: &PlannedTask,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Outcome, TaskError> {
     let cfg = backup_config(rt)?;
     let name = backup_name(rt)?;
     let probe = probe_info(rt, host).await?;
     let store = rt.store().await?;
     let incremental = task.kind == TaskKind::UploadIncremental;
-    let resume = cx.checkpoints.last(&task.address).and_then(|v| v.get("multipart").cloned()).unwrap_or_default();
+    let resume = cx
+        .checkpoints
+        .last(&task.address)
+        .and_then(|v| v.get("multipart").cloned())
+        .unwrap_or_else(|| serde_json::json!({}));
     let op = serde_json::json!({
         "op": "backup_upload",
         "backup": name,
@@ -205,9 +281,15 @@ pub async fn upload(rt: &Runtime, task: &PlannedTask, host: &str, cx: &TaskConte
 }
 
 /// `manifest[HOST]` is satisfied when the node manifest exists.
-pub async fn manifest_check(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Check, TaskError> {
+pub async fn manifest_check(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+) -> Result<Check, TaskError> {
     let store = rt.store().await?;
-    let Some(probe) = get_json::<ProbeInfo>(&store, &keys::probe_key(&backup_name(rt)?, host)).await? else {
+    let Some(probe) =
+        get_json::<ProbeInfo>(&store, &keys::probe_key(&backup_name(rt)?, host)).await?
+    else {
         return Ok(Check::Needed);
     };
     let key = keys::node_manifest_key(&probe.host_id, &backup_name(rt)?);
@@ -238,7 +320,11 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     let store = rt.store().await?;
     let probe = probe_info(rt, host).await?;
     let mut tables: Vec<TableEntry> = Vec::new();
-    for o in store.list(&keys::parts_prefix(&name, host)).await.map_err(store_err)? {
+    for o in store
+        .list(&keys::parts_prefix(&name, host))
+        .await
+        .map_err(store_err)?
+    {
         if let Some(t) = get_json::<TableEntry>(&store, &o.key).await? {
             tables.push(t);
         }
@@ -266,13 +352,22 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     let key = keys::node_manifest_key(&probe.host_id, &name);
     store.put_bytes(&key, json(&m)).await.map_err(store_err)?;
     Ok(Outcome {
-        summary: format!("node manifest {key}: {} tables, {} files, {} bytes", m.tables.len(), totals.files, totals.bytes),
+        summary: format!(
+            "node manifest {key}: {} tables, {} files, {} bytes",
+            m.tables.len(),
+            totals.files,
+            totals.bytes
+        ),
         data: serde_json::json!({ "key": key }),
     })
 }
 
 /// `clear_snapshot[HOST]` is satisfied when the tag is gone.
-pub async fn clear_snapshot_check(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Check, TaskError> {
+pub async fn clear_snapshot_check(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+) -> Result<Check, TaskError> {
     let tag = backup_name(rt)?;
     let disk = node::inspect(rt, host, Some(&tag)).await?;
     Ok(if disk.snapshot_present == Some(false) {
@@ -283,11 +378,18 @@ pub async fn clear_snapshot_check(rt: &Runtime, _task: &PlannedTask, host: &str)
 }
 
 /// `clear_snapshot[HOST]`: `nodetool clearsnapshot -t NAME` (never without a tag).
-pub async fn clear_snapshot(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
+pub async fn clear_snapshot(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+) -> Result<Outcome, TaskError> {
     let tag = backup_name(rt)?;
     let args = nodetool::clearsnapshot_args(&tag, &[]).map_err(nt_err)?;
     node::nodetool(rt, host, &args).await.map_err(nt_err)?;
-    Ok(Outcome { summary: format!("snapshot {tag} cleared"), data: serde_json::Value::Null })
+    Ok(Outcome {
+        summary: format!("snapshot {tag} cleared"),
+        data: serde_json::Value::Null,
+    })
 }
 
 /// `catalog` is satisfied when the catalog exists.
@@ -311,14 +413,21 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         let host = h.spec().name;
         let probe = probe_info(rt, &host).await?;
         let key = keys::node_manifest_key(&probe.host_id, &name);
-        let m: NodeManifest = get_json(&store, &key)
-            .await?
-            .ok_or_else(|| TaskError::fatal(format!("node manifest of {host} is missing (`{key}`)")))?;
+        let m: NodeManifest = get_json(&store, &key).await?.ok_or_else(|| {
+            TaskError::fatal(format!("node manifest of {host} is missing (`{key}`)"))
+        })?;
         totals.files += m.totals.files;
         totals.bytes += m.totals.bytes;
         totals.stored_bytes += m.totals.stored_bytes;
         base = base.or(m.base.clone());
-        hosts.push(CatalogHost { name: host, host_id: probe.host_id, dc: probe.dc, rack: probe.rack, manifest: key, totals: m.totals });
+        hosts.push(CatalogHost {
+            name: host,
+            host_id: probe.host_id,
+            dc: probe.dc,
+            rack: probe.rack,
+            manifest: key,
+            totals: m.totals,
+        });
     }
     let c = Catalog {
         format: crate::repo::REPO_FORMAT_VERSION,
@@ -334,11 +443,25 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         totals: totals.clone(),
     };
     let marker = serde_json::json!({"format": "cbk-repository", "version": crate::repo::REPO_FORMAT_VERSION});
-    store.put_if_absent(keys::FORMAT_KEY, json(&marker)).await.map_err(store_err)?;
-    store.put_bytes(&keys::catalog_key(&name), json(&c)).await.map_err(store_err)?;
-    store.put_bytes(&keys::index_key(&name), json(&IndexEntry::from(&c))).await.map_err(store_err)?;
+    store
+        .put_if_absent(keys::FORMAT_KEY, json(&marker))
+        .await
+        .map_err(store_err)?;
+    store
+        .put_bytes(&keys::catalog_key(&name), json(&c))
+        .await
+        .map_err(store_err)?;
+    store
+        .put_bytes(&keys::index_key(&name), json(&IndexEntry::from(&c)))
+        .await
+        .map_err(store_err)?;
     Ok(Outcome {
-        summary: format!("backup {name} complete: {} hosts, {} files, {} bytes", c.hosts.len(), totals.files, totals.bytes),
+        summary: format!(
+            "backup {name} complete: {} hosts, {} files, {} bytes",
+            c.hosts.len(),
+            totals.files,
+            totals.bytes
+        ),
         data: serde_json::Value::Null,
     })
 }

@@ -19,17 +19,34 @@ pub async fn nodetool(rt: &Runtime, host: &str, args: &[String]) -> Result<Strin
 }
 
 /// Runs `nodetool ARGS` and returns the raw output (for calls whose failure is an answer).
-pub async fn nodetool_raw(rt: &Runtime, host: &str, args: &[String]) -> Result<Output, NodetoolError> {
+pub async fn nodetool_raw(
+    rt: &Runtime,
+    host: &str,
+    args: &[String],
+) -> Result<Output, NodetoolError> {
     let tool = Nodetool::from_config(&rt.run.plan.cassandra)?;
     let argv = tool.argv(args);
-    let t = rt.transport(host).await.map_err(|e| NodetoolError::Failed {
+    let t = rt
+        .transport(host)
+        .await
+        .map_err(|e| NodetoolError::Failed {
+            host: host.to_string(),
+            code: -1,
+            message: e.message,
+        })?;
+    let cmd = Cmd::new(argv[0].clone())
+        .args(argv[1..].iter().cloned())
+        .idempotent();
+    let cmd = if rt.run.plan.connection.sudo {
+        cmd.sudo()
+    } else {
+        cmd
+    };
+    t.exec(&cmd).await.map_err(|e| NodetoolError::Failed {
         host: host.to_string(),
         code: -1,
-        message: e.message,
-    })?;
-    let cmd = Cmd::new(argv[0].clone()).args(argv[1..].iter().cloned()).idempotent();
-    let cmd = if rt.run.plan.connection.sudo { cmd.sudo() } else { cmd };
-    t.exec(&cmd).await.map_err(|e| NodetoolError::Failed { host: host.to_string(), code: -1, message: e.to_string() })
+        message: e.to_string(),
+    })
 }
 
 /// Maps a nodetool error to a task error.
@@ -58,11 +75,15 @@ pub async fn run_plan_command(
     let t = rt.transport(host).await?;
     let mut cmd = match spec {
         CommandSpec::Shell(s) if extra.is_empty() => Cmd::shell(s.clone()),
-        CommandSpec::Shell(s) => {
-            Cmd::new("sh").args(["-c".to_string(), format!("{s} \"$@\""), "cbk".to_string()]).args(extra.iter().cloned())
+        CommandSpec::Shell(s) => Cmd::new("sh")
+            .args(["-c".to_string(), format!("{s} \"$@\""), "cbk".to_string()])
+            .args(extra.iter().cloned()),
+        CommandSpec::Argv(v) if v.is_empty() => {
+            return Err(TaskError::fatal("empty command in the plan"));
         }
-        CommandSpec::Argv(v) if v.is_empty() => return Err(TaskError::fatal("empty command in the plan")),
-        CommandSpec::Argv(v) => Cmd::new(v[0].clone()).args(v[1..].iter().cloned()).args(extra.iter().cloned()),
+        CommandSpec::Argv(v) => Cmd::new(v[0].clone())
+            .args(v[1..].iter().cloned())
+            .args(extra.iter().cloned()),
     };
     if rt.run.plan.connection.sudo {
         cmd = cmd.sudo();
@@ -88,15 +109,28 @@ pub async fn run_checked(
     let out = run_plan_command(rt, host, spec, extra, stdin, None).await?;
     if out.code != 0 {
         let err = out.stderr_str();
-        let msg = if err.trim().is_empty() { out.stdout_str() } else { err };
-        return Err(TaskError::fatal(format!("{what} on {host} exited with {}: {}", out.code, msg.trim())));
+        let msg = if err.trim().is_empty() {
+            out.stdout_str()
+        } else {
+            err
+        };
+        return Err(TaskError::fatal(format!(
+            "{what} on {host} exited with {}: {}",
+            out.code,
+            msg.trim()
+        )));
     }
     Ok(out)
 }
 
 /// Path of cassandra.yaml on the nodes.
 pub fn config_path(rt: &Runtime) -> String {
-    rt.run.plan.cassandra.config.clone().unwrap_or_else(|| DEFAULT_CONFIG.to_string())
+    rt.run
+        .plan
+        .cassandra
+        .config
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONFIG.to_string())
 }
 
 /// Runs an agent operation on `host`: progress goes to the bars, checkpoints to the journal
@@ -108,16 +142,25 @@ pub async fn agent(
     cx: Option<(&TaskContext, &str)>,
 ) -> Result<serde_json::Value, TaskError> {
     let t = rt.transport(host).await?;
-    let needs_store = matches!(op.get("op").and_then(|v| v.as_str()), Some("backup_upload" | "fetch"));
+    let needs_store = matches!(
+        op.get("op").and_then(|v| v.as_str()),
+        Some("backup_upload" | "fetch")
+    );
     let request = rt.agent_request(op, needs_store);
     let mut session = t.agent(&request).await.map_err(remote_err)?;
     let mut result = None;
     let mut saved: serde_json::Map<String, serde_json::Value> = match cx {
-        Some((cx, addr)) => cx.checkpoints.last(addr).and_then(|v| v.as_object().cloned()).unwrap_or_default(),
+        Some((cx, addr)) => cx
+            .checkpoints
+            .last(addr)
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default(),
         None => Default::default(),
     };
     while let Some(ev) = session.next_event().await.map_err(remote_err)? {
-        let Ok(ev) = serde_json::from_value::<AgentEvent>(ev) else { continue };
+        let Ok(ev) = serde_json::from_value::<AgentEvent>(ev) else {
+            continue;
+        };
         match ev {
             AgentEvent::Hello { .. } => {}
             AgentEvent::Total { bytes } => {
@@ -145,21 +188,35 @@ pub async fn agent(
             }
             AgentEvent::Result { data } => result = Some(Ok(data)),
             AgentEvent::Error { message, retryable } => {
-                result = Some(Err(TaskError { message: format!("on {host}: {message}"), retryable }))
+                result = Some(Err(TaskError {
+                    message: format!("on {host}: {message}"),
+                    retryable,
+                }))
             }
         }
     }
     let code = session.finish().await.map_err(remote_err)?;
     result.unwrap_or_else(|| {
-        Err(TaskError::transient(format!("the agent on {host} ended without a result (exit {code})")))
+        Err(TaskError::transient(format!(
+            "the agent on {host} ended without a result (exit {code})"
+        )))
     })
 }
 
 /// Multipart checkpoints are kept per object key: `{"multipart": {KEY: state}}`.
-fn merge_checkpoint(saved: &mut serde_json::Map<String, serde_json::Value>, new: &serde_json::Map<String, serde_json::Value>) {
+fn merge_checkpoint(
+    saved: &mut serde_json::Map<String, serde_json::Value>,
+    new: &serde_json::Map<String, serde_json::Value>,
+) {
     if let Some(state) = new.get("multipart") {
-        let key = state.get("key").and_then(|k| k.as_str()).unwrap_or_default().to_string();
-        let entry = saved.entry("multipart").or_insert_with(|| serde_json::json!({}));
+        let key = state
+            .get("key")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let entry = saved
+            .entry("multipart")
+            .or_insert_with(|| serde_json::json!({}));
         if let Some(map) = entry.as_object_mut() {
             map.insert(key, state.clone());
         }
@@ -180,5 +237,6 @@ pub async fn inspect(
         "snapshot_tag": snapshot_tag,
     });
     let v = agent(rt, host, op, None).await?;
-    serde_json::from_value(v).map_err(|e| TaskError::fatal(format!("bad inspect result from {host}: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| TaskError::fatal(format!("bad inspect result from {host}: {e}")))
 }

@@ -9,9 +9,9 @@
 use super::pipeline::{self, Uploaded};
 use super::{OpContext, OpError, OpResult};
 use crate::cassandra::layout::{self, FoundFile, TableFiles};
-use crate::plan::model::SystemKeyspaces;
 use crate::cassandra::sstable::{DigestAlgorithm, SstableName};
 use crate::codec::Codec;
+use crate::plan::model::SystemKeyspaces;
 use crate::repo::keys::{self, Identity};
 use crate::repo::manifest::{FileEntry, FileSource, NodeManifest, TableEntry};
 use crate::store::{CheckpointSink, MultipartState, Store};
@@ -83,17 +83,32 @@ pub struct UploadResult {
 /// Runs `backup_upload`.
 pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
     let store = cx.store()?.clone();
-    let codec: Codec = req.codec.parse().map_err(|e: crate::codec::CodecError| OpError::fatal(e.to_string()))?;
+    let codec: Codec = req
+        .codec
+        .parse()
+        .map_err(|e: crate::codec::CodecError| OpError::fatal(e.to_string()))?;
     let tables = collect(&req, cx)?;
     let known = previous_entries(&store, req.previous_manifest.as_deref()).await?;
-    cx.total(tables.iter().flat_map(|t| &t.files).map(|(_, f)| f.size).sum());
-    let mut result = UploadResult { tables: tables.len(), ..Default::default() };
+    cx.total(
+        tables
+            .iter()
+            .flat_map(|t| &t.files)
+            .map(|(_, f)| f.size)
+            .sum(),
+    );
+    let mut result = UploadResult {
+        tables: tables.len(),
+        ..Default::default()
+    };
     for table in tables {
         let mut part = upload_table(&store, &req, codec, &table, &known, cx, &mut result).await?;
         let key = keys::part_key(&req.backup, &req.host, &table.keyspace, &table.table);
         merge_earlier_part(&store, &key, &mut part).await?;
         let body = serde_json::to_vec_pretty(&part).map_err(|e| OpError::fatal(e.to_string()))?;
-        store.put_bytes(&key, body.into()).await.map_err(OpError::from_store)?;
+        store
+            .put_bytes(&key, body.into())
+            .await
+            .map_err(OpError::from_store)?;
         if req.delete_uploaded {
             result.deleted_local += delete_stored(&table, &part)?;
         }
@@ -122,9 +137,18 @@ fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
     .map_err(|e| OpError::fatal(e.to_string()))?;
     let mut out = Vec::new();
     for t in found {
-        let TableFiles { keyspace, table, table_id, files, manifest, schema } = t;
+        let TableFiles {
+            keyspace,
+            table,
+            table_id,
+            files,
+            manifest,
+            schema,
+        } = t;
         let Some(id) = table_id else {
-            cx.log(format!("skipping {keyspace}.{table}: plain table folder without an id"));
+            cx.log(format!(
+                "skipping {keyspace}.{table}: plain table folder without an id"
+            ));
             continue;
         };
         let read = |p: Option<PathBuf>| p.and_then(|p| std::fs::read_to_string(p).ok());
@@ -150,7 +174,9 @@ async fn previous_entries(
     store: &Arc<dyn Store>,
     key: Option<&str>,
 ) -> OpResult<HashMap<String, FileEntry>> {
-    let Some(key) = key else { return Ok(HashMap::new()) };
+    let Some(key) = key else {
+        return Ok(HashMap::new());
+    };
     let bytes = match store.get_bytes(key).await {
         Ok(b) => b,
         Err(crate::store::StoreError::NotFound(_)) => return Ok(HashMap::new()),
@@ -158,7 +184,11 @@ async fn previous_entries(
     };
     let m: NodeManifest = serde_json::from_slice(&bytes)
         .map_err(|e| OpError::fatal(format!("previous manifest `{key}` is unreadable: {e}")))?;
-    Ok(m.tables.into_iter().flat_map(|t| t.files).map(|f| (f.key.clone(), f)).collect())
+    Ok(m.tables
+        .into_iter()
+        .flat_map(|t| t.files)
+        .map(|f| (f.key.clone(), f))
+        .collect())
 }
 
 /// Forwards multipart checkpoints to the controller's journal.
@@ -251,7 +281,14 @@ struct FilePlan {
 }
 
 impl FilePlan {
-    fn entry(&self, data_dir: usize, f: &FoundFile, stored_size: u64, crc32: u32, source: FileSource) -> FileEntry {
+    fn entry(
+        &self,
+        data_dir: usize,
+        f: &FoundFile,
+        stored_size: u64,
+        crc32: u32,
+        source: FileSource,
+    ) -> FileEntry {
         FileEntry {
             path: f.relative.clone(),
             data_dir,
@@ -279,18 +316,47 @@ fn plan_file(
     let identity = if name.component.is_mutable() {
         let bytes = std::fs::read(&f.path).map_err(|e| OpError::io(&f.path, e))?;
         let sum = sha2::Sha256::digest(&bytes);
-        Identity::Content { size: bytes.len() as u64, sha256_prefix: hex::encode(&sum[..12]) }
+        Identity::Content {
+            size: bytes.len() as u64,
+            sha256_prefix: hex::encode(&sum[..12]),
+        }
     } else {
-        Identity::Immutable { size: f.size, digest }
+        Identity::Immutable {
+            size: f.size,
+            digest,
+        }
     };
     let is_data = name.component == crate::cassandra::sstable::Component::Data;
     let has_info = dir
-        .join(name.with_component(crate::cassandra::sstable::Component::CompressionInfo).file_name())
+        .join(
+            name.with_component(crate::cassandra::sstable::Component::CompressionInfo)
+                .file_name(),
+        )
         .exists();
-    let codec = crate::codec::codec_for_file(codec, Some(&name.component), has_info, req.compress_compressed);
-    let key = keys::component_key(&req.host_id, keyspace, folder, &f.relative, &identity, codec.extension());
-    let data_digest = if is_data { digest.map(|d| (d, name.digest_algorithm())) } else { None };
-    Ok(FilePlan { key, codec, data_digest })
+    let codec = crate::codec::codec_for_file(
+        codec,
+        Some(&name.component),
+        has_info,
+        req.compress_compressed,
+    );
+    let key = keys::component_key(
+        &req.host_id,
+        keyspace,
+        folder,
+        &f.relative,
+        &identity,
+        codec.extension(),
+    );
+    let data_digest = if is_data {
+        digest.map(|d| (d, name.digest_algorithm()))
+    } else {
+        None
+    };
+    Ok(FilePlan {
+        key,
+        codec,
+        data_digest,
+    })
 }
 
 async fn upload_one(
@@ -303,7 +369,10 @@ async fn upload_one(
     let resume = req.resume.get(&plan.key).cloned();
     let sink = Forward(cx);
     let progress = |n: u64| cx.progress(n);
-    let up = pipeline::upload_file(store, &plan.key, &file.path, plan.codec, resume, &sink, &progress).await?;
+    let up = pipeline::upload_file(
+        store, &plan.key, &file.path, plan.codec, resume, &sink, &progress,
+    )
+    .await?;
     if up.size != file.size {
         return Err(OpError::fatal(format!(
             "{} changed while it was read ({} bytes, expected {}): snapshot files must not change",
@@ -331,7 +400,11 @@ async fn upload_one(
 
 /// A resumed run keeps what an interrupted one recorded: files already deleted locally (stored
 /// incremental links) are no longer found by the scan but must stay in the results.
-async fn merge_earlier_part(store: &Arc<dyn Store>, key: &str, part: &mut TableEntry) -> OpResult<()> {
+async fn merge_earlier_part(
+    store: &Arc<dyn Store>,
+    key: &str,
+    part: &mut TableEntry,
+) -> OpResult<()> {
     let earlier: TableEntry = match store.get_bytes(key).await {
         Ok(b) => serde_json::from_slice(&b)
             .map_err(|e| OpError::fatal(format!("earlier results `{key}` are unreadable: {e}")))?,
@@ -341,15 +414,29 @@ async fn merge_earlier_part(store: &Arc<dyn Store>, key: &str, part: &mut TableE
     if earlier.id != part.id {
         return Ok(());
     }
-    let have: HashSet<(usize, String)> = part.files.iter().map(|f| (f.data_dir, f.path.clone())).collect();
-    part.files.extend(earlier.files.into_iter().filter(|f| !have.contains(&(f.data_dir, f.path.clone()))));
-    part.files.sort_by(|a, b| (a.data_dir, &a.path).cmp(&(b.data_dir, &b.path)));
+    let have: HashSet<(usize, String)> = part
+        .files
+        .iter()
+        .map(|f| (f.data_dir, f.path.clone()))
+        .collect();
+    part.files.extend(
+        earlier
+            .files
+            .into_iter()
+            .filter(|f| !have.contains(&(f.data_dir, f.path.clone()))),
+    );
+    part.files
+        .sort_by(|a, b| (a.data_dir, &a.path).cmp(&(b.data_dir, &b.path)));
     Ok(())
 }
 
 /// Deletes local files (incremental links) whose stored copy is recorded in `part`.
 fn delete_stored(table: &Table, part: &TableEntry) -> OpResult<u64> {
-    let recorded: HashSet<(usize, &str)> = part.files.iter().map(|f| (f.data_dir, f.path.as_str())).collect();
+    let recorded: HashSet<(usize, &str)> = part
+        .files
+        .iter()
+        .map(|f| (f.data_dir, f.path.as_str()))
+        .collect();
     let mut n = 0;
     for (dd, f) in &table.files {
         if recorded.contains(&(*dd, f.relative.as_str())) {

@@ -28,7 +28,16 @@ pub struct ChunkReader {
 /// A bounded pipe from blocking code to async code.
 pub fn to_async() -> (ChunkWriter, ChunkReader) {
     let (tx, rx) = mpsc::channel(DEPTH);
-    (ChunkWriter { tx, buf: Vec::with_capacity(CHUNK) }, ChunkReader { rx, cur: Bytes::new() })
+    (
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        },
+        ChunkReader {
+            rx,
+            cur: Bytes::new(),
+        },
+    )
 }
 
 impl ChunkWriter {
@@ -101,7 +110,13 @@ pub struct SyncReader {
 /// A bounded pipe from async code to blocking code.
 pub fn to_sync() -> (mpsc::Sender<io::Result<Bytes>>, SyncReader) {
     let (tx, rx) = mpsc::channel(DEPTH);
-    (tx, SyncReader { rx, cur: Bytes::new() })
+    (
+        tx,
+        SyncReader {
+            rx,
+            cur: Bytes::new(),
+        },
+    )
 }
 
 impl Read for SyncReader {

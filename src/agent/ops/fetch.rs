@@ -50,7 +50,10 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
     let store = cx.store()?.clone();
     let root = PathBuf::from(&req.staging_root);
     if !root.is_absolute() {
-        return Err(OpError::fatal(format!("staging folder `{}` must be absolute", req.staging_root)));
+        return Err(OpError::fatal(format!(
+            "staging folder `{}` must be absolute",
+            req.staging_root
+        )));
     }
     for f in &req.files {
         check_relative(&f.dest).map_err(|e| OpError::fatal(e.to_string()))?;
@@ -70,8 +73,12 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                     cx.progress(f.size);
                     return Ok(false);
                 }
-                let codec = pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
-                let expect = Expect { size: f.size, crc32: f.crc32 };
+                let codec =
+                    pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+                let expect = Expect {
+                    size: f.size,
+                    crc32: f.crc32,
+                };
                 let progress = |_n: u64| {};
                 pipeline::download_file(store, &f.key, &dest, codec, expect, &progress).await?;
                 cx.progress(f.size);
@@ -114,12 +121,17 @@ fn verify_digests(root: &Path, files: &[FetchFile]) -> OpResult<u64> {
     let mut n = 0;
     for f in files {
         let dest = root.join(&f.dest);
-        let Some(name) = dest.file_name().and_then(|n| n.to_str()) else { continue };
-        let Ok(parsed) = SstableName::parse(name) else { continue };
+        let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Ok(parsed) = SstableName::parse(name) else {
+            continue;
+        };
         if parsed.component != Component::Data {
             continue;
         }
-        let digest = dest.with_file_name(parsed.with_component(parsed.digest_component()).file_name());
+        let digest =
+            dest.with_file_name(parsed.with_component(parsed.digest_component()).file_name());
         if !digest.exists() {
             continue;
         }

@@ -44,7 +44,9 @@ pub struct InspectResult {
 
 /// Runs `inspect`.
 pub async fn run(req: InspectRequest) -> OpResult<InspectResult> {
-    tokio::task::spawn_blocking(move || inspect(&req)).await.map_err(|e| OpError::fatal(e.to_string()))?
+    tokio::task::spawn_blocking(move || inspect(&req))
+        .await
+        .map_err(|e| OpError::fatal(e.to_string()))?
 }
 
 fn inspect(req: &InspectRequest) -> OpResult<InspectResult> {
@@ -54,7 +56,10 @@ fn inspect(req: &InspectRequest) -> OpResult<InspectResult> {
     let yaml = crate::cassandra::yaml::CassandraYaml::parse(&text, &req.config, &install)
         .map_err(|e| OpError::fatal(e.to_string()))?;
     let data_dirs: Vec<String> = if req.data_dirs.is_empty() {
-        yaml.data_file_directories.iter().map(|p| p.display().to_string()).collect()
+        yaml.data_file_directories
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
     } else {
         req.data_dirs.clone()
     };
@@ -65,9 +70,16 @@ fn inspect(req: &InspectRequest) -> OpResult<InspectResult> {
     };
     let mut found = false;
     for dir in &data_dirs {
-        scan_data_dir(Path::new(dir), req.snapshot_tag.as_deref(), &mut result, &mut found)?;
+        scan_data_dir(
+            Path::new(dir),
+            req.snapshot_tag.as_deref(),
+            &mut result,
+            &mut found,
+        )?;
     }
-    result.tables.sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
+    result
+        .tables
+        .sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
     result.legacy_folders.sort();
     result.legacy_folders.dedup();
     result.data_dirs = data_dirs;
@@ -89,10 +101,17 @@ fn read_dirs(p: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn scan_data_dir(dir: &Path, tag: Option<&str>, result: &mut InspectResult, found: &mut bool) -> OpResult<()> {
+fn scan_data_dir(
+    dir: &Path,
+    tag: Option<&str>,
+    result: &mut InspectResult,
+    found: &mut bool,
+) -> OpResult<()> {
     for (ks, ks_path) in read_dirs(dir) {
         for (folder, path) in read_dirs(&ks_path) {
-            let Some(td) = crate::cassandra::layout::parse_table_dir(&folder) else { continue };
+            let Some(td) = crate::cassandra::layout::parse_table_dir(&folder) else {
+                continue;
+            };
             let Some(id) = td.id else {
                 result.legacy_folders.push(path.display().to_string());
                 continue;
@@ -112,7 +131,11 @@ fn scan_data_dir(dir: &Path, tag: Option<&str>, result: &mut InspectResult, foun
             {
                 *found = true;
             }
-            match result.tables.iter_mut().find(|x| x.keyspace == ks && x.table == table && x.id == id) {
+            match result
+                .tables
+                .iter_mut()
+                .find(|x| x.keyspace == ks && x.table == table && x.id == id)
+            {
                 Some(x) => x.sstables += sstables,
                 None => result.tables.push(TableFolder {
                     keyspace: ks.clone(),

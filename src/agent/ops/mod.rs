@@ -12,16 +12,25 @@ pub mod pipeline;
 pub mod relocate;
 
 use super::protocol::AgentEvent;
-use super::serve::Registry;
 pub use super::serve::OpError;
+use super::serve::Registry;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 
 impl OpError {
     /// Maps a store error, keeping whether it may be retried.
     pub fn from_store(e: StoreError) -> Self {
-        let retryable = matches!(e, StoreError::Request { retryable: true, .. });
-        OpError { message: e.to_string(), retryable }
+        let retryable = matches!(
+            e,
+            StoreError::Request {
+                retryable: true,
+                ..
+            }
+        );
+        OpError {
+            message: e.to_string(),
+            retryable,
+        }
     }
     /// Maps an I/O error on a path.
     pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
@@ -45,7 +54,9 @@ pub struct OpContext {
 impl OpContext {
     /// The store, or an error if the request named none.
     pub fn store(&self) -> OpResult<&Arc<dyn Store>> {
-        self.store.as_ref().ok_or_else(|| OpError::fatal("this operation needs a store"))
+        self.store
+            .as_ref()
+            .ok_or_else(|| OpError::fatal("this operation needs a store"))
     }
     /// Reports bytes moved.
     pub fn progress(&self, bytes: u64) {
@@ -57,7 +68,9 @@ impl OpContext {
     }
     /// Sends a log line.
     pub fn log(&self, message: impl Into<String>) {
-        (self.events)(AgentEvent::Log { message: message.into() });
+        (self.events)(AgentEvent::Log {
+            message: message.into(),
+        });
     }
     /// Sends a checkpoint for the journal.
     pub fn checkpoint(&self, data: serde_json::Value) {
@@ -67,14 +80,36 @@ impl OpContext {
 
 /// Adds the data operations to an agent's registry.
 pub fn register(registry: &mut Registry) {
-    registry.register("inspect", |c| Box::pin(adapt(c, |op, _| async move { to_json(inspect::run(parse(op)?).await?) })));
-    registry.register("backup_upload", |c| Box::pin(adapt(c, |op, cx| async move { to_json(backup::run(parse(op)?, &cx).await?) })));
-    registry.register("fetch", |c| Box::pin(adapt(c, |op, cx| async move { to_json(fetch::run(parse(op)?, &cx).await?) })));
-    registry.register("move", |c| Box::pin(adapt(c, |op, cx| async move { to_json(relocate::run_move(parse(op)?, &cx).await?) })));
-    registry.register("clear_commitlog", |c| {
-        Box::pin(adapt(c, |op, _| async move { to_json(relocate::run_clear_commitlog(parse(op)?).await?) }))
+    registry.register("inspect", |c| {
+        Box::pin(adapt(c, |op, _| async move {
+            to_json(inspect::run(parse(op)?).await?)
+        }))
     });
-    registry.register("cleanup", |c| Box::pin(adapt(c, |op, _| async move { to_json(relocate::run_cleanup(parse(op)?).await?) })));
+    registry.register("backup_upload", |c| {
+        Box::pin(adapt(c, |op, cx| async move {
+            to_json(backup::run(parse(op)?, &cx).await?)
+        }))
+    });
+    registry.register("fetch", |c| {
+        Box::pin(adapt(c, |op, cx| async move {
+            to_json(fetch::run(parse(op)?, &cx).await?)
+        }))
+    });
+    registry.register("move", |c| {
+        Box::pin(adapt(c, |op, cx| async move {
+            to_json(relocate::run_move(parse(op)?, &cx).await?)
+        }))
+    });
+    registry.register("clear_commitlog", |c| {
+        Box::pin(adapt(c, |op, _| async move {
+            to_json(relocate::run_clear_commitlog(parse(op)?).await?)
+        }))
+    });
+    registry.register("cleanup", |c| {
+        Box::pin(adapt(c, |op, _| async move {
+            to_json(relocate::run_cleanup(parse(op)?).await?)
+        }))
+    });
 }
 
 fn parse<T: serde::de::DeserializeOwned>(op: serde_json::Value) -> OpResult<T> {
@@ -90,7 +125,9 @@ where
 {
     let store = match &ctx.request.store {
         Some(config) => Some(
-            crate::store::open(config, ctx.request.credentials.clone()).await.map_err(OpError::from_store)?,
+            crate::store::open(config, ctx.request.credentials.clone())
+                .await
+                .map_err(OpError::from_store)?,
         ),
         None => None,
     };
@@ -106,7 +143,14 @@ where
     let sink: EventSink = Arc::new(move |ev| {
         let _ = tx.send(ev);
     });
-    let out = f(ctx.request.op.clone(), OpContext { events: sink, store }).await;
+    let out = f(
+        ctx.request.op.clone(),
+        OpContext {
+            events: sink,
+            store,
+        },
+    )
+    .await;
     let _ = forward.await;
     out
 }

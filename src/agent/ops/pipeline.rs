@@ -35,7 +35,15 @@ pub async fn upload_file(
     let src = path.to_path_buf();
     let hashing = tokio::task::spawn_blocking(move || hash_and_encode(&src, codec, writer));
     let put = store
-        .put_stream(key, &mut reader, PutStreamOptions { resume, checkpoint, progress: &|_| {} })
+        .put_stream(
+            key,
+            &mut reader,
+            PutStreamOptions {
+                resume,
+                checkpoint,
+                progress: &|_| {},
+            },
+        )
         .await;
     let (size, crc32, adler32) = hashing
         .await
@@ -43,7 +51,13 @@ pub async fn upload_file(
         .map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())))?;
     let stats = put.map_err(OpError::from_store)?;
     progress(size);
-    Ok(Uploaded { size, stored_size: stats.size, crc32, adler32, sent: stats.sent })
+    Ok(Uploaded {
+        size,
+        stored_size: stats.size,
+        crc32,
+        adler32,
+        sent: stats.sent,
+    })
 }
 
 fn hash_and_encode(
@@ -92,10 +106,14 @@ where
     T: Send + 'static,
     F: FnOnce(&mut dyn Read) -> Result<T, String> + Send + 'static,
 {
-    let mut stream = store.get_stream(key).await.map_err(|e| (e.to_string(), true))?;
+    let mut stream = store
+        .get_stream(key)
+        .await
+        .map_err(|e| (e.to_string(), true))?;
     let (tx, reader) = channel::to_sync();
     let work = tokio::task::spawn_blocking(move || {
-        let mut dec = crate::codec::decoder(codec, reader).map_err(|e| format!("cannot decode: {e}"))?;
+        let mut dec =
+            crate::codec::decoder(codec, reader).map_err(|e| format!("cannot decode: {e}"))?;
         consume(&mut dec)
     });
     let mut buf = vec![0u8; 256 * 1024];
@@ -106,7 +124,11 @@ where
             Ok(0) => break,
             Ok(n) => {
                 progress(n as u64);
-                if tx.send(Ok(bytes::Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                if tx
+                    .send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -118,7 +140,9 @@ where
         }
     }
     drop(tx);
-    work.await.map_err(|e| (e.to_string(), false))?.map_err(|e| (e, feed_err))
+    work.await
+        .map_err(|e| (e.to_string(), false))?
+        .map_err(|e| (e, feed_err))
 }
 
 /// Size and CRC32 of everything `r` yields.
@@ -127,13 +151,18 @@ pub fn crc32_of_reader(r: &mut dyn Read, limit: Option<u64>) -> Result<(u64, u32
     let mut buf = vec![0u8; channel::CHUNK];
     let mut size = 0u64;
     loop {
-        let n = r.read(&mut buf).map_err(|e| format!("cannot decode: {e}"))?;
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("cannot decode: {e}"))?;
         if n == 0 {
             return Ok((size, crc.finalize()));
         }
         size += n as u64;
         if limit.is_some_and(|l| size > l) {
-            return Err(format!("object is larger than the {} bytes the manifest records", limit.unwrap_or(0)));
+            return Err(format!(
+                "object is larger than the {} bytes the manifest records",
+                limit.unwrap_or(0)
+            ));
         }
         crc.update(&buf[..n]);
     }
@@ -151,25 +180,41 @@ pub async fn download_file(
 ) -> OpResult<()> {
     let tmp = temp_path(dest);
     let (tmp2, dest2) = (tmp.clone(), dest.to_path_buf());
-    let res = decode_object(store, key, codec, progress, move |r| write_checked(r, &tmp2, &dest2, expect)).await;
+    let res = decode_object(store, key, codec, progress, move |r| {
+        write_checked(r, &tmp2, &dest2, expect)
+    })
+    .await;
     res.map_err(|(e, retryable)| {
         let _ = std::fs::remove_file(&tmp);
-        OpError { message: format!("object `{key}` -> {}: {e}", dest.display()), retryable }
+        OpError {
+            message: format!("object `{key}` -> {}: {e}", dest.display()),
+            retryable,
+        }
     })
 }
 
 fn write_checked(r: &mut dyn Read, tmp: &Path, dest: &Path, expect: Expect) -> Result<(), String> {
     let mut out = std::fs::File::create(tmp).map_err(|e| format!("cannot create: {e}"))?;
-    let mut tee = Tee { inner: r, out: &mut out, err: None };
+    let mut tee = Tee {
+        inner: r,
+        out: &mut out,
+        err: None,
+    };
     let (size, got) = crc32_of_reader(&mut tee, Some(expect.size))?;
     if let Some(e) = tee.err {
         return Err(format!("cannot write: {e}"));
     }
     if size != expect.size {
-        return Err(format!("truncated: {size} bytes, the manifest records {}", expect.size));
+        return Err(format!(
+            "truncated: {size} bytes, the manifest records {}",
+            expect.size
+        ));
     }
     if got != expect.crc32 {
-        return Err(format!("CRC32 mismatch: got {got}, the manifest records {}", expect.crc32));
+        return Err(format!(
+            "CRC32 mismatch: got {got}, the manifest records {}",
+            expect.crc32
+        ));
     }
     out.sync_all().map_err(|e| format!("cannot sync: {e}"))?;
     drop(out);
@@ -198,7 +243,10 @@ impl Read for Tee<'_> {
 /// The temporary name used while writing `dest`: Cassandra deletes `*.tmp` files at startup,
 /// and no `*.db` name ever appears half-written.
 pub fn temp_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".cbk.tmp");
     dest.with_file_name(name)
 }

@@ -87,11 +87,18 @@ fn move_blocking(req: &MoveRequest) -> OpResult<MoveResult> {
     let root = PathBuf::from(&req.staging_root);
     let plan_path = root.join(PLAN_FILE);
     let plan: MovePlan = match std::fs::read(&plan_path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| OpError::fatal(format!("{}: unreadable move plan: {e}", plan_path.display())))?,
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            OpError::fatal(format!(
+                "{}: unreadable move plan: {e}",
+                plan_path.display()
+            ))
+        })?,
         Err(_) => {
             let plan = make_plan(req, &root)?;
-            write_atomic(&plan_path, &serde_json::to_vec_pretty(&plan).unwrap_or_default())?;
+            write_atomic(
+                &plan_path,
+                &serde_json::to_vec_pretty(&plan).unwrap_or_default(),
+            )?;
             plan
         }
     };
@@ -158,7 +165,9 @@ fn move_file(from: &Path, to: &Path) -> OpResult<()> {
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let tmp = temp_path(to);
             std::fs::copy(from, &tmp).map_err(|e| OpError::io(&tmp, e))?;
-            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| OpError::io(&tmp, e))?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| OpError::io(&tmp, e))?;
             std::fs::rename(&tmp, to).map_err(|e| OpError::io(to, e))?;
             std::fs::remove_file(from).map_err(|e| OpError::io(from, e))
         }
@@ -170,14 +179,18 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> OpResult<()> {
     use std::io::Write;
     let tmp = temp_path(path);
     let mut f = std::fs::File::create(&tmp).map_err(|e| OpError::io(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| OpError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| OpError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| OpError::io(path, e))
 }
 
 /// Files of a table folder: top level and `.<index>/` subfolders, as (relative path, path).
 fn sstable_files(folder: &Path) -> OpResult<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(folder) else { return Ok(out) };
+    let Ok(rd) = std::fs::read_dir(folder) else {
+        return Ok(out);
+    };
     for entry in rd {
         let entry = entry.map_err(|e| OpError::io(folder, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -219,7 +232,11 @@ fn make_plan(req: &MoveRequest, root: &Path) -> OpResult<MovePlan> {
         check_relative(&t.staged).map_err(|e| OpError::fatal(e.to_string()))?;
         let folder = format!("{}-{}", t.table, t.live_id);
         check_segment(&folder).map_err(|e| OpError::fatal(e.to_string()))?;
-        let live: Vec<PathBuf> = req.data_dirs.iter().map(|d| Path::new(d).join(&t.keyspace).join(&folder)).collect();
+        let live: Vec<PathBuf> = req
+            .data_dirs
+            .iter()
+            .map(|d| Path::new(d).join(&t.keyspace).join(&folder))
+            .collect();
         for d in &req.data_dirs {
             let legacy = Path::new(d).join(&t.keyspace).join(&t.table);
             if legacy.is_dir() {
@@ -244,12 +261,20 @@ fn make_plan(req: &MoveRequest, root: &Path) -> OpResult<MovePlan> {
                 if req.displace_live {
                     plan.steps.push(Step {
                         from: path,
-                        to: root.join("displaced").join(i.to_string()).join(&t.keyspace).join(&folder).join(&rel),
+                        to: root
+                            .join("displaced")
+                            .join(i.to_string())
+                            .join(&t.keyspace)
+                            .join(&folder)
+                            .join(&rel),
                         kind: "displace".into(),
                     });
                 } else {
                     taken.insert((sub.to_string(), name.to_string()));
-                    live_by_prefix.entry((sub.to_string(), parsed.prefix())).or_default().push(path);
+                    live_by_prefix
+                        .entry((sub.to_string(), parsed.prefix()))
+                        .or_default()
+                        .push(path);
                 }
             }
             for (rel, _) in sstable_files(&dir.join("backups"))? {
@@ -263,7 +288,10 @@ fn make_plan(req: &MoveRequest, root: &Path) -> OpResult<MovePlan> {
         let staged = root.join(&t.staged);
         let incoming = sstable_files(&staged)?;
         for (_, path) in &incoming {
-            if let Some(Ok(p)) = path.file_name().and_then(|n| n.to_str()).map(SstableName::parse)
+            if let Some(Ok(p)) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(SstableName::parse)
                 && let Generation::Int(g) = p.generation
             {
                 max_gen = max_gen.max(g);
@@ -274,15 +302,21 @@ fn make_plan(req: &MoveRequest, root: &Path) -> OpResult<MovePlan> {
         for (rel, path) in incoming {
             let (sub, name) = split_rel(&rel);
             let parsed = SstableName::parse(name).map_err(|e| OpError::fatal(e.to_string()))?;
-            groups.entry((sub.to_string(), parsed.prefix())).or_default().push((name.to_string(), path));
+            groups
+                .entry((sub.to_string(), parsed.prefix()))
+                .or_default()
+                .push((name.to_string(), path));
         }
         let n_dirs = live.len();
         for (g_index, ((sub, prefix), files)) in groups.into_iter().enumerate() {
             let target_dir = live[(g_index + t_index) % n_dirs].join(&sub);
-            let clash = files.iter().any(|(n, _)| taken.contains(&(sub.clone(), n.clone())));
+            let clash = files
+                .iter()
+                .any(|(n, _)| taken.contains(&(sub.clone(), n.clone())));
             let rename = if clash {
                 if same_sstable(&files, live_by_prefix.get(&(sub.clone(), prefix.clone())))? {
-                    plan.already_live.extend(files.iter().map(|(_, p)| p.clone()));
+                    plan.already_live
+                        .extend(files.iter().map(|(_, p)| p.clone()));
                     continue;
                 }
                 max_gen += 1;
@@ -291,16 +325,22 @@ fn make_plan(req: &MoveRequest, root: &Path) -> OpResult<MovePlan> {
                 None
             };
             for (name, path) in files {
-                let parsed = SstableName::parse(&name).map_err(|e| OpError::fatal(e.to_string()))?;
+                let parsed =
+                    SstableName::parse(&name).map_err(|e| OpError::fatal(e.to_string()))?;
                 let new_name = match &rename {
                     Some(g) => {
                         let n = parsed.with_generation(g.clone()).file_name();
-                        plan.renamed.insert(format!("{}/{}", t.staged, name), n.clone());
+                        plan.renamed
+                            .insert(format!("{}/{}", t.staged, name), n.clone());
                         n
                     }
                     None => name.clone(),
                 };
-                plan.steps.push(Step { from: path, to: target_dir.join(new_name), kind: "restore".into() });
+                plan.steps.push(Step {
+                    from: path,
+                    to: target_dir.join(new_name),
+                    kind: "restore".into(),
+                });
             }
         }
     }
@@ -325,7 +365,9 @@ fn same_sstable(incoming: &[(String, PathBuf)], live: Option<&Vec<PathBuf>>) -> 
 fn resolve_owner(req: &MoveRequest) -> OpResult<Option<(u32, u32)>> {
     use std::os::unix::fs::MetadataExt;
     let Some(spec) = &req.owner else {
-        return Ok(std::fs::metadata(&req.data_dirs[0]).ok().map(|m| (m.uid(), m.gid())));
+        return Ok(std::fs::metadata(&req.data_dirs[0])
+            .ok()
+            .map(|m| (m.uid(), m.gid())));
     };
     let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -333,9 +375,15 @@ fn resolve_owner(req: &MoveRequest) -> OpResult<Option<(u32, u32)>> {
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > 3 && f[0] == user)
-        .ok_or_else(|| OpError::fatal(format!("owner user `{user}` does not exist on this node")))?;
-    let uid: u32 = entry[2].parse().map_err(|_| OpError::fatal("bad /etc/passwd"))?;
-    let mut gid: u32 = entry[3].parse().map_err(|_| OpError::fatal("bad /etc/passwd"))?;
+        .ok_or_else(|| {
+            OpError::fatal(format!("owner user `{user}` does not exist on this node"))
+        })?;
+    let uid: u32 = entry[2]
+        .parse()
+        .map_err(|_| OpError::fatal("bad /etc/passwd"))?;
+    let mut gid: u32 = entry[3]
+        .parse()
+        .map_err(|_| OpError::fatal("bad /etc/passwd"))?;
     if !group.is_empty() {
         let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
         gid = groups
@@ -343,7 +391,9 @@ fn resolve_owner(req: &MoveRequest) -> OpResult<Option<(u32, u32)>> {
             .map(|l| l.split(':').collect::<Vec<_>>())
             .find(|f| f.len() > 2 && f[0] == group)
             .and_then(|f| f[2].parse().ok())
-            .ok_or_else(|| OpError::fatal(format!("owner group `{group}` does not exist on this node")))?;
+            .ok_or_else(|| {
+                OpError::fatal(format!("owner group `{group}` does not exist on this node"))
+            })?;
     }
     Ok(Some((uid, gid)))
 }
@@ -351,8 +401,13 @@ fn resolve_owner(req: &MoveRequest) -> OpResult<Option<(u32, u32)>> {
 /// Gives a moved file, and the folders created for it below its data folder, to the owner.
 /// Nothing at or above the data folder itself is touched.
 fn chown_up_to(path: &Path, uid: u32, gid: u32, data_dirs: &[String]) -> OpResult<()> {
-    let Some(root) = data_dirs.iter().map(Path::new).find(|d| path.starts_with(d)) else {
-        return std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| OpError::io(path, e));
+    let Some(root) = data_dirs
+        .iter()
+        .map(Path::new)
+        .find(|d| path.starts_with(d))
+    else {
+        return std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| OpError::io(path, e));
     };
     let mut cur = path;
     while cur != root {
@@ -386,7 +441,9 @@ pub async fn run_clear_commitlog(req: ClearCommitlogRequest) -> OpResult<ClearCo
     let dest = PathBuf::from(&req.displaced_dir);
     std::fs::create_dir_all(&dest).map_err(|e| OpError::io(&dest, e))?;
     let mut n = 0;
-    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(ClearCommitlogResult::default()) };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(ClearCommitlogResult::default());
+    };
     for entry in rd {
         let entry = entry.map_err(|e| OpError::io(&dir, e))?;
         if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
@@ -417,7 +474,9 @@ pub struct CleanupResult {
 pub async fn run_cleanup(req: CleanupRequest) -> OpResult<CleanupResult> {
     let root = PathBuf::from(&req.staging_root);
     let mut result = CleanupResult::default();
-    let Ok(rd) = std::fs::read_dir(&root) else { return Ok(result) };
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return Ok(result);
+    };
     for entry in rd {
         let entry = entry.map_err(|e| OpError::io(&root, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
