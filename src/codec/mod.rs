@@ -5,6 +5,7 @@
 //! `std::io`, and [`encode_async`]/[`decode_async`] run them on a blocking thread joined to the
 //! caller by a bounded in-memory pipe, so they can sit between tokio readers and writers.
 
+mod lz4check;
 pub mod lzo1x;
 pub mod lzop;
 
@@ -207,7 +208,9 @@ impl<W: Write> Write for Encoder<W> {
 pub fn decoder<'a, R: Read + 'a>(codec: Codec, r: R) -> Result<Box<dyn Read + 'a>, CodecError> {
     Ok(match codec {
         Codec::None => Box::new(r),
-        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(r)),
+        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(
+            lz4check::Lz4FrameCheck::new(r),
+        )),
         Codec::Zstd { .. } => {
             let mut d = zstd::stream::read::Decoder::new(r)?;
             d.window_log_max(27)?;
