@@ -634,6 +634,7 @@ impl Transport for SshTransport {
 
     async fn agent(&self, request: &serde_json::Value) -> RemoteResult<Box<dyn AgentSession>> {
         let program = self.agent_program().await?;
+        let shown = format!("{program} agent");
         let line = quote::join(self.settings.sudo.wrap(vec![program, "agent".to_string()]));
         let permit = self
             .permits
@@ -673,7 +674,7 @@ impl Transport for SshTransport {
                 Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err(RemoteError::NotFound {
                         host,
-                        command: "cbk agent".into(),
+                        command: shown,
                         stderr: e.to_string(),
                     })
                 }
