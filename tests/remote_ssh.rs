@@ -17,6 +17,30 @@ fn transport(c: &TestCluster, host: &str) -> SshTransport {
     transport_with(c, host, c.connection())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_transport_kinds() {
+    let c = TestCluster::start(1);
+    let ssh = cbk::remote::for_host(&c.connection(), &c.host_spec("node1")).expect("ssh");
+    let out = ssh.exec(&Cmd::new("hostname")).await.expect("hostname");
+    assert_eq!(out.stdout_str().trim(), "node1");
+    ssh.close().await.expect("close");
+    let local = cbk::remote::for_host(
+        &ConnectionConfig {
+            transport: cbk::plan::model::TransportKind::Local,
+            ..Default::default()
+        },
+        &c.host_spec("node1"),
+    )
+    .expect("local");
+    let out = local.exec(&Cmd::new("hostname")).await.expect("hostname");
+    assert_ne!(
+        out.stdout_str().trim(),
+        "node1",
+        "local ran on the fake host"
+    );
+    assert_eq!(local.host(), "node1");
+}
+
 fn transport_with(c: &TestCluster, host: &str, conn: ConnectionConfig) -> SshTransport {
     let mut s = SshSettings::from_plan(&conn, &c.host_spec(host)).expect("valid settings");
     s.local_agent_binary = Some(PathBuf::from(CBK));
@@ -28,7 +52,17 @@ async fn command_round_trip_on_every_host() {
     let c = TestCluster::start(3);
     for host in c.hosts() {
         let t = transport(&c, &host);
+        let start = Instant::now();
         let out = t.exec(&Cmd::new("hostname")).await.expect("hostname");
+        let connect = start.elapsed();
+        let start = Instant::now();
+        for _ in 0..10 {
+            t.exec(&Cmd::new("true")).await.expect("true");
+        }
+        eprintln!(
+            "{host}: connect + first command {connect:?}, then {:?} per command",
+            start.elapsed() / 10
+        );
         assert_eq!(out.code, 0);
         assert_eq!(out.stdout_str().trim(), host);
 
@@ -302,6 +336,61 @@ async fn sudo_runs_as_the_sudo_user() {
         .expect("sudo snippet");
     assert_eq!(snippet.stdout_str(), "cassandra\ncassandra\n");
     t.close().await.expect("close");
+
+    // The agent runs as the sudo user too.
+    let cassandra_uid = c
+        .sh("node1", "id -u cassandra")
+        .trim()
+        .parse::<u64>()
+        .expect("uid");
+    let t = transport_with(
+        &c,
+        "node1",
+        ConnectionConfig {
+            sudo_user: Some("cassandra".into()),
+            agent_path: Some(CBK.to_string()),
+            ..c.connection()
+        },
+    );
+    let (events, code) = drain(
+        t.agent(&serde_json::json!({"protocol": 1, "op": {"op": "ping"}}))
+            .await
+            .expect("agent under sudo"),
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(events[0]["data"]["uid"], cassandra_uid);
+    t.close().await.expect("close");
+
+    // Auto-install goes to the sudo user's own cache; a user without a home gets a clear error.
+    let home = c.sh("node1", "getent passwd cassandra | cut -d: -f6");
+    let home = home.trim();
+    if !std::path::Path::new(home).exists() {
+        let t = transport_with(
+            &c,
+            "node1",
+            ConnectionConfig {
+                sudo_user: Some("cassandra".into()),
+                ..c.connection()
+            },
+        );
+        let msg = match t
+            .agent(&serde_json::json!({"protocol": 1, "op": {"op": "ping"}}))
+            .await
+        {
+            Ok(_) => panic!("installed into a missing home"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.starts_with(&format!(
+                "on node1: agent error: installing cbk into {home}/.cache/cbk/{}-",
+                cbk::VERSION
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("Permission denied"), "{msg}");
+        t.close().await.expect("close");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
