@@ -638,3 +638,72 @@ async fn secrets_never_appear_in_any_process_argv_or_environment() {
     );
     t.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_keys_are_checked_strictly_unless_the_plan_accepts_new_ones() {
+    let c = TestCluster::start(2);
+    let kh = c.base().join("fresh_known_hosts");
+    std::fs::write(&kh, b"").expect("empty known_hosts");
+    let with = |policy| ConnectionConfig {
+        known_hosts_file: Some(kh.display().to_string()),
+        known_hosts: policy,
+        ..c.connection()
+    };
+    use cbk::plan::model::KnownHosts;
+
+    // Unknown key, strict (the default): refused.
+    let t = transport_with(&c, "node1", with(KnownHosts::Strict));
+    let e = t.exec(&Cmd::new("true")).await.expect_err("unknown key");
+    assert!(matches!(e, RemoteError::Connect { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("Host key verification failed"),
+        "{e}"
+    );
+
+    // accept-new: connects and records the key.
+    let t = transport_with(&c, "node1", with(KnownHosts::AcceptNew));
+    t.exec(&Cmd::new("true")).await.expect("accept-new");
+    t.close().await.expect("close");
+    let recorded = std::fs::read_to_string(&kh).expect("known_hosts");
+    let node1_key = std::fs::read_to_string(c.base().join("hosts/node1/ssh/host_ed25519.pub"))
+        .expect("host key");
+    let node1_key: Vec<&str> = node1_key.split_whitespace().take(2).collect();
+    assert!(recorded.contains(&node1_key.join(" ")), "{recorded}");
+
+    // A changed key is refused even with accept-new: node2's address with node1's key.
+    std::fs::write(
+        &kh,
+        format!("{} {}\n", c.address("node2"), node1_key.join(" ")),
+    )
+    .expect("write");
+    let t = transport_with(&c, "node2", with(KnownHosts::AcceptNew));
+    let e = t.exec(&Cmd::new("true")).await.expect_err("changed key");
+    assert!(
+        e.to_string().contains("Host key verification failed"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jump_hosts_are_used() {
+    let c = TestCluster::start(2);
+    let accepted = |host: &str| {
+        std::fs::read_to_string(c.base().join(format!("hosts/{host}/sshd.log")))
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    };
+    let before = accepted("node1");
+    let t = transport_with(
+        &c,
+        "node2",
+        ConnectionConfig {
+            jump_hosts: vec!["node1".into()],
+            ..c.connection()
+        },
+    );
+    let out = t.exec(&Cmd::new("hostname")).await.expect("through node1");
+    assert_eq!(out.stdout_str().trim(), "node2");
+    assert_eq!(accepted("node1"), before + 1, "no login on the jump host");
+    t.close().await.expect("close");
+}
