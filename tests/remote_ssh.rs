@@ -398,9 +398,15 @@ async fn timeout_kills_the_remote_command() {
     let c = TestCluster::start(1);
     let t = transport(&c, "node1");
     let start = Instant::now();
+    // A unique duration marks this test's remote sleep (the process table is shared).
+    let secs = format!(
+        "3{}.{:06}",
+        rand::random::<u8>() % 10,
+        rand::random::<u32>() % 1_000_000
+    );
     let e = t
         .exec(
-            &Cmd::shell("sleep 31.4159; touch /var/lib/cassandra/late")
+            &Cmd::shell(format!("sleep {secs}; touch /var/lib/cassandra/late"))
                 .timeout(Duration::from_millis(500)),
         )
         .await
@@ -412,8 +418,9 @@ async fn timeout_kills_the_remote_command() {
         start.elapsed()
     );
     // `[s]` keeps the pattern from matching the shell running pgrep.
-    let left = c.sh("node1", "pgrep -fc '[s]leep 31.4159' || true");
+    let left = c.sh("node1", &format!("pgrep -fc '[s]leep {secs}' || true"));
     assert_eq!(left.trim(), "0", "the remote sleep survived");
+    assert!(!c.data_dir("node1").join("late").exists());
     t.close().await.expect("close");
 }
 
