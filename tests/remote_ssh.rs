@@ -714,3 +714,26 @@ async fn jump_hosts_are_used() {
     assert_eq!(accepted("node1"), before + 1, "no login on the jump host");
     t.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_tools_on_the_session_path_are_found() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().expect("tempdir");
+    let tool = bin.path().join("nodetool");
+    std::fs::write(&tool, "#!/bin/sh\necho \"nodetool on $(hostname): $*\"\n").expect("write");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let c = TestCluster::start_with_bin(2, bin.path());
+    for host in c.hosts() {
+        let t = transport(&c, &host);
+        let out = t
+            .exec(&Cmd::new("nodetool").args(["listsnapshots"]))
+            .await
+            .expect("nodetool");
+        assert_eq!(
+            out.stdout_str(),
+            format!("nodetool on {host}: listsnapshots\n")
+        );
+        t.close().await.expect("close");
+    }
+    assert_eq!(c.sh_all("hostname"), vec!["node1\n", "node2\n"]);
+}

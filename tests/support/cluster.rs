@@ -30,6 +30,19 @@ impl TestCluster {
 
     /// Starts `n` hosts, or says why not.
     pub fn try_start(n: usize) -> Result<TestCluster, String> {
+        TestCluster::try_start_with(n, &[])
+    }
+
+    /// Starts `n` hosts whose sessions find the programs in `bin` first on `PATH` (instead of
+    /// the node emulator's `tests/emulator/bin`).
+    pub fn start_with_bin(n: usize, bin: &Path) -> TestCluster {
+        let bin = bin.display().to_string();
+        TestCluster::try_start_with(n, &["--emulator-bin", &bin])
+            .unwrap_or_else(|e| panic!("cannot start the test cluster: {e}"))
+    }
+
+    /// Starts `n` hosts with extra `cluster.sh up` options.
+    pub fn try_start_with(n: usize, extra: &[&str]) -> Result<TestCluster, String> {
         let base = tempfile::Builder::new()
             .prefix("cbk-cluster-")
             .tempdir_in("/tmp")
@@ -44,6 +57,7 @@ impl TestCluster {
             .args(["up", "--base"])
             .arg(cluster.base.path())
             .args(["--hosts", &n.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {CLUSTER_SH}: {e}"))?;
@@ -154,6 +168,11 @@ impl TestCluster {
             .stdin(Stdio::null())
             .output()
             .expect("ssh runs")
+    }
+
+    /// Runs `cmd` on every host (in order), asserts success and returns each stdout.
+    pub fn sh_all(&self, cmd: &str) -> Vec<String> {
+        self.hosts().iter().map(|h| self.sh(h, cmd)).collect()
     }
 
     /// Runs `cmd` on `host`, asserts success and returns stdout.
