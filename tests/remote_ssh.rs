@@ -302,7 +302,18 @@ async fn killed_master_is_rebuilt_by_the_next_command() {
     kill9(second_master);
     let out = running.await.expect("join").expect("retried");
     assert_eq!(out.stdout_str(), "finished\n");
-    assert_ne!(master_pid(&t).await, second_master);
+    let third_master = master_pid(&t).await;
+    assert_ne!(third_master, second_master);
+
+    // A master that died while idle is replaced transparently.
+    kill9(third_master);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = t
+        .exec(&Cmd::new("hostname"))
+        .await
+        .expect("after idle death");
+    assert_eq!(out.stdout_str().trim(), "node1");
+    assert_ne!(master_pid(&t).await, third_master);
     t.close().await.expect("close");
 }
 
