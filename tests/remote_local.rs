@@ -128,7 +128,7 @@ async fn agent_handshake_failures_are_clear() {
 
     let other = fake_agent(
         dir.path(),
-        r#"cat >/dev/null; echo '{"event":"hello","version":"9.9.9","protocol":99,"pid":1}'"#,
+        r#"echo '{"event":"hello","version":"9.9.9","protocol":99,"pid":1}'; cat > "$0.got""#,
     );
     let t = LocalTransport::new("here", Sudo::default()).with_agent_path(&other);
     let msg = start_err(t.agent(&req).await);
@@ -139,6 +139,15 @@ async fn agent_handshake_failures_are_clear() {
              install the same cbk version on the node or point connection.agent_path at it",
             cbk::VERSION
         )
+    );
+
+    // The request (with its credentials) never reached the mismatched agent.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = std::fs::read(dir.path().join("fake-cbk.got")).unwrap_or_default();
+    assert!(
+        got.is_empty(),
+        "request sent: {}",
+        String::from_utf8_lossy(&got)
     );
 
     let crashing = fake_agent(dir.path(), "echo 'segfault or so' >&2; exit 42");
