@@ -1,5 +1,5 @@
-//! The controller's side of the agent protocol, shared by both transports: send the request,
-//! check the `hello` handshake, then hand out JSON-line events until the agent exits.
+//! The controller's side of the agent protocol, shared by both transports: check the `hello`
+//! handshake, send the request, then hand out JSON-line events until the agent exits.
 
 use super::{AgentSession, RemoteError, RemoteResult};
 use crate::agent::protocol::PROTOCOL_VERSION;
@@ -10,6 +10,10 @@ use tokio::task::JoinHandle;
 
 /// Exit code of an agent whose operation failed (it has sent an `error` event).
 pub const AGENT_EXIT_OP_ERROR: i32 = 3;
+
+/// How long a starting agent may take to say hello (a cold start of a big binary over SSH on
+/// a busy node takes seconds, not minutes).
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Longest stderr kept for error messages.
 const STDERR_KEEP: usize = 8 * 1024;
@@ -56,12 +60,25 @@ pub(crate) async fn start(
         wait: Some(wait),
         _guard: guard,
     };
+    // The agent says hello before reading anything: check it first, so a mismatched binary
+    // never receives the request (and the credentials in it).
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, session.read_event()).await {
+        Ok(Ok(Some(ev))) => ev,
+        Ok(Ok(None)) => return Err(session.died("agent ended before saying hello").await),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(RemoteError::Agent {
+                host,
+                message: format!("no hello from the agent within {HELLO_TIMEOUT:?}"),
+            });
+        }
+    };
+    check_hello(&host, &first)?;
     let mut body = serde_json::to_vec(request).map_err(|e| RemoteError::Agent {
         host: host.clone(),
         message: format!("cannot encode the request: {e}"),
     })?;
     body.push(b'\n');
-    // A write error means the agent died early; its stderr explains why (reported below).
     let write = async {
         stdin.write_all(&body).await?;
         stdin.shutdown().await
@@ -69,13 +86,8 @@ pub(crate) async fn start(
     .await;
     drop(stdin);
     drop(body);
-    let first = match session.read_event().await {
-        Ok(Some(ev)) => ev,
-        Ok(None) => return Err(session.died("agent ended before saying hello").await),
-        Err(e) => return Err(e),
-    };
-    check_hello(&host, &first)?;
     if let Err(e) = write {
+        // The agent died early; its exit code and stderr say why.
         return Err(session
             .died(&format!("cannot send the request to the agent: {e}"))
             .await);

@@ -158,6 +158,30 @@ impl Output {
     }
 }
 
+/// The transport a plan asks for, for one of its hosts (names validated first).
+pub fn for_host(
+    conn: &crate::plan::model::ConnectionConfig,
+    host: &crate::plan::model::HostSpec,
+) -> RemoteResult<std::sync::Arc<dyn Transport>> {
+    use crate::plan::model::TransportKind;
+    match conn.transport {
+        TransportKind::Ssh => Ok(std::sync::Arc::new(ssh::SshTransport::from_plan(
+            conn, host,
+        )?)),
+        TransportKind::Local => {
+            let mut t = local::LocalTransport::new(
+                host.name.clone(),
+                Sudo::from_plan(conn.sudo, conn.sudo_user.as_deref())?,
+            );
+            if let Some(p) = &conn.agent_path {
+                validate::abs_path(p)?;
+                t = t.with_agent_path(p);
+            }
+            Ok(std::sync::Arc::new(t))
+        }
+    }
+}
+
 /// Exit code a shell uses for "command not found"; transports turn it into [`RemoteError::NotFound`].
 pub const EXIT_NOT_FOUND: i32 = 127;
 

@@ -247,7 +247,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub struct SshTransport {
     host: String,
     settings: SshSettings,
-    control_dir: tempfile::TempDir,
+    /// Private folder of the control sockets (`None` only while dropping).
+    control_dir: Option<tempfile::TempDir>,
     master: Mutex<Option<Arc<Session>>>,
     permits: Arc<Semaphore>,
     installed: OnceCell<String>,
@@ -279,7 +280,7 @@ impl SshTransport {
             host,
             permits: Arc::new(Semaphore::new(settings.max_sessions)),
             settings,
-            control_dir,
+            control_dir: Some(control_dir),
             master: Mutex::new(None),
             installed: OnceCell::new(),
         })
@@ -313,7 +314,11 @@ impl SshTransport {
         })
         .connect_timeout(s.connect_timeout)
         .server_alive_interval(s.server_alive_interval)
-        .control_directory(self.control_dir.path())
+        .control_directory(
+            self.control_dir
+                .as_ref()
+                .map_or(Path::new("/tmp"), |d| d.path()),
+        )
         .control_persist(ControlPersist::IdleFor(
             std::num::NonZeroUsize::new(MASTER_IDLE_SECS).unwrap_or(std::num::NonZeroUsize::MIN),
         ));
@@ -491,13 +496,16 @@ impl SshTransport {
             .await
             .map_err(|e| self.other(format!("cannot read {}: {e}", local.display())))?;
         let rel = format!(".cache/cbk/{}-{}", crate::VERSION, &sha[..16]);
+        // Probe and upload run as the agent will (through sudo when configured), so the binary
+        // lands in the cache of the user that runs it.
         let probe = Cmd::shell(format!(
             "uname -sm; printf '%s\\n' \"$HOME\"; if [ -x \"$HOME\"/{rel}/cbk ]; then echo present; else echo absent; fi",
             rel = quote::quote(&rel)
         ))
+        .sudo()
         .idempotent();
         let out = self
-            .run_line(probe.shell.as_deref().unwrap_or_default(), &probe)
+            .run_line(&quote::command_line(&probe, &self.settings.sudo), &probe)
             .await?
             .check(&self.host, &probe)?;
         let text = out.stdout_str();
@@ -542,9 +550,10 @@ impl SshTransport {
             .acquire()
             .await
             .map_err(|_| self.other("transport closed"))?;
+        let line = quote::command_line(&Cmd::shell(script).sudo(), &self.settings.sudo);
         let session = self.session().await?;
         let mut child = session
-            .raw_command(&script)
+            .raw_command(&line)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -578,6 +587,25 @@ impl SshTransport {
             });
         }
         Ok(())
+    }
+}
+
+impl Drop for SshTransport {
+    /// Prefer [`Transport::close`]. Without it, the master is told to exit here, off the async
+    /// runtime's threads when there is one, and only then is its control folder removed.
+    fn drop(&mut self) {
+        let master = self.master.get_mut().take();
+        let dir = self.control_dir.take();
+        let finish = move || {
+            drop(master);
+            drop(dir);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(finish);
+            }
+            Err(_) => finish(),
+        }
     }
 }
 
@@ -634,6 +662,7 @@ impl Transport for SshTransport {
 
     async fn agent(&self, request: &serde_json::Value) -> RemoteResult<Box<dyn AgentSession>> {
         let program = self.agent_program().await?;
+        let shown = format!("{program} agent");
         let line = quote::join(self.settings.sudo.wrap(vec![program, "agent".to_string()]));
         let permit = self
             .permits
@@ -673,7 +702,7 @@ impl Transport for SshTransport {
                 Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err(RemoteError::NotFound {
                         host,
-                        command: "cbk agent".into(),
+                        command: shown,
                         stderr: e.to_string(),
                     })
                 }

@@ -9,7 +9,8 @@ mkdir -p "$CBK_TEST_HOME"
 
 need_apt=()
 for bin in sshd:openssh-server ssh:openssh-client lzop:lzop rclone:rclone socat:socat \
-           iptables:iptables dot:graphviz tmux:tmux unshare:util-linux ip:iproute2 zstd:zstd; do
+           iptables:iptables dot:graphviz tmux:tmux unshare:util-linux ip:iproute2 zstd:zstd \
+           sudo:sudo; do
   b=${bin%%:*}; p=${bin#*:}
   if ! command -v "$b" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$b" ]; then need_apt+=("$p"); fi
 done

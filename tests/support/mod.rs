@@ -1,1 +1,5 @@
+//! Helpers shared by the integration tests (each test file includes this with `mod support;`).
+#![allow(dead_code)]
+
+pub mod cluster;
 pub mod emu;
