@@ -135,17 +135,27 @@ fn snapshot_keyspaces(cfg: &BackupConfig) -> Vec<String> {
     out
 }
 
-/// `flush[HOST]`: `nodetool flush` before an incremental upload.
+/// `flush[HOST]`: `nodetool flush` before an incremental upload (one call per keyspace: flush
+/// takes one keyspace and optional tables).
 pub async fn flush(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
-    let mut args = vec!["flush".to_string()];
-    let ks = snapshot_keyspaces(backup_config(rt)?);
-    if !ks.is_empty() {
-        args.push("--".into());
-        args.extend(ks);
+    let keyspaces = snapshot_keyspaces(backup_config(rt)?);
+    if keyspaces.is_empty() {
+        node::nodetool(rt, host, &["flush".to_string()])
+            .await
+            .map_err(nt_err)?;
     }
-    node::nodetool(rt, host, &args).await.map_err(nt_err)?;
+    for ks in &keyspaces {
+        node::nodetool(rt, host, &["flush".to_string(), "--".into(), ks.clone()])
+            .await
+            .map_err(nt_err)?;
+    }
+    let what = if keyspaces.is_empty() {
+        "all keyspaces".to_string()
+    } else {
+        keyspaces.join(", ")
+    };
     Ok(Outcome {
-        summary: "memtables flushed".into(),
+        summary: format!("memtables flushed ({what})"),
         data: serde_json::Value::Null,
     })
 }
