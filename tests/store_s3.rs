@@ -344,7 +344,7 @@ async fn sse_headers_reach_the_server() {
         (Sse::AwsKms, Some("alias/cbk-test-key")),
     ] {
         let (store, _) = open_store(&moto, "", |c| {
-            c.sse = Some(sse.clone());
+            c.sse = Some(sse);
             c.sse_kms_key_id = kms.map(str::to_string);
             c.part_size = Some("5MiB".into());
             c.storage_class = Some("STANDARD_IA".into());

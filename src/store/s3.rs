@@ -373,7 +373,7 @@ impl S3Store {
             bucket,
             prefix,
             endpoint: config.endpoint.clone(),
-            sse: config.sse.clone(),
+            sse: config.sse,
             sse_kms_key_id: config.sse_kms_key_id.clone(),
             storage_class: config.storage_class.as_deref().map(StorageClass::from),
             part_size,
