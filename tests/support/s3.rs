@@ -309,6 +309,8 @@ impl FaultProxy {
         let mut child = Command::new(venv_bin("mitmdump"))
             .args(["-q", "--set"])
             .arg(format!("confdir={}", dir.path().join("conf").display()))
+            // SigV4 signs the Host header: forward it unchanged.
+            .args(["--set", "keep_host_header=true"])
             .arg("--mode")
             .arg(format!("reverse:{upstream}"))
             .args([
