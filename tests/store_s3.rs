@@ -5,40 +5,12 @@ mod support;
 use bytes::Bytes;
 use cbk::plan::model::Sse;
 use cbk::store::s3::S3Store;
-use cbk::store::{
-    CheckpointSink, Credentials, MultipartState, NoCheckpoint, PutIfAbsent, PutStreamOptions,
-    Store, StoreError,
-};
+use cbk::store::{Credentials, NoCheckpoint, PutIfAbsent, PutStreamOptions, Store, StoreError};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
-use support::s3::{GenReader, Moto, S3Server, file_crc32, gen_crc32, open_store};
+use support::s3::{GenReader, Moto, Recorder, S3Server, file_crc32, gen_crc32, open_store, opts};
 
 const MIB: u64 = 1024 * 1024;
-
-/// Remembers the latest checkpoint.
-#[derive(Default)]
-struct Recorder(Mutex<Option<MultipartState>>);
-impl CheckpointSink for Recorder {
-    fn save(&self, state: &MultipartState) {
-        *self.0.lock().unwrap() = Some(state.clone());
-    }
-}
-impl Recorder {
-    fn last(&self) -> Option<MultipartState> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-fn opts<'a>(
-    resume: Option<MultipartState>,
-    checkpoint: &'a dyn CheckpointSink,
-) -> PutStreamOptions<'a> {
-    PutStreamOptions {
-        resume,
-        checkpoint,
-        progress: &|_| {},
-    }
-}
 
 async fn put_gen(store: &dyn Store, key: &str, len: u64, seed: u64) -> cbk::store::PutStats {
     store

@@ -7,10 +7,11 @@
 use bytes::Bytes;
 use cbk::plan::model::StorageConfig;
 use cbk::store::s3::S3Store;
-use cbk::store::{Credentials, Store};
+use cbk::store::{CheckpointSink, Credentials, MultipartState, PutStreamOptions, Store};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -505,4 +506,30 @@ pub async fn check_basic_semantics(store: &dyn Store) {
     store.delete_many(&all).await.unwrap();
     store.delete_many(&all).await.unwrap();
     assert!(store.list("").await.unwrap().is_empty());
+}
+
+/// Remembers the latest multipart checkpoint.
+#[derive(Default)]
+pub struct Recorder(Mutex<Option<MultipartState>>);
+impl CheckpointSink for Recorder {
+    fn save(&self, state: &MultipartState) {
+        *self.0.lock().unwrap() = Some(state.clone());
+    }
+}
+impl Recorder {
+    pub fn last(&self) -> Option<MultipartState> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Streamed-put options without progress reporting.
+pub fn opts<'a>(
+    resume: Option<MultipartState>,
+    checkpoint: &'a dyn CheckpointSink,
+) -> PutStreamOptions<'a> {
+    PutStreamOptions {
+        resume,
+        checkpoint,
+        progress: &|_| {},
+    }
 }
