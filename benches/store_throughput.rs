@@ -59,6 +59,7 @@ fn rclone(server: &dyn S3Server, args: &[&str]) -> f64 {
             "4",
             "--transfers",
             "2",
+            "--s3-no-head",
             "--checkers",
             "2",
         ])
