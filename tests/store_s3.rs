@@ -283,6 +283,35 @@ async fn resume_with_changed_source_is_refused_and_aborted() {
 }
 
 #[tokio::test]
+async fn resume_with_truncated_source_is_refused() {
+    let moto = Moto::start();
+    let (store, _) = open_store(&moto, "", |c| c.part_size = Some("5MiB".into())).await;
+    let part = 5 * MIB;
+    let rec = Recorder::default();
+    store
+        .put_stream(
+            "t.db",
+            &mut GenReader::new(5 * part, 4).failing_after(3 * part),
+            opts(None, &rec),
+        )
+        .await
+        .unwrap_err();
+    let state = rec.last().unwrap();
+    assert_eq!(state.parts.len(), 3);
+    // Same bytes, but only two parts long: completing with part 3 would resurrect old data.
+    let err = store
+        .put_stream(
+            "t.db",
+            &mut GenReader::new(2 * part, 4),
+            opts(Some(state), &NoCheckpoint),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ResumeMismatch(_)), "{err}");
+    assert_eq!(store.head("t.db").await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn stale_uploads_are_aborted() {
     let moto = Moto::start();
     let (store, _) = open_store(&moto, "p", |c| c.part_size = Some("5MiB".into())).await;

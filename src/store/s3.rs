@@ -658,10 +658,10 @@ impl S3Store {
                 }
             };
             let len = data.len() as u64;
-            number += 1;
-            if data.is_empty() && number > 1 {
+            if data.is_empty() && number > 0 {
                 break;
             }
+            number += 1;
             if number > 10_000 {
                 return Err(StoreError::Request {
                     key: up.key.into(),
@@ -729,6 +729,10 @@ impl S3Store {
         }
         while let Some(joined) = in_flight.join_next().await {
             up.record(self, joined)?;
+        }
+        // A checkpoint with parts past the end of today's stream: the source got shorter.
+        if up.done.keys().any(|n| *n > number) {
+            return Err(StoreError::ResumeMismatch(up.key.into()));
         }
         let parts: Vec<CompletedPart> = up
             .done
