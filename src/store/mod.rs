@@ -174,6 +174,12 @@ pub trait Store: Send + Sync {
     async fn abort_stale_uploads(&self, prefix: &str, older_than_secs: u64) -> StoreResult<u32>;
     /// Whether create-only writes are enforced (checked by a real probe, not assumed).
     async fn probe_conditional_writes(&self) -> StoreResult<bool>;
+    /// Whether the configured server-side encryption really reaches the server (a probe object
+    /// is written and its metadata read back). `None` when no encryption is configured or the
+    /// store has no such notion (a local folder).
+    async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
+        Ok(None)
+    }
 }
 
 /// Static credentials resolved on the controller (from the environment variables a plan names).
@@ -201,8 +207,9 @@ pub async fn open(
         return Ok(std::sync::Arc::new(fs::FsStore::new(path)?));
     }
     if config.url.starts_with("s3://") {
-        let _store = s3::S3Store::new(config, credentials).await?;
-        return Err(StoreError::Unsupported("s3 (not implemented yet)".into()));
+        return Ok(std::sync::Arc::new(
+            s3::S3Store::new(config, credentials).await?,
+        ));
     }
     Err(StoreError::InvalidUrl {
         url: config.url.clone(),

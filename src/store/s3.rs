@@ -1,17 +1,1317 @@
 //! The `s3` store: Amazon S3 and S3-compatible servers through aws-sdk-s3.
+//!
+//! Upload paths are chosen to work on strict servers too (Garage rejects the SDK's streaming
+//! signed PutObject): every request body is an in-memory `Bytes` (retryable, signed normally).
+//! Small objects go in one PutObject; streams larger than one part become multipart uploads with
+//! parallel parts, memory ≈ `part_size × (part_concurrency + 1)`, checkpointed part by part so an
+//! interrupted upload can resume. Error messages are built from S3 error codes and messages,
+//! never from requests, so they cannot carry credentials.
 
-use super::{Credentials, StoreError, StoreResult};
-use crate::plan::model::StorageConfig;
+use super::{
+    CheckpointSink, CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PutIfAbsent,
+    PutStats, PutStreamOptions, Store, StoreError, StoreResult, validate_key,
+};
+use crate::plan::model::{Sse, StorageConfig};
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::{ReconnectMode, RetryConfig};
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+    ServerSideEncryption, StorageClass,
+};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+
+/// Default multipart part size.
+pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Default parts in flight per object.
+pub const DEFAULT_PART_CONCURRENCY: usize = 4;
+/// S3's smallest part (all parts but the last).
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest part.
+const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Keys per DeleteObjects request (the S3 maximum).
+const DELETE_BATCH: usize = 1000;
+/// Attempts of one ranged GET whose body breaks mid-transfer (the SDK retries only until headers).
+const RANGE_ATTEMPTS: u32 = 6;
 
 /// An S3 bucket and prefix.
-pub struct S3Store {}
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Empty, or ends with `/`.
+    prefix: String,
+    endpoint: Option<String>,
+    sse: Option<Sse>,
+    sse_kms_key_id: Option<String>,
+    storage_class: Option<StorageClass>,
+    part_size: u64,
+    part_concurrency: usize,
+    /// Checksum sent with each part (and object), or `None` when only required ones are sent.
+    checksum: Option<ChecksumAlgorithm>,
+}
+
+/// Parses a size such as `16MiB`, `512KiB`, `1GiB`, `64MB` or `1048576` (bytes).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return None,
+    };
+    let v = num * mult as f64;
+    (v.is_finite() && v >= 0.0).then_some(v as u64)
+}
+
+/// Splits `s3://bucket/prefix` into the bucket and a normalised prefix (empty or ending in `/`).
+fn parse_url(url: &str) -> StoreResult<(String, String)> {
+    let bad = |reason: &str| StoreError::InvalidUrl {
+        url: url.into(),
+        reason: reason.into(),
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("expected `s3://bucket/prefix`"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(bad("the bucket name is empty"));
+    }
+    if bucket.contains(['@', ':', '?', '#']) {
+        return Err(bad("the bucket name has characters S3 does not allow"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if !prefix.is_empty() {
+        validate_key(prefix).map_err(|e| bad(&format!("bad prefix: {e}")))?;
+    }
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok((bucket.into(), prefix))
+}
+
+/// Turns an SDK error into a store error without secrets: S3's error code and message, or the
+/// error chain of a transport failure (which never includes request headers).
+fn sdk_err<E, R>(key: &str, op: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let status = err.raw_response().map(HasStatus::status_code);
+    let (message, retryable) = match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let code = e.code().unwrap_or("unknown error");
+            let msg = e.message().unwrap_or("");
+            let status = status.map_or(String::new(), |s| format!(" (HTTP {s})"));
+            let retryable = matches!(code, "SlowDown" | "InternalError" | "RequestTimeout")
+                || status_retryable(se.raw().status_code());
+            (format!("{op}: {code}{status} {msg}"), retryable)
+        }
+        SdkError::TimeoutError(_) => (format!("{op}: timed out"), true),
+        SdkError::DispatchFailure(d) => {
+            let what = if d.is_timeout() {
+                "timed out"
+            } else if d.is_io() {
+                "connection failed"
+            } else {
+                "request could not be sent"
+            };
+            (
+                format!(
+                    "{op}: {what}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                ),
+                true,
+            )
+        }
+        SdkError::ResponseError(_) => (
+            format!(
+                "{op}: bad response: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            ),
+            true,
+        ),
+        _ => (
+            format!("{op}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+            false,
+        ),
+    };
+    StoreError::Request {
+        key: key.into(),
+        message: message.trim_end().to_string(),
+        retryable,
+    }
+}
+
+fn status_retryable(status: u16) -> bool {
+    status >= 500 || status == 429
+}
+
+/// The HTTP status of a raw response (kept generic so tests can use plain types).
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// The HTTP status and S3 error code of a failed call.
+fn status_and_code<E: ProvideErrorMetadata, R: HasStatus>(
+    err: &SdkError<E, R>,
+) -> (Option<u16>, Option<String>) {
+    let status = err.raw_response().map(HasStatus::status_code);
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_string);
+    (status, code)
+}
+
+/// Reads up to `size` bytes (fewer only at the end of the stream).
+async fn read_part(
+    reader: &mut (dyn AsyncRead + Send + Unpin),
+    size: usize,
+    key: &str,
+) -> StoreResult<Bytes> {
+    let mut buf = vec![0u8; size];
+    let mut filled = 0;
+    while filled < size {
+        let n = reader
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| StoreError::Io {
+                path: format!("<source stream of `{key}`>"),
+                source: e,
+            })?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+/// One completed part as the upload knows it (with the server's checksum, if any).
+#[derive(Clone)]
+struct DonePart {
+    info: CompletedPartInfo,
+    checksum: Option<String>,
+}
+
+impl DonePart {
+    fn completed(&self, algo: Option<&ChecksumAlgorithm>) -> CompletedPart {
+        let b = CompletedPart::builder()
+            .part_number(self.info.number)
+            .e_tag(&self.info.etag);
+        match (algo, &self.checksum) {
+            (Some(ChecksumAlgorithm::Crc32), Some(c)) => b.checksum_crc32(c),
+            // S3's CRC32 is the base64 of the big-endian IEEE CRC32 we keep anyway.
+            (Some(ChecksumAlgorithm::Crc32), None) => b.checksum_crc32(
+                aws_smithy_types::base64::encode(self.info.crc32.to_be_bytes()),
+            ),
+            (Some(ChecksumAlgorithm::Crc32C), Some(c)) => b.checksum_crc32_c(c),
+            _ => b,
+        }
+        .build()
+    }
+}
+
+/// What ListParts said about an upload: part number -> (ETag, size, checksum).
+enum ServerParts {
+    Known(BTreeMap<i32, (String, u64, Option<String>)>),
+    Gone,
+    Unreadable,
+}
+
+/// The state of one multipart upload in progress.
+struct Upload<'k, 'o> {
+    key: &'k str,
+    full: &'k str,
+    upload_id: &'k str,
+    part_size: u64,
+    opts: &'k PutStreamOptions<'o>,
+    done: BTreeMap<i32, DonePart>,
+    stats: PutStats,
+}
+
+impl Upload<'_, '_> {
+    /// Records a finished part task and checkpoints.
+    fn record(
+        &mut self,
+        store: &S3Store,
+        joined: Result<StoreResult<DonePart>, tokio::task::JoinError>,
+    ) -> StoreResult<()> {
+        let part = joined.map_err(|e| StoreError::Request {
+            key: self.key.into(),
+            message: format!("upload task failed: {e}"),
+            retryable: false,
+        })??;
+        self.stats.sent += part.info.size;
+        self.stats.parts_sent += 1;
+        (self.opts.progress)(part.info.size);
+        self.done.insert(part.info.number, part);
+        store.checkpoint(
+            self.opts.checkpoint,
+            self.key,
+            self.upload_id,
+            self.part_size,
+            &self.done,
+        );
+        Ok(())
+    }
+}
 
 impl S3Store {
-    /// Connects (lazily) to the bucket a plan names.
+    /// Builds a client for the bucket a plan names (no request is sent yet).
     pub async fn new(
-        _config: &StorageConfig,
-        _credentials: Option<Credentials>,
+        config: &StorageConfig,
+        credentials: Option<Credentials>,
     ) -> StoreResult<Self> {
-        Err(StoreError::Unsupported("s3 (not implemented yet)".into()))
+        let (bucket, prefix) = parse_url(&config.url)?;
+        let part_size = match &config.part_size {
+            None => DEFAULT_PART_SIZE,
+            Some(s) => parse_size(s)
+                .filter(|n| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(n))
+                .ok_or_else(|| StoreError::InvalidUrl {
+                    url: config.url.clone(),
+                    reason: format!("part_size `{s}` must be a size between 5MiB and 5GiB"),
+                })?,
+        };
+        let part_concurrency = config
+            .part_concurrency
+            .map_or(DEFAULT_PART_CONCURRENCY, |n| n.max(1) as usize);
+        let custom_endpoint = config.endpoint.is_some();
+        let (when_required, checksum) = match config.checksum.as_deref() {
+            None | Some("auto") if custom_endpoint => (true, None),
+            None | Some("auto") => (false, Some(ChecksumAlgorithm::Crc32)),
+            Some("when_required") => (true, None),
+            Some("crc32") => (false, Some(ChecksumAlgorithm::Crc32)),
+            Some("crc32c") => (false, Some(ChecksumAlgorithm::Crc32C)),
+            Some(other) => {
+                return Err(StoreError::InvalidUrl {
+                    url: config.url.clone(),
+                    reason: format!(
+                        "checksum `{other}`: expected `auto`, `when_required`, `crc32` or `crc32c`"
+                    ),
+                });
+            }
+        };
+        // One UploadPart must fit in one attempt even at a slow 256 KiB/s.
+        let attempt_timeout = Duration::from_secs(120 + part_size / (256 * 1024));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20))
+                    .with_reconnect_mode(ReconnectMode::ReconnectOnTransientError),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(attempt_timeout)
+                    .build(),
+            );
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        } else if custom_endpoint {
+            // S3-compatible servers still want a region in the signature.
+            loader = loader.region(Region::new("us-east-1"));
+        }
+        if let Some(c) = credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                c.session_token,
+                None,
+                "cbk-plan",
+            ));
+        } else if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        let sdk = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk);
+        if let Some(ep) = &config.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        b = b.force_path_style(config.path_style);
+        if when_required {
+            b = b
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(b.build()),
+            bucket,
+            prefix,
+            endpoint: config.endpoint.clone(),
+            sse: config.sse,
+            sse_kms_key_id: config.sse_kms_key_id.clone(),
+            storage_class: config.storage_class.as_deref().map(StorageClass::from),
+            part_size,
+            part_concurrency,
+            checksum,
+        })
+    }
+
+    /// The underlying SDK client (tests and tools).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The bucket key of a store key.
+    fn full(&self, key: &str) -> StoreResult<String> {
+        validate_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    fn sse(&self) -> Option<ServerSideEncryption> {
+        self.sse.as_ref().map(|s| match s {
+            Sse::Aes256 => ServerSideEncryption::Aes256,
+            Sse::AwsKms => ServerSideEncryption::AwsKms,
+        })
+    }
+
+    fn kms_key(&self) -> Option<String> {
+        match self.sse {
+            Some(Sse::AwsKms) => self.sse_kms_key_id.clone(),
+            _ => None,
+        }
+    }
+
+    /// A PutObject with the store's encryption, class and checksum settings.
+    fn put_request(
+        &self,
+        full: &str,
+        data: Bytes,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .content_length(data.len() as i64)
+            .body(ByteStream::from(data))
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.kms_key())
+            .set_storage_class(self.storage_class.clone())
+            .set_checksum_algorithm(self.checksum.clone())
+    }
+
+    async fn abort(&self, full: &str, upload_id: &str) {
+        let r = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(
+                key = full,
+                error = %sdk_err(full, "AbortMultipartUpload", e),
+                "could not abort a multipart upload (abort_stale_uploads will sweep it)"
+            );
+        }
+    }
+
+    /// Whether an unfinished multipart upload with this id exists for the key.
+    async fn upload_exists(&self, full: &str, upload_id: &str) -> StoreResult<bool> {
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(full)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_err(full, "ListMultipartUploads", e))?;
+            if page
+                .uploads()
+                .iter()
+                .any(|u| u.key() == Some(full) && u.upload_id() == Some(upload_id))
+            {
+                return Ok(true);
+            }
+            let next = (
+                page.next_key_marker().map(str::to_string),
+                page.next_upload_id_marker().map(str::to_string),
+            );
+            if page.is_truncated() != Some(true)
+                || next.0.is_none()
+                || next == (key_marker.clone(), id_marker.clone())
+            {
+                return Ok(false);
+            }
+            (key_marker, id_marker) = next;
+        }
+    }
+
+    /// The parts the server holds for an upload.
+    async fn server_parts(&self, full: &str, upload_id: &str) -> StoreResult<ServerParts> {
+        let mut pages = self
+            .client
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .into_paginator()
+            .send();
+        let mut parts = BTreeMap::new();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let (status, code) = status_and_code(&e);
+                    if status == Some(404) || code.as_deref() == Some("NoSuchUpload") {
+                        return Ok(ServerParts::Gone);
+                    }
+                    if status == Some(200) {
+                        return Ok(ServerParts::Unreadable);
+                    }
+                    return Err(sdk_err(full, "ListParts", e));
+                }
+            };
+            for p in page.parts() {
+                if let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) {
+                    let checksum = p
+                        .checksum_crc32()
+                        .or(p.checksum_crc32_c())
+                        .map(str::to_string);
+                    parts.insert(
+                        n,
+                        (
+                            etag.to_string(),
+                            p.size().unwrap_or(0).max(0) as u64,
+                            checksum,
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(ServerParts::Known(parts))
+    }
+
+    /// Creates a multipart upload with the store's settings; returns the upload id.
+    async fn create_upload(&self, full: &str) -> StoreResult<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.kms_key())
+            .set_storage_class(self.storage_class.clone())
+            .set_checksum_algorithm(self.checksum.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, "CreateMultipartUpload", e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::Request {
+                key: full.into(),
+                message: "CreateMultipartUpload returned no upload id".into(),
+                retryable: false,
+            })
+    }
+
+    /// Reconciles a checkpoint with the server: the parts both know (same ETag) are kept.
+    /// Returns `None` when the upload cannot be resumed.
+    async fn verified_resume(
+        &self,
+        full: &str,
+        key: &str,
+        state: &MultipartState,
+    ) -> StoreResult<Option<BTreeMap<i32, DonePart>>> {
+        if state.key != key || state.part_size < MIN_PART_SIZE || state.part_size > MAX_PART_SIZE {
+            return Ok(None);
+        }
+        let server = match self.server_parts(full, &state.upload_id).await? {
+            ServerParts::Known(parts) => parts,
+            ServerParts::Gone => {
+                tracing::info!(key, "multipart upload to resume is gone; starting over");
+                return Ok(None);
+            }
+            ServerParts::Unreadable => {
+                // Some servers answer ListParts with XML the SDK cannot read (moto 5.2.5 names
+                // the root `ListPartsResponse`). Check the upload still exists and trust the
+                // checkpoint; CompleteMultipartUpload verifies every ETag anyway.
+                if !self.upload_exists(full, &state.upload_id).await? {
+                    return Ok(None);
+                }
+                tracing::debug!(key, "ListParts unreadable; trusting the checkpoint");
+                state
+                    .parts
+                    .iter()
+                    .map(|p| (p.number, (p.etag.clone(), p.size, None)))
+                    .collect()
+            }
+        };
+        let mut done = BTreeMap::new();
+        for p in &state.parts {
+            if let Some((etag, size, checksum)) = server.get(&p.number)
+                && *etag == p.etag
+                && *size == p.size
+            {
+                done.insert(
+                    p.number,
+                    DonePart {
+                        info: p.clone(),
+                        checksum: checksum.clone(),
+                    },
+                );
+            }
+        }
+        Ok(Some(done))
+    }
+
+    fn checkpoint(
+        &self,
+        sink: &dyn CheckpointSink,
+        key: &str,
+        upload_id: &str,
+        part_size: u64,
+        done: &BTreeMap<i32, DonePart>,
+    ) {
+        sink.save(&MultipartState {
+            key: key.into(),
+            upload_id: upload_id.into(),
+            part_size,
+            parts: done.values().map(|d| d.info.clone()).collect(),
+        });
+    }
+
+    /// The multipart body of `put_stream`: errors here leave the upload for a resume unless
+    /// they are fatal (the caller aborts then).
+    async fn upload_parts(
+        &self,
+        up: &mut Upload<'_, '_>,
+        mut first: Option<Bytes>,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> StoreResult<PutStats> {
+        let mut in_flight: JoinSet<StoreResult<DonePart>> = JoinSet::new();
+        let mut number = 0i32;
+        loop {
+            let data = match first.take() {
+                Some(d) => d,
+                None => {
+                    // Read the next part while finished parts are recorded as they land, so
+                    // checkpoints never lag behind the server.
+                    let read = read_part(reader, up.part_size as usize, up.key);
+                    tokio::pin!(read);
+                    let result = loop {
+                        tokio::select! {
+                            biased;
+                            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                                up.record(self, joined)?;
+                            }
+                            r = &mut read => break r,
+                        }
+                    };
+                    match result {
+                        Ok(d) => d,
+                        Err(e) => {
+                            // Let the parts in flight land (and be checkpointed) so a resume
+                            // after this failure has as little as possible left to send.
+                            while let Some(joined) = in_flight.join_next().await {
+                                let _ = up.record(self, joined);
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            let len = data.len() as u64;
+            if data.is_empty() && number > 0 {
+                break;
+            }
+            number += 1;
+            if number > 10_000 {
+                return Err(StoreError::Request {
+                    key: up.key.into(),
+                    message: format!(
+                        "object needs more than 10000 parts of {} bytes; raise part_size",
+                        up.part_size
+                    ),
+                    retryable: false,
+                });
+            }
+            up.stats.size += len;
+            let crc32 = crc32fast::hash(&data);
+            if let Some(prev) = up.done.get(&number) {
+                if prev.info.crc32 != crc32 || prev.info.size != len {
+                    return Err(StoreError::ResumeMismatch(up.key.into()));
+                }
+                (up.opts.progress)(len);
+            } else {
+                while in_flight.len() >= self.part_concurrency {
+                    if let Some(joined) = in_flight.join_next().await {
+                        up.record(self, joined)?;
+                    }
+                }
+                let request = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(up.full)
+                    .upload_id(up.upload_id)
+                    .part_number(number)
+                    .content_length(len as i64)
+                    .set_checksum_algorithm(self.checksum.clone())
+                    .body(ByteStream::from(data));
+                let full = up.full.to_string();
+                in_flight.spawn(async move {
+                    let out = request
+                        .send()
+                        .await
+                        .map_err(|e| sdk_err(&full, &format!("UploadPart {number}"), e))?;
+                    let etag =
+                        out.e_tag()
+                            .map(str::to_string)
+                            .ok_or_else(|| StoreError::Request {
+                                key: full.clone(),
+                                message: format!("UploadPart {number} returned no ETag"),
+                                retryable: true,
+                            })?;
+                    Ok(DonePart {
+                        info: CompletedPartInfo {
+                            number,
+                            etag,
+                            size: len,
+                            crc32,
+                        },
+                        checksum: out
+                            .checksum_crc32()
+                            .or(out.checksum_crc32_c())
+                            .map(str::to_string),
+                    })
+                });
+            }
+            if len < up.part_size {
+                break;
+            }
+        }
+        while let Some(joined) = in_flight.join_next().await {
+            up.record(self, joined)?;
+        }
+        // A checkpoint with parts past the end of today's stream: the source got shorter.
+        if up.done.keys().any(|n| *n > number) {
+            return Err(StoreError::ResumeMismatch(up.key.into()));
+        }
+        let parts: Vec<CompletedPart> = up
+            .done
+            .values()
+            .map(|d| d.completed(self.checksum.as_ref()))
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(up.full)
+            .upload_id(up.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(up.full, "CompleteMultipartUpload", e))?;
+        Ok(up.stats)
+    }
+
+    /// Downloads `[start, end)` of an object into `file` at the same offset, retrying broken
+    /// bodies.
+    async fn fetch_range(
+        client: Client,
+        bucket: String,
+        full: String,
+        etag: Option<String>,
+        file: Arc<std::fs::File>,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<()> {
+        use std::os::unix::fs::FileExt;
+        let mut attempt = 0;
+        let mut pos = start;
+        loop {
+            let result: StoreResult<()> = async {
+                let out = client
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&full)
+                    .range(format!("bytes={pos}-{}", end - 1))
+                    .set_if_match(etag.clone())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(&full, "GetObject", e))?;
+                let mut body = out.body;
+                while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Request {
+                    key: full.clone(),
+                    message: format!("GetObject body: {e}"),
+                    retryable: true,
+                })? {
+                    let take = chunk.len().min((end - pos) as usize);
+                    let f = file.clone();
+                    let at = pos;
+                    let data = chunk.slice(..take);
+                    tokio::task::spawn_blocking(move || f.write_all_at(&data, at))
+                        .await
+                        .map_err(|e| StoreError::Io {
+                            path: "<download>".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?
+                        .map_err(|e| StoreError::Io {
+                            path: "<download>".into(),
+                            source: e,
+                        })?;
+                    pos += take as u64;
+                }
+                if pos < end {
+                    return Err(StoreError::Request {
+                        key: full.clone(),
+                        message: format!("GetObject body ended early at byte {pos} of {end}"),
+                        retryable: true,
+                    });
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Request {
+                    retryable: true, ..
+                }) if attempt + 1 < RANGE_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        let url = format!("s3://{}/{}", self.bucket, self.prefix.trim_end_matches('/'));
+        let url = url.trim_end_matches('/').to_string();
+        match &self.endpoint {
+            Some(ep) => format!("{url} (endpoint {ep})"),
+            None => url,
+        }
+    }
+
+    async fn put_bytes(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let full = self.full(key)?;
+        self.put_request(&full, data)
+            .send()
+            .await
+            .map_err(|e| sdk_err(&full, "PutObject", e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<PutIfAbsent> {
+        let full = self.full(key)?;
+        match self
+            .put_request(&full, data)
+            .if_none_match("*")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(PutIfAbsent::Created),
+            Err(e) => {
+                let (status, code) = status_and_code(&e);
+                if matches!(status, Some(412 | 409))
+                    || matches!(
+                        code.as_deref(),
+                        Some("PreconditionFailed" | "ConditionalRequestConflict")
+                    )
+                {
+                    Ok(PutIfAbsent::AlreadyExists)
+                } else {
+                    Err(sdk_err(&full, "PutObject (if-none-match)", e))
+                }
+            }
+        }
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        opts: PutStreamOptions<'_>,
+    ) -> StoreResult<PutStats> {
+        let full = self.full(key)?;
+        // Resume first: the checkpoint fixes the part size.
+        let mut resumed = None;
+        if let Some(state) = &opts.resume {
+            if let Some(done) = self.verified_resume(&full, key, state).await? {
+                resumed = Some((state.upload_id.clone(), state.part_size, done));
+            } else {
+                self.abort(&full, &state.upload_id).await;
+            }
+        }
+        let (upload_id, part_size, done, first) = match resumed {
+            Some((id, size, done)) => (id, size, done, None),
+            None => {
+                let first = read_part(reader, self.part_size as usize, key).await?;
+                if (first.len() as u64) < self.part_size {
+                    // Fits in one request: a plain PutObject with an in-memory body.
+                    let len = first.len() as u64;
+                    (opts.progress)(len);
+                    self.put_request(&full, first)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_err(&full, "PutObject", e))?;
+                    return Ok(PutStats {
+                        size: len,
+                        sent: len,
+                        parts_sent: 0,
+                    });
+                }
+                let id = self.create_upload(&full).await?;
+                (id, self.part_size, BTreeMap::new(), Some(first))
+            }
+        };
+        self.checkpoint(opts.checkpoint, key, &upload_id, part_size, &done);
+        let mut up = Upload {
+            key,
+            full: &full,
+            upload_id: &upload_id,
+            part_size,
+            opts: &opts,
+            done,
+            stats: PutStats::default(),
+        };
+        let result = self.upload_parts(&mut up, first, reader).await;
+        match result {
+            Ok(stats) => Ok(stats),
+            Err(e) => {
+                // A transient failure keeps the upload for a resume; anything else cleans up.
+                let keep = matches!(
+                    e,
+                    StoreError::Request {
+                        retryable: true,
+                        ..
+                    }
+                ) || matches!(e, StoreError::Io { .. });
+                if !keep {
+                    self.abort(&full, &upload_id).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_bytes(&self, key: &str) -> StoreResult<Bytes> {
+        let full = self.full(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| not_found_or(key, &full, "GetObject", e))?;
+        let data = out.body.collect().await.map_err(|e| StoreError::Request {
+            key: full.clone(),
+            message: format!("GetObject body: {e}"),
+            retryable: true,
+        })?;
+        Ok(data.into_bytes())
+    }
+
+    async fn get_stream(&self, key: &str) -> StoreResult<Box<dyn AsyncRead + Send + Unpin>> {
+        let full = self.full(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| not_found_or(key, &full, "GetObject", e))?;
+        Ok(Box::new(out.body.into_async_read()))
+    }
+
+    async fn get_to_file(&self, key: &str, path: &Path) -> StoreResult<u64> {
+        let full = self.full(key)?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| not_found_or(key, &full, "HeadObject", e))?;
+        let size = head.content_length().unwrap_or(0).max(0) as u64;
+        let etag = head.e_tag().map(str::to_string);
+        let dest = path.to_path_buf();
+        let dir = dest
+            .parent()
+            .map_or_else(|| Path::new("/").to_path_buf(), Path::to_path_buf);
+        let io = |p: &Path, e: std::io::Error| StoreError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(super::fs::TMP_PREFIX)
+            .tempfile_in(&dir)
+            .map_err(|e| io(&dir, e))?;
+        let (file, tmp_path) = tmp.into_parts();
+        file.set_len(size).map_err(|e| io(&tmp_path, e))?;
+        let file = Arc::new(file);
+        let chunk = self.part_size;
+        let mut tasks: JoinSet<StoreResult<()>> = JoinSet::new();
+        let mut start = 0;
+        let mut first_error = None;
+        while start < size {
+            let end = (start + chunk).min(size);
+            while tasks.len() >= self.part_concurrency {
+                if let Some(Err(e)) = join_flat(tasks.join_next().await) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if first_error.is_some() {
+                break;
+            }
+            tasks.spawn(Self::fetch_range(
+                self.client.clone(),
+                self.bucket.clone(),
+                full.clone(),
+                etag.clone(),
+                file.clone(),
+                start,
+                end,
+            ));
+            start = end;
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Some(Err(e)) = join_flat(Some(r)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let file = Arc::try_unwrap(file).map_err(|_| StoreError::Io {
+            path: tmp_path.display().to_string(),
+            source: std::io::Error::other("download file still in use"),
+        })?;
+        tokio::task::spawn_blocking(move || -> StoreResult<u64> {
+            file.sync_all().map_err(|e| io(&tmp_path, e))?;
+            drop(file);
+            tmp_path.persist(&dest).map_err(|e| io(&dest, e.error))?;
+            if let Ok(d) = std::fs::File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            Ok(size)
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let full = self.full(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectMeta {
+                key: key.into(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                modified: out.last_modified().map(|t| t.secs()),
+            })),
+            Err(e) => match not_found_or(key, &full, "HeadObject", e) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_err(&full_prefix, "ListObjectsV2", e))?;
+            for o in page.contents() {
+                let Some(k) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                    continue;
+                };
+                out.push(ObjectMeta {
+                    key: k.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: o.last_modified().map(|t| t.secs()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        let fulls = keys
+            .iter()
+            .map(|k| self.full(k))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for batch in fulls.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Request {
+                    key: batch[0].clone(),
+                    message: format!("DeleteObjects: {e}"),
+                    retryable: false,
+                })?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::Request {
+                    key: batch[0].clone(),
+                    message: format!("DeleteObjects: {e}"),
+                    retryable: false,
+                })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| sdk_err(&batch[0], "DeleteObjects", e))?;
+            if let Some(err) = out.errors().iter().find(|e| e.code() != Some("NoSuchKey")) {
+                return Err(StoreError::Request {
+                    key: err.key().unwrap_or("").into(),
+                    message: format!(
+                        "DeleteObjects: {} {}",
+                        err.code().unwrap_or("error"),
+                        err.message().unwrap_or("")
+                    ),
+                    retryable: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort_stale_uploads(&self, prefix: &str, older_than_secs: u64) -> StoreResult<u32> {
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let cutoff = now - older_than_secs as i64;
+        let mut stale = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_err(&full_prefix, "ListMultipartUploads", e))?;
+            for u in page.uploads() {
+                let started = u.initiated().map_or(0, |t| t.secs());
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id())
+                    && started <= cutoff
+                {
+                    stale.push((k.to_string(), id.to_string()));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            let next = (
+                page.next_key_marker().map(str::to_string),
+                page.next_upload_id_marker().map(str::to_string),
+            );
+            if next == (key_marker.clone(), id_marker.clone()) || next.0.is_none() {
+                break; // the server does not page properly: stop rather than loop
+            }
+            (key_marker, id_marker) = next;
+        }
+        let mut aborted = 0;
+        for (k, id) in stale {
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&k)
+                .upload_id(&id)
+                .send()
+                .await
+                .map_err(|e| sdk_err(&k, "AbortMultipartUpload", e))?;
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+
+    async fn probe_conditional_writes(&self) -> StoreResult<bool> {
+        let key = format!(".cbk-probe/conditional-{:016x}", rand::random::<u64>());
+        let first = self.put_if_absent(&key, Bytes::from_static(b"1")).await?;
+        let second = self.put_if_absent(&key, Bytes::from_static(b"2")).await;
+        self.delete_many(std::slice::from_ref(&key)).await?;
+        let enforced =
+            first == PutIfAbsent::Created && matches!(second?, PutIfAbsent::AlreadyExists);
+        if !enforced {
+            tracing::warn!(
+                store = %self.describe(),
+                "the server ignores conditional writes (If-None-Match): create-only writes are not enforced"
+            );
+        }
+        Ok(enforced)
+    }
+
+    async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
+        self.probe_sse().await
+    }
+}
+
+impl S3Store {
+    /// See [`Store::probe_encryption`].
+    async fn probe_sse(&self) -> StoreResult<Option<bool>> {
+        let Some(want) = self.sse() else {
+            return Ok(None);
+        };
+        let key = format!(".cbk-probe/encryption-{:016x}", rand::random::<u64>());
+        let full = self.full(&key)?;
+        self.put_bytes(&key, Bytes::from_static(b"probe")).await?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| sdk_err(&full, "HeadObject", e));
+        self.delete_many(std::slice::from_ref(&key)).await?;
+        let head = head?;
+        let mut ok = head.server_side_encryption() == Some(&want);
+        if let Some(id) = self.kms_key() {
+            ok &= head
+                .ssekms_key_id()
+                .is_some_and(|got| got == id || got.ends_with(&id));
+        }
+        if !ok {
+            tracing::warn!(
+                store = %self.describe(),
+                "the server does not report the requested server-side encryption"
+            );
+        }
+        Ok(Some(ok))
+    }
+}
+
+/// Flattens a joined task result.
+fn join_flat(
+    r: Option<Result<StoreResult<()>, tokio::task::JoinError>>,
+) -> Option<StoreResult<()>> {
+    r.map(|r| {
+        r.unwrap_or_else(|e| {
+            Err(StoreError::Request {
+                key: String::new(),
+                message: format!("download task failed: {e}"),
+                retryable: false,
+            })
+        })
+    })
+}
+
+/// Maps a 404 to `NotFound(key)`, anything else to a request error.
+fn not_found_or<E, R>(key: &str, full: &str, op: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let (status, code) = status_and_code(&err);
+    if status == Some(404) || matches!(code.as_deref(), Some("NoSuchKey" | "NotFound")) {
+        StoreError::NotFound(key.into())
+    } else {
+        sdk_err(full, op, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Some(16 << 20));
+        assert_eq!(parse_size("16 MiB"), Some(16 << 20));
+        assert_eq!(parse_size("5mb"), Some(5_000_000));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("s3://b").unwrap(), ("b".into(), String::new()));
+        assert_eq!(parse_url("s3://b/").unwrap(), ("b".into(), String::new()));
+        assert_eq!(
+            parse_url("s3://b/x/y/").unwrap(),
+            ("b".into(), "x/y/".into())
+        );
+        assert!(parse_url("s3:///x").is_err());
+        assert!(parse_url("s3://b/x/../y").is_err());
+        assert!(parse_url("s3://user:pw@b/x").is_err());
+        assert!(parse_url("gs://b").is_err());
     }
 }

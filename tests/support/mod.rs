@@ -3,3 +3,4 @@
 
 pub mod cluster;
 pub mod emu;
+pub mod s3;
