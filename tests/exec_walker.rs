@@ -115,7 +115,10 @@ async fn limits_are_never_exceeded_and_order_is_respected_under_load() {
 
     let global = runner.global.max.load(Ordering::SeqCst);
     assert!(global <= 6, "global max {global}");
-    assert!(global >= 4, "the walk should run tasks concurrently (max {global})");
+    assert!(
+        global >= 4,
+        "the walk should run tasks concurrently (max {global})"
+    );
     for (h, m) in FakeRunner::max_of(&runner.hosts) {
         assert!(m <= 2, "host {h} max {m}");
     }
@@ -132,8 +135,14 @@ async fn limits_are_never_exceeded_and_order_is_respected_under_load() {
     }
     // The journal has started + done for each task, in a valid order.
     let recs = records(dir.path(), &report);
-    let started = recs.iter().filter(|r| matches!(r, Record::Started { .. })).count();
-    let done = recs.iter().filter(|r| matches!(r, Record::Done { .. })).count();
+    let started = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Started { .. }))
+        .count();
+    let done = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Done { .. }))
+        .count();
     assert_eq!((started, done), (300, 300));
 }
 
@@ -189,7 +198,10 @@ async fn a_failure_skips_descendants_once_and_independent_branches_continue() {
     }
     assert!(status(&report, "f").is_ok());
     let recs = records(dir.path(), &report);
-    let failed = recs.iter().filter(|r| matches!(r, Record::Failed { .. })).count();
+    let failed = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Failed { .. }))
+        .count();
     let skipped: Vec<_> = recs
         .iter()
         .filter_map(|r| match r {
@@ -278,12 +290,21 @@ async fn cancellation_interrupts_running_tasks_and_resume_rechecks_them() {
     assert_eq!(report2.status, RunStatus::Ok);
     assert!(report2.resumed);
     assert_eq!(report2.run, report.run, "the same run continues");
-    assert!(matches!(status(&report2, "quick"), TaskStatus::AlreadyDone { .. }));
+    assert!(matches!(
+        status(&report2, "quick"),
+        TaskStatus::AlreadyDone { .. }
+    ));
     assert_eq!(second.checks_of("quick"), 0, "done tasks are not touched");
     assert_eq!(second.checks_of("slow1"), 1, "started tasks are re-checked");
     assert_eq!(second.applies_of("slow1"), 0);
-    assert!(matches!(status(&report2, "slow1"), TaskStatus::Satisfied { .. }));
-    assert!(matches!(status(&report2, "slow2"), TaskStatus::Applied { .. }));
+    assert!(matches!(
+        status(&report2, "slow1"),
+        TaskStatus::Satisfied { .. }
+    ));
+    assert!(matches!(
+        status(&report2, "slow2"),
+        TaskStatus::Applied { .. }
+    ));
     assert_eq!(report2.serial, 1);
 }
 
@@ -321,7 +342,11 @@ async fn transient_errors_are_retried_and_panics_become_failures() {
     let runner = Arc::new(runner);
     let dir = tempfile::tempdir().expect("tempdir");
     let report = run(&plan, runner.clone(), dir.path(), fast()).await;
-    let flaky = report.tasks.iter().find(|t| t.address == "flaky").expect("flaky");
+    let flaky = report
+        .tasks
+        .iter()
+        .find(|t| t.address == "flaky")
+        .expect("flaky");
     assert!(flaky.status.is_ok());
     assert_eq!(flaky.attempts, 3);
     assert_eq!(
@@ -399,17 +424,25 @@ async fn stale_plans_are_refused_with_the_reason() {
         "{msg}"
     );
     let mut planned_at_0 = plan.clone();
-    let current = cbk::exec::state::current_ref(&state).expect("ref").expect("some");
+    let current = cbk::exec::state::current_ref(&state)
+        .expect("ref")
+        .expect("some");
     planned_at_0.prior_state = Some(cbk::graph::run::StateRef {
         lineage: current.lineage.clone(),
         serial: 0,
     });
-    let msg = apply(&planned_at_0, Arc::new(FakeRunner::default()), opts(&state, fast()))
-        .await
-        .expect_err("stale")
-        .to_string();
+    let msg = apply(
+        &planned_at_0,
+        Arc::new(FakeRunner::default()),
+        opts(&state, fast()),
+    )
+    .await
+    .expect_err("stale")
+    .to_string();
     assert!(
-        msg.contains("state moved since the plan was made (plan made at serial 0, state is at serial 1"),
+        msg.contains(
+            "state moved since the plan was made (plan made at serial 0, state is at serial 1"
+        ),
         "{msg}"
     );
     let mut other_lineage = planned_at_0.clone();
@@ -417,23 +450,40 @@ async fn stale_plans_are_refused_with_the_reason() {
         lineage: "f".repeat(32),
         serial: 1,
     });
-    let msg = apply(&other_lineage, Arc::new(FakeRunner::default()), opts(&state, fast()))
-        .await
-        .expect_err("stale")
-        .to_string();
-    assert!(msg.contains("different state (lineage ffffffffffff"), "{msg}");
+    let msg = apply(
+        &other_lineage,
+        Arc::new(FakeRunner::default()),
+        opts(&state, fast()),
+    )
+    .await
+    .expect_err("stale")
+    .to_string();
+    assert!(
+        msg.contains("different state (lineage ffffffffffff"),
+        "{msg}"
+    );
     let mut version = planned_at_0.clone();
     version.cbk_version = "0.0.0-old".into();
-    let msg = apply(&version, Arc::new(FakeRunner::default()), opts(&state, fast()))
-        .await
-        .expect_err("stale")
-        .to_string();
+    let msg = apply(
+        &version,
+        Arc::new(FakeRunner::default()),
+        opts(&state, fast()),
+    )
+    .await
+    .expect_err("stale")
+    .to_string();
     assert!(msg.contains("made by cbk 0.0.0-old"), "{msg}");
 
     // The current plan applies.
     let mut current_plan = planned_at_0;
     current_plan.prior_state = Some(current);
-    let report = run(&current_plan, Arc::new(FakeRunner::default()), &state, fast()).await;
+    let report = run(
+        &current_plan,
+        Arc::new(FakeRunner::default()),
+        &state,
+        fast(),
+    )
+    .await;
     assert_eq!(report.status, RunStatus::Ok);
 }
 

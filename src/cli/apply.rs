@@ -58,7 +58,9 @@ enum ApplyError {
     },
     #[error("`{path}` is not a saved plan: {message}")]
     BadPlan { path: String, message: String },
-    #[error("planning a TOML file inside `cbk apply` is not available in this build yet; run `cbk plan {0} --out plan.json` and apply the saved plan")]
+    #[error(
+        "planning a TOML file inside `cbk apply` is not available in this build yet; run `cbk plan {0} --out plan.json` and apply the saved plan"
+    )]
     CompilerUnavailable(String),
     #[error("--target/--exclude only apply to a TOML plan; a saved plan runs exactly as reviewed")]
     TargetOnSavedPlan,
@@ -202,8 +204,10 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
 /// Second: exit at once (the journal is consistent after every record).
 fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::spawn(async move {
@@ -270,7 +274,9 @@ fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
         if r.resumed { ", resumed" } else { "" },
         elapsed.as_secs_f64()
     );
-    let section = |out: &mut std::io::StdoutLock, title: &str, pick: &dyn Fn(&TaskStatus) -> Option<String>| {
+    let section = |out: &mut std::io::StdoutLock,
+                   title: &str,
+                   pick: &dyn Fn(&TaskStatus) -> Option<String>| {
         let lines: Vec<String> = r
             .tasks
             .iter()
@@ -283,7 +289,13 @@ fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
             }
         }
     };
-    let detail = |s: &str| if s.is_empty() { String::new() } else { format!(": {s}") };
+    let detail = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(": {s}")
+        }
+    };
     section(&mut out, "Succeeded", &|s| match s {
         TaskStatus::Applied { summary } => Some(detail(summary)),
         _ => None,
@@ -411,7 +423,10 @@ impl TaskRunner for ExecRunner {
     async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
         controller_only(task)?;
         let Some(mut cmd) = command_of(task, "run")? else {
-            return Err(TaskError::fatal(format!("{}: no `run` command", task.address)));
+            return Err(TaskError::fatal(format!(
+                "{}: no `run` command",
+                task.address
+            )));
         };
         if let Some(cp) = cx.checkpoints.last(&task.address) {
             cmd.env("CBK_CHECKPOINT", cp.to_string());

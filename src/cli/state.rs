@@ -139,10 +139,7 @@ fn task_lines(records: &[Record]) -> (Vec<TaskLine>, Option<RunStatus>, usize) {
             }
         }
     }
-    let out = order
-        .into_iter()
-        .filter_map(|a| lines.remove(&a))
-        .collect();
+    let out = order.into_iter().filter_map(|a| lines.remove(&a)).collect();
     (out, finished, attempts)
 }
 
@@ -150,7 +147,10 @@ fn task_lines(records: &[Record]) -> (Vec<TaskLine>, Option<RunStatus>, usize) {
 pub async fn run(args: Args) -> miette::Result<u8> {
     let st = LocalState::existing(&args.state);
     let Some(state) = st.read().map_err(|e| miette::miette!("{e}"))? else {
-        eprintln!("no state in `{}` (nothing was applied there yet)", args.state.display());
+        eprintln!(
+            "no state in `{}` (nothing was applied there yet)",
+            args.state.display()
+        );
         return Ok(exit::FAILED);
     };
     // The open run (if any) is the latest; otherwise the last finished one.

@@ -56,7 +56,10 @@ pub struct RunReport {
 impl RunReport {
     /// Tasks with the given status name.
     pub fn count(&self, name: &str) -> usize {
-        self.tasks.iter().filter(|t| t.status.name() == name).count()
+        self.tasks
+            .iter()
+            .filter(|t| t.status.name() == name)
+            .count()
     }
 }
 
@@ -183,10 +186,7 @@ fn repair(st: &LocalState, state: &mut StateFile) -> Result<(), ExecError> {
         return Ok(());
     }
     let prior = Prior::from_records(&journal::replay(&path)?);
-    if matches!(
-        prior.finished,
-        Some(RunStatus::Ok | RunStatus::Superseded)
-    ) {
+    if matches!(prior.finished, Some(RunStatus::Ok | RunStatus::Superseded)) {
         state.serial += 1;
         state.last_run = Some(name);
         st.save(state)?;
@@ -204,7 +204,10 @@ async fn apply_local(
     let digest = plan_digest(run);
     let _lock = lock::acquire_local(
         &st.lock_path(),
-        LockInfo::new("apply", &format!("{} (plan {})", opts.plan_label, short(&digest))),
+        LockInfo::new(
+            "apply",
+            &format!("{} (plan {})", opts.plan_label, short(&digest)),
+        ),
     )?;
     let mut state = st.load_or_init()?;
     repair(&st, &mut state)?;
@@ -245,7 +248,10 @@ async fn apply_local(
         }
     }
     let resumed = prior.plan_digest.is_some();
-    let journal = Arc::new(Journal::open(&st.run_path(&name), prior.checkpoints.clone())?);
+    let journal = Arc::new(Journal::open(
+        &st.run_path(&name),
+        prior.checkpoints.clone(),
+    )?);
     journal
         .append(&Record::RunStarted {
             plan_digest: digest.clone(),

@@ -52,13 +52,23 @@ impl Default for WalkOptions {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TaskStatus {
     /// `apply` ran.
-    Applied { summary: String },
+    Applied {
+        summary: String,
+    },
     /// `check` found the effect already there.
-    Satisfied { summary: String },
+    Satisfied {
+        summary: String,
+    },
     /// Journaled `done` by an earlier attempt of this run; not touched.
-    AlreadyDone { summary: String },
-    Failed { error: String },
-    Skipped { reason: String },
+    AlreadyDone {
+        summary: String,
+    },
+    Failed {
+        error: String,
+    },
+    Skipped {
+        reason: String,
+    },
     /// Never started (Ctrl-C or `--fail-fast` came first).
     NotStarted,
     /// Was running when Ctrl-C came and stopped at a safe point; the next apply re-checks it.
@@ -83,7 +93,9 @@ impl TaskStatus {
     pub fn is_ok(&self) -> bool {
         matches!(
             self,
-            TaskStatus::Applied { .. } | TaskStatus::Satisfied { .. } | TaskStatus::AlreadyDone { .. }
+            TaskStatus::Applied { .. }
+                | TaskStatus::Satisfied { .. }
+                | TaskStatus::AlreadyDone { .. }
         )
     }
 }
@@ -226,7 +238,10 @@ pub async fn walk(
                 continue;
             }
             let permits = (
-                steps.get(&task.step).filter(|_| task.step_limit.is_some()).cloned(),
+                steps
+                    .get(&task.step)
+                    .filter(|_| task.step_limit.is_some())
+                    .cloned(),
                 task.host.as_ref().and_then(|h| hosts.get(h)).cloned(),
                 global.clone(),
             );
@@ -351,7 +366,12 @@ fn build_graph(tasks: &[PlannedTask]) -> Result<DiGraph<(), ()>, WalkError> {
     Ok(g)
 }
 
-fn release(i: usize, dependents: &[Vec<usize>], remaining: &mut [usize], ready: &mut VecDeque<usize>) {
+fn release(
+    i: usize,
+    dependents: &[Vec<usize>],
+    remaining: &mut [usize],
+    ready: &mut VecDeque<usize>,
+) {
     for &d in &dependents[i] {
         remaining[d] -= 1;
         if remaining[d] == 0 {
@@ -389,7 +409,10 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Takes one permit unless the walk is stopping.
-async fn permit(sem: &Option<Arc<Semaphore>>, stop: &CancellationToken) -> Option<Option<OwnedSemaphorePermit>> {
+async fn permit(
+    sem: &Option<Arc<Semaphore>>,
+    stop: &CancellationToken,
+) -> Option<Option<OwnedSemaphorePermit>> {
     let Some(sem) = sem else { return Some(None) };
     tokio::select! {
         p = sem.clone().acquire_owned() => p.ok().map(Some),
@@ -401,7 +424,11 @@ async fn permit(sem: &Option<Arc<Semaphore>>, stop: &CancellationToken) -> Optio
 /// Returns the status, the attempts made and a journal error if one happened.
 async fn run_one(
     task: &PlannedTask,
-    permits: (Option<Arc<Semaphore>>, Option<Arc<Semaphore>>, Arc<Semaphore>),
+    permits: (
+        Option<Arc<Semaphore>>,
+        Option<Arc<Semaphore>>,
+        Arc<Semaphore>,
+    ),
     sh: &Shared,
 ) -> (TaskStatus, u32, Option<std::io::Error>) {
     let (step, host, global) = permits;

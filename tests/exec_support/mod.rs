@@ -119,10 +119,20 @@ impl FakeRunner {
             .collect()
     }
     pub fn applies_of(&self, a: &str) -> usize {
-        self.applies.lock().expect("lock").get(a).copied().unwrap_or(0)
+        self.applies
+            .lock()
+            .expect("lock")
+            .get(a)
+            .copied()
+            .unwrap_or(0)
     }
     pub fn checks_of(&self, a: &str) -> usize {
-        self.checks.lock().expect("lock").get(a).copied().unwrap_or(0)
+        self.checks
+            .lock()
+            .expect("lock")
+            .get(a)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -135,7 +145,11 @@ impl TaskRunner for FakeRunner {
             .expect("lock")
             .entry(task.address.clone())
             .or_default() += 1;
-        let b = self.behaviour.get(&task.address).cloned().unwrap_or_default();
+        let b = self
+            .behaviour
+            .get(&task.address)
+            .cloned()
+            .unwrap_or_default();
         Ok(if b.satisfied {
             Check::Satisfied("already there".into())
         } else {
@@ -144,7 +158,11 @@ impl TaskRunner for FakeRunner {
     }
 
     async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
-        let b = self.behaviour.get(&task.address).cloned().unwrap_or_default();
+        let b = self
+            .behaviour
+            .get(&task.address)
+            .cloned()
+            .unwrap_or_default();
         *self
             .applies
             .lock()
