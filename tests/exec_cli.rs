@@ -273,3 +273,59 @@ fn a_second_ctrl_c_aborts_at_once() {
     assert!(prior.done.is_empty());
     assert_eq!(prior.finished, None);
 }
+
+#[test]
+fn json_progress_is_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let plan = saved_plan(
+        dir.path(),
+        "/nonexistent.toml",
+        &[
+            ("exec[a]", "echo hello", &[]),
+            ("exec[b]", "exit 2", &["exec[a]"]),
+            ("exec[c]", "true", &["exec[b]"]),
+        ],
+    );
+    let out = cbk()
+        .arg("apply")
+        .arg(&plan)
+        .arg("--state")
+        .arg(&state)
+        .args(["--progress", "json"])
+        .output()
+        .expect("run");
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    let events: Vec<serde_json::Value> = se
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let finished: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["event"] == "task_finished")
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap_or("").to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        finished,
+        vec![
+            ("exec[a]".to_string(), "applied".to_string()),
+            ("exec[b]".to_string(), "failed".to_string()),
+            ("exec[c]".to_string(), "skipped".to_string()),
+        ]
+    );
+    assert!(events.iter().any(|e| e["text"] == "exec[a]: hello"));
+    assert!(
+        so.contains("Failed (1):\n  exec[b]: command exited with status 2"),
+        "{so}"
+    );
+    assert!(
+        so.contains("Skipped (1):\n  exec[c]: upstream failed: exec[b]"),
+        "{so}"
+    );
+}
