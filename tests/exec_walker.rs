@@ -521,3 +521,26 @@ async fn a_second_concurrent_apply_is_refused_naming_the_holder() {
     let report = first.await.expect("join").expect("first apply");
     assert_eq!(report.status, RunStatus::Ok);
 }
+
+/// Throughput of the engine itself (fsync per record): `cargo test --test exec_walker -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_throughput_of_no_op_tasks() {
+    let n = 5000;
+    let mut tasks = random_dag(3, n);
+    if std::env::var_os("CBK_MEASURE_FLAT").is_some() {
+        tasks.iter_mut().for_each(|t| t.after.clear());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = planned_run(tasks, "/nonexistent/plan.toml");
+    let t = std::time::Instant::now();
+    let report = run(&plan, Arc::new(FakeRunner::default()), dir.path(), fast()).await;
+    let e = t.elapsed();
+    assert_eq!(report.count("applied"), n);
+    eprintln!(
+        "{n} no-op tasks in {:.2}s ({:.0} tasks/s, {} journal records)",
+        e.as_secs_f64(),
+        n as f64 / e.as_secs_f64(),
+        records(dir.path(), &report).len()
+    );
+}

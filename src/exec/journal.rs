@@ -207,8 +207,9 @@ impl Prior {
 
 /// Where appended records go.
 enum Sink {
-    /// A local file: `write_all` + `sync_data` per record.
-    File(File),
+    /// A local file: `write_all` per record, then `sync_data` (shared by concurrent appenders:
+    /// group commit), before `append` returns.
+    File { file: File, written: u64 },
     /// A store: one object per record (`<prefix><seq>.json`), written before `append` returns.
     Store {
         store: Arc<dyn Store>,
@@ -222,6 +223,8 @@ enum Sink {
 pub struct Journal {
     describe: String,
     sink: Mutex<Sink>,
+    /// For files: how many records are known durable, and a handle to fsync with.
+    synced: Option<(Mutex<u64>, File)>,
     checkpoints: Mutex<HashMap<String, serde_json::Value>>,
 }
 
@@ -254,9 +257,11 @@ impl Journal {
         if let Some(dir) = path.parent() {
             super::state::fsync_dir(dir).map_err(io)?;
         }
+        let sync_handle = file.try_clone().map_err(io)?;
         Ok(Journal {
             describe: path.display().to_string(),
-            sink: Mutex::new(Sink::File(file)),
+            sink: Mutex::new(Sink::File { file, written: 0 }),
+            synced: Some((Mutex::new(0), sync_handle)),
             checkpoints: Mutex::new(checkpoints),
         })
     }
@@ -277,6 +282,7 @@ impl Journal {
                 next,
                 handle: tokio::runtime::Handle::current(),
             }),
+            synced: None,
             checkpoints: Mutex::new(checkpoints),
         }
     }
@@ -290,28 +296,47 @@ impl Journal {
     pub fn append(&self, record: &Record) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut sink = self
-            .sink
-            .lock()
-            .map_err(|_| std::io::Error::other("journal mutex poisoned"))?;
-        match &mut *sink {
-            Sink::File(file) => {
-                file.write_all(&line)?;
-                file.sync_data()
-            }
-            Sink::Store {
-                store,
-                prefix,
-                next,
-                handle,
-            } => {
-                let key = segment_key(prefix, *next);
-                tokio::task::block_in_place(|| handle.block_on(store.put_bytes(&key, line.into())))
+        let poisoned = || std::io::Error::other("journal mutex poisoned");
+        let seq = {
+            let mut sink = self.sink.lock().map_err(|_| poisoned())?;
+            match &mut *sink {
+                Sink::File { file, written } => {
+                    file.write_all(&line)?;
+                    *written += 1;
+                    *written
+                }
+                Sink::Store {
+                    store,
+                    prefix,
+                    next,
+                    handle,
+                } => {
+                    let key = segment_key(prefix, *next);
+                    tokio::task::block_in_place(|| {
+                        handle.block_on(store.put_bytes(&key, line.into()))
+                    })
                     .map_err(std::io::Error::other)?;
-                *next += 1;
-                Ok(())
+                    *next += 1;
+                    return Ok(());
+                }
             }
+        };
+        // Group commit: one fsync makes every record written so far durable, so appenders
+        // that queued behind a running fsync usually find their record already synced.
+        let Some((synced, file)) = &self.synced else {
+            return Ok(());
+        };
+        let mut synced = synced.lock().map_err(|_| poisoned())?;
+        if *synced >= seq {
+            return Ok(());
         }
+        let target = match &*self.sink.lock().map_err(|_| poisoned())? {
+            Sink::File { written, .. } => *written,
+            Sink::Store { .. } => seq,
+        };
+        file.sync_data()?;
+        *synced = target;
+        Ok(())
     }
 }
 
