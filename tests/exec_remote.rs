@@ -204,7 +204,7 @@ async fn remote_state_locks_journals_resumes_and_moves_the_serial() {
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         c2.cancel();
     });
     let r1 = apply(&plan, Arc::new(first), opts(store.clone(), cancel))

@@ -261,7 +261,7 @@ async fn cancellation_interrupts_running_tasks_and_resume_rechecks_them() {
     let o = opts(dir.path(), fast());
     let cancel = o.cancel.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.cancel();
     });
     let started = std::time::Instant::now();
@@ -496,7 +496,7 @@ async fn a_second_concurrent_apply_is_refused_naming_the_holder() {
     runner.behaviour.insert(
         "slow".into(),
         Behaviour {
-            sleep: Duration::from_millis(800),
+            sleep: Duration::from_millis(1500),
             ..Default::default()
         },
     );
@@ -506,7 +506,19 @@ async fn a_second_concurrent_apply_is_refused_naming_the_holder() {
         let (plan, runner, state) = (plan.clone(), runner.clone(), state.clone());
         tokio::spawn(async move { apply(&plan, runner, opts(&state, fast())).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the first apply holds the lock (its holder info is written).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while cbk::exec::lock::local_holder(&state.join("lock"))
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first apply never locked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let err = apply(&plan, runner.clone(), opts(&state, fast()))
         .await
         .expect_err("locked");
