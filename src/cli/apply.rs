@@ -58,27 +58,42 @@ enum ApplyError {
     },
     #[error("`{path}` is not a saved plan: {message}")]
     BadPlan { path: String, message: String },
-    #[error(
-        "planning a TOML file inside `cbk apply` is not available in this build yet; run `cbk plan {0} --out plan.json` and apply the saved plan"
-    )]
-    CompilerUnavailable(String),
+    #[error("cannot plan `{path}`:\n{message}")]
+    Compile { path: String, message: String },
     #[error("--target/--exclude only apply to a TOML plan; a saved plan runs exactly as reviewed")]
     TargetOnSavedPlan,
 }
 
-/// Compiles a TOML plan (the planner's entry point; wired when the compiler lands).
+/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them).
 fn load_planned_run(
     path: &Path,
-    _now: jiff::Timestamp,
-    _target: &[String],
-    _exclude: &[String],
+    now: jiff::Timestamp,
+    target: &[String],
+    exclude: &[String],
 ) -> Result<PlannedRun, ApplyError> {
-    Err(ApplyError::CompilerUnavailable(path.display().to_string()))
+    let run = crate::plan::compile_file(path, now).map_err(|e| {
+        let message = match &e {
+            crate::plan::PlanError::Invalid(d) => {
+                d.render(100, crate::exec::progress::color_enabled())
+            }
+            other => other.to_string(),
+        };
+        ApplyError::Compile {
+            path: path.display().to_string(),
+            message,
+        }
+    })?;
+    crate::graph::select::select(run, target, exclude).map_err(|e| ApplyError::Compile {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The task implementations used by `cbk apply` (replaced by the task registry in `tasks`).
-fn task_runner(_run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
-    Ok(Arc::new(ExecRunner))
+fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
+    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?
+        .with_controller_exec(Arc::new(ExecRunner));
+    Ok(Arc::new(runner))
 }
 
 /// Runs `cbk apply`.

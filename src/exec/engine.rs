@@ -138,10 +138,8 @@ pub fn stale_reason(run: &PlannedRun, state: &StateFile) -> Option<String> {
             "the state moved since the plan was made (plan made at serial {}, state is at serial {}: another apply ran); make a new plan",
             p.serial, state.serial
         )),
-        None if state.serial > 0 => Some(format!(
-            "the plan records no prior state but the state is at serial {}; make a new plan",
-            state.serial
-        )),
+        // A plan made without knowing the state (`prior_state` absent) cannot be checked
+        // against it; the source and version checks above still apply.
         _ => None,
     }
 }
@@ -300,9 +298,8 @@ async fn apply_locked(
     let mut state = backend.load_or_init().await?;
     backend.repair(&mut state).await?;
 
-    if opts.saved_plan
-        && let Some(reason) = stale_reason(run, &state)
-    {
+    if opts.saved_plan {
+        // The last finished run was this very plan: there is nothing left to do.
         if let Some(last) = &state.last_run
             && let Some((records, _)) = backend.records(last).await?
         {
@@ -311,7 +308,9 @@ async fn apply_locked(
                 return Err(ExecError::AlreadyApplied { run: last.clone() });
             }
         }
-        return Err(ExecError::Stale(reason));
+        if let Some(reason) = stale_reason(run, &state) {
+            return Err(ExecError::Stale(reason));
+        }
     }
 
     // An open run: resume it if it is this plan, otherwise close it as superseded.
