@@ -58,6 +58,8 @@ enum ApplyError {
     },
     #[error("`{path}` is not a saved plan: {message}")]
     BadPlan { path: String, message: String },
+    #[error("cannot plan `{path}`:\n{message}")]
+    Compile { path: String, message: String },
     #[error("--target/--exclude only apply to a TOML plan; a saved plan runs exactly as reviewed")]
     TargetOnSavedPlan,
 }
@@ -76,12 +78,12 @@ fn load_planned_run(
             }
             other => other.to_string(),
         };
-        ApplyError::BadPlan {
+        ApplyError::Compile {
             path: path.display().to_string(),
             message,
         }
     })?;
-    crate::graph::select::select(run, target, exclude).map_err(|e| ApplyError::BadPlan {
+    crate::graph::select::select(run, target, exclude).map_err(|e| ApplyError::Compile {
         path: path.display().to_string(),
         message: e.to_string(),
     })

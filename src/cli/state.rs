@@ -232,15 +232,27 @@ pub async fn run(args: Args) -> miette::Result<u8> {
 pub struct UnlockArgs {
     /// The lock id printed by the refused apply.
     pub lock_id: String,
-    /// State folder (default `.cbk` in the current folder).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
-    pub state: PathBuf,
+    /// State folder, or the store URL of remote state (default `.cbk` in the current folder).
+    #[arg(long, value_name = "DIR|URL", default_value = DEFAULT_DIR)]
+    pub state: String,
 }
 
 /// Runs `cbk unlock`.
 pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
-    let st = LocalState::existing(&args.state);
-    match lock::unlock_local(&st.lock_path(), &args.lock_id) {
+    let result = if args.state.starts_with("s3://") || args.state.starts_with("file://") {
+        let config = crate::plan::model::StorageConfig {
+            url: args.state.clone(),
+            ..Default::default()
+        };
+        let store = crate::store::open(&config, None)
+            .await
+            .map_err(|e| miette::miette!("{e}"))?;
+        lock::unlock_remote(store.as_ref(), crate::exec::REMOTE_LOCK, &args.lock_id).await
+    } else {
+        let st = LocalState::existing(std::path::Path::new(&args.state));
+        lock::unlock_local(&st.lock_path(), &args.lock_id)
+    };
+    match result {
         Ok(info) => {
             println!("Removed {info}.");
             Ok(exit::OK)

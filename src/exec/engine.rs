@@ -138,10 +138,8 @@ pub fn stale_reason(run: &PlannedRun, state: &StateFile) -> Option<String> {
             "the state moved since the plan was made (plan made at serial {}, state is at serial {}: another apply ran); make a new plan",
             p.serial, state.serial
         )),
-        None if state.serial > 0 => Some(format!(
-            "the plan records no prior state but the state is at serial {}; make a new plan",
-            state.serial
-        )),
+        // A plan made without knowing the state (`prior_state` absent) cannot be checked
+        // against it; the source and version checks above still apply.
         _ => None,
     }
 }
@@ -151,13 +149,24 @@ fn short(s: &str) -> &str {
 }
 
 /// Applies a planned run: the entry point of `cbk apply` and of the tests.
+///
+/// Remote state needs a multi-thread tokio runtime (journal appends block in place).
 pub async fn apply(
     run: &PlannedRun,
     runner: Arc<dyn TaskRunner>,
     opts: ApplyOptions,
 ) -> Result<RunReport, ExecError> {
-    match &opts.state {
-        StateLocation::Local(dir) => apply_local(run, runner, dir.clone(), &opts).await,
+    let digest = plan_digest(run);
+    let info = LockInfo::new(
+        "apply",
+        &format!("{} (plan {})", opts.plan_label, short(&digest)),
+    );
+    let (backend, held) = match &opts.state {
+        StateLocation::Local(dir) => {
+            let st = LocalState::open(dir)?;
+            let held = lock::acquire_local(&st.lock_path(), info)?;
+            (Backend::Local(st), held)
+        }
         StateLocation::Remote(store) => {
             let honoured = store
                 .probe_conditional_writes()
@@ -169,92 +178,169 @@ pub async fn apply(
                     store.describe()
                 )));
             }
-            Err(ExecError::RemoteState(format!(
-                "state in the store ({}) is not available in this build yet; use --state DIR",
-                store.describe()
-            )))
+            let held = lock::acquire_remote(store.clone(), REMOTE_LOCK, info).await?;
+            (Backend::Remote(store.clone()), held)
+        }
+    };
+    let result = apply_locked(run, runner, &backend, &digest, &opts).await;
+    let released = held.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+/// Key of the lock object in a remote state store.
+pub const REMOTE_LOCK: &str = "lock.json";
+const REMOTE_STATE: &str = "state.json";
+
+/// Where state and journals are kept.
+enum Backend {
+    Local(LocalState),
+    Remote(Arc<dyn Store>),
+}
+
+impl Backend {
+    async fn load_or_init(&self) -> Result<StateFile, ExecError> {
+        match self {
+            Backend::Local(st) => Ok(st.load_or_init()?),
+            Backend::Remote(store) => match store.get_bytes(REMOTE_STATE).await {
+                Ok(b) => serde_json::from_slice(&b)
+                    .map_err(|e| ExecError::RemoteState(format!("{REMOTE_STATE} is corrupt: {e}"))),
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    let s = StateFile {
+                        lineage: super::state::new_lineage(),
+                        serial: 0,
+                        last_run: None,
+                    };
+                    self.save(&s).await?;
+                    Ok(s)
+                }
+                Err(e) => Err(ExecError::RemoteState(e.to_string())),
+            },
         }
     }
+
+    async fn save(&self, s: &StateFile) -> Result<(), ExecError> {
+        match self {
+            Backend::Local(st) => Ok(st.save(s)?),
+            Backend::Remote(store) => {
+                let bytes = serde_json::to_vec_pretty(s)
+                    .map_err(|e| ExecError::RemoteState(e.to_string()))?;
+                store
+                    .put_bytes(REMOTE_STATE, bytes.into())
+                    .await
+                    .map_err(|e| ExecError::RemoteState(e.to_string()))
+            }
+        }
+    }
+
+    fn run_name(&self, serial: u64) -> String {
+        match self {
+            Backend::Local(_) => LocalState::run_name(serial),
+            Backend::Remote(_) => format!("runs/{:08}/", serial + 1),
+        }
+    }
+
+    /// A run's records and the next record number, or `None` if the run has no journal.
+    async fn records(&self, name: &str) -> Result<Option<(Vec<Record>, u64)>, ExecError> {
+        match self {
+            Backend::Local(st) => {
+                let path = st.run_path(name);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let r = journal::replay(&path)?;
+                let n = r.len() as u64;
+                Ok(Some((r, n)))
+            }
+            Backend::Remote(store) => Ok(journal::replay_remote(store.as_ref(), name).await?),
+        }
+    }
+
+    fn open_journal(
+        &self,
+        name: &str,
+        next: u64,
+        checkpoints: std::collections::HashMap<String, serde_json::Value>,
+    ) -> Result<Journal, ExecError> {
+        match self {
+            Backend::Local(st) => Ok(Journal::open(&st.run_path(name), checkpoints)?),
+            Backend::Remote(store) => {
+                Ok(Journal::open_remote(store.clone(), name, next, checkpoints))
+            }
+        }
+    }
+
+    /// Closes runs whose `run_finished{ok|superseded}` reached the journal but whose state
+    /// update did not (a crash in between).
+    async fn repair(&self, state: &mut StateFile) -> Result<(), ExecError> {
+        let name = self.run_name(state.serial);
+        let Some((records, _)) = self.records(&name).await? else {
+            return Ok(());
+        };
+        let prior = Prior::from_records(&records);
+        if matches!(prior.finished, Some(RunStatus::Ok | RunStatus::Superseded)) {
+            state.serial += 1;
+            state.last_run = Some(name);
+            self.save(state).await?;
+        }
+        Ok(())
+    }
 }
 
-/// Closes runs whose `run_finished{ok|superseded}` reached the journal but whose state update
-/// did not (a crash in between).
-fn repair(st: &LocalState, state: &mut StateFile) -> Result<(), ExecError> {
-    let name = LocalState::run_name(state.serial);
-    let path = st.run_path(&name);
-    if !path.exists() {
-        return Ok(());
-    }
-    let prior = Prior::from_records(&journal::replay(&path)?);
-    if matches!(prior.finished, Some(RunStatus::Ok | RunStatus::Superseded)) {
-        state.serial += 1;
-        state.last_run = Some(name);
-        st.save(state)?;
-    }
-    Ok(())
-}
-
-async fn apply_local(
+async fn apply_locked(
     run: &PlannedRun,
     runner: Arc<dyn TaskRunner>,
-    dir: PathBuf,
+    backend: &Backend,
+    digest: &str,
     opts: &ApplyOptions,
 ) -> Result<RunReport, ExecError> {
-    let st = LocalState::open(&dir)?;
-    let digest = plan_digest(run);
-    let _lock = lock::acquire_local(
-        &st.lock_path(),
-        LockInfo::new(
-            "apply",
-            &format!("{} (plan {})", opts.plan_label, short(&digest)),
-        ),
-    )?;
-    let mut state = st.load_or_init()?;
-    repair(&st, &mut state)?;
+    let mut state = backend.load_or_init().await?;
+    backend.repair(&mut state).await?;
 
-    if opts.saved_plan
-        && let Some(reason) = stale_reason(run, &state)
-    {
-        if let Some(last) = &state.last_run {
-            let p = Prior::from_records(&journal::replay(&st.run_path(last))?);
-            if p.plan_digest.as_deref() == Some(digest.as_str())
-                && p.finished == Some(RunStatus::Ok)
-            {
+    if opts.saved_plan {
+        // The last finished run was this very plan: there is nothing left to do.
+        if let Some(last) = &state.last_run
+            && let Some((records, _)) = backend.records(last).await?
+        {
+            let p = Prior::from_records(&records);
+            if p.plan_digest.as_deref() == Some(digest) && p.finished == Some(RunStatus::Ok) {
                 return Err(ExecError::AlreadyApplied { run: last.clone() });
             }
         }
-        return Err(ExecError::Stale(reason));
+        if let Some(reason) = stale_reason(run, &state) {
+            return Err(ExecError::Stale(reason));
+        }
     }
 
     // An open run: resume it if it is this plan, otherwise close it as superseded.
-    let mut name = LocalState::run_name(state.serial);
+    let mut name = backend.run_name(state.serial);
     let mut prior = Prior::default();
-    let path = st.run_path(&name);
-    if path.exists() {
-        let p = Prior::from_records(&journal::replay(&path)?);
-        if p.plan_digest.as_deref() == Some(digest.as_str()) {
+    let mut next = 0;
+    if let Some((records, n)) = backend.records(&name).await? {
+        let p = Prior::from_records(&records);
+        if p.plan_digest.as_deref() == Some(digest) {
             prior = p;
+            next = n;
         } else {
-            let old = Journal::open(&path, Default::default())?;
-            old.append(&Record::RunFinished {
-                status: RunStatus::Superseded,
-                at: journal::now(),
-            })
-            .map_err(ExecError::JournalWrite)?;
+            backend
+                .open_journal(&name, n, Default::default())?
+                .append(&Record::RunFinished {
+                    status: RunStatus::Superseded,
+                    at: journal::now(),
+                })
+                .map_err(ExecError::JournalWrite)?;
             state.serial += 1;
             state.last_run = Some(name);
-            st.save(&state)?;
-            name = LocalState::run_name(state.serial);
+            backend.save(&state).await?;
+            name = backend.run_name(state.serial);
         }
     }
     let resumed = prior.plan_digest.is_some();
-    let journal = Arc::new(Journal::open(
-        &st.run_path(&name),
-        prior.checkpoints.clone(),
-    )?);
+    let journal = Arc::new(backend.open_journal(&name, next, prior.checkpoints.clone())?);
     journal
         .append(&Record::RunStarted {
-            plan_digest: digest.clone(),
+            plan_digest: digest.to_string(),
             lineage: state.lineage.clone(),
             serial: state.serial,
             at: journal::now(),
@@ -302,7 +388,7 @@ async fn apply_local(
     if status == RunStatus::Ok {
         state.serial += 1;
         state.last_run = Some(name.clone());
-        st.save(&state)?;
+        backend.save(&state).await?;
     }
     Ok(RunReport {
         run: name,

@@ -8,12 +8,13 @@
 //! never put secrets there: the journal is a plain file (or object) readable by operators.
 
 use super::Checkpoints;
+use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// How a task ended successfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,16 +205,32 @@ impl Prior {
     }
 }
 
-/// An open journal file, appended to with fsync per record.
+/// Where appended records go.
+enum Sink {
+    /// A local file: `write_all` per record, then `sync_data` (shared by concurrent appenders:
+    /// group commit), before `append` returns.
+    File { file: File, written: u64 },
+    /// A store: one object per record (`<prefix><seq>.json`), written before `append` returns.
+    Store {
+        store: Arc<dyn Store>,
+        prefix: String,
+        next: u64,
+        handle: tokio::runtime::Handle,
+    },
+}
+
+/// An open journal, appended to durably record by record.
 pub struct Journal {
-    path: PathBuf,
-    file: Mutex<File>,
+    describe: String,
+    sink: Mutex<Sink>,
+    /// For files: how many records are known durable, and a handle to fsync with.
+    synced: Option<(Mutex<u64>, File)>,
     checkpoints: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 impl Journal {
-    /// Opens (creating) a journal for appending. A torn last line is cut off first so the next
-    /// record starts on a line of its own. `checkpoints` seeds [`Checkpoints::last`].
+    /// Opens (creating) a journal file for appending. A torn last line is cut off first so the
+    /// next record starts on a line of its own. `checkpoints` seeds [`Checkpoints::last`].
     pub fn open(
         path: &Path,
         checkpoints: HashMap<String, serde_json::Value>,
@@ -240,29 +257,133 @@ impl Journal {
         if let Some(dir) = path.parent() {
             super::state::fsync_dir(dir).map_err(io)?;
         }
+        let sync_handle = file.try_clone().map_err(io)?;
         Ok(Journal {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
+            describe: path.display().to_string(),
+            sink: Mutex::new(Sink::File { file, written: 0 }),
+            synced: Some((Mutex::new(0), sync_handle)),
             checkpoints: Mutex::new(checkpoints),
         })
     }
 
-    /// Where the journal lives.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A journal in a store under `prefix`, continuing at record number `next`.
+    /// Appends block the calling thread (`block_in_place`): use a multi-thread runtime.
+    pub fn open_remote(
+        store: Arc<dyn Store>,
+        prefix: &str,
+        next: u64,
+        checkpoints: HashMap<String, serde_json::Value>,
+    ) -> Journal {
+        Journal {
+            describe: format!("{}/{prefix}", store.describe()),
+            sink: Mutex::new(Sink::Store {
+                store,
+                prefix: prefix.to_string(),
+                next,
+                handle: tokio::runtime::Handle::current(),
+            }),
+            synced: None,
+            checkpoints: Mutex::new(checkpoints),
+        }
     }
 
-    /// Appends one record and makes it durable (`write_all` + `sync_data`) before returning.
+    /// Where the journal lives (a path or a store location).
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// Appends one record and makes it durable before returning.
     pub fn append(&self, record: &Record) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut file = self
-            .file
-            .lock()
-            .map_err(|_| std::io::Error::other("journal mutex poisoned"))?;
-        file.write_all(&line)?;
-        file.sync_data()
+        let poisoned = || std::io::Error::other("journal mutex poisoned");
+        let seq = {
+            let mut sink = self.sink.lock().map_err(|_| poisoned())?;
+            match &mut *sink {
+                Sink::File { file, written } => {
+                    file.write_all(&line)?;
+                    *written += 1;
+                    *written
+                }
+                Sink::Store {
+                    store,
+                    prefix,
+                    next,
+                    handle,
+                } => {
+                    let key = segment_key(prefix, *next);
+                    tokio::task::block_in_place(|| {
+                        handle.block_on(store.put_bytes(&key, line.into()))
+                    })
+                    .map_err(std::io::Error::other)?;
+                    *next += 1;
+                    return Ok(());
+                }
+            }
+        };
+        // Group commit: one fsync makes every record written so far durable, so appenders
+        // that queued behind a running fsync usually find their record already synced.
+        let Some((synced, file)) = &self.synced else {
+            return Ok(());
+        };
+        let mut synced = synced.lock().map_err(|_| poisoned())?;
+        if *synced >= seq {
+            return Ok(());
+        }
+        let target = match &*self.sink.lock().map_err(|_| poisoned())? {
+            Sink::File { written, .. } => *written,
+            Sink::Store { .. } => seq,
+        };
+        file.sync_data()?;
+        *synced = target;
+        Ok(())
     }
+}
+
+/// Key of record number `n` of a remote journal.
+fn segment_key(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n:010}.json")
+}
+
+/// Reads a remote journal: its records and the number of the next record.
+/// `None` when it has no records.
+pub async fn replay_remote(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Option<(Vec<Record>, u64)>, JournalError> {
+    let err = |e: StoreError| JournalError::Io {
+        path: format!("{}/{prefix}", store.describe()),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let objects = store.list(prefix).await.map_err(err)?;
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    let mut records = Vec::with_capacity(objects.len());
+    for (i, o) in objects.iter().enumerate() {
+        if o.key != segment_key(prefix, i as u64) {
+            return Err(JournalError::BadLine {
+                path: format!("{}/{prefix}", store.describe()),
+                line: i + 1,
+                message: format!(
+                    "expected record object {}, found {}",
+                    segment_key(prefix, i as u64),
+                    o.key
+                ),
+            });
+        }
+        let bytes = store.get_bytes(&o.key).await.map_err(err)?;
+        let (mut r, _) = parse(&o.key, &bytes)?;
+        if r.len() != 1 {
+            return Err(JournalError::BadLine {
+                path: o.key.clone(),
+                line: 1,
+                message: "a record object must hold exactly one record".into(),
+            });
+        }
+        records.append(&mut r);
+    }
+    Ok(Some((records, objects.len() as u64)))
 }
 
 impl Checkpoints for Journal {

@@ -68,7 +68,7 @@ fn who() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the state is locked: {0}\n  (if that apply is gone, run `cbk unlock {id}`)", id = .0.id)]
-    Held(LockInfo),
+    Held(Box<LockInfo>),
     #[error("the state is locked by another process (lock file `{0}` has no readable holder yet)")]
     HeldUnknown(String),
     #[error("no lock with id `{wanted}` (current lock: {current})")]
@@ -141,7 +141,7 @@ pub fn acquire_local(path: &Path, info: LockInfo) -> Result<HeldLock, LockError>
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(match read_info(&mut file) {
-                    Some(holder) => LockError::Held(holder),
+                    Some(holder) => LockError::Held(Box::new(holder)),
                     None => LockError::HeldUnknown(path.display().to_string()),
                 });
             }
@@ -222,7 +222,7 @@ pub async fn acquire_remote(
         PutIfAbsent::AlreadyExists => {
             let held = store.get_bytes(key).await?;
             Err(match serde_json::from_slice::<LockInfo>(&held) {
-                Ok(holder) => LockError::Held(holder),
+                Ok(holder) => LockError::Held(Box::new(holder)),
                 Err(_) => LockError::HeldUnknown(key.to_string()),
             })
         }

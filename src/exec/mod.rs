@@ -12,7 +12,8 @@ pub mod state;
 pub mod walker;
 
 pub use engine::{
-    ApplyOptions, ExecError, RunReport, StateLocation, apply, plan_digest, stale_reason,
+    ApplyOptions, ExecError, REMOTE_LOCK, RunReport, StateLocation, apply, plan_digest,
+    stale_reason,
 };
 pub use journal::RunStatus;
 pub use walker::{TaskReport, TaskStatus};

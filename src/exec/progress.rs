@@ -139,11 +139,15 @@ impl Progress for Bars {
     }
 }
 
+/// Bytes (done, total) per host label.
+type HostBytes = BTreeMap<String, (u64, u64)>;
+
 /// Plain text or JSON lines on stderr; byte counts are reported at most every few seconds.
 pub struct Lines {
     json: bool,
     start: Instant,
-    bytes: Mutex<(BTreeMap<String, (u64, u64)>, Instant)>,
+    /// Bytes (done, total) per host, and when they were last printed.
+    bytes: Mutex<(HostBytes, Instant)>,
     every: Duration,
 }
 

@@ -79,7 +79,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// A random lineage id (128 bits, hex).
-fn new_lineage() -> String {
+pub(crate) fn new_lineage() -> String {
     let bytes: [u8; 16] = rand::random();
     hex::encode(bytes)
 }

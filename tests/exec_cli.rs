@@ -1,0 +1,331 @@
+//! `cbk apply`, `cbk state` and `cbk unlock` as a user runs them: exit codes and messages for
+//! refusals (no confirmation, stale plan, held lock), Ctrl-C and resume.
+
+mod exec_support;
+
+use exec_support::{planned_run, task};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cbk() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cbk"));
+    c.stdin(Stdio::null());
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Writes a saved plan of controller `exec` tasks `(name, run, after)` into `dir`.
+fn saved_plan(dir: &Path, source: &str, tasks: &[(&str, &str, &[&str])]) -> PathBuf {
+    let tasks = tasks
+        .iter()
+        .map(|(name, run, after)| {
+            let mut t = task(name, None, "s", after);
+            t.params = serde_json::json!({ "run": run });
+            t
+        })
+        .collect();
+    let path = dir.join("plan.json");
+    let run = planned_run(tasks, source);
+    std::fs::write(&path, serde_json::to_vec_pretty(&run).expect("json")).expect("write");
+    path
+}
+
+fn apply(plan: &Path, state: &Path) -> Command {
+    let mut c = cbk();
+    c.arg("apply")
+        .arg(plan)
+        .arg("--state")
+        .arg(state)
+        .args(["--progress", "plain"]);
+    c
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn journal_has(state: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(state.join("runs/00000001.jsonl")).is_ok_and(|t| t.contains(needle))
+}
+
+fn sigint(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+#[test]
+fn a_toml_plan_without_terminal_or_yes_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = dir.path().join("backup.toml");
+    std::fs::write(&toml, "version = 1\n").expect("write");
+    let out = cbk().arg("apply").arg(&toml).output().expect("run");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("without confirmation: no terminal to ask on; pass --yes"),
+        "{err}"
+    );
+    assert!(!dir.path().join(".cbk").exists(), "nothing may be written");
+}
+
+#[test]
+fn a_stale_saved_plan_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("backup.toml");
+    std::fs::write(&source, "version = 1\n").expect("write");
+    let marker = dir.path().join("ran");
+    let plan = saved_plan(
+        dir.path(),
+        source.to_str().expect("utf8"),
+        &[("exec[a]", &format!("touch '{}'", marker.display()), &[])],
+    );
+    std::fs::write(&source, "version = 1\n# edited after planning\n").expect("write");
+    let out = apply(&plan, &dir.path().join("state"))
+        .output()
+        .expect("run");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("refusing a stale plan: the source `")
+            && err.contains("backup.toml` changed since the plan was made"),
+        "{err}"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_held_lock_is_reported_with_its_holder_and_unlock_needs_its_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let plan = saved_plan(
+        dir.path(),
+        "/nonexistent.toml",
+        &[("exec[slow]", "sleep 2", &[])],
+    );
+    let mut first = apply(&plan, &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("the first apply to start its task", || {
+        journal_has(&state, "\"started\"")
+    });
+    let out = apply(&plan, &state).output().expect("second");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    let holder = format!("(pid {})", first.id());
+    assert!(err.contains("the state is locked: lock "), "{err}");
+    assert!(err.contains(&holder), "{err}");
+    assert!(err.contains("for `apply` of "), "{err}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("lock")).expect("lock")).expect("json");
+    let id = lock["id"].as_str().expect("id").to_string();
+    assert!(err.contains(&format!("cbk unlock {id}")), "{err}");
+
+    let st = cbk()
+        .arg("state")
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .expect("state");
+    let (so, _) = text(&st);
+    assert!(so.contains(&format!("Locked: lock {id} held by ")), "{so}");
+    assert!(so.contains("running"), "{so}");
+
+    let wrong = cbk()
+        .args(["unlock", "0000", "--state"])
+        .arg(&state)
+        .output()
+        .expect("unlock");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(text(&wrong).1.contains("no lock with id `0000`"));
+    assert!(state.join("lock").exists());
+    let right = cbk()
+        .args(["unlock", &id, "--state"])
+        .arg(&state)
+        .output()
+        .expect("unlock");
+    assert_eq!(right.status.code(), Some(0), "{:?}", text(&right));
+    assert!(!state.join("lock").exists());
+    assert_eq!(first.wait().expect("wait").code(), Some(0));
+}
+
+#[test]
+fn ctrl_c_stops_at_a_safe_point_and_the_next_apply_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let log = dir.path().join("log");
+    let l = log.display();
+    let plan = saved_plan(
+        dir.path(),
+        "/nonexistent.toml",
+        &[
+            ("exec[a]", &format!("echo a >> '{l}'"), &[]),
+            (
+                "exec[b]",
+                &format!("sleep 1; echo b >> '{l}'"),
+                &["exec[a]"],
+            ),
+            ("exec[c]", &format!("echo c >> '{l}'"), &["exec[b]"]),
+        ],
+    );
+    let child = apply(&plan, &state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("exec[b] to start", || {
+        journal_has(&state, "\"address\":\"exec[b]\"")
+    });
+    sigint(&child);
+    let out = child.wait_with_output().expect("wait");
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{so}\n{se}");
+    assert!(se.contains("Interrupted: no new tasks start"), "{se}");
+    assert!(
+        so.contains("Apply interrupted (run the same apply again to resume)"),
+        "{so}"
+    );
+    // b was let finish (a safe point), c never started.
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "a\nb\n");
+    assert!(journal_has(&state, "\"status\":\"interrupted\""));
+
+    let out = apply(&plan, &state).output().expect("resume");
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{so}\n{se}");
+    assert!(
+        so.contains("1 applied, 0 already satisfied, 2 done earlier"),
+        "{so}"
+    );
+    assert!(so.contains(", resumed"), "{so}");
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "a\nb\nc\n");
+
+    let st = cbk()
+        .args(["state", "--json", "--state"])
+        .arg(&state)
+        .output()
+        .expect("state");
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["serial"], 1);
+    assert_eq!(v["attempts"], 2);
+    let statuses: Vec<(&str, &str)> = v["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["address"].as_str().unwrap_or(""),
+                t["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("exec[a]", "applied"),
+            ("exec[b]", "applied"),
+            ("exec[c]", "applied")
+        ]
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_aborts_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let plan = saved_plan(
+        dir.path(),
+        "/nonexistent.toml",
+        &[("exec[long]", "sleep 3", &[])],
+    );
+    let child = apply(&plan, &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("exec[long] to start", || journal_has(&state, "\"started\""));
+    let t = Instant::now();
+    sigint(&child);
+    std::thread::sleep(Duration::from_millis(200));
+    sigint(&child);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(text(&out).1.contains("Aborted. The next apply resumes"));
+    // The journal is consistent: it replays and the task is `started` without an end.
+    let recs = cbk::exec::journal::replay(&state.join("runs/00000001.jsonl")).expect("replay");
+    let prior = cbk::exec::journal::Prior::from_records(&recs);
+    assert!(prior.done.is_empty());
+    assert_eq!(prior.finished, None);
+}
+
+#[test]
+fn json_progress_is_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let plan = saved_plan(
+        dir.path(),
+        "/nonexistent.toml",
+        &[
+            ("exec[a]", "echo hello", &[]),
+            ("exec[b]", "exit 2", &["exec[a]"]),
+            ("exec[c]", "true", &["exec[b]"]),
+        ],
+    );
+    let out = cbk()
+        .arg("apply")
+        .arg(&plan)
+        .arg("--state")
+        .arg(&state)
+        .args(["--progress", "json"])
+        .output()
+        .expect("run");
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    let events: Vec<serde_json::Value> = se
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let finished: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["event"] == "task_finished")
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap_or("").to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        finished,
+        vec![
+            ("exec[a]".to_string(), "applied".to_string()),
+            ("exec[b]".to_string(), "failed".to_string()),
+            ("exec[c]".to_string(), "skipped".to_string()),
+        ]
+    );
+    assert!(events.iter().any(|e| e["text"] == "exec[a]: hello"));
+    assert!(
+        so.contains("Failed (1):\n  exec[b]: command exited with status 2"),
+        "{so}"
+    );
+    assert!(
+        so.contains("Skipped (1):\n  exec[c]: upstream failed: exec[b]"),
+        "{so}"
+    );
+}
