@@ -63,6 +63,22 @@ class EmuTestCase(unittest.TestCase):
         if start:
             self.emu("start")
 
+    def give(self, *paths):
+        """chown -R to the emulated cassandra user, like a careful restore would (root only)."""
+        import pwd
+
+        if os.geteuid() != 0:
+            return
+        try:
+            pw = pwd.getpwnam(self.env.get("CASSEMU_USER", "cassandra"))
+        except KeyError:
+            return
+        for p in paths:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+            for root, dirs, files in os.walk(p):
+                for x in dirs + files:
+                    os.chown(os.path.join(root, x), pw.pw_uid, pw.pw_gid)
+
     def data_dirs(self):
         return sorted(os.path.join(self.root, d) for d in os.listdir(self.root) if d.startswith("data"))
 

@@ -42,7 +42,7 @@ class FlushAndBackups(EmuTestCase):
         self.emu("write", "ks", "t")
         self.nt("flush")
         (data,) = self.live_data_files("ks", "t")
-        self.assertRegex(os.path.basename(data), r"^nb-[0-9a-z]{4}_[0-9a-z]{4}_[0-9a-z]{17}-big-Data\.db$")
+        self.assertRegex(os.path.basename(data), r"^nb-[0-9a-z]{4}_[0-9a-z]{4}_[0-9a-z]{18}-big-Data\.db$")
         self.assertTrue(digest_ok(data))
 
     def test_incremental_backups_flag_runtime_and_compaction(self):
@@ -146,18 +146,18 @@ class SchemaChanges(EmuTestCase):
 class CommitLogAndStop(EmuTestCase):
     def test_clean_stop_flushes(self):
         self.init("4.1")
-        self.make_table()
+        tid = self.make_table()
         self.emu("write", "ks", "t")
         self.assertEqual(self.live_data_files("ks", "t"), [])
         self.emu("stop")
-        self.assertEqual(len(self.live_data_files("ks", "t")), 1)
+        self.assertEqual(len(self.live_data_files("ks", "t", tid)), 1)
 
     def test_kill_then_replay_brings_writes_back_unless_commitlog_cleared(self):
         self.init("4.1")
-        self.make_table()
+        tid = self.make_table()
         self.emu("write", "ks", "t")
         self.emu("stop", "--kill")
-        self.assertEqual(self.live_data_files("ks", "t"), [])
+        self.assertEqual(self.live_data_files("ks", "t", tid), [])
         cl = os.path.join(self.root, "commitlog")
         self.assertTrue(any(re.match(r"^CommitLog-7-\d+\.log$", f) for f in os.listdir(cl)))
         r = self.emu("start")
@@ -174,10 +174,10 @@ class CommitLogAndStop(EmuTestCase):
 
     def test_22_clean_stop_relies_on_replay(self):
         self.init("2.2")
-        self.make_table()
+        tid = self.make_table()
         self.emu("write", "ks", "t")
         self.emu("stop")
-        self.assertEqual(self.live_data_files("ks", "t"), [])
+        self.assertEqual(self.live_data_files("ks", "t", tid), [])
         self.emu("start")
         self.assertEqual(len(self.live_data_files("ks", "t")), 1)
 
@@ -239,6 +239,7 @@ class StartupRules(EmuTestCase):
         os.unlink(os.path.join(tdir, "nb-9-big-Data.db"))
         open(os.path.join(tdir, "nb-1-big-Statistics.db.tmp"), "w").close()
         os.makedirs(os.path.join(tdir, "tmp"))
+        self.give(tdir)
         self.emu("start")
         names = os.listdir(tdir)
         self.assertFalse(any(n.startswith("nb-9-") for n in names), names)
@@ -250,6 +251,7 @@ class StartupRules(EmuTestCase):
         tdir = self.stopped_node()
         plain = os.path.join(self.data_dirs()[0], "ks", "t")
         os.makedirs(plain)
+        self.give(plain)
         self.emu("start")
         self.emu("write", "ks", "t")
         self.nt("snapshot", "-t", "s", "ks")
@@ -299,6 +301,7 @@ class ImportRefresh(EmuTestCase):
         os.makedirs(stage, exist_ok=True)
         for f in os.listdir(src):
             shutil.copy(os.path.join(src, f), os.path.join(stage, f.replace("-1-", "-%d-" % gen)))
+        self.give(os.path.join(self.tmp, "stage"))
         return stage
 
     def test_import_moves_with_new_generation_and_backs_up(self):

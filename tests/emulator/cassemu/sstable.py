@@ -8,7 +8,7 @@ import zlib
 
 from . import profiles, util
 
-UUID_ID_RE = r"[0-9a-z]{4}_[0-9a-z]{4}_[0-9a-z]{17}"
+UUID_ID_RE = r"[0-9a-z]{4}_[0-9a-z]{4}_[0-9a-z]{18}"
 NEW_NAME_RE = re.compile(
     r"^(?P<ver>[a-z]{2})-(?P<gen>\d+|" + UUID_ID_RE + r")-(?P<fmt>big|bti)-(?P<comp>[\w.+-]+)$"
 )

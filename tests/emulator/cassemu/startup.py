@@ -100,7 +100,7 @@ def check_permissions(node):
                         "(Insufficient permissions on directory %s)" % (d, d, d))
                 for f in sorted(os.listdir(d)):
                     p = os.path.join(d, f)
-                    if os.path.isfile(p) and not util.can_write(p):
+                    if os.path.isfile(p) and sstable.parse_name(f) and not util.can_write(p):
                         raise util.StartupError(
                             "FSWriteError in %s: java.nio.file.AccessDeniedException: %s" % (p, p))
 
