@@ -59,6 +59,7 @@ class EmuTestCase(unittest.TestCase):
         return r
 
     def init(self, version, *extra, start=True):
+        self.version = version
         self.emu("init", "--version", version, "--data-root", self.root, *extra)
         if start:
             self.emu("start")
@@ -92,8 +93,11 @@ class EmuTestCase(unittest.TestCase):
         return self.table_id(ks, table)
 
     def table_id(self, ks, table):
-        r = self.cqlsh("-e", "SELECT keyspace_name, table_name, id FROM system_schema.tables "
-                             "WHERE keyspace_name = '%s'" % ks)
+        if getattr(self, "version", None) == "2.2":
+            q = "SELECT keyspace_name, columnfamily_name, cf_id FROM system.schema_columnfamilies"
+        else:
+            q = "SELECT keyspace_name, table_name, id FROM system_schema.tables"
+        r = self.cqlsh("-e", q + " WHERE keyspace_name = '%s'" % ks)
         for line in r.out.splitlines():
             cells = [c.strip() for c in line.split("|")]
             if len(cells) == 3 and cells[1] == table:

@@ -164,6 +164,11 @@ def _fmt_map(m):
 def select(node, st):
     ks, t, where = st["ks"], st["table"], st["where"]
 
+    if ks == "system_schema" and not node.profile.has_system_schema:
+        raise CqlError("InvalidRequest", "Keyspace system_schema does not exist")
+    if (ks, t) == ("system", "schema_columnfamilies") and node.profile.has_system_schema:
+        raise CqlError("InvalidRequest", "unconfigured table schema_columnfamilies")
+
     def want(row_ks):
         return "keyspace_name" not in where or where["keyspace_name"] == row_ks
 

@@ -322,21 +322,15 @@ def c_status(n, o, vals, pos):
         o.p("=" * len(title))
         o.p("Status=Up/Down")
         o.p("|/ State=Normal/Leaving/Joining/Moving")
-        rf = 1
-        if pos:
-            rf = schema.replication_factor(n.keyspaces[pos[0]])
-        owns_each = "?" if unknown else "%s%%" % util.java_decimal_format(min(100.0, 100.0 * rf / len(nodes)) if pos else 100.0 / len(nodes) * 1.0)
+        rf = schema.replication_factor(n.keyspaces[pos[0]]) if pos else 1
+        owns = "?" if unknown else "%.1f%%" % min(100.0, 100.0 * rf / len(nodes))
         rows = []
         for x in members:
             addr = x["address"] + (":7000" if pp else "")
             st = ("U" if x.get("up", True) else "D") + "N"
-            load = size(n, x["load"])
-            owns = owns_each if "%" not in owns_each else "%.1f%%" % float(owns_each[:-1])
-            rows.append([st, addr, load, str(len(x["tokens"])), owns, x["host_id"], x["rack"]])
+            rows.append([st, addr, size(n, x["load"]), str(len(x["tokens"])), owns, x["host_id"], x["rack"]])
         if p.major >= (4, 0):
-            header = ["--", "Address", "Load", "Tokens", "Owns (effective)" if not unknown else "Owns", "Host ID", "Rack"]
-            if pos:
-                header[4] = "Owns (effective)"
+            header = ["--", "Address", "Load", "Tokens", "Owns" if unknown else "Owns (effective)", "Host ID", "Rack"]
             o.out.append(util.table_builder([header] + rows, "  "))
         else:
             w = max(len(r[1]) for r in rows + [["", "Address"]])
@@ -442,7 +436,7 @@ def c_repair(n, o, vals, pos):
         n.keyspace(ks)
         for t in tables:
             n.table(ks, t)
-        if schema.replication_factor(n.keyspaces[ks]) < 2 or len(_nodes(n)) < 2 and False:
+        if schema.replication_factor(n.keyspaces[ks]) < 2:
             o.p("[%s] Replication factor is 1. No repair is needed for keyspace '%s'" % (_ts(), ks))
             continue
         n.state["repair_cmd"] = n.state.get("repair_cmd", 0) + 1
@@ -686,6 +680,8 @@ def run(argv):
                 raise util.ConnectError("Failed to connect to '%s:%s' - ConnectException: 'Connection refused'."
                                         % (vals.get("host", "127.0.0.1"), vals.get("port", "7199")))
             n = connect(vals)
+            if n.profile.ttl:
+                startup.drop_ephemeral_and_expired(n, ephemeral=False)  # the periodic TTL cleaner
             try:
                 rc = fn(n, o, vals, pos) or 0
             finally:
