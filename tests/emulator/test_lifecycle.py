@@ -410,6 +410,47 @@ class Access(EmuTestCase):
         self.assertIn("Starting repair command #1", r.out)
         self.assertIn("Repair completed successfully", r.out)
 
+    def test_drain_stops_cql_but_nodetool_answers(self):
+        self.init("4.0")
+        tid = self.make_table()
+        self.emu("write", "ks", "t")
+        self.nt("drain")
+        self.assertEqual(len(self.live_data_files("ks", "t", tid)), 1)
+        self.assertEqual(os.listdir(os.path.join(self.root, "commitlog")), [])
+        r = self.cqlsh("-e", "DESCRIBE KEYSPACES", rc=1)
+        self.assertIn("Unable to connect to any servers", r.err)
+        info = self.nt("info").out
+        self.assertIn("Gossip active          : false\n", info)
+        self.assertIn("Native Transport active: false\n", info)
+
+    def test_cqlsh_file_errors_carry_line_numbers(self):
+        self.init("4.1")
+        path = os.path.join(self.tmp, "bad.cql")
+        with open(path, "w") as f:
+            f.write("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\n"
+                    "\n"
+                    "DROP TABLE ks.nope;\n"
+                    "CREATE TABLE ks.t (id int PRIMARY KEY);\n")
+        r = self.cqlsh("-f", path, rc=2)
+        self.assertTrue(r.err.startswith("%s:3:InvalidRequest: " % path), r)
+        self.table_id("ks", "t")  # later statements still ran
+
+    def test_datapaths_ring_getendpoints(self):
+        self.init("4.1", "--data-dirs", "2", "--tokens", "4")
+        tid = self.make_table(rf=1)
+        out = self.nt("datapaths", "ks.t").out
+        dirs = self.table_dirs("ks", "t", tid)
+        self.assertEqual(out, "Keyspace: ks\n\tTable: t\n\tPaths:\n\t\t%s\n\t\t%s\n\n" % tuple(dirs))
+        self.assertEqual(self.nt("getendpoints", "ks", "t", "k1").out, "127.0.0.1\n")
+        ring = self.nt("ring").out
+        self.assertIn("Datacenter: datacenter1\n==========\n", ring)
+        self.assertEqual(len([l for l in ring.splitlines() if l.startswith("127.0.0.1  ")]), 4)
+        self.assertIn('Warning: "nodetool ring" is used to output all the tokens of a node.', ring)
+        self.nt("datapaths", rc=0)
+        self.setUp()
+        self.init("4.0")
+        self.assertIn("Found unexpected parameters: [datapaths]", self.nt("datapaths", rc=1).out)
+
 
 if __name__ == "__main__":
     unittest.main()

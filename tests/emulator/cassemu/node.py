@@ -352,6 +352,18 @@ class Node:
         target = os.path.join(tdir, "backups", "." + idx) if idx else os.path.join(tdir, "backups")
         sstable.hard_link_sstable(desc, target)
 
+    def build_index(self, ks, t, idx, base_dirs):
+        """Index build (CREATE INDEX, refresh, import): one `.<idx>/` sstable per base folder."""
+        key = self.cfs_key(ks, t, idx)
+        ver, fmt = self.write_version()
+        for d in sorted(set(base_dirs)):
+            idir = os.path.join(d, "." + idx)
+            util.makedirs(idir)
+            desc = sstable.clone_fixture(ver, fmt, idir, self.new_id(key, idir))
+            self.track(key, desc)
+            if self.backups_enabled(ks, t):
+                self.backup_link(desc, idx)
+
     def flush_all(self, keyspaces=None):
         out = []
         for ks, t in list(self.all_tables(keyspaces)):

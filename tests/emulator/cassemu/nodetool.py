@@ -472,16 +472,8 @@ def _new_sstables_in(n, key, directory):
 
 
 def _rebuild_indexes(n, ks, t, descs):
-    ver, fmt = n.write_version()
     for idx in sorted(n.table(ks, t).get("indexes", {})):
-        key = n.cfs_key(ks, t, idx)
-        for d in sorted({x.directory for x in descs}):
-            idir = os.path.join(d, "." + idx)
-            util.makedirs(idir)
-            desc = sstable.clone_fixture(ver, fmt, idir, n.new_id(key, idir))
-            n.track(key, desc)
-            if n.backups_enabled(ks, t):
-                n.backup_link(desc, idx)
+        n.build_index(ks, t, idx, [d.directory for d in descs])
 
 
 def c_refresh(n, o, vals, pos):
@@ -622,7 +614,7 @@ COMMANDS = {
 }
 
 
-def available(profile, name, vals_flags):
+def available(profile, name):
     if name == "import" and not profile.import_cmd:
         return False
     if name == "datapaths" and not profile.datapaths:
@@ -656,7 +648,7 @@ def run(argv):
                 n0 = node_mod.Node.load()
             except util.EmuError:
                 n0 = None
-            if cmd not in COMMANDS or (n0 and not available(n0.profile, cmd, None)):
+            if cmd not in COMMANDS or (n0 and not available(n0.profile, cmd)):
                 raise util.UsageError("Found unexpected parameters: [%s]" % cmd)
             fn, opts, flags = COMMANDS[cmd]
             opts = dict(opts)
