@@ -5,10 +5,12 @@ import re
 import shutil
 import sys
 import unittest
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from emu_testlib import EmuTestCase, digest_ok  # noqa: E402
+from cassemu import sstable  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "cassandra")
 
@@ -93,9 +95,24 @@ class FlushAndBackups(EmuTestCase):
         stats = data.replace("Data.db", "Statistics.db")
         snap = os.path.join(os.path.dirname(data), "snapshots", "s", os.path.basename(stats))
         self.assertTrue(os.path.samefile(stats, snap))
-        self.emu("rewrite-stats", "ks", "t")
+        with open(stats, "rb") as f:
+            before = f.read()
+        self.emu("rewrite-stats", "ks", "t", "--repaired-at", "1700000000000")
         self.assertFalse(os.path.samefile(stats, snap))
         self.assertEqual(os.stat(snap).st_nlink, 1)
+        with open(stats, "rb") as f:
+            after = f.read()
+        self.assertEqual(len(after), len(before))
+        self.assertNotEqual(after, before)
+        self.assertEqual(sstable.read_stats(stats, "nb"), (0, 1700000000000))
+        self.assertEqual(sstable.read_stats(snap, "nb"), (0, 0))
+        # the STATS component's CRC32 (na+) is kept valid: only repairedAt + CRC differ
+        lay = sstable._stats_layout(after, "nb")
+        allowed = set(range(lay["repaired_at"], lay["repaired_at"] + 8)) | set(range(lay["end"] - 4, lay["end"]))
+        diff = {i for i in range(len(after)) if after[i] != before[i]}
+        self.assertTrue(diff <= allowed, diff)
+        crc = zlib.crc32(after[lay["start"]:lay["end"] - 4]) & 0xFFFFFFFF
+        self.assertEqual(after[lay["end"] - 4:lay["end"]], crc.to_bytes(4, "big"))
 
 
 class SchemaChanges(EmuTestCase):
@@ -310,6 +327,9 @@ class ImportRefresh(EmuTestCase):
         self.emu("write", "ks", "t")
         self.nt("flush")
         stage = self.staged(gen=1)  # clashes with the live nb-1
+        desc = sstable.list_sstables(stage)[0]
+        sstable.rewrite_stats(desc, repaired_at=1700000000000)  # a repaired sstable from a backup
+        self.give(stage)
         r = self.nt("import", "ks", "t", stage)
         self.assertEqual((r.out, r.err), ("", ""))
         self.assertEqual(os.listdir(stage), [])
@@ -318,6 +338,8 @@ class ImportRefresh(EmuTestCase):
         backups = os.path.join(self.table_dirs("ks", "t")[0], "backups")
         self.assertTrue(os.path.exists(os.path.join(backups, "nb-2-big-Data.db")))
         self.assertTrue(digest_ok(self.live_data_files("ks", "t")[1]))
+        imported = self.live_data_files("ks", "t")[1].replace("Data.db", "Statistics.db")
+        self.assertEqual(sstable.read_stats(imported, "nb"), (0, 0))  # import resets repairedAt
 
     def test_import_failed_dirs_and_corrupt_digest(self):
         self.init("4.0")

@@ -159,8 +159,9 @@ def cmd_compact(a):
 
 
 def cmd_rewrite_stats(a):
-    comps = ("Statistics.db", "Summary.db") if a.summary else ("Statistics.db",)
-    _with_node(lambda n: print(n.rewrite_stats(a.keyspace, a.table, comps)))
+    rep = a.repaired_at if a.repaired_at is not None else util.now_ms()
+    _with_node(lambda n: print(n.rewrite_stats(a.keyspace, a.table, repaired_at=rep, level=a.level,
+                                               summary=a.summary)))
 
 
 def cmd_ephemeral_snapshot(a):
@@ -248,6 +249,8 @@ def parser():
         x.add_argument("table")
         if fn is cmd_rewrite_stats:
             x.add_argument("--summary", action="store_true", help="also rewrite Summary.db")
+            x.add_argument("--repaired-at", type=int, help="repairedAt (ms) to write")
+            x.add_argument("--level", type=int, help="sstableLevel to write")
         x.set_defaults(fn=fn)
     e = sub.add_parser("ephemeral-snapshot")
     e.add_argument("keyspace")

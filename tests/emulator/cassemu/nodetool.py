@@ -451,9 +451,9 @@ def c_repair(n, o, vals, pos):
                "true" if vals.get("pr") else "false", "false" if full else "true", ", ".join(tables),
                len(n.state["tokens"])))
         for t in (tables or list(n.keyspaces[ks]["tables"])):
-            if not full:
+            if not full:  # incremental repair marks the sstables repaired (anticompaction)
                 n.flush(ks, t)
-                n.rewrite_stats(ks, t)
+                n.rewrite_stats(ks, t, repaired_at=util.now_ms())
         o.p("[%s] Repair session %s for range [(%d,%d]] finished" % (_ts(), uuid.uuid1(), n.state["tokens"][0], n.state["tokens"][-1]))
         o.p("[%s] Repair completed successfully" % _ts())
         o.p("[%s] Repair command #%d finished in %d seconds" % (_ts(), cmd, int(time.time() - start)))
@@ -492,6 +492,7 @@ def c_refresh(n, o, vals, pos):
                                     % (n.write_version()[0], desc.path("Data.db")))
             util.require_writable_dir(d)
             new = sstable.rename_sstable(desc, d, n.new_id(key, d))
+            sstable.rewrite_stats(new, level=0)  # refresh resets the level
             n.track(key, new)
             added.append(new)
             if n.backups_enabled(ks, t):
@@ -541,6 +542,9 @@ def c_import(n, o, vals, pos):
             failed.append(src)
             continue
         for _d, new in moved:
+            if not vals.get("keep_repaired") or not vals.get("keep_level"):
+                sstable.rewrite_stats(new, repaired_at=None if vals.get("keep_repaired") else 0,
+                                      level=None if vals.get("keep_level") else 0)
             n.track(key, new)
             added.append(new)
             if n.backups_enabled(ks, t):
