@@ -344,6 +344,7 @@ class Node:
                     self.backup_link(desc, idx)
         self.state["pending"].pop("%s/%s" % (ks, t), None)
         self._mark_flushed(ks, t)
+        self.discard_clean_segments(keep_active=True)
         return created
 
     def backup_link(self, desc, idx):
