@@ -115,6 +115,33 @@ class FlushAndBackups(EmuTestCase):
         self.assertEqual(after[lay["end"] - 4:lay["end"]], crc.to_bytes(4, "big"))
 
 
+class Churn(EmuTestCase):
+    def test_churn_interleaves_with_snapshots(self):
+        import subprocess
+
+        self.init("4.1", "--incremental-backups")
+        tid = self.make_table()
+        proc = subprocess.Popen([os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "cassandra-emu"),
+                                 "churn", "ks", "t", "--seconds", "3", "--interval", "0.05"],
+                                env=self.env, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        tags = []
+        while proc.poll() is None and len(tags) < 5:
+            tag = "c%d" % len(tags)
+            self.nt("snapshot", "-t", tag, "ks")
+            tags.append(tag)
+        steps = int(proc.communicate(timeout=60)[0])
+        self.assertGreater(steps, 2)
+        tdir = self.table_dirs("ks", "t", tid)[0]
+        for tag in tags:  # every snapshot is complete: all its sstables have all 8 components
+            sdir = os.path.join(tdir, "snapshots", tag)
+            files = [f for f in os.listdir(sdir) if f.startswith("nb-")]
+            prefixes = {f.rsplit("-", 1)[0] for f in files}
+            self.assertEqual(len(files), 8 * len(prefixes), files)
+        backups = [f for f in os.listdir(os.path.join(tdir, "backups")) if f.endswith("Data.db")]
+        self.assertGreaterEqual(len(backups), steps)
+
+
 class SchemaChanges(EmuTestCase):
     def test_drop_recreate_keeps_old_folder_and_auto_snapshot(self):
         self.init("4.1")
