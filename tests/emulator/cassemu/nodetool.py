@@ -127,6 +127,26 @@ def available(profile, name):
     return True
 
 
+def options_for(profile, cmd):
+    """(handler, options, flags) of a command as this release's nodetool knows them."""
+    fn, opts, flags = COMMANDS[cmd]
+    opts, flags = dict(opts), dict(flags)
+    if profile is None:
+        return fn, opts, flags
+    drop = set()
+    if cmd == "snapshot":
+        drop |= set() if profile.skip_flush else {"-sf", "--skip-flush"}
+        drop |= set() if profile.ttl else {"--ttl"}
+    if cmd == "clearsnapshot":
+        drop |= set() if profile.clearsnapshot_needs_tag else {"--all"}
+        drop |= set() if profile.major >= (5, 0) else {"--older-than", "--older-than-timestamp"}
+    if cmd == "listsnapshots":
+        drop |= set() if profile.ttl else {"-nt", "--no-ttl"}
+        drop |= set() if profile.major >= (5, 0) else {"-e", "--ephemeral"}
+    return (fn, {k: v for k, v in opts.items() if k not in drop},
+            {k: v for k, v in flags.items() if k not in drop})
+
+
 def run(argv):
     """Returns (exit code, stdout text, stderr text)."""
     o = Out()
@@ -138,7 +158,7 @@ def run(argv):
         if a in GLOBAL_OPTS:
             i += 2
             continue
-        if a in GLOBAL_FLAGS:
+        if a in GLOBAL_FLAGS or a.split("=", 1)[0] in GLOBAL_OPTS:
             i += 1
             continue
         cmd = a
@@ -155,23 +175,7 @@ def run(argv):
                 n0 = None
             if cmd not in COMMANDS or (n0 and not available(n0.profile, cmd)):
                 raise util.UsageError("Found unexpected parameters: [%s]" % cmd)
-            fn, opts, flags = COMMANDS[cmd]
-            opts = dict(opts)
-            flags = dict(flags)
-            if n0 is not None:
-                if cmd == "snapshot" and not n0.profile.skip_flush:
-                    flags = {k: v for k, v in flags.items() if v != "skip_flush"}
-                if cmd == "snapshot" and not n0.profile.ttl:
-                    opts.pop("--ttl", None)
-                if cmd == "clearsnapshot" and not n0.profile.clearsnapshot_needs_tag:
-                    flags.pop("--all", None)
-                if cmd == "clearsnapshot" and n0.profile.major < (5, 0):
-                    opts.pop("--older-than", None)
-                    opts.pop("--older-than-timestamp", None)
-                if cmd == "listsnapshots" and not n0.profile.ttl:
-                    flags = {}
-                if cmd == "listsnapshots" and n0.profile.major < (5, 0):
-                    flags = {k: v for k, v in flags.items() if v != "ephemeral"}
+            fn, opts, flags = options_for(n0.profile if n0 else None, cmd)
             vals, pos = parse_args(rest, opts, flags)
             if n0 is None:
                 raise util.ConnectError("Failed to connect to '%s:%s' - ConnectException: 'Connection refused'."
