@@ -252,11 +252,16 @@ class StartupRules(EmuTestCase):
         self.emu("start")
 
     def test_old_format_on_4x_refuses_start(self):
-        tdir = self.stopped_node()
-        src = os.path.join(FIXTURES, "la", "legacy_tables", "legacy_la_simple")
-        for f in os.listdir(src):
-            shutil.copy(os.path.join(src, f), os.path.join(tdir, f.replace("la-1-", "la-7-")))
-        self.refuse(r"Detected unreadable sstables .*la-7-big-")
+        for version, fixture, pattern in (("4.1", "la/legacy_tables/legacy_la_simple", r"la-1-big-"),
+                                          ("4.0", "ka/legacy_tables/legacy_ka_simple", r"legacy_ka_simple-ka-1-"),
+                                          ("4.0", "oa/legacy_tables/legacy_oa_simple", r"oa-1-big-")):
+            with self.subTest(version=version, fixture=fixture):
+                self.setUp()
+                tdir = self.stopped_node(version)
+                src = os.path.join(FIXTURES, fixture)
+                for f in os.listdir(src):
+                    shutil.copy(os.path.join(src, f), os.path.join(tdir, f))
+                self.refuse(r"Detected unreadable sstables .*" + pattern)
 
     def test_uuid_ids_with_flag_off_refuse_start(self):
         tdir = self.stopped_node("4.1")
