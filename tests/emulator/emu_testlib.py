@@ -59,9 +59,26 @@ class EmuTestCase(unittest.TestCase):
         return r
 
     def init(self, version, *extra, start=True):
+        self.version = version
         self.emu("init", "--version", version, "--data-root", self.root, *extra)
         if start:
             self.emu("start")
+
+    def give(self, *paths):
+        """chown -R to the emulated cassandra user, like a careful restore would (root only)."""
+        import pwd
+
+        if os.geteuid() != 0:
+            return
+        try:
+            pw = pwd.getpwnam(self.env.get("CASSEMU_USER", "cassandra"))
+        except KeyError:
+            return
+        for p in paths:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+            for root, dirs, files in os.walk(p):
+                for x in dirs + files:
+                    os.chown(os.path.join(root, x), pw.pw_uid, pw.pw_gid)
 
     def data_dirs(self):
         return sorted(os.path.join(self.root, d) for d in os.listdir(self.root) if d.startswith("data"))
@@ -76,8 +93,11 @@ class EmuTestCase(unittest.TestCase):
         return self.table_id(ks, table)
 
     def table_id(self, ks, table):
-        r = self.cqlsh("-e", "SELECT keyspace_name, table_name, id FROM system_schema.tables "
-                             "WHERE keyspace_name = '%s'" % ks)
+        if getattr(self, "version", None) == "2.2":
+            q = "SELECT keyspace_name, columnfamily_name, cf_id FROM system.schema_columnfamilies"
+        else:
+            q = "SELECT keyspace_name, table_name, id FROM system_schema.tables"
+        r = self.cqlsh("-e", q + " WHERE keyspace_name = '%s'" % ks)
         for line in r.out.splitlines():
             cells = [c.strip() for c in line.split("|")]
             if len(cells) == 3 and cells[1] == table:

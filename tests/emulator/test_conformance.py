@@ -197,6 +197,55 @@ class SnapshotOutputConformance(DocSetup):
         self.assertEqual(os.path.getsize(os.path.join(sdir, "manifest.json")), 31)
 
 
+# Real 3.11 captures quoted in reference/cassandra-facts.md §6.2 (quark-bits/courses DS201).
+REAL_311_INFO = """ID                     : ed19c671-f413-4108-b9f2-1bb62ce8975c
+Gossip active          : true
+Thrift active          : false
+Native Transport active: true
+Load                   : 306.77 KiB
+Generation No          : 1558480238
+Uptime (seconds)       : 44681
+Heap Memory (MB)       : 121.30 / 975.13
+Off Heap Memory (MB)   : 0.00
+Data Center            : datacenter1
+Rack                   : rack1
+Exceptions             : 0
+Key Cache              : entries 25, size 2.12 KiB, capacity 48 MiB, 190 hits, 234 requests, 0.812 recent hit rate, 14400 save period in seconds
+Row Cache              : entries 0, size 0 bytes, capacity 0 bytes, 0 hits, 0 requests, NaN recent hit rate, 0 save period in seconds
+Counter Cache          : entries 0, size 0 bytes, capacity 24 MiB, 0 hits, 0 requests, NaN recent hit rate, 7200 save period in seconds
+Chunk Cache            : entries 20, size 1.25 MiB, capacity 211 MiB, 138 misses, 898 requests, 0.846 recent hit rate, NaN microseconds miss latency
+Percent Repaired       : 100.0%
+Token                  : (invoke with -T/--tokens to see all 256 tokens)
+"""
+REAL_311_STATUS = """Datacenter: datacenter1
+=======================
+Status=Up/Down
+|/ State=Normal/Leaving/Joining/Moving
+--  Address     Load       Tokens       Owns (effective)  Host ID                               Rack
+UN  172.17.0.2  306.77 KiB  256          100.0%            ed19c671-f413-4108-b9f2-1bb62ce8975c  rack1
+"""
+
+
+class NodeInfoConformance(EmuTestCase):
+    def test_311_info_and_status_match_real_captures(self):
+        self.init("3.11", "--listen-address", "172.17.0.2", "--host-id", "ed19c671-f413-4108-b9f2-1bb62ce8975c")
+        info = self.nt("info").out.splitlines()
+        real = REAL_311_INFO.splitlines()
+        self.assertEqual([l[:25] for l in info], [l[:25] for l in real])  # same keys, order, padding
+        for key in ("ID", "Gossip active", "Thrift active", "Data Center", "Rack", "Token"):
+            line = [l for l in real if l.startswith(key + " ")][0]
+            self.assertIn(line, info)
+        status = self.nt("status").out.splitlines()
+        want = REAL_311_STATUS.splitlines()
+        self.assertEqual(status[:5], want[:5])
+        m = re.match(r"^UN  172\.17\.0\.2  (\S+ \S+)\s+256          100\.0%            "
+                     r"ed19c671-f413-4108-b9f2-1bb62ce8975c  rack1$", status[5])
+        self.assertIsNotNone(m, status[5])
+        # the Load column is padded to 9 characters + 2 spaces like the capture
+        load = m.group(1)
+        self.assertEqual(status[5].index("256"), max(len(load), 9) + 2 + 16)
+
+
 class FormattingUnits(unittest.TestCase):
     def test_stringify_file_size(self):
         self.assertEqual(util.stringify_file_size(0), "0 bytes")

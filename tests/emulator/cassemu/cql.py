@@ -1,7 +1,5 @@
 """Executing the supported CQL statements against the node (DDL, TRUNCATE, INSERT, SELECT)."""
 
-import os
-
 from . import schema, snapshots, sstable
 from .schema import CqlError
 
@@ -79,7 +77,8 @@ def execute(node, st):
             raise CqlError("InvalidRequest", "No column definition found for column %s" % st["column"])
         tinfo["indexes"][st["index"]] = st["column"]
         node.open_table(st["ks"], st["table"])
-        _build_index(node, st["ks"], st["table"], st["index"])
+        base = node.loaded_descs(node.cfs_key(st["ks"], st["table"], None))
+        node.build_index(st["ks"], st["table"], st["index"], [b.directory for b in base])
         _schema_write(node, "indexes")
         return None
     if op == "drop_table":
@@ -144,25 +143,17 @@ def _drop_table(node, ks, t):
     del node.keyspaces[ks]["tables"][t]
 
 
-def _build_index(node, ks, t, idx):
-    """Index build: one index sstable per data dir holding base sstables."""
-    base = node.loaded_descs(node.cfs_key(ks, t, None))
-    key = node.cfs_key(ks, t, idx)
-    ver, fmt = node.write_version()
-    for d in sorted({b.directory for b in base}):
-        idir = os.path.join(d, "." + idx)
-        desc = sstable.clone_fixture(ver, fmt, idir, node.new_id(key, idir))
-        node.track(key, desc)
-        if node.backups_enabled(ks, t):
-            node.backup_link(desc, idx)
-
-
 def _fmt_map(m):
     return "{%s}" % ", ".join("'%s': '%s'" % (k, v) for k, v in m.items())
 
 
 def select(node, st):
     ks, t, where = st["ks"], st["table"], st["where"]
+
+    if ks == "system_schema" and not node.profile.has_system_schema:
+        raise CqlError("InvalidRequest", "Keyspace system_schema does not exist")
+    if (ks, t) == ("system", "schema_columnfamilies") and node.profile.has_system_schema:
+        raise CqlError("InvalidRequest", "unconfigured table schema_columnfamilies")
 
     def want(row_ks):
         return "keyspace_name" not in where or where["keyspace_name"] == row_ks

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import sys
+import time
 import uuid
 
 from . import config, cql, node as node_mod, profiles, schema, snapshots, startup, util
@@ -159,8 +160,31 @@ def cmd_compact(a):
 
 
 def cmd_rewrite_stats(a):
-    comps = ("Statistics.db", "Summary.db") if a.summary else ("Statistics.db",)
-    _with_node(lambda n: print(n.rewrite_stats(a.keyspace, a.table, comps)))
+    rep = a.repaired_at if a.repaired_at is not None else util.now_ms()
+    _with_node(lambda n: print(n.rewrite_stats(a.keyspace, a.table, repaired_at=rep, level=a.level,
+                                               summary=a.summary)))
+
+
+def cmd_churn(a):
+    """Keep a table busy like a live node: write, flush (TOC last), compact, rewrite metadata.
+
+    Each step takes the node lock on its own, so backups/snapshots interleave with the churn."""
+    deadline = time.time() + a.seconds
+    step = 0
+    while time.time() < deadline:
+        step += 1
+
+        def go(n, step=step):
+            n.write(a.keyspace, a.table, a.rows)
+            n.flush(a.keyspace, a.table)
+            if step % 3 == 0:
+                n.compact(a.keyspace, a.table)
+            elif step % 3 == 2:
+                n.rewrite_stats(a.keyspace, a.table, repaired_at=util.now_ms())
+
+        _with_node(go)
+        time.sleep(a.interval)
+    print(step)
 
 
 def cmd_ephemeral_snapshot(a):
@@ -248,7 +272,16 @@ def parser():
         x.add_argument("table")
         if fn is cmd_rewrite_stats:
             x.add_argument("--summary", action="store_true", help="also rewrite Summary.db")
+            x.add_argument("--repaired-at", type=int, help="repairedAt (ms) to write")
+            x.add_argument("--level", type=int, help="sstableLevel to write")
         x.set_defaults(fn=fn)
+    ch = sub.add_parser("churn")
+    ch.add_argument("keyspace")
+    ch.add_argument("table")
+    ch.add_argument("--seconds", type=float, default=5.0)
+    ch.add_argument("--interval", type=float, default=0.2)
+    ch.add_argument("--rows", type=int, default=10)
+    ch.set_defaults(fn=cmd_churn)
     e = sub.add_parser("ephemeral-snapshot")
     e.add_argument("keyspace")
     e.add_argument("table")

@@ -344,6 +344,7 @@ class Node:
                     self.backup_link(desc, idx)
         self.state["pending"].pop("%s/%s" % (ks, t), None)
         self._mark_flushed(ks, t)
+        self.discard_clean_segments(keep_active=True)
         return created
 
     def backup_link(self, desc, idx):
@@ -351,6 +352,18 @@ class Node:
         tdir = os.path.dirname(desc.directory) if idx else desc.directory
         target = os.path.join(tdir, "backups", "." + idx) if idx else os.path.join(tdir, "backups")
         sstable.hard_link_sstable(desc, target)
+
+    def build_index(self, ks, t, idx, base_dirs):
+        """Index build (CREATE INDEX, refresh, import): one `.<idx>/` sstable per base folder."""
+        key = self.cfs_key(ks, t, idx)
+        ver, fmt = self.write_version()
+        for d in sorted(set(base_dirs)):
+            idir = os.path.join(d, "." + idx)
+            util.makedirs(idir)
+            desc = sstable.clone_fixture(ver, fmt, idir, self.new_id(key, idir))
+            self.track(key, desc)
+            if self.backups_enabled(ks, t):
+                self.backup_link(desc, idx)
 
     def flush_all(self, keyspaces=None):
         out = []
@@ -382,26 +395,24 @@ class Node:
                 made.append(new)
         return made
 
-    def rewrite_stats(self, ks, t, components=("Statistics.db",)):
-        """Rewrite Statistics.db (and Summary.db) of live sstables in place via tmp + rename.
+    def rewrite_stats(self, ks, t, repaired_at=None, level=None, summary=False):
+        """Metadata rewrite of every live sstable (repair, level change): tmp + rename.
 
-        Same name, new inode, new mtime; snapshots/backups keep the old inode. The bytes are
-        re-written from the current file with the repairedAt-style change Cassandra does not
-        let us reproduce exactly; the content is kept byte-identical when no change is known."""
+        Statistics.db gets the new repairedAt/level; Summary.db (optional) is re-written with
+        the same bytes. Same names, new inodes: snapshots and backups keep the old ones."""
         n = 0
         for key, _idx, _dirs in self.cfs_list(ks, t):
             for desc in self.loaded_descs(key):
-                for comp in components:
-                    p = desc.path(comp)
-                    if not os.path.exists(p):
-                        continue
+                if os.path.exists(desc.path("Statistics.db")):
+                    sstable.rewrite_stats(desc, repaired_at, level)
+                    n += 1
+                p = desc.path("Summary.db")
+                if summary and os.path.exists(p):
                     util.require_writable_dir(desc.directory)
                     with open(p, "rb") as f:
                         data = f.read()
-                    tmp = p + ".tmp"
-                    util.write_file(tmp, data)
-                    os.replace(tmp, p)
-                    n += 1
+                    util.write_file(p + ".tmp", data)
+                    os.replace(p + ".tmp", p)
         return n
 
     # -- misc ----------------------------------------------------------------------------------

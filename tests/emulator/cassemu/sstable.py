@@ -2,13 +2,14 @@
 
 import os
 import re
+import struct
 import time
 import uuid
 import zlib
 
 from . import profiles, util
 
-UUID_ID_RE = r"[0-9a-z]{4}_[0-9a-z]{4}_[0-9a-z]{17}"
+UUID_ID_RE = r"[0-9a-z]{4}_[0-9a-z]{4}_[0-9a-z]{18}"
 NEW_NAME_RE = re.compile(
     r"^(?P<ver>[a-z]{2})-(?P<gen>\d+|" + UUID_ID_RE + r")-(?P<fmt>big|bti)-(?P<comp>[\w.+-]+)$"
 )
@@ -255,3 +256,71 @@ def data_size(desc):
         except OSError:
             pass
     return total
+
+
+# -- Statistics.db (repairedAt / sstableLevel) -------------------------------------------------
+
+
+def _stats_layout(data, ver):
+    """Offsets of sstableLevel and repairedAt inside Statistics.db, plus the STATS component span.
+
+    Layout (MetadataSerializer, ma+): int count, [na+: int crc], count x (int type, int offset),
+    components; STATS = 2 histograms, commit log position, timestamps, deletion times, TTLs,
+    compression ratio, tombstone histogram, int level, long repairedAt ... [na+: each component
+    followed by its CRC32]. Returns None for layouts we do not know (la and older)."""
+    if ver < "ma":
+        return None
+    try:
+        count = struct.unpack(">i", data[:4])[0]
+        checksum = ver >= "na"
+        base = 8 if checksum else 4
+        toc = dict(struct.unpack(">ii", data[base + 8 * i:base + 8 + 8 * i]) for i in range(count))
+        start = toc[2]
+        end = min([o for o in toc.values() if o > start] + [len(data)])
+        pos = start
+        for _ in range(2):  # partition sizes, cell counts
+            size = struct.unpack(">i", data[pos:pos + 4])[0]
+            pos += 4 + 16 * size
+        pos += 12 + 16 + 16 + 8  # commit log position, min/max ts, deletion times + TTLs, ratio
+        _maxbin, size = struct.unpack(">ii", data[pos:pos + 8])
+        pos += 8 + 16 * size
+        if pos + 12 > end:
+            return None
+        return {"level": pos, "repaired_at": pos + 4, "start": start, "end": end, "checksum": checksum}
+    except (struct.error, KeyError, ValueError):
+        return None
+
+
+def read_stats(path, ver):
+    """(sstableLevel, repairedAt) of a Statistics.db, or None when the layout is unknown."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lay = _stats_layout(data, ver)
+    if lay is None:
+        return None
+    level = struct.unpack(">i", data[lay["level"]:lay["level"] + 4])[0]
+    rep = struct.unpack(">q", data[lay["repaired_at"]:lay["repaired_at"] + 8])[0]
+    return level, rep
+
+
+def rewrite_stats(desc, repaired_at=None, level=None):
+    """Rewrite Statistics.db like MetadataSerializer.rewriteSSTableMetadata: `<name>.tmp` + rename.
+
+    Same name, new inode; repairedAt/level changed where the layout is known (CRC fixed for na+),
+    otherwise the bytes are kept."""
+    path = desc.path("Statistics.db")
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    lay = _stats_layout(bytes(data), desc.ver)
+    if lay is not None:
+        if repaired_at is not None:
+            data[lay["repaired_at"]:lay["repaired_at"] + 8] = struct.pack(">q", repaired_at)
+        if level is not None:
+            data[lay["level"]:lay["level"] + 4] = struct.pack(">i", level)
+        if lay["checksum"]:
+            s, e = lay["start"], lay["end"]
+            data[e - 4:e] = struct.pack(">I", zlib.crc32(bytes(data[s:e - 4])) & 0xFFFFFFFF)
+    util.require_writable_dir(desc.directory)
+    tmp = path + ".tmp"
+    util.write_file(tmp, bytes(data))
+    os.replace(tmp, path)

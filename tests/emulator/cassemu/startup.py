@@ -2,7 +2,7 @@
 
 import os
 
-from . import config, schema, snapshots, sstable, util
+from . import config, snapshots, sstable, util
 
 NON_SSTABLE_DIRS = ("snapshots", "backups")
 
@@ -100,7 +100,7 @@ def check_permissions(node):
                         "(Insufficient permissions on directory %s)" % (d, d, d))
                 for f in sorted(os.listdir(d)):
                     p = os.path.join(d, f)
-                    if os.path.isfile(p) and not util.can_write(p):
+                    if os.path.isfile(p) and sstable.parse_name(f) and not util.can_write(p):
                         raise util.StartupError(
                             "FSWriteError in %s: java.nio.file.AccessDeniedException: %s" % (p, p))
 
@@ -139,12 +139,13 @@ def scrub_table_dir(d):
             sstable.delete_sstable(desc)
 
 
-def drop_ephemeral_and_expired(node):
+def drop_ephemeral_and_expired(node, ephemeral=True):
+    """Startup: ephemeral + expired snapshots go; while running (ephemeral=False) only expired."""
     now = util.now_ms()
     for info in snapshots.discover(node, live_only=False):
         m = info.manifest()
         expired = bool(m and m["expires_at"] and m["expires_at"] <= now and node.profile.ttl)
-        if info.ephemeral(node.profile) or expired:
+        if (ephemeral and info.ephemeral(node.profile)) or expired:
             snapshots.remove_snapshot_everywhere(info)
             log("Removed %s snapshot %s of %s.%s" % ("expired" if expired else "ephemeral", info.tag, info.ks, info.table))
 
@@ -187,8 +188,7 @@ def start(node):
         log("Log replay complete, %d replayed mutations" % sum(replayed.values()))
     node.discard_clean_segments(keep_active=False)
     node._active_segment()
-    local_ks = "system"
-    node.write(local_ks, "local", 1)
+    node.write("system", "local", 1)
     log("Node %s state jump to NORMAL" % node.address)
     return replayed
 
@@ -217,6 +217,3 @@ def drain(node, final=False):
     node.state["drained"] = True
     node.state["native_transport"] = False
 
-
-def system_local_keyspace():
-    return schema.LOCAL_SYSTEM_KEYSPACES[0]

@@ -51,9 +51,12 @@ def cassandra_ids():
 
 
 def effective_ids():
-    """The uid/gid the emulated Cassandra process runs as: `cassandra` if it exists, else ours."""
+    """The uid/gid the emulated Cassandra process runs as.
+
+    Run as root, the emulator acts as the `cassandra` user (when it exists); run as anybody
+    else it can only act as that user itself."""
     ids = cassandra_ids()
-    if ids is None:
+    if ids is None or os.geteuid() != 0:
         return os.getuid(), os.getgid()
     return ids
 

@@ -1,0 +1,166 @@
+"""nodetool commands that move data: flush, drain, backups toggles, refresh, import, datapaths."""
+
+import json
+import os
+
+from . import sstable, startup, util
+
+
+def c_statusbackup(n, o, vals, pos):
+    rt = n.state.get("backup_runtime")
+    on = n.yaml_flag("incremental_backups") if rt is None else rt
+    o.p("running" if on else "not running")
+
+
+def c_enablebackup(n, o, vals, pos):
+    n.state["backup_runtime"] = True
+
+
+def c_disablebackup(n, o, vals, pos):
+    n.state["backup_runtime"] = False
+
+
+def _keyspace_tables(n, pos):
+    """flush-style [ks [tables...]] selection with nodetool's errors."""
+    if not pos:
+        return list(n.all_tables())
+    ks = pos[0]
+    if ks not in n.keyspaces:
+        raise util.UsageError("Keyspace [%s] does not exist." % ks)
+    tables = pos[1:] or list(n.keyspaces[ks]["tables"])
+    for t in tables:
+        n.table(ks, t)
+    return [(ks, t) for t in tables]
+
+
+def c_flush(n, o, vals, pos):
+    for ks, t in _keyspace_tables(n, pos):
+        n.flush(ks, t)
+
+
+def c_drain(n, o, vals, pos):
+    startup.drain(n)
+
+
+def _new_sstables_in(n, key, directory):
+    loaded = set(n.loaded(key))
+    out = []
+    for d in sstable.list_sstables(directory):
+        if os.path.join(directory, d.prefix) in loaded:
+            continue
+        if not os.path.exists(d.path("Data.db")):
+            continue
+        out.append(d)
+    return out
+
+
+def _rebuild_indexes(n, ks, t, descs):
+    for idx in sorted(n.table(ks, t).get("indexes", {})):
+        n.build_index(ks, t, idx, [d.directory for d in descs])
+
+
+def c_refresh(n, o, vals, pos):
+    if len(pos) != 2:
+        raise util.UsageError("refresh requires ks and cf args")
+    if n.profile.refresh_deprecated:
+        o.p("nodetool refresh is deprecated, use nodetool import instead")
+    ks, t = pos
+    n.table(ks, t)
+    key = n.cfs_key(ks, t, None)
+    added = []
+    for d in n.table_dirs(ks, t):
+        for desc in _new_sstables_in(n, key, d):
+            if not n.profile.readable(desc.ver, desc.fmt):
+                raise util.EmuError("Can't open incompatible SSTable! Current version %s, found file: %s"
+                                    % (n.write_version()[0], desc.path("Data.db")))
+            util.require_writable_dir(d)
+            new = sstable.rename_sstable(desc, d, n.new_id(key, d))
+            sstable.rewrite_stats(new, level=0)  # refresh resets the level
+            n.track(key, new)
+            added.append(new)
+            if n.backups_enabled(ks, t):
+                n.backup_link(new, None)
+    if added:
+        _rebuild_indexes(n, ks, t, added)
+
+
+def c_import(n, o, vals, pos):
+    if len(pos) < 3:
+        raise util.UsageError("import requires keyspace, table name and directories")
+    ks, t, srcs = pos[0], pos[1], pos[2:]
+    n.table(ks, t)
+    if vals.get("quick"):
+        o.p("Doing a quick import - skipping sstable verification and row cache invalidation")
+    verify = not (vals.get("no_verify") or vals.get("quick"))
+    key = n.cfs_key(ks, t, None)
+    failed, added = [], []
+    for src in srcs:
+        descs = [d for d in sstable.list_sstables(src) if os.path.exists(d.path("Data.db"))]
+        ok = os.path.isdir(src)
+        for d in descs:
+            if not n.profile.readable(d.ver, d.fmt) or (d.is_uuid and not n.profile.uuid_ids_supported):
+                ok = False
+            elif verify and not sstable.verify_digest(d):
+                ok = False
+            elif verify and any(c not in d.components() for c in sstable.toc_components(d)):
+                ok = False
+        if ok and not vals.get("copy_data") and not util.can_write(src):
+            ok = False
+        if not ok:
+            failed.append(src)
+            continue
+        moved = []
+        try:
+            for d in descs:
+                target = n.rng.choice(n.table_dirs(ks, t))
+                util.require_writable_dir(target)
+                new = sstable.rename_sstable(d, target, n.new_id(key, target), copy=bool(vals.get("copy_data")))
+                moved.append((d, new))
+        except (OSError, util.EmuError):
+            for d, new in reversed(moved):
+                if vals.get("copy_data"):
+                    sstable.delete_sstable(new)
+                else:
+                    sstable.rename_sstable(new, d.directory, d.gen)
+            failed.append(src)
+            continue
+        for _d, new in moved:
+            if not vals.get("keep_repaired") or not vals.get("keep_level"):
+                sstable.rewrite_stats(new, repaired_at=None if vals.get("keep_repaired") else 0,
+                                      level=None if vals.get("keep_level") else 0)
+            n.track(key, new)
+            added.append(new)
+            if n.backups_enabled(ks, t):
+                n.backup_link(new, None)
+    if added:
+        _rebuild_indexes(n, ks, t, added)
+    if failed:
+        o.e("Some directories failed to import, check server logs for details:")
+        for f in failed:
+            o.e(f)
+        return 1
+    return 0
+
+
+def c_datapaths(n, o, vals, pos):
+    sel = []
+    for ks, t in n.all_tables():
+        if pos and not any(p == ks or p == "%s.%s" % (ks, t) for p in pos):
+            continue
+        sel.append((ks, t))
+    if vals.get("format") == "json":
+        out = {}
+        for ks, t in sel:
+            out.setdefault(ks, {})[t] = n.table_dirs(ks, t)
+        o.p(json.dumps(out, indent=2))
+        return
+    last = None
+    for ks, t in sel:
+        if ks != last:
+            o.p("Keyspace: %s" % ks)
+            last = ks
+        o.p("\tTable: %s" % t)
+        o.p("\tPaths:")
+        for d in n.table_dirs(ks, t):
+            o.p("\t\t%s" % d)
+        o.p()
