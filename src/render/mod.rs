@@ -174,7 +174,7 @@ fn md_escape(s: &str) -> String {
 fn push_lines(out: &mut String, lines: impl Iterator<Item = String>, budget: usize) -> usize {
     let mut left = 0;
     for l in lines {
-        if left == 0 && out.len() + l.len() + 1 <= budget {
+        if left == 0 && out.len() + l.len() < budget {
             out.push_str(&l);
             out.push('\n');
         } else {
