@@ -35,6 +35,15 @@ fn plans() -> Vec<String> {
     out
 }
 
+/// The largest char boundary of `s` at or below `i`.
+fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// Applies 1-8 random edits to `src` (on char boundaries).
 fn mutate(src: &str, rng: &mut StdRng) -> String {
     let mut s = src.to_owned();
@@ -44,10 +53,10 @@ fn mutate(src: &str, rng: &mut StdRng) -> String {
         let b = bounds[rng.random_range(0..bounds.len())];
         let (lo, hi) = (a.min(b), a.max(b));
         match rng.random_range(0..6) {
-            0 => s.replace_range(lo..hi.min(lo + 16), ""),
+            0 => s.replace_range(lo..floor(&s, hi.min(lo + 16)), ""),
             1 => s.insert_str(lo, TOKENS[rng.random_range(0..TOKENS.len())]),
             2 => {
-                let piece = s[lo..hi.min(lo + 64)].to_owned();
+                let piece = s[lo..floor(&s, hi.min(lo + 64))].to_owned();
                 s.insert_str(hi, &piece);
             }
             3 => {
@@ -63,7 +72,10 @@ fn mutate(src: &str, rng: &mut StdRng) -> String {
                 let c = char::from_u32(rng.random_range(0..0x11000)).unwrap_or('\u{fffd}');
                 s.insert(lo, c);
             }
-            _ => s.replace_range(lo..hi.min(lo + 4), TOKENS[rng.random_range(0..TOKENS.len())]),
+            _ => s.replace_range(
+                lo..floor(&s, hi.min(lo + 4)),
+                TOKENS[rng.random_range(0..TOKENS.len())],
+            ),
         }
     }
     s

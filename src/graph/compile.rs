@@ -179,13 +179,12 @@ fn exact_table(pattern: &str) -> Option<(&str, &str)> {
 
 struct Builder<'a> {
     g: DiGraph<PlannedTask, ()>,
-    by_addr: HashMap<String, NodeIndex>,
     /// (step name, host) -> tasks; host `None` for the controller.
     by_step: HashMap<(String, Option<String>), Vec<NodeIndex>>,
     /// step name -> all tasks.
     all_of: HashMap<String, Vec<NodeIndex>>,
-    /// Ordering key per node: (step rank, host rank).
-    rank: HashMap<NodeIndex, (usize, usize)>,
+    /// Ordering key per node index: (step rank, host rank).
+    rank: Vec<(usize, usize)>,
     host_rank: HashMap<&'a str, usize>,
 }
 
@@ -198,12 +197,10 @@ impl<'a> Builder<'a> {
             .unwrap_or(0);
         let key = (task.step.clone(), task.host.clone());
         let step = task.step.clone();
-        let addr = task.address.clone();
         let n = self.g.add_node(task);
-        self.by_addr.insert(addr, n);
         self.by_step.entry(key).or_default().push(n);
         self.all_of.entry(step).or_default().push(n);
-        self.rank.insert(n, (step_rank, host_rank));
+        self.rank.push((step_rank, host_rank));
         n
     }
 
@@ -282,10 +279,9 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let host_names: Vec<&str> = r.hosts.iter().map(|h| h.name.as_str()).collect();
     let mut b = Builder {
         g: DiGraph::new(),
-        by_addr: HashMap::new(),
         by_step: HashMap::new(),
         all_of: HashMap::new(),
-        rank: HashMap::new(),
+        rank: Vec::new(),
         host_rank: host_names
             .iter()
             .enumerate()
@@ -325,31 +321,25 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                     if include.is_empty() {
                         tasks.push((
                             format!("upload[{h}]"),
-                            json!({ "backup": backup, "pattern": "*.*", "exclude": exclude }),
+                            json!({ "pattern": "*.*", "exclude": exclude }),
                         ));
                     }
                     for inc in include {
                         let p = match exact_table(inc) {
-                            Some((ks, t)) => {
-                                json!({ "backup": backup, "keyspace": ks, "table": t })
-                            }
-                            None => {
-                                json!({ "backup": backup, "pattern": inc, "exclude": exclude })
-                            }
+                            Some((ks, t)) => json!({ "keyspace": ks, "table": t }),
+                            None => json!({ "pattern": inc, "exclude": exclude }),
                         };
                         tasks.push((format!("upload[{h}/{inc}]"), p));
                     }
                 }
-                TaskKind::Snapshot | TaskKind::Manifest | TaskKind::UploadIncremental => {
-                    tasks = one(json!({ "backup": backup }));
-                }
+                TaskKind::Snapshot => tasks = one(json!({ "tag": backup })),
                 TaskKind::ClearSnapshot => {
                     let policy = plan
                         .backup
                         .as_ref()
                         .map(|b| b.clear_snapshot)
                         .unwrap_or_default();
-                    tasks = one(json!({ "backup": backup, "policy": policy }));
+                    tasks = one(json!({ "tag": backup, "policy": policy }));
                 }
                 TaskKind::Fetch | TaskKind::MatchTables | TaskKind::Loader => {
                     let rs = plan.restore.as_ref();
@@ -453,50 +443,80 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     order(b)
 }
 
-/// Kahn's algorithm with a stable tie-break: step rank, host rank, address.
+/// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Task values are
+/// moved out of the graph, not cloned (large plans have hundreds of thousands of tasks).
 fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
-    let g = b.g;
-    let mut indeg: Vec<usize> = g
+    let Builder { g, rank, .. } = b;
+    let n = g.node_count();
+    let incoming: Vec<Vec<u32>> = g
         .node_indices()
-        .map(|n| g.neighbors_directed(n, petgraph::Incoming).count())
+        .map(|v| {
+            g.neighbors_directed(v, petgraph::Incoming)
+                .map(|d| d.index() as u32)
+                .collect()
+        })
         .collect();
-    let key = |n: NodeIndex| {
-        let (s, h) = b.rank.get(&n).copied().unwrap_or_default();
-        Reverse((s, h, g[n].address.clone(), n.index()))
+    let outgoing: Vec<Vec<u32>> = g
+        .node_indices()
+        .map(|v| {
+            g.neighbors_directed(v, petgraph::Outgoing)
+                .map(|d| d.index() as u32)
+                .collect()
+        })
+        .collect();
+    let (nodes, _) = g.into_nodes_edges();
+    let mut slots: Vec<Option<PlannedTask>> = nodes.into_iter().map(|x| Some(x.weight)).collect();
+    // Ties on (step, host) are broken by address through a precomputed rank.
+    let mut by_addr: Vec<usize> = (0..n).collect();
+    let addr = |i: usize| slots[i].as_ref().map_or("", |t| t.address.as_str());
+    by_addr.sort_by(|x, y| addr(*x).cmp(addr(*y)));
+    let mut addr_rank = vec![0usize; n];
+    for (r, i) in by_addr.into_iter().enumerate() {
+        addr_rank[i] = r;
+    }
+    let key = |i: usize| {
+        let (s, h) = rank.get(i).copied().unwrap_or_default();
+        Reverse((s, h, addr_rank[i], i))
     };
-    let mut ready: BinaryHeap<_> = g
-        .node_indices()
-        .filter(|n| indeg[n.index()] == 0)
-        .map(key)
-        .collect();
-    let mut pos = vec![usize::MAX; g.node_count()];
-    let mut out: Vec<NodeIndex> = Vec::with_capacity(g.node_count());
+    let mut indeg: Vec<usize> = incoming.iter().map(Vec::len).collect();
+    let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
+    let mut pos = vec![usize::MAX; n];
+    let mut order: Vec<usize> = Vec::with_capacity(n);
     while let Some(Reverse((_, _, _, i))) = ready.pop() {
-        let n = NodeIndex::new(i);
-        pos[i] = out.len();
-        out.push(n);
-        for m in g.neighbors_directed(n, petgraph::Outgoing) {
-            indeg[m.index()] -= 1;
-            if indeg[m.index()] == 0 {
+        pos[i] = order.len();
+        order.push(i);
+        for &m in &outgoing[i] {
+            let m = m as usize;
+            indeg[m] -= 1;
+            if indeg[m] == 0 {
                 ready.push(key(m));
             }
         }
     }
-    if out.len() != g.node_count() {
-        let stuck = g
-            .node_indices()
-            .find(|n| pos[n.index()] == usize::MAX)
-            .map(|n| g[n].address.clone())
+    if order.len() != n {
+        let stuck = (0..n)
+            .find(|i| pos[*i] == usize::MAX)
+            .map(|i| addr(i).to_owned())
             .unwrap_or_default();
         return Err(CompileError::Cycle(stuck));
     }
-    let mut tasks = Vec::with_capacity(out.len());
-    for n in out {
-        let mut deps: Vec<NodeIndex> = g.neighbors_directed(n, petgraph::Incoming).collect();
-        deps.sort_by_key(|d| pos[d.index()]);
-        let mut t = g[n].clone();
-        t.after = deps.into_iter().map(|d| g[d].address.clone()).collect();
-        tasks.push(t);
+    // Dependencies' addresses, looked up before the tasks are moved out.
+    let afters: Vec<Vec<String>> = order
+        .iter()
+        .map(|&i| {
+            let mut deps = incoming[i].clone();
+            deps.sort_by_key(|d| pos[*d as usize]);
+            deps.into_iter()
+                .map(|d| addr(d as usize).to_owned())
+                .collect()
+        })
+        .collect();
+    let mut tasks: Vec<PlannedTask> = Vec::with_capacity(n);
+    for (i, after) in order.into_iter().zip(afters) {
+        if let Some(mut t) = slots[i].take() {
+            t.after = after;
+            tasks.push(t);
+        }
     }
     Ok(tasks)
 }
