@@ -178,7 +178,9 @@ fn exact_table(pattern: &str) -> Option<(&str, &str)> {
 }
 
 struct Builder<'a> {
-    g: DiGraph<PlannedTask, ()>,
+    /// Dependency structure; node `i` is `tasks[i]` (nodes are never removed).
+    g: DiGraph<(), ()>,
+    tasks: Vec<PlannedTask>,
     /// (step name, host) -> tasks; host `None` for the controller.
     by_step: HashMap<(String, Option<String>), Vec<NodeIndex>>,
     /// step name -> all tasks.
@@ -197,7 +199,8 @@ impl<'a> Builder<'a> {
             .unwrap_or(0);
         let key = (task.step.clone(), task.host.clone());
         let step = task.step.clone();
-        let n = self.g.add_node(task);
+        let n = self.g.add_node(());
+        self.tasks.push(task);
         self.by_step.entry(key).or_default().push(n);
         self.all_of.entry(step).or_default().push(n);
         self.rank.push((step_rank, host_rank));
@@ -277,8 +280,13 @@ pub enum CompileError {
 pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let plan = &r.plan;
     let host_names: Vec<&str> = r.hosts.iter().map(|h| h.name.as_str()).collect();
+    let per_host = builtins(plan).steps.len()
+        + plan.backup.as_ref().map_or(1, |b| b.include.len().max(1))
+        + r.steps.len();
+    let estimate = host_names.len() * per_host + r.steps.len() + 2;
     let mut b = Builder {
-        g: DiGraph::new(),
+        g: DiGraph::with_capacity(estimate, estimate * 2),
+        tasks: Vec::with_capacity(estimate),
         by_step: HashMap::new(),
         all_of: HashMap::new(),
         rank: Vec::new(),
@@ -379,7 +387,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     for (from, to, link) in &bi.edges {
         let to_tasks = b.all(to.as_str());
         for t in to_tasks {
-            let host = b.g[t].host.clone();
+            let host = b.tasks[t.index()].host.clone();
             let pre = b.prereqs(from.as_str(), host.as_deref(), *link == Link::Barrier);
             for p in pre {
                 b.edge(p, t);
@@ -424,7 +432,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         let spec = &plan.steps[st.index];
         let mine = b.all(&spec.name);
         for t in &mine {
-            let host = b.g[*t].host.clone();
+            let host = b.tasks[t.index()].host.clone();
             for a in &spec.after {
                 for p in b.prereqs(a, host.as_deref(), spec.barrier) {
                     b.edge(p, *t);
@@ -433,7 +441,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         }
         for before in &spec.before {
             for t in b.all(before) {
-                let host = b.g[t].host.clone();
+                let host = b.tasks[t.index()].host.clone();
                 for p in b.prereqs(&spec.name, host.as_deref(), false) {
                     b.edge(p, t);
                 }
@@ -443,36 +451,31 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     order(b)
 }
 
-/// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Task values are
-/// moved out of the graph, not cloned (large plans have hundreds of thousands of tasks).
+/// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Tasks are put in
+/// order in place (large plans have hundreds of thousands of tasks; no second copy is made).
 fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
-    let Builder { g, rank, .. } = b;
-    let n = g.node_count();
-    let incoming: Vec<Vec<u32>> = g
-        .node_indices()
-        .map(|v| {
-            g.neighbors_directed(v, petgraph::Incoming)
-                .map(|d| d.index() as u32)
-                .collect()
-        })
-        .collect();
-    let outgoing: Vec<Vec<u32>> = g
-        .node_indices()
-        .map(|v| {
-            g.neighbors_directed(v, petgraph::Outgoing)
-                .map(|d| d.index() as u32)
-                .collect()
-        })
-        .collect();
-    let (nodes, _) = g.into_nodes_edges();
-    let mut slots: Vec<Option<PlannedTask>> = nodes.into_iter().map(|x| Some(x.weight)).collect();
+    let Builder {
+        g, mut tasks, rank, ..
+    } = b;
+    let n = tasks.len();
+    let adjacency = |dir| -> Vec<Vec<u32>> {
+        g.node_indices()
+            .map(|v| {
+                g.neighbors_directed(v, dir)
+                    .map(|d| d.index() as u32)
+                    .collect()
+            })
+            .collect()
+    };
+    let incoming = adjacency(petgraph::Incoming);
+    let outgoing = adjacency(petgraph::Outgoing);
+    drop(g);
     // Ties on (step, host) are broken by address through a precomputed rank.
-    let mut by_addr: Vec<usize> = (0..n).collect();
-    let addr = |i: usize| slots[i].as_ref().map_or("", |t| t.address.as_str());
-    by_addr.sort_by(|x, y| addr(*x).cmp(addr(*y)));
-    let mut addr_rank = vec![0usize; n];
+    let mut by_addr: Vec<u32> = (0..n as u32).collect();
+    by_addr.sort_by(|x, y| tasks[*x as usize].address.cmp(&tasks[*y as usize].address));
+    let mut addr_rank = vec![0u32; n];
     for (r, i) in by_addr.into_iter().enumerate() {
-        addr_rank[i] = r;
+        addr_rank[i as usize] = r as u32;
     }
     let key = |i: usize| {
         let (s, h) = rank.get(i).copied().unwrap_or_default();
@@ -481,10 +484,10 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
     let mut indeg: Vec<usize> = incoming.iter().map(Vec::len).collect();
     let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
     let mut pos = vec![usize::MAX; n];
-    let mut order: Vec<usize> = Vec::with_capacity(n);
+    let mut placed = 0;
     while let Some(Reverse((_, _, _, i))) = ready.pop() {
-        pos[i] = order.len();
-        order.push(i);
+        pos[i] = placed;
+        placed += 1;
         for &m in &outgoing[i] {
             let m = m as usize;
             indeg[m] -= 1;
@@ -493,29 +496,33 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
             }
         }
     }
-    if order.len() != n {
+    drop(outgoing);
+    if placed != n {
         let stuck = (0..n)
             .find(|i| pos[*i] == usize::MAX)
-            .map(|i| addr(i).to_owned())
+            .map(|i| tasks[i].address.clone())
             .unwrap_or_default();
         return Err(CompileError::Cycle(stuck));
     }
-    // Dependencies' addresses, looked up before the tasks are moved out.
-    let afters: Vec<Vec<String>> = order
-        .iter()
-        .map(|&i| {
-            let mut deps = incoming[i].clone();
+    // Dependencies' addresses, earliest first.
+    let afters: Vec<Vec<String>> = incoming
+        .into_iter()
+        .map(|mut deps| {
             deps.sort_by_key(|d| pos[*d as usize]);
             deps.into_iter()
-                .map(|d| addr(d as usize).to_owned())
+                .map(|d| tasks[d as usize].address.clone())
                 .collect()
         })
         .collect();
-    let mut tasks: Vec<PlannedTask> = Vec::with_capacity(n);
-    for (i, after) in order.into_iter().zip(afters) {
-        if let Some(mut t) = slots[i].take() {
-            t.after = after;
-            tasks.push(t);
+    for (t, after) in tasks.iter_mut().zip(afters) {
+        t.after = after;
+    }
+    // Apply the permutation in place: the task at `i` belongs at `pos[i]`.
+    for i in 0..n {
+        while pos[i] != i {
+            let j = pos[i];
+            tasks.swap(i, j);
+            pos.swap(i, j);
         }
     }
     Ok(tasks)
