@@ -245,9 +245,11 @@ pub fn markdown(run: &PlannedRun) -> String {
         let _ = writeln!(o, "#### Disruptive tasks ({})\n", disruptive.len());
         let left = push_lines(
             &mut o,
-            disruptive
-                .iter()
-                .map(|t| format!("- `! {}` {}", t.address, md_escape(&details(t)))),
+            disruptive.iter().map(|t| {
+                format!("- `! {}` {}", t.address, md_escape(&details(t)))
+                    .trim_end()
+                    .to_owned()
+            }),
             budget / 2,
         );
         if left > 0 {
