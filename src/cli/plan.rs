@@ -40,30 +40,53 @@ pub struct Args {
     pub by_host: bool,
 }
 
-/// Renders a planned run in a format (shared with `cbk show`).
-pub(crate) fn render_run(run: &PlannedRun, format: PlanFormat, by_host: bool) -> String {
-    match format {
-        PlanFormat::Human => render::human(
-            run,
-            render::HumanOptions {
-                color: render::want_color(std::io::stdout().is_terminal()),
-                by_host,
-            },
-        ),
-        PlanFormat::Json => render::json(run),
-        PlanFormat::Markdown => render::markdown(run),
-        PlanFormat::Dot => render::dot(run),
+/// Streams a planned run to stdout in a format (shared with `cbk show`).
+pub(crate) fn print_run(run: &PlannedRun, format: PlanFormat, by_host: bool) -> miette::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let color = render::want_color(stdout.is_terminal());
+    let mut out = render::IoFmt {
+        inner: std::io::BufWriter::new(stdout.lock()),
+        error: None,
+    };
+    let res = match format {
+        PlanFormat::Human => {
+            render::write_human(run, render::HumanOptions { color, by_host }, &mut out)
+        }
+        PlanFormat::Json => render::write_json(run, &mut out.inner).map_err(|e| {
+            out.error = Some(e);
+            std::fmt::Error
+        }),
+        PlanFormat::Markdown => std::fmt::Write::write_str(&mut out, &render::markdown(run)),
+        PlanFormat::Dot => render::write_dot(run, &mut out),
+    };
+    let flushed = out.inner.flush();
+    match (res, out.error, flushed) {
+        (Ok(()), None, Ok(())) => Ok(()),
+        (_, Some(e), _) | (_, None, Err(e)) => {
+            // A closed pipe (`cbk plan | head`) is not an error worth a report.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
+            } else {
+                Err(miette::miette!("cannot write the plan: {e}"))
+            }
+        }
+        (Err(_), None, Ok(())) => Err(miette::miette!("cannot render the plan")),
     }
 }
 
-/// Writes a file atomically (temporary file in the same folder, then rename).
-pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes the saved plan atomically (temporary file in the same folder, then rename).
+pub(crate) fn save_plan(path: &Path, run: &PlannedRun) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        render::write_json(run, &mut w)?;
+        std::io::Write::flush(&mut w)?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -96,10 +119,10 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         }
     };
     if let Some(out) = &args.out {
-        write_atomic(out, &render::json(&run))
+        save_plan(out, &run)
             .map_err(|e| miette::miette!("cannot write `{}`: {e}", out.display()))?;
     }
-    print!("{}", render_run(&run, args.format, args.by_host));
+    print_run(&run, args.format, args.by_host)?;
     if let Some(out) = &args.out
         && args.format == PlanFormat::Human
     {

@@ -62,9 +62,6 @@ pub fn read_saved_plan(path: &Path) -> Result<PlannedRun, SavedPlanError> {
 /// Runs `cbk show`.
 pub async fn run(args: Args) -> miette::Result<u8> {
     let run = read_saved_plan(&args.file).map_err(|e| miette::miette!("{e}"))?;
-    print!(
-        "{}",
-        super::plan::render_run(&run, args.format, args.by_host)
-    );
+    super::plan::print_run(&run, args.format, args.by_host)?;
     Ok(crate::error::exit::OK)
 }

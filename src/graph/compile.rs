@@ -178,14 +178,15 @@ fn exact_table(pattern: &str) -> Option<(&str, &str)> {
 }
 
 struct Builder<'a> {
-    g: DiGraph<PlannedTask, ()>,
-    by_addr: HashMap<String, NodeIndex>,
+    /// Dependency structure; node `i` is `tasks[i]` (nodes are never removed).
+    g: DiGraph<(), ()>,
+    tasks: Vec<PlannedTask>,
     /// (step name, host) -> tasks; host `None` for the controller.
     by_step: HashMap<(String, Option<String>), Vec<NodeIndex>>,
     /// step name -> all tasks.
     all_of: HashMap<String, Vec<NodeIndex>>,
-    /// Ordering key per node: (step rank, host rank).
-    rank: HashMap<NodeIndex, (usize, usize)>,
+    /// Ordering key per node index: (step rank, host rank).
+    rank: Vec<(usize, usize)>,
     host_rank: HashMap<&'a str, usize>,
 }
 
@@ -198,12 +199,11 @@ impl<'a> Builder<'a> {
             .unwrap_or(0);
         let key = (task.step.clone(), task.host.clone());
         let step = task.step.clone();
-        let addr = task.address.clone();
-        let n = self.g.add_node(task);
-        self.by_addr.insert(addr, n);
+        let n = self.g.add_node(());
+        self.tasks.push(task);
         self.by_step.entry(key).or_default().push(n);
         self.all_of.entry(step).or_default().push(n);
-        self.rank.insert(n, (step_rank, host_rank));
+        self.rank.push((step_rank, host_rank));
         n
     }
 
@@ -280,12 +280,16 @@ pub enum CompileError {
 pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let plan = &r.plan;
     let host_names: Vec<&str> = r.hosts.iter().map(|h| h.name.as_str()).collect();
+    let per_host = builtins(plan).steps.len()
+        + plan.backup.as_ref().map_or(1, |b| b.include.len().max(1))
+        + r.steps.len();
+    let estimate = host_names.len() * per_host + r.steps.len() + 2;
     let mut b = Builder {
-        g: DiGraph::new(),
-        by_addr: HashMap::new(),
+        g: DiGraph::with_capacity(estimate, estimate * 2),
+        tasks: Vec::with_capacity(estimate),
         by_step: HashMap::new(),
         all_of: HashMap::new(),
-        rank: HashMap::new(),
+        rank: Vec::new(),
         host_rank: host_names
             .iter()
             .enumerate()
@@ -325,31 +329,25 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                     if include.is_empty() {
                         tasks.push((
                             format!("upload[{h}]"),
-                            json!({ "backup": backup, "pattern": "*.*", "exclude": exclude }),
+                            json!({ "pattern": "*.*", "exclude": exclude }),
                         ));
                     }
                     for inc in include {
                         let p = match exact_table(inc) {
-                            Some((ks, t)) => {
-                                json!({ "backup": backup, "keyspace": ks, "table": t })
-                            }
-                            None => {
-                                json!({ "backup": backup, "pattern": inc, "exclude": exclude })
-                            }
+                            Some((ks, t)) => json!({ "keyspace": ks, "table": t }),
+                            None => json!({ "pattern": inc, "exclude": exclude }),
                         };
                         tasks.push((format!("upload[{h}/{inc}]"), p));
                     }
                 }
-                TaskKind::Snapshot | TaskKind::Manifest | TaskKind::UploadIncremental => {
-                    tasks = one(json!({ "backup": backup }));
-                }
+                TaskKind::Snapshot => tasks = one(json!({ "tag": backup })),
                 TaskKind::ClearSnapshot => {
                     let policy = plan
                         .backup
                         .as_ref()
                         .map(|b| b.clear_snapshot)
                         .unwrap_or_default();
-                    tasks = one(json!({ "backup": backup, "policy": policy }));
+                    tasks = one(json!({ "tag": backup, "policy": policy }));
                 }
                 TaskKind::Fetch | TaskKind::MatchTables | TaskKind::Loader => {
                     let rs = plan.restore.as_ref();
@@ -389,7 +387,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     for (from, to, link) in &bi.edges {
         let to_tasks = b.all(to.as_str());
         for t in to_tasks {
-            let host = b.g[t].host.clone();
+            let host = b.tasks[t.index()].host.clone();
             let pre = b.prereqs(from.as_str(), host.as_deref(), *link == Link::Barrier);
             for p in pre {
                 b.edge(p, t);
@@ -434,7 +432,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         let spec = &plan.steps[st.index];
         let mine = b.all(&spec.name);
         for t in &mine {
-            let host = b.g[*t].host.clone();
+            let host = b.tasks[t.index()].host.clone();
             for a in &spec.after {
                 for p in b.prereqs(a, host.as_deref(), spec.barrier) {
                     b.edge(p, *t);
@@ -443,7 +441,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         }
         for before in &spec.before {
             for t in b.all(before) {
-                let host = b.g[t].host.clone();
+                let host = b.tasks[t.index()].host.clone();
                 for p in b.prereqs(&spec.name, host.as_deref(), false) {
                     b.edge(p, t);
                 }
@@ -453,50 +451,79 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     order(b)
 }
 
-/// Kahn's algorithm with a stable tie-break: step rank, host rank, address.
+/// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Tasks are put in
+/// order in place (large plans have hundreds of thousands of tasks; no second copy is made).
 fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
-    let g = b.g;
-    let mut indeg: Vec<usize> = g
-        .node_indices()
-        .map(|n| g.neighbors_directed(n, petgraph::Incoming).count())
-        .collect();
-    let key = |n: NodeIndex| {
-        let (s, h) = b.rank.get(&n).copied().unwrap_or_default();
-        Reverse((s, h, g[n].address.clone(), n.index()))
+    let Builder {
+        g, mut tasks, rank, ..
+    } = b;
+    let n = tasks.len();
+    let adjacency = |dir| -> Vec<Vec<u32>> {
+        g.node_indices()
+            .map(|v| {
+                g.neighbors_directed(v, dir)
+                    .map(|d| d.index() as u32)
+                    .collect()
+            })
+            .collect()
     };
-    let mut ready: BinaryHeap<_> = g
-        .node_indices()
-        .filter(|n| indeg[n.index()] == 0)
-        .map(key)
-        .collect();
-    let mut pos = vec![usize::MAX; g.node_count()];
-    let mut out: Vec<NodeIndex> = Vec::with_capacity(g.node_count());
+    let incoming = adjacency(petgraph::Incoming);
+    let outgoing = adjacency(petgraph::Outgoing);
+    drop(g);
+    // Ties on (step, host) are broken by address through a precomputed rank.
+    let mut by_addr: Vec<u32> = (0..n as u32).collect();
+    by_addr.sort_by(|x, y| tasks[*x as usize].address.cmp(&tasks[*y as usize].address));
+    let mut addr_rank = vec![0u32; n];
+    for (r, i) in by_addr.into_iter().enumerate() {
+        addr_rank[i as usize] = r as u32;
+    }
+    let key = |i: usize| {
+        let (s, h) = rank.get(i).copied().unwrap_or_default();
+        Reverse((s, h, addr_rank[i], i))
+    };
+    let mut indeg: Vec<usize> = incoming.iter().map(Vec::len).collect();
+    let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
+    let mut pos = vec![usize::MAX; n];
+    let mut placed = 0;
     while let Some(Reverse((_, _, _, i))) = ready.pop() {
-        let n = NodeIndex::new(i);
-        pos[i] = out.len();
-        out.push(n);
-        for m in g.neighbors_directed(n, petgraph::Outgoing) {
-            indeg[m.index()] -= 1;
-            if indeg[m.index()] == 0 {
+        pos[i] = placed;
+        placed += 1;
+        for &m in &outgoing[i] {
+            let m = m as usize;
+            indeg[m] -= 1;
+            if indeg[m] == 0 {
                 ready.push(key(m));
             }
         }
     }
-    if out.len() != g.node_count() {
-        let stuck = g
-            .node_indices()
-            .find(|n| pos[n.index()] == usize::MAX)
-            .map(|n| g[n].address.clone())
+    drop(outgoing);
+    if placed != n {
+        let stuck = (0..n)
+            .find(|i| pos[*i] == usize::MAX)
+            .map(|i| tasks[i].address.clone())
             .unwrap_or_default();
         return Err(CompileError::Cycle(stuck));
     }
-    let mut tasks = Vec::with_capacity(out.len());
-    for n in out {
-        let mut deps: Vec<NodeIndex> = g.neighbors_directed(n, petgraph::Incoming).collect();
-        deps.sort_by_key(|d| pos[d.index()]);
-        let mut t = g[n].clone();
-        t.after = deps.into_iter().map(|d| g[d].address.clone()).collect();
-        tasks.push(t);
+    // Dependencies' addresses, earliest first.
+    let afters: Vec<Vec<String>> = incoming
+        .into_iter()
+        .map(|mut deps| {
+            deps.sort_by_key(|d| pos[*d as usize]);
+            deps.into_iter()
+                .map(|d| tasks[d as usize].address.clone())
+                .collect()
+        })
+        .collect();
+    for (t, after) in tasks.iter_mut().zip(afters) {
+        t.after = after;
+    }
+    // Apply the permutation in place: the task at `i` belongs at `pos[i]`.
+    for i in 0..n {
+        while pos[i] != i {
+            let j = pos[i];
+            tasks.swap(i, j);
+            pos.swap(i, j);
+        }
     }
     Ok(tasks)
 }

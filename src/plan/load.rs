@@ -470,7 +470,15 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         doc,
         engine: Engine::new(),
     };
-    let top = doc.value(&[]).map(|r| r.start..r.start);
+    // Missing top-level keys point at the first key of the file (after leading comments).
+    let first = doc
+        .root
+        .get_ref()
+        .keys()
+        .map(|k| k.span().start)
+        .min()
+        .unwrap_or(0);
+    let top = Some(first..first);
     match p.version {
         Some(1) => {}
         Some(v) => sink.error(
@@ -531,7 +539,7 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
                     doc.key(&[K(s)]),
                     format!("a {kname} plan cannot have a `[{s}]` section"),
                     "not used by this kind",
-                    Some(format!("remove it, or change `kind`")),
+                    Some("remove it, or change `kind`".into()),
                 );
             }
         }
@@ -1381,14 +1389,14 @@ fn check_cycles(
                 .filter(|e| members.contains(&petgraph::visit::EdgeRef::target(e)))
                 .map(|e| (petgraph::visit::EdgeRef::target(&e), *e.weight()))
                 .collect();
-            nexts.sort_by_key(|(n, _)| (!(*n == start), g[*n].clone()));
+            nexts.sort_by_key(|(n, _)| (*n != start, g[*n].clone()));
             let Some((next, w)) = nexts
                 .into_iter()
                 .find(|(n, _)| *n == start || !seen.contains(n))
             else {
                 break;
             };
-            if blame.is_none() {
+            if w.is_some() {
                 blame = w;
             }
             path.push(next);

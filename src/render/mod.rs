@@ -3,7 +3,7 @@
 //! Every view is a pure function of one [`PlannedRun`], so the views cannot drift apart.
 
 use crate::graph::run::{Action, PlannedRun, PlannedTask};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 /// GitHub's limit for a comment body.
 pub const MARKDOWN_LIMIT: usize = 65_535;
@@ -86,6 +86,21 @@ pub struct HumanOptions {
     pub by_host: bool,
 }
 
+/// Adapts an `io::Write` for the `fmt::Write` renderers (keeps the first I/O error).
+pub struct IoFmt<W: std::io::Write> {
+    pub inner: W,
+    pub error: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> fmt::Write for IoFmt<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.inner.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
 /// Whether colour should be used on a stream: a terminal and `NO_COLOR` unset or empty.
 pub fn want_color(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -94,28 +109,34 @@ pub fn want_color(is_terminal: bool) -> bool {
 /// Terraform-like text.
 pub fn human(run: &PlannedRun, opts: HumanOptions) -> String {
     let mut o = String::new();
+    let _ = write_human(run, opts, &mut o);
+    o
+}
+
+/// Writes the human view to `o` (streams: large plans need not fit in one string).
+pub fn write_human<W: fmt::Write>(run: &PlannedRun, opts: HumanOptions, o: &mut W) -> fmt::Result {
     let (bold, reset) = if opts.color {
         ("\x1b[1m", "\x1b[0m")
     } else {
         ("", "")
     };
     for w in &run.warnings {
-        let _ = writeln!(o, "{bold}Warning:{reset} {w}\n");
+        writeln!(o, "{bold}Warning:{reset} {w}\n")?;
     }
-    let _ = writeln!(
+    writeln!(
         o,
         "cbk will perform the following tasks (plan of {} sha256:{}, now {}):",
         run.source.path,
         run.source.sha256.get(..12).unwrap_or(&run.source.sha256),
         run.inputs.now
-    );
+    )?;
     if let Some(d) = &run.plan.description {
-        let _ = writeln!(o, "  {}", d.trim());
+        writeln!(o, "  {}", d.trim())?;
     }
     if let Some(b) = &run.inputs.backup_name {
-        let _ = writeln!(o, "  backup: {b}");
+        writeln!(o, "  backup: {b}")?;
     }
-    o.push('\n');
+    o.write_char('\n')?;
     let width = run
         .tasks
         .iter()
@@ -123,7 +144,7 @@ pub fn human(run: &PlannedRun, opts: HumanOptions) -> String {
         .max()
         .unwrap_or(0)
         .min(48);
-    let line = |o: &mut String, t: &PlannedTask| {
+    let line = |o: &mut W, t: &PlannedTask| -> fmt::Result {
         let sym = symbol(t);
         let (c, r) = if opts.color {
             (color_of(sym), reset)
@@ -131,8 +152,11 @@ pub fn human(run: &PlannedRun, opts: HumanOptions) -> String {
             ("", "")
         };
         let d = details(t);
-        let text = format!("  {c}{sym:>2}{r} {:<width$}  {d}", t.address);
-        let _ = writeln!(o, "{}", text.trim_end());
+        if d.is_empty() {
+            writeln!(o, "  {c}{sym:>2}{r} {}", t.address)
+        } else {
+            writeln!(o, "  {c}{sym:>2}{r} {:<width$}  {d}", t.address)
+        }
     };
     if opts.by_host {
         let mut hosts: Vec<Option<&str>> = Vec::new();
@@ -142,28 +166,33 @@ pub fn human(run: &PlannedRun, opts: HumanOptions) -> String {
             }
         }
         for h in hosts {
-            let _ = writeln!(o, "  {bold}# {}{reset}", h.unwrap_or("controller"));
+            writeln!(o, "  {bold}# {}{reset}", h.unwrap_or("controller"))?;
             for t in run.tasks.iter().filter(|t| t.host.as_deref() == h) {
-                line(&mut o, t);
+                line(o, t)?;
             }
-            o.push('\n');
+            o.write_char('\n')?;
         }
     } else {
         for t in &run.tasks {
-            line(&mut o, t);
+            line(o, t)?;
         }
-        o.push('\n');
+        o.write_char('\n')?;
     }
-    let _ = writeln!(o, "{bold}{}{reset}", summary_line(run));
-    o
+    writeln!(o, "{bold}{}{reset}", summary_line(run))
 }
 
 /// The plan JSON (`format_version` 1; schemas/plan-output.schema.json).
 pub fn json(run: &PlannedRun) -> String {
-    let mut s =
-        serde_json::to_string_pretty(run).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    s.push('\n');
-    s
+    let mut buf = Vec::new();
+    // Serializing plain data into memory cannot fail.
+    let _ = write_json(run, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Writes the plan JSON (pretty, with a final newline) to `w`.
+pub fn write_json<W: std::io::Write>(run: &PlannedRun, mut w: W) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut w, run)?;
+    w.write_all(b"\n")
 }
 
 fn md_escape(s: &str) -> String {
@@ -174,7 +203,7 @@ fn md_escape(s: &str) -> String {
 fn push_lines(out: &mut String, lines: impl Iterator<Item = String>, budget: usize) -> usize {
     let mut left = 0;
     for l in lines {
-        if left == 0 && out.len() + l.len() + 1 <= budget {
+        if left == 0 && out.len() + l.len() < budget {
             out.push_str(&l);
             out.push('\n');
         } else {
@@ -216,9 +245,11 @@ pub fn markdown(run: &PlannedRun) -> String {
         let _ = writeln!(o, "#### Disruptive tasks ({})\n", disruptive.len());
         let left = push_lines(
             &mut o,
-            disruptive
-                .iter()
-                .map(|t| format!("- `! {}` {}", t.address, md_escape(&details(t)))),
+            disruptive.iter().map(|t| {
+                format!("- `! {}` {}", t.address, md_escape(&details(t)))
+                    .trim_end()
+                    .to_owned()
+            }),
             budget / 2,
         );
         if left > 0 {
@@ -300,18 +331,24 @@ fn dot_id(s: &str) -> String {
 /// Graphviz DOT: one cluster per host, controller tasks outside, disruptive tasks in red.
 pub fn dot(run: &PlannedRun) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "digraph cbk {{");
-    let _ = writeln!(o, "  rankdir=LR;");
-    let _ = writeln!(
+    let _ = write_dot(run, &mut o);
+    o
+}
+
+/// Writes the DOT view to `o`.
+pub fn write_dot<W: fmt::Write>(run: &PlannedRun, o: &mut W) -> fmt::Result {
+    writeln!(o, "digraph cbk {{")?;
+    writeln!(o, "  rankdir=LR;")?;
+    writeln!(
         o,
         "  label={};",
         dot_id(&format!("{} ({})", run.source.path, summary_line(run)))
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         o,
         "  node [shape=box, fontname=\"monospace\", fontsize=10];"
-    );
-    let node = |o: &mut String, t: &PlannedTask, indent: &str| {
+    )?;
+    let node = |o: &mut W, t: &PlannedTask, indent: &str| -> fmt::Result {
         let mut attrs = vec![format!(
             "label={}",
             dot_id(&format!("{} {}", symbol(t), t.address))
@@ -328,29 +365,28 @@ pub fn dot(run: &PlannedRun) -> String {
         if t.host.is_none() {
             attrs.push("shape=ellipse".into());
         }
-        let _ = writeln!(o, "{indent}{} [{}];", dot_id(&t.address), attrs.join(", "));
+        writeln!(o, "{indent}{} [{}];", dot_id(&t.address), attrs.join(", "))
     };
     let mut hosts: Vec<&str> = Vec::new();
     for t in &run.tasks {
         match t.host.as_deref() {
             Some(h) if !hosts.contains(&h) => hosts.push(h),
             Some(_) => {}
-            None => node(&mut o, t, "  "),
+            None => node(o, t, "  ")?,
         }
     }
     for h in hosts {
-        let _ = writeln!(o, "  subgraph {} {{", dot_id(&format!("cluster_{h}")));
-        let _ = writeln!(o, "    label={};", dot_id(h));
+        writeln!(o, "  subgraph {} {{", dot_id(&format!("cluster_{h}")))?;
+        writeln!(o, "    label={};", dot_id(h))?;
         for t in run.tasks.iter().filter(|t| t.host.as_deref() == Some(h)) {
-            node(&mut o, t, "    ");
+            node(o, t, "    ")?;
         }
-        let _ = writeln!(o, "  }}");
+        writeln!(o, "  }}")?;
     }
     for t in &run.tasks {
         for a in &t.after {
-            let _ = writeln!(o, "  {} -> {};", dot_id(a), dot_id(&t.address));
+            writeln!(o, "  {} -> {};", dot_id(a), dot_id(&t.address))?;
         }
     }
-    let _ = writeln!(o, "}}");
-    o
+    writeln!(o, "}}")
 }
