@@ -382,7 +382,7 @@ impl SstableName {
 
     /// The Digest component this version writes.
     pub fn digest_component(&self) -> Component {
-        let suffix = match self.version.as_bytes()[0] {
+        let suffix = match self.version.bytes().next().unwrap_or(b'z') {
             b'a'..=b'k' if self.format == Format::Big => "Digest.sha1",
             b'l' => "Digest.adler32",
             _ => "Digest.crc32",
@@ -399,7 +399,7 @@ impl SstableName {
         match self.format {
             Format::Bti => profile >= VersionProfile::V5_0,
             Format::Big => {
-                let first = char::from(self.version.as_bytes()[0]);
+                let first = char::from(self.version.bytes().next().unwrap_or(b'z'));
                 first <= profile.newest_big_letter()
                     && self.version.as_str() >= profile.earliest_version()
             }
