@@ -31,7 +31,15 @@ pub fn man() -> miette::Result<u8> {
     Ok(0)
 }
 
-/// Writes the JSON Schemas.
-pub fn schema(_args: SchemaArgs) -> miette::Result<u8> {
-    super::not_yet("schema")
+/// Writes the JSON Schemas (see [`crate::plan::json_schemas`]).
+pub fn schema(args: SchemaArgs) -> miette::Result<u8> {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| miette::miette!("cannot create `{}`: {e}", args.dir.display()))?;
+    for (name, text) in crate::plan::json_schemas() {
+        let path = args.dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| miette::miette!("cannot write `{}`: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
 }

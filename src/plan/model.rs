@@ -64,7 +64,10 @@ pub struct ClusterConfig {
 }
 
 /// One host: either a plain name or a table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// `Deserialize` is written by hand (see [`crate::plan::de`]) instead of `#[serde(untagged)]`, so
+/// errors inside a host table keep their TOML spans.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HostEntry {
     Name(String),
@@ -167,7 +170,9 @@ pub struct ConnectionConfig {
 }
 
 /// A command: a string run by the remote shell, or an argv list (each element quoted).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+///
+/// `Deserialize` is hand-written (see [`crate::plan::de`]) so errors keep their spans.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
 #[serde(untagged)]
 pub enum CommandSpec {
     Shell(String),
@@ -450,7 +455,9 @@ pub struct Retention {
 }
 
 /// Where a custom step runs.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+///
+/// `Deserialize` is hand-written (see [`crate::plan::de`]) so errors keep their spans.
+#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
 #[serde(untagged)]
 pub enum StepScope {
     /// `"hosts"` (every host) or `"controller"`.

@@ -1,0 +1,502 @@
+//! The compiler: a resolved plan becomes a graph of tasks with stable addresses, then a
+//! deterministic topological list of [`PlannedTask`]s. Pure: no I/O, no clock, no randomness.
+
+use super::run::{Action, PlannedTask, TaskKind};
+use crate::plan::model::{BackupMode, CommandSpec, HostSpec, PlanFile, PlanKind, RestoreMethod};
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::{Value, json};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+/// A custom step after resolution: where it runs and its rendered command per host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedStep {
+    /// Index into `plan.steps`.
+    pub index: usize,
+    /// Hosts it runs on; `None` = once on the controller.
+    pub hosts: Option<Vec<String>>,
+    /// Rendered command per host (same order as `hosts`), or one for the controller.
+    pub runs: Vec<CommandSpec>,
+}
+
+/// A plan with templates rendered and defaults applied: the compiler's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub plan: PlanFile,
+    /// Captured clock, RFC 3339 UTC.
+    pub now: String,
+    /// Rendered backup name (backup plans).
+    pub backup_name: Option<String>,
+    /// Rendered restore source (restore plans).
+    pub restore_source: Option<String>,
+    pub hosts: Vec<HostSpec>,
+    pub steps: Vec<ResolvedStep>,
+}
+
+/// Every task kind except `exec` (the names custom steps may not take).
+pub const ALL_KINDS: &[TaskKind] = &[
+    TaskKind::Probe,
+    TaskKind::Flush,
+    TaskKind::Snapshot,
+    TaskKind::Upload,
+    TaskKind::UploadIncremental,
+    TaskKind::Manifest,
+    TaskKind::ClearSnapshot,
+    TaskKind::Catalog,
+    TaskKind::Resolve,
+    TaskKind::Fetch,
+    TaskKind::MatchTables,
+    TaskKind::Stop,
+    TaskKind::ClearCommitlog,
+    TaskKind::Move,
+    TaskKind::Start,
+    TaskKind::WaitUp,
+    TaskKind::Import,
+    TaskKind::Refresh,
+    TaskKind::Loader,
+    TaskKind::Repair,
+    TaskKind::Cleanup,
+    TaskKind::Verify,
+    TaskKind::Prune,
+];
+
+/// Whether a built-in step runs once per host or once on the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    PerHost,
+    Controller,
+}
+
+/// How a built-in dependency connects hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// `to[h]` waits for `from[h]`.
+    PerHost,
+    /// `to[h]` waits for `from` on every host (a barrier).
+    Barrier,
+}
+
+/// The built-in steps of a plan, in order, and their dependencies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Builtins {
+    pub steps: Vec<(TaskKind, Scope)>,
+    pub edges: Vec<(TaskKind, TaskKind, Link)>,
+    /// Steps whose tasks are chained host after host (repair).
+    pub chained: Vec<TaskKind>,
+}
+
+impl Builtins {
+    /// Whether the plan has a built-in step with this name (`snapshot`, `stop`, ...).
+    pub fn find(&self, name: &str) -> Option<(TaskKind, Scope)> {
+        self.steps.iter().copied().find(|(k, _)| k.as_str() == name)
+    }
+}
+
+/// Whether a restore runs `nodetool repair` (default: yes for the restart method).
+pub fn restore_repairs(plan: &PlanFile) -> bool {
+    plan.restore.as_ref().is_some_and(|r| {
+        r.method != RestoreMethod::Loader && r.repair.unwrap_or(r.method == RestoreMethod::Restart)
+    })
+}
+
+/// The built-in steps for a plan's kind, mode and method.
+pub fn builtins(plan: &PlanFile) -> Builtins {
+    use Link::{Barrier, PerHost as H};
+    use TaskKind as K;
+    let mut chain: Vec<(K, Scope, Link)> = Vec::new();
+    let mut extra: Vec<(K, K, Link)> = Vec::new();
+    let mut chained = Vec::new();
+    let per = Scope::PerHost;
+    match plan.kind {
+        PlanKind::Runbook => {}
+        PlanKind::Backup => {
+            let mode = plan.backup.as_ref().map(|b| b.mode).unwrap_or_default();
+            chain.push((K::Probe, per, H));
+            match mode {
+                BackupMode::Snapshot => {
+                    chain.extend([
+                        (K::Snapshot, per, H),
+                        (K::Upload, per, H),
+                        (K::Manifest, per, H),
+                        (K::ClearSnapshot, per, H),
+                    ]);
+                }
+                BackupMode::Incremental => chain.extend([
+                    (K::Flush, per, H),
+                    (K::UploadIncremental, per, H),
+                    (K::Manifest, per, H),
+                ]),
+            }
+            extra.push((K::Manifest, K::Catalog, Barrier));
+        }
+        PlanKind::Restore => {
+            let method = plan.restore.as_ref().map(|r| r.method).unwrap_or_default();
+            chain.extend([(K::Resolve, Scope::Controller, H), (K::Fetch, per, H)]);
+            match method {
+                RestoreMethod::Restart => chain.extend([
+                    (K::MatchTables, per, H),
+                    (K::Stop, per, Barrier),
+                    (K::ClearCommitlog, per, H),
+                    (K::Move, per, H),
+                    (K::Start, per, Barrier),
+                    (K::WaitUp, per, H),
+                ]),
+                RestoreMethod::Import => {
+                    chain.extend([(K::MatchTables, per, H), (K::Import, per, H)])
+                }
+                RestoreMethod::Refresh => {
+                    chain.extend([(K::MatchTables, per, H), (K::Refresh, per, H)])
+                }
+                RestoreMethod::Loader => chain.push((K::Loader, per, H)),
+            }
+            if restore_repairs(plan) {
+                chain.push((K::Repair, per, Barrier));
+                chained.push(K::Repair);
+            }
+            chain.push((K::Cleanup, per, H));
+        }
+    }
+    let mut steps: Vec<(K, Scope)> = chain.iter().map(|(k, s, _)| (*k, *s)).collect();
+    let mut edges: Vec<(K, K, Link)> = chain.windows(2).map(|w| (w[0].0, w[1].0, w[1].2)).collect();
+    if plan.kind == PlanKind::Backup {
+        steps.push((K::Catalog, Scope::Controller));
+    }
+    edges.extend(extra);
+    Builtins {
+        steps,
+        edges,
+        chained,
+    }
+}
+
+/// Whether a glob-free `ks.table` name.
+fn exact_table(pattern: &str) -> Option<(&str, &str)> {
+    if pattern.contains(['*', '?', '[', ']', '{', '}']) {
+        return None;
+    }
+    pattern.split_once('.')
+}
+
+struct Builder<'a> {
+    g: DiGraph<PlannedTask, ()>,
+    by_addr: HashMap<String, NodeIndex>,
+    /// (step name, host) -> tasks; host `None` for the controller.
+    by_step: HashMap<(String, Option<String>), Vec<NodeIndex>>,
+    /// step name -> all tasks.
+    all_of: HashMap<String, Vec<NodeIndex>>,
+    /// Ordering key per node: (step rank, host rank).
+    rank: HashMap<NodeIndex, (usize, usize)>,
+    host_rank: HashMap<&'a str, usize>,
+}
+
+impl<'a> Builder<'a> {
+    fn add(&mut self, task: PlannedTask, step_rank: usize) -> NodeIndex {
+        let host_rank = task
+            .host
+            .as_deref()
+            .and_then(|h| self.host_rank.get(h).copied())
+            .unwrap_or(0);
+        let key = (task.step.clone(), task.host.clone());
+        let step = task.step.clone();
+        let addr = task.address.clone();
+        let n = self.g.add_node(task);
+        self.by_addr.insert(addr, n);
+        self.by_step.entry(key).or_default().push(n);
+        self.all_of.entry(step).or_default().push(n);
+        self.rank.insert(n, (step_rank, host_rank));
+        n
+    }
+
+    fn tasks(&self, step: &str, host: Option<&str>) -> Vec<NodeIndex> {
+        self.by_step
+            .get(&(step.to_owned(), host.map(str::to_owned)))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn all(&self, step: &str) -> Vec<NodeIndex> {
+        self.all_of.get(step).cloned().unwrap_or_default()
+    }
+
+    fn edge(&mut self, from: NodeIndex, to: NodeIndex) {
+        if from != to {
+            self.g.update_edge(from, to, ());
+        }
+    }
+
+    /// Prerequisites of a task on `host` (or the controller) from the step `from`.
+    fn prereqs(&self, from: &str, host: Option<&str>, barrier: bool) -> Vec<NodeIndex> {
+        match host {
+            Some(h) if !barrier => {
+                let own = self.tasks(from, Some(h));
+                if own.is_empty() {
+                    // `from` runs on the controller or not on this host: wait for all of it.
+                    self.all(from)
+                } else {
+                    own
+                }
+            }
+            _ => self.all(from),
+        }
+    }
+}
+
+fn task(
+    kind: TaskKind,
+    step: &str,
+    address: String,
+    host: Option<&str>,
+    params: Value,
+) -> PlannedTask {
+    let action = match kind {
+        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables | TaskKind::Verify => {
+            Action::Read
+        }
+        TaskKind::ClearSnapshot | TaskKind::Cleanup | TaskKind::Prune => Action::Delete,
+        _ => Action::Run,
+    };
+    PlannedTask {
+        address,
+        kind,
+        step: step.to_owned(),
+        host: host.map(str::to_owned),
+        action,
+        disruptive: kind.disruptive(),
+        step_limit: None,
+        after: Vec::new(),
+        params,
+        reason: None,
+    }
+}
+
+/// Errors the compiler can still find (the loader reports these with spans first).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    #[error("dependency cycle through `{0}`")]
+    Cycle(String),
+}
+
+/// Compiles a resolved plan into tasks in deterministic topological order.
+pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
+    let plan = &r.plan;
+    let host_names: Vec<&str> = r.hosts.iter().map(|h| h.name.as_str()).collect();
+    let mut b = Builder {
+        g: DiGraph::new(),
+        by_addr: HashMap::new(),
+        by_step: HashMap::new(),
+        all_of: HashMap::new(),
+        rank: HashMap::new(),
+        host_rank: host_names
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (*h, i))
+            .collect(),
+    };
+    let bi = builtins(plan);
+    let backup = r.backup_name.clone().unwrap_or_default();
+    // Source host for each target host (restore with a host map).
+    let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+    if let Some(rs) = &plan.restore {
+        for (src, dst) in &rs.host_map {
+            source_of.insert(dst.as_str(), src.as_str());
+        }
+    }
+    let limits = &plan.limits;
+    for (rank, (kind, scope)) in bi.steps.iter().enumerate() {
+        let name = kind.as_str();
+        if *scope == Scope::Controller {
+            let params = match kind {
+                TaskKind::Resolve => json!({ "source": r.restore_source }),
+                TaskKind::Catalog => json!({ "backup": backup }),
+                _ => json!({}),
+            };
+            b.add(task(*kind, name, name.to_owned(), None, params), rank);
+            continue;
+        }
+        for h in &host_names {
+            let src = source_of.get(h).copied().unwrap_or(h);
+            let mut tasks: Vec<(String, Value)> = Vec::new();
+            let one = |p: Value| vec![(format!("{name}[{h}]"), p)];
+            match kind {
+                TaskKind::Upload => {
+                    let bc = plan.backup.as_ref();
+                    let include = bc.map(|b| b.include.as_slice()).unwrap_or(&[]);
+                    let exclude = bc.map(|b| b.exclude.clone()).unwrap_or_default();
+                    if include.is_empty() {
+                        tasks.push((
+                            format!("upload[{h}]"),
+                            json!({ "backup": backup, "pattern": "*.*", "exclude": exclude }),
+                        ));
+                    }
+                    for inc in include {
+                        let p = match exact_table(inc) {
+                            Some((ks, t)) => {
+                                json!({ "backup": backup, "keyspace": ks, "table": t })
+                            }
+                            None => {
+                                json!({ "backup": backup, "pattern": inc, "exclude": exclude })
+                            }
+                        };
+                        tasks.push((format!("upload[{h}/{inc}]"), p));
+                    }
+                }
+                TaskKind::Snapshot | TaskKind::Manifest | TaskKind::UploadIncremental => {
+                    tasks = one(json!({ "backup": backup }));
+                }
+                TaskKind::ClearSnapshot => {
+                    let policy = plan
+                        .backup
+                        .as_ref()
+                        .map(|b| b.clear_snapshot)
+                        .unwrap_or_default();
+                    tasks = one(json!({ "backup": backup, "policy": policy }));
+                }
+                TaskKind::Fetch | TaskKind::MatchTables | TaskKind::Loader => {
+                    let rs = plan.restore.as_ref();
+                    tasks = one(json!({
+                        "source": r.restore_source,
+                        "source_host": src,
+                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
+                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
+                    }));
+                }
+                TaskKind::Move | TaskKind::Import | TaskKind::Refresh => {
+                    tasks = one(json!({ "source_host": src }));
+                }
+                TaskKind::Repair => {
+                    let opts = plan
+                        .restore
+                        .as_ref()
+                        .map(|x| x.repair_options.clone())
+                        .unwrap_or_default();
+                    tasks = one(json!({ "options": opts }));
+                }
+                _ => tasks = one(json!({})),
+            }
+            for (addr, params) in tasks {
+                let mut t = task(*kind, name, addr, Some(h), params);
+                if matches!(kind, TaskKind::Start) {
+                    t.step_limit = Some(limits.rolling.max(1));
+                }
+                if bi.chained.contains(kind) {
+                    t.step_limit = Some(1);
+                }
+                b.add(t, rank);
+            }
+        }
+    }
+    // Built-in edges.
+    for (from, to, link) in &bi.edges {
+        let to_tasks = b.all(to.as_str());
+        for t in to_tasks {
+            let host = b.g[t].host.clone();
+            let pre = b.prereqs(from.as_str(), host.as_deref(), *link == Link::Barrier);
+            for p in pre {
+                b.edge(p, t);
+            }
+        }
+    }
+    for kind in &bi.chained {
+        let all = b.all(kind.as_str());
+        for w in all.windows(2) {
+            b.edge(w[0], w[1]);
+        }
+    }
+    // Custom steps.
+    let base_rank = bi.steps.len();
+    for (i, st) in r.steps.iter().enumerate() {
+        let spec = &plan.steps[st.index];
+        let name = spec.name.as_str();
+        let hosts: Vec<Option<&str>> = match &st.hosts {
+            None => vec![None],
+            Some(hs) => hs.iter().map(|h| Some(h.as_str())).collect(),
+        };
+        for (j, h) in hosts.iter().enumerate() {
+            let addr = match h {
+                Some(h) => format!("exec[{name}/{h}]"),
+                None => format!("exec[{name}]"),
+            };
+            let mut t = task(
+                TaskKind::Exec,
+                name,
+                addr,
+                *h,
+                json!({ "command": st.runs.get(j), "sudo": spec.sudo }),
+            );
+            t.disruptive = spec.disruptive;
+            if spec.rolling {
+                t.step_limit = Some(1);
+            }
+            b.add(t, base_rank + i);
+        }
+    }
+    for st in &r.steps {
+        let spec = &plan.steps[st.index];
+        let mine = b.all(&spec.name);
+        for t in &mine {
+            let host = b.g[*t].host.clone();
+            for a in &spec.after {
+                for p in b.prereqs(a, host.as_deref(), spec.barrier) {
+                    b.edge(p, *t);
+                }
+            }
+        }
+        for before in &spec.before {
+            for t in b.all(before) {
+                let host = b.g[t].host.clone();
+                for p in b.prereqs(&spec.name, host.as_deref(), false) {
+                    b.edge(p, t);
+                }
+            }
+        }
+    }
+    order(b)
+}
+
+/// Kahn's algorithm with a stable tie-break: step rank, host rank, address.
+fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
+    let g = b.g;
+    let mut indeg: Vec<usize> = g
+        .node_indices()
+        .map(|n| g.neighbors_directed(n, petgraph::Incoming).count())
+        .collect();
+    let key = |n: NodeIndex| {
+        let (s, h) = b.rank.get(&n).copied().unwrap_or_default();
+        Reverse((s, h, g[n].address.clone(), n.index()))
+    };
+    let mut ready: BinaryHeap<_> = g
+        .node_indices()
+        .filter(|n| indeg[n.index()] == 0)
+        .map(key)
+        .collect();
+    let mut pos = vec![usize::MAX; g.node_count()];
+    let mut out: Vec<NodeIndex> = Vec::with_capacity(g.node_count());
+    while let Some(Reverse((_, _, _, i))) = ready.pop() {
+        let n = NodeIndex::new(i);
+        pos[i] = out.len();
+        out.push(n);
+        for m in g.neighbors_directed(n, petgraph::Outgoing) {
+            indeg[m.index()] -= 1;
+            if indeg[m.index()] == 0 {
+                ready.push(key(m));
+            }
+        }
+    }
+    if out.len() != g.node_count() {
+        let stuck = g
+            .node_indices()
+            .find(|n| pos[n.index()] == usize::MAX)
+            .map(|n| g[n].address.clone())
+            .unwrap_or_default();
+        return Err(CompileError::Cycle(stuck));
+    }
+    let mut tasks = Vec::with_capacity(out.len());
+    for n in out {
+        let mut deps: Vec<NodeIndex> = g.neighbors_directed(n, petgraph::Incoming).collect();
+        deps.sort_by_key(|d| pos[d.index()]);
+        let mut t = g[n].clone();
+        t.after = deps.into_iter().map(|d| g[d].address.clone()).collect();
+        tasks.push(t);
+    }
+    Ok(tasks)
+}
