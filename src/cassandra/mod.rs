@@ -1,5 +1,6 @@
 //! Everything cbk knows about Cassandra lives here: cassandra.yaml, data folder layout, SSTable
-//! names of every format, Digest checks, and nodetool calls and the parsing of their output.
+//! names of every format, Digest checks, snapshot manifest.json and schema.cql, version
+//! profiles, and nodetool calls and the parsing of their output. See docs/cassandra-support.md.
 
 pub mod digest;
 pub mod layout;

@@ -59,6 +59,24 @@ impl Generation {
     pub fn is_uuid(&self) -> bool {
         matches!(self, Generation::Uuid(_))
     }
+
+    /// When a UUID-based id was made: 4 base36 digits of days and 4 of seconds since the UUID
+    /// epoch (1582-10-15), then 5 of 100-ns units within the second.
+    pub fn uuid_timestamp(&self) -> Option<jiff::Timestamp> {
+        let Generation::Uuid(s) = self else {
+            return None;
+        };
+        let b36 = |t: &str| u64::from_str_radix(t, 36).ok();
+        let days = b36(s.get(0..4)?)?;
+        let secs = b36(s.get(5..9)?)?;
+        let frac = b36(s.get(10..15)?)?;
+        // Days from 1582-10-15 to 1970-01-01.
+        const UUID_EPOCH_DAYS: i64 = 141_427;
+        let unix_secs =
+            (i64::try_from(days).ok()? - UUID_EPOCH_DAYS) * 86_400 + i64::try_from(secs).ok()?;
+        let nanos = i32::try_from(frac.checked_mul(100)?).ok()?;
+        jiff::Timestamp::new(unix_secs, nanos).ok()
+    }
 }
 
 impl Ord for Generation {
@@ -364,7 +382,7 @@ impl SstableName {
 
     /// The Digest component this version writes.
     pub fn digest_component(&self) -> Component {
-        let suffix = match self.version.as_bytes()[0] {
+        let suffix = match self.version.bytes().next().unwrap_or(b'z') {
             b'a'..=b'k' if self.format == Format::Big => "Digest.sha1",
             b'l' => "Digest.adler32",
             _ => "Digest.crc32",
@@ -381,7 +399,7 @@ impl SstableName {
         match self.format {
             Format::Bti => profile >= VersionProfile::V5_0,
             Format::Big => {
-                let first = char::from(self.version.as_bytes()[0]);
+                let first = char::from(self.version.bytes().next().unwrap_or(b'z'));
                 first <= profile.newest_big_letter()
                     && self.version.as_str() >= profile.earliest_version()
             }
@@ -474,6 +492,11 @@ mod tests {
         assert_eq!(s.format, Format::Bti);
         let s = rt("nb-3g1m_0nuf_3vj5m2k1125165rxa7-big-Index.db");
         assert!(s.generation.is_uuid());
+        assert_eq!(
+            s.generation.uuid_timestamp().unwrap().to_string(),
+            "2022-12-09T08:35:03.651001Z"
+        );
+        assert_eq!(Generation::Int(3).uuid_timestamp(), None);
         let s = rt("nb-1-big-SI_t_name_sasi.db");
         assert_eq!(s.component, Component::Sasi("t_name_sasi".into()));
         let s = rt("nb-1-big-SAI+aa+my_idx+Meta.db");

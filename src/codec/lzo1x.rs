@@ -62,50 +62,64 @@ impl In<'_> {
     }
 }
 
-fn literals(inp: &mut In<'_>, out: &mut Vec<u8>, n: usize, cap: usize) -> Result<(), Lzo1xError> {
-    if out.len() + n > cap {
-        return Err(Lzo1xError::OutputOverrun(cap));
-    }
-    out.extend_from_slice(inp.take(n)?);
-    Ok(())
+/// The output block: a pre-sized buffer and the write position.
+struct Out {
+    buf: Vec<u8>,
+    pos: usize,
 }
 
-fn back_copy(out: &mut Vec<u8>, dist: usize, len: usize, cap: usize) -> Result<(), Lzo1xError> {
-    if dist == 0 || dist > out.len() {
-        return Err(Lzo1xError::LookbehindOverrun);
-    }
-    if out.len() + len > cap {
-        return Err(Lzo1xError::OutputOverrun(cap));
-    }
-    let start = out.len() - dist;
-    if dist >= len {
-        out.extend_from_within(start..start + len);
-    } else {
-        // Overlapping copy: byte by byte repeats the pattern.
-        for i in 0..len {
-            let b = out[start + i];
-            out.push(b);
+impl Out {
+    fn literals(&mut self, inp: &mut In<'_>, n: usize) -> Result<(), Lzo1xError> {
+        let end = self.pos + n;
+        if end > self.buf.len() {
+            return Err(Lzo1xError::OutputOverrun(self.buf.len()));
         }
+        self.buf[self.pos..end].copy_from_slice(inp.take(n)?);
+        self.pos = end;
+        Ok(())
     }
-    Ok(())
+
+    fn back_copy(&mut self, dist: usize, len: usize) -> Result<(), Lzo1xError> {
+        if dist == 0 || dist > self.pos {
+            return Err(Lzo1xError::LookbehindOverrun);
+        }
+        let end = self.pos + len;
+        if end > self.buf.len() {
+            return Err(Lzo1xError::OutputOverrun(self.buf.len()));
+        }
+        let from = self.pos - dist;
+        if dist >= len {
+            self.buf.copy_within(from..from + len, self.pos);
+        } else {
+            // Overlapping copy repeats the last `dist` bytes.
+            for i in 0..len {
+                self.buf[self.pos + i] = self.buf[from + i];
+            }
+        }
+        self.pos = end;
+        Ok(())
+    }
 }
 
 /// Decompresses one LZO1X block of exactly `dst_len` bytes.
 pub fn decompress(src: &[u8], dst_len: usize) -> Result<Vec<u8>, Lzo1xError> {
     let cap = dst_len;
-    let mut out = Vec::with_capacity(dst_len);
+    let mut out = Out {
+        buf: vec![0u8; dst_len],
+        pos: 0,
+    };
     let mut inp = In { src, pos: 0 };
     let mut state: usize = 0;
 
     let first = *src.first().ok_or(Lzo1xError::InputOverrun)?;
     if first >= 22 {
         inp.pos = 1;
-        literals(&mut inp, &mut out, usize::from(first) - 17, cap)?;
+        out.literals(&mut inp, usize::from(first) - 17)?;
         state = 4;
     } else if first >= 18 {
         inp.pos = 1;
         state = usize::from(first) - 17;
-        literals(&mut inp, &mut out, state, cap)?;
+        out.literals(&mut inp, state)?;
     }
     loop {
         let inst = inp.byte()?;
@@ -146,7 +160,7 @@ pub fn decompress(src: &[u8], dst_len: usize) -> Result<Vec<u8>, Lzo1xError> {
             if n == 3 {
                 n = inp.extended(15 + 3, cap)?;
             }
-            literals(&mut inp, &mut out, n, cap)?;
+            out.literals(&mut inp, n)?;
             state = 4;
             continue;
         } else if state != 4 {
@@ -162,20 +176,20 @@ pub fn decompress(src: &[u8], dst_len: usize) -> Result<Vec<u8>, Lzo1xError> {
             len = 3;
             next_state = inst & 3;
         }
-        back_copy(&mut out, dist, len, cap)?;
-        literals(&mut inp, &mut out, next_state, cap)?;
+        out.back_copy(dist, len)?;
+        out.literals(&mut inp, next_state)?;
         state = next_state;
     }
     if inp.pos != src.len() {
         return Err(Lzo1xError::TrailingData(src.len() - inp.pos));
     }
-    if out.len() != dst_len {
+    if out.pos != dst_len {
         return Err(Lzo1xError::WrongLength {
             expected: dst_len,
-            actual: out.len(),
+            actual: out.pos,
         });
     }
-    Ok(out)
+    Ok(out.buf)
 }
 
 #[cfg(test)]

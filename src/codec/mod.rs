@@ -10,6 +10,7 @@ pub mod lzo1x;
 pub mod lzop;
 
 use std::fmt;
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::str::FromStr;
@@ -238,16 +239,16 @@ pub fn decode<R: Read, W: Write>(codec: Codec, input: R, mut output: W) -> Resul
 
 /// Gives back the typed lzop error that travelled inside an `io::Error`.
 fn unwrap_lzop(e: io::Error) -> CodecError {
-    if e.get_ref().is_some_and(|i| i.is::<lzop::LzopError>()) {
-        if let Some(inner) = e.into_inner() {
-            if let Ok(l) = inner.downcast::<lzop::LzopError>() {
-                return CodecError::Lzop(*l);
-            }
-            return CodecError::Io(io::Error::other("lzop error"));
-        }
-        return CodecError::Io(io::Error::other("lzop error"));
+    if !e.get_ref().is_some_and(|i| i.is::<lzop::LzopError>()) {
+        return CodecError::Io(e);
     }
-    CodecError::Io(e)
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<lzop::LzopError>())
+    {
+        Some(Ok(l)) => CodecError::Lzop(*l),
+        _ => CodecError::Io(io::Error::other("lzop stream error")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,8 +319,6 @@ impl AsyncRead for CodecReader {
         }
     }
 }
-
-use std::future::Future;
 
 fn spawn_codec<R, F>(input: R, work: F) -> CodecReader
 where
