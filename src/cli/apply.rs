@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(value_name = "PLANFILE|FILE.toml")]
     pub plan: PathBuf,
     /// Do not ask for confirmation (needed for a TOML plan without a terminal).
-    #[arg(long, short = 'y')]
+    #[arg(long, short = 'y', alias = "auto-approve")]
     pub yes: bool,
     /// Tasks running at once (default: the plan's `limits.parallelism`).
     #[arg(long, value_name = "N")]
@@ -204,7 +204,10 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
             })
         }
         Err(ExecError::AlreadyApplied { run }) => {
-            println!("Nothing to do: this plan was already applied (run {run} finished ok).");
+            println!(
+                "Nothing to do: this plan was already applied (run {} finished ok).",
+                run.trim_end_matches(".jsonl")
+            );
             Ok(exit::OK)
         }
         Err(e) if e.is_refusal() => {
@@ -344,7 +347,8 @@ pub const CHECKPOINT_PREFIX: &str = "::cbk-checkpoint ";
 /// `exec` tasks on the controller.
 ///
 /// Parameters (`PlannedTask.params`):
-/// - `run`: the command, a string run with `sh -c` or an argv list;
+/// - `command` (as the plan compiler writes it) or `run`: the command, a string run with
+///   `sh -c` or an argv list;
 /// - `creates` (optional): a path; when it exists the task is already satisfied;
 /// - `check` (optional): a command; exit status 0 means already satisfied.
 ///
@@ -374,16 +378,14 @@ fn command_of(task: &PlannedTask, key: &str) -> Result<Option<tokio::process::Co
                 }
                 _ => {
                     return Err(TaskError::fatal(format!(
-                        "{}: `{key}` must be a string or a non-empty list of strings",
-                        task.address
+                        "`{key}` must be a string or a non-empty list of strings"
                     )));
                 }
             }
         }
         _ => {
             return Err(TaskError::fatal(format!(
-                "{}: `{key}` must be a string or a list of strings",
-                task.address
+                "`{key}` must be a string or a list of strings"
             )));
         }
     };
@@ -398,15 +400,13 @@ fn command_of(task: &PlannedTask, key: &str) -> Result<Option<tokio::process::Co
 fn controller_only(task: &PlannedTask) -> Result<(), TaskError> {
     if task.kind != TaskKind::Exec {
         return Err(TaskError::fatal(format!(
-            "{}: task kind `{}` is not available in this build",
-            task.address,
+            "task kind `{}` is not available in this build",
             task.kind.as_str()
         )));
     }
     if let Some(h) = &task.host {
         return Err(TaskError::fatal(format!(
-            "{}: exec on host `{h}` is not available in this build (controller only)",
-            task.address
+            "exec on host `{h}` is not available in this build (controller only)"
         )));
     }
     Ok(())
@@ -437,11 +437,12 @@ impl TaskRunner for ExecRunner {
 
     async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
         controller_only(task)?;
-        let Some(mut cmd) = command_of(task, "run")? else {
-            return Err(TaskError::fatal(format!(
-                "{}: no `run` command",
-                task.address
-            )));
+        let cmd = match command_of(task, "command")? {
+            Some(c) => Some(c),
+            None => command_of(task, "run")?,
+        };
+        let Some(mut cmd) = cmd else {
+            return Err(TaskError::fatal("no `command` (or `run`) parameter"));
         };
         if let Some(cp) = cx.checkpoints.last(&task.address) {
             cmd.env("CBK_CHECKPOINT", cp.to_string());
