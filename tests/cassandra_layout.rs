@@ -257,3 +257,58 @@ fn yaml_with_several_data_dirs() {
     .unwrap();
     assert!(y.uuid_sstable_identifiers_enabled);
 }
+
+#[test]
+fn startup_problems_are_found_before_cassandra_would() {
+    use cbk::cassandra::layout::StartupProblem;
+    use cbk::cassandra::version::VersionProfile;
+    let n = node();
+    let live = n.dirs[1].join(format!("ks/t-{ID}"));
+    assert_eq!(
+        layout::startup_problems(&n.dirs, VersionProfile::V4_1, false).unwrap(),
+        vec![]
+    );
+    // The nb fixtures cannot be read by 3.11.
+    let p = layout::startup_problems(&n.dirs, VersionProfile::V3_11, false).unwrap();
+    assert!(
+        !p.is_empty()
+            && p.iter()
+                .all(|x| matches!(x, StartupProblem::Incompatible(_)))
+    );
+    // A staging file, a UUID-named sstable, an orphan, a legacy folder.
+    std::fs::write(live.join("restore-staging.db"), "x").unwrap();
+    let src = live.join("nb-2-big-Data.db");
+    std::fs::copy(
+        &src,
+        live.join("nb-3g1m_0nuf_3vj5m2k1125165rxa7-big-Data.db"),
+    )
+    .unwrap();
+    std::fs::copy(
+        live.join("nb-2-big-Index.db"),
+        live.join("nb-9-big-Index.db"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(n.dirs[0].join("ks/t")).unwrap();
+    let p = layout::startup_problems(&n.dirs, VersionProfile::V4_1, false).unwrap();
+    let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(p.len(), 4, "{text:#?}");
+    assert!(p.contains(&StartupProblem::UnparsableDb(
+        live.join("restore-staging.db")
+    )));
+    assert!(p.contains(&StartupProblem::UuidDisabled(
+        live.join("nb-3g1m_0nuf_3vj5m2k1125165rxa7-big-Data.db")
+    )));
+    assert!(p.contains(&StartupProblem::Orphan(live.join("nb-9-big-Index.db"))));
+    assert!(p.contains(&StartupProblem::LegacyTableDir(n.dirs[0].join("ks/t"))));
+    assert!(
+        text.iter()
+            .any(|t| t.ends_with("Cassandra would delete this sstable's components"))
+    );
+    // With UUID ids enabled that one is fine.
+    assert_eq!(
+        layout::startup_problems(&n.dirs, VersionProfile::V4_1, true)
+            .unwrap()
+            .len(),
+        3
+    );
+}

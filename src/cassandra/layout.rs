@@ -732,3 +732,112 @@ mod tests {
         assert!(TableFilter::new(&["a.[".into()], &[], SystemKeyspaces::None).is_err());
     }
 }
+
+/// Something in a data folder that would stop Cassandra from starting or lose data at startup
+/// (cassandra-facts §5.1: `checkSSTablesFormat`, orphan removal, the legacy-folder rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupProblem {
+    /// A `*.db` file that is not an sstable component: Cassandra refuses to start.
+    UnparsableDb(PathBuf),
+    /// An sstable version this Cassandra cannot read: Cassandra refuses to start.
+    Incompatible(PathBuf),
+    /// A UUID generation while `uuid_sstable_identifiers_enabled` is off: refuses to start.
+    UuidDisabled(PathBuf),
+    /// Components whose Data.db is missing or empty: Cassandra deletes them at startup.
+    Orphan(PathBuf),
+    /// A legacy `<ks>/<table>/` folder: Cassandra would use it instead of `<table>-<id>/`.
+    LegacyTableDir(PathBuf),
+}
+
+impl fmt::Display for StartupProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupProblem::UnparsableDb(p) => {
+                write!(
+                    f,
+                    "{}: not an sstable file; Cassandra would refuse to start",
+                    p.display()
+                )
+            }
+            StartupProblem::Incompatible(p) => write!(
+                f,
+                "{}: sstable version not readable by this Cassandra; it would refuse to start",
+                p.display()
+            ),
+            StartupProblem::UuidDisabled(p) => write!(
+                f,
+                "{}: UUID sstable id but uuid_sstable_identifiers_enabled is off; Cassandra would refuse to start",
+                p.display()
+            ),
+            StartupProblem::Orphan(p) => write!(
+                f,
+                "{}: Data.db missing or empty; Cassandra would delete this sstable's components",
+                p.display()
+            ),
+            StartupProblem::LegacyTableDir(p) => write!(
+                f,
+                "{}: legacy table folder; Cassandra would use it and ignore the table-id folder",
+                p.display()
+            ),
+        }
+    }
+}
+
+/// Checks the live parts of all data folders (not `snapshots/`, `backups/`) the way Cassandra
+/// does at startup, for a node of `profile` with the given UUID-id setting.
+pub fn startup_problems(
+    data_dirs: &[PathBuf],
+    profile: crate::cassandra::version::VersionProfile,
+    uuid_ids_enabled: bool,
+) -> Result<Vec<StartupProblem>, LayoutError> {
+    use crate::cassandra::sstable::{Component, SstableName};
+    let mut problems = Vec::new();
+    let check_folder =
+        |dir: &Path, problems: &mut Vec<StartupProblem>| -> Result<(), LayoutError> {
+            let mut data_sizes: BTreeMap<String, u64> = BTreeMap::new();
+            let mut prefixes: BTreeMap<String, PathBuf> = BTreeMap::new();
+            for (name, ft) in read_dir_sorted(dir)? {
+                if !ft.is_file() {
+                    continue;
+                }
+                let path = dir.join(&name);
+                match SstableName::parse(&name) {
+                    Ok(s) if s.temp.is_none() => {
+                        if !s.is_readable_by(profile) {
+                            problems.push(StartupProblem::Incompatible(path.clone()));
+                        } else if s.needs_uuid_flag() && !uuid_ids_enabled {
+                            problems.push(StartupProblem::UuidDisabled(path.clone()));
+                        }
+                        if s.component == Component::Data {
+                            let len = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+                            data_sizes.insert(s.prefix(), len);
+                        }
+                        prefixes.entry(s.prefix()).or_insert(path);
+                    }
+                    Ok(_) => {}
+                    Err(_) if name.ends_with(".db") => {
+                        problems.push(StartupProblem::UnparsableDb(path))
+                    }
+                    Err(_) => {}
+                }
+            }
+            for (prefix, path) in prefixes {
+                if data_sizes.get(&prefix).copied().unwrap_or(0) == 0 {
+                    problems.push(StartupProblem::Orphan(path));
+                }
+            }
+            Ok(())
+        };
+    for (_, _, tdir, td) in selected_table_dirs(data_dirs, &TableFilter::all())? {
+        if td.id.is_none() {
+            problems.push(StartupProblem::LegacyTableDir(tdir.clone()));
+        }
+        check_folder(&tdir, &mut problems)?;
+        for (name, ft) in read_dir_sorted(&tdir)? {
+            if ft.is_dir() && name.starts_with('.') {
+                check_folder(&tdir.join(&name), &mut problems)?;
+            }
+        }
+    }
+    Ok(problems)
+}

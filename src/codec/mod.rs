@@ -140,6 +140,26 @@ pub fn codec_for_file(
     }
 }
 
+/// Bytes of a file's beginning that [`worth_compressing`] looks at.
+pub const PROBE_BYTES: usize = 1 << 20;
+/// Above this ratio (compressed/original) a file is stored as is.
+pub const PROBE_MAX_RATIO: f64 = 0.95;
+
+/// Compresses (at most [`PROBE_BYTES`] of) `sample` and says whether it shrank below
+/// [`PROBE_MAX_RATIO`] — the auto-skip for random, encrypted or already-compressed content
+/// (crates.md §7.3). `none`, `lzop` and empty samples are never worth it.
+pub fn worth_compressing(codec: Codec, sample: &[u8]) -> bool {
+    let sample = &sample[..sample.len().min(PROBE_BYTES)];
+    if sample.is_empty() || matches!(codec, Codec::None | Codec::Lzop) {
+        return false;
+    }
+    let mut out = Vec::with_capacity(sample.len() / 2);
+    match encode(codec, sample, &mut out) {
+        Ok(_) => (out.len() as f64) < (sample.len() as f64) * PROBE_MAX_RATIO,
+        Err(_) => false,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Synchronous streaming
 
@@ -383,6 +403,32 @@ mod tests {
             "unknown codec \"gzip\" (expected zstd, zstd:LEVEL, lz4 or none)"
         );
         assert_eq!(Codec::from_name("x/nb-1-big-Data.db.lzo"), Codec::Lzop);
+    }
+
+    #[test]
+    fn probe_skips_incompressible_content() {
+        let mut x = 88172645463325252u64;
+        let random: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text: Vec<u8> = (0..300_000u32)
+            .map(|i| b"abcabcx"[(i % 7) as usize])
+            .collect();
+        for c in [Codec::Lz4, Codec::default()] {
+            assert!(!worth_compressing(c, &random), "{c}");
+            assert!(worth_compressing(c, &text), "{c}");
+        }
+        assert!(!worth_compressing(Codec::None, &text));
+        assert!(!worth_compressing(Codec::default(), &[]));
+        // Already zstd-compressed content.
+        let mut z = Vec::new();
+        encode(Codec::default(), &random[..], &mut z).unwrap();
+        assert!(!worth_compressing(Codec::default(), &z));
     }
 
     #[test]
