@@ -224,7 +224,7 @@ pub async fn walk(
 
     loop {
         while let Some(i) = ready.pop_front() {
-            if shared.stop.is_cancelled() {
+            if shared.stop.is_cancelled() || reports[i].is_some() {
                 continue;
             }
             let task = &tasks[i];
@@ -302,7 +302,9 @@ pub async fn walk(
                     TaskStatus::Failed { error } => {
                         progress.message(&format!("failed: {}: {error}", tasks[i].address));
                         let reason = format!("upstream failed: {}", tasks[i].address);
-                        for d in descendants(i, &dependents) {
+                        // `always` tasks still run once their upstream tasks are all settled.
+                        release(i, &dependents, &mut remaining, &mut ready);
+                        for d in descendants_until_always(i, &dependents, tasks) {
                             if reports[d].is_some() {
                                 continue;
                             }
@@ -317,6 +319,7 @@ pub async fn walk(
                             let status = TaskStatus::Skipped { reason: reason.clone() };
                             progress.task_finished(&tasks[d], status.name());
                             reports[d] = Some(report(d, status, Duration::ZERO, 0));
+                            release(d, &dependents, &mut remaining, &mut ready);
                         }
                         if opts.fail_fast {
                             shared.stop.cancel();
@@ -380,14 +383,19 @@ fn release(
     }
 }
 
-/// Every task that (transitively) waits for `i`, in index order.
-fn descendants(i: usize, dependents: &[Vec<usize>]) -> Vec<usize> {
+/// Every task that (transitively) waits for `i`, in index order, except `always` tasks and
+/// what waits only behind them.
+fn descendants_until_always(
+    i: usize,
+    dependents: &[Vec<usize>],
+    tasks: &[PlannedTask],
+) -> Vec<usize> {
     let mut seen = vec![false; dependents.len()];
     let mut stack = vec![i];
     let mut out = Vec::new();
     while let Some(x) = stack.pop() {
         for &d in &dependents[x] {
-            if !seen[d] {
+            if !seen[d] && !tasks[d].always {
                 seen[d] = true;
                 out.push(d);
                 stack.push(d);

@@ -255,6 +255,9 @@ fn task(
         TaskKind::ClearSnapshot | TaskKind::Cleanup | TaskKind::Prune => Action::Delete,
         _ => Action::Run,
     };
+    // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.
+    let always = kind == TaskKind::ClearSnapshot
+        && params.get("policy").and_then(Value::as_str) == Some("always");
     PlannedTask {
         address,
         kind,
@@ -263,6 +266,7 @@ fn task(
         action,
         disruptive: kind.disruptive(),
         step_limit: None,
+        always,
         after: Vec::new(),
         params,
         reason: None,

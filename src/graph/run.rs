@@ -117,6 +117,10 @@ pub struct PlannedTask {
     /// At most this many tasks of the same step run at once (e.g. 1 for rolling restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_limit: Option<u32>,
+    /// Runs even when an upstream task failed, once every upstream task has finished or been
+    /// skipped (like `finally`): e.g. clearing a snapshot after a failed upload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
     /// Addresses of the tasks that must finish first (all earlier in `tasks`).
     #[serde(default)]
     pub after: Vec<String>,
