@@ -72,7 +72,11 @@ fn every_subcommand_and_argument_is_documented() {
 
 #[test]
 fn help_of_every_subcommand_prints() {
-    let top = Command::cargo_bin("cbk").unwrap().arg("--help").output().unwrap();
+    let top = Command::cargo_bin("cbk")
+        .unwrap()
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(top.status.success());
     let text = String::from_utf8(top.stdout).unwrap();
     for sub in visible_subcommands() {
@@ -113,7 +117,11 @@ fn completions_mention_every_subcommand() {
 }
 
 fn man_page() -> String {
-    let out = Command::cargo_bin("cbk").unwrap().arg("man").output().unwrap();
+    let out = Command::cargo_bin("cbk")
+        .unwrap()
+        .arg("man")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -121,7 +129,10 @@ fn man_page() -> String {
 #[test]
 fn man_page_lists_every_subcommand_and_is_committed() {
     let man = man_page();
-    assert!(man.starts_with(".ie") || man.contains(".TH cbk 1"), "not roff");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH cbk 1"),
+        "not roff"
+    );
     for sub in visible_subcommands() {
         assert!(man.contains(&sub), "man page misses {sub}");
     }

@@ -147,7 +147,10 @@ fn start_moto(venv: &std::path::Path) -> (Moto, String) {
         .port();
     let child = Command::new(venv.join("bin/moto_server"))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", UNAUTHENTICATED_CALLS.to_string())
+        .env(
+            "INITIAL_NO_AUTH_ACTION_COUNT",
+            UNAUTHENTICATED_CALLS.to_string(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -181,7 +181,10 @@ fn successful_run_renders_every_metric() {
         get(&s, "cbk_apply_tasks", &[("status", "applied")]),
         Some(total)
     );
-    assert_eq!(get(&s, "cbk_apply_tasks", &[("status", "failed")]), Some(0.0));
+    assert_eq!(
+        get(&s, "cbk_apply_tasks", &[("status", "failed")]),
+        Some(0.0)
+    );
     let uploads = run
         .tasks
         .iter()
@@ -215,8 +218,14 @@ fn failed_run_keeps_the_previous_success_and_flags_the_host() {
         Some(1_767_326_400.0)
     );
     assert_eq!(get(&s, "cbk_apply_last_run_success", &[]), Some(0.0));
-    assert_eq!(get(&s, "cbk_apply_host_ok", &[("host", "cass-01")]), Some(1.0));
-    assert_eq!(get(&s, "cbk_apply_host_ok", &[("host", "cass-02")]), Some(0.0));
+    assert_eq!(
+        get(&s, "cbk_apply_host_ok", &[("host", "cass-01")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(&s, "cbk_apply_host_ok", &[("host", "cass-02")]),
+        Some(0.0)
+    );
     assert!(get(&s, "cbk_apply_tasks", &[("status", "failed")]).unwrap() >= 1.0);
 
     // No earlier success known: the series is left out rather than invented.
@@ -261,7 +270,11 @@ fn file_is_replaced_atomically_and_carries_the_last_success_over() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["cbk-nightly.prom"], "no temporary files left behind");
+    assert_eq!(
+        names,
+        ["cbk-nightly.prom"],
+        "no temporary files left behind"
+    );
 }
 
 #[test]

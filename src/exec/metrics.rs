@@ -133,7 +133,11 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     );
     let now = seconds(input.now);
     let ok = report.status == RunStatus::Ok;
-    let last_success = if ok { Some(now) } else { input.previous_success };
+    let last_success = if ok {
+        Some(now)
+    } else {
+        input.previous_success
+    };
 
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, series: &[(String, f64)]| {

@@ -19,10 +19,23 @@ pub struct EmuNode {
 impl EmuNode {
     /// `cassandra-emu init` + `start`.
     pub fn start(dir: &Path, version: &str, data_dirs: u32, extra: &[&str]) -> EmuNode {
-        let node = EmuNode { dir: dir.to_path_buf(), conf: dir.join("conf"), data_root: dir.join("node") };
+        let node = EmuNode {
+            dir: dir.to_path_buf(),
+            conf: dir.join("conf"),
+            data_root: dir.join("node"),
+        };
         let root = node.data_root.display().to_string();
         let dd = data_dirs.to_string();
-        let mut args = vec!["init", "--force", "--version", version, "--data-root", &root, "--data-dirs", &dd];
+        let mut args = vec![
+            "init",
+            "--force",
+            "--version",
+            version,
+            "--data-root",
+            &root,
+            "--data-dirs",
+            &dd,
+        ];
         args.extend_from_slice(extra);
         node.emu(&args);
         node.emu(&["start"]);
@@ -46,7 +59,11 @@ impl EmuNode {
             .env("CASSANDRA_CONF", &self.conf)
             .output()
             .expect("run emulator");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         if check && !out.status.success() {
             panic!("{tool} {args:?} failed ({}): {text}", out.status);
         }
@@ -82,14 +99,21 @@ impl EmuNode {
         let mut out = Vec::new();
         for dd in std::fs::read_dir(&self.data_root).unwrap().flatten() {
             let ks = dd.path().join(keyspace);
-            let Ok(tables) = std::fs::read_dir(&ks) else { continue };
+            let Ok(tables) = std::fs::read_dir(&ks) else {
+                continue;
+            };
             for t in tables.flatten() {
                 let folder = t.file_name().to_string_lossy().into_owned();
                 for f in std::fs::read_dir(t.path()).unwrap().flatten() {
                     let name = f.file_name().to_string_lossy().into_owned();
-                    if f.file_type().unwrap().is_file() && cbk::cassandra::sstable::SstableName::parse(&name).is_ok() {
+                    if f.file_type().unwrap().is_file()
+                        && cbk::cassandra::sstable::SstableName::parse(&name).is_ok()
+                    {
                         let bytes = std::fs::read(f.path()).unwrap();
-                        out.push((format!("{folder}/{name}"), hex::encode(sha2::Sha256::digest(&bytes))));
+                        out.push((
+                            format!("{folder}/{name}"),
+                            hex::encode(sha2::Sha256::digest(&bytes)),
+                        ));
                     }
                 }
             }
