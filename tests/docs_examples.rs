@@ -10,9 +10,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// README.md and every docs/*.md.
+/// README.md, examples/quickstart/README.md and every docs/*.md.
 fn markdown_files() -> Vec<PathBuf> {
-    let mut files = vec![root().join("README.md")];
+    let mut files = vec![
+        root().join("README.md"),
+        root().join("examples/quickstart/README.md"),
+    ];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
