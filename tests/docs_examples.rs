@@ -70,7 +70,10 @@ fn toml_plans_in_docs_compile() {
     for file in markdown_files() {
         let text = std::fs::read_to_string(&file).unwrap();
         for b in blocks(&text) {
-            if b.lang != "toml" || !b.text.lines().any(|l| l.starts_with("version =")) {
+            // A full plan: `version` and a `[cluster]` (fragments illustrate single keys).
+            let full = b.text.lines().any(|l| l.starts_with("version ="))
+                && b.text.lines().any(|l| l.trim() == "[cluster]");
+            if b.lang != "toml" || !full {
                 continue;
             }
             let name = format!("{}:{}", rel(&file), b.line);
