@@ -7,6 +7,7 @@
 mod engine;
 pub mod journal;
 pub mod lock;
+pub mod metrics;
 pub mod progress;
 pub mod state;
 pub mod walker;
