@@ -45,6 +45,9 @@ pub struct Args {
     /// Leave out these tasks and what needs them (TOML plans; globs over addresses).
     #[arg(long, value_name = "ADDR")]
     pub exclude: Vec<String>,
+    /// Write Prometheus textfile-collector metrics to PATH after the apply (replaced atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Errors of `cbk apply` before the engine runs.
@@ -197,6 +200,11 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     match exec::apply(&run, runner, opts).await {
         Ok(report) => {
             print_summary(&report, started.elapsed());
+            if let Some(path) = &args.metrics_file
+                && let Err(e) = exec::metrics::write_metrics_file(path, &run, &report, started.elapsed())
+            {
+                eprintln!("warning: cannot write metrics to `{}`: {e}", path.display());
+            }
             Ok(match report.status {
                 RunStatus::Ok => exit::OK,
                 RunStatus::Interrupted if cancel.is_cancelled() => exit::INTERRUPTED,
