@@ -192,6 +192,36 @@ fn full_backup_repeat_new_flush_compaction_and_restore() {
         "snapshot left behind"
     );
     let index: IndexEntry = env.read("index/b-20260101T000000Z.json");
+    // The repository documents validate against their committed schemas.
+    let c: Catalog = env.read("catalog/b-20260101T000000Z.json");
+    for (schema, key) in [
+        ("node-manifest.schema.json", c.hosts[0].manifest.clone()),
+        (
+            "catalog.schema.json",
+            "catalog/b-20260101T000000Z.json".to_string(),
+        ),
+        (
+            "index-entry.schema.json",
+            "index/b-20260101T000000Z.json".to_string(),
+        ),
+    ] {
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("schemas")
+                    .join(schema),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let doc: serde_json::Value = env.read(&key);
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{key} does not match {schema}: {errors:?}"
+        );
+    }
     assert_eq!(index.totals.files as usize, n);
 
     // 2. Repeat backup, nothing new: nothing uploaded.

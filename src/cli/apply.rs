@@ -201,7 +201,8 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
         Ok(report) => {
             print_summary(&report, started.elapsed());
             if let Some(path) = &args.metrics_file
-                && let Err(e) = exec::metrics::write_metrics_file(path, &run, &report, started.elapsed())
+                && let Err(e) =
+                    exec::metrics::write_metrics_file(path, &run, &report, started.elapsed())
             {
                 eprintln!("warning: cannot write metrics to `{}`: {e}", path.display());
             }

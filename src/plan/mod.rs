@@ -134,5 +134,17 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
             "plan-output.schema.json",
             render(schemars::schema_for!(PlannedRun)),
         ),
+        (
+            "node-manifest.schema.json",
+            render(schemars::schema_for!(crate::repo::manifest::NodeManifest)),
+        ),
+        (
+            "catalog.schema.json",
+            render(schemars::schema_for!(crate::repo::manifest::Catalog)),
+        ),
+        (
+            "index-entry.schema.json",
+            render(schemars::schema_for!(crate::repo::manifest::IndexEntry)),
+        ),
     ]
 }

@@ -188,7 +188,12 @@ pub async fn snapshot(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     let profile = version
         .profile()
         .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let targets = SnapshotTargets::Keyspaces(snapshot_keyspaces(cfg));
+    let mut keyspaces = snapshot_keyspaces(cfg);
+    if profile < crate::cassandra::version::VersionProfile::V3_0 {
+        // 2.x keeps its schema in `system`, not in a `system_schema` keyspace.
+        keyspaces.retain(|k| k != "system_schema");
+    }
+    let targets = SnapshotTargets::Keyspaces(keyspaces);
     let args = nodetool::snapshot_args(profile, &tag, &targets, cfg.flush == Some(false), None)
         .map_err(nt_err)?;
     match node::nodetool(rt, host, &args).await {

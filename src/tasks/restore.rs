@@ -356,7 +356,21 @@ async fn live_ids_cqlsh(
     cqlsh: &CommandSpec,
 ) -> Result<Vec<(String, String, String)>, TaskError> {
     let q = "SELECT keyspace_name, table_name, id FROM system_schema.tables".to_string();
-    let out = node::run_checked(rt, host, "cqlsh", cqlsh, &["-e".into(), q], None).await?;
+    let mut out =
+        node::run_plan_command(rt, host, cqlsh, &["-e".into(), q.clone()], None, None).await?;
+    if out.code != 0 && out.stderr_str().contains("system_schema does not exist") {
+        // Cassandra 2.x keeps table ids in system.schema_columnfamilies.
+        let q2 = "SELECT keyspace_name, columnfamily_name, cf_id FROM system.schema_columnfamilies"
+            .to_string();
+        out = node::run_plan_command(rt, host, cqlsh, &["-e".into(), q2], None, None).await?;
+    }
+    if out.code != 0 {
+        return Err(TaskError::fatal(format!(
+            "cqlsh on {host} exited with {}: {}",
+            out.code,
+            out.stderr_str().trim()
+        )));
+    }
     Ok(out
         .stdout_str()
         .lines()

@@ -93,27 +93,36 @@ impl EmuNode {
         )
     }
 
-    /// Live sstable files of a keyspace: `(table folder/file, sha256)`, sorted.
+    /// Live sstable files of a keyspace (table folder and `.<index>/` subfolders):
+    /// `(folder/[.index/]file, sha256)`, sorted.
     pub fn live_sums(&self, keyspace: &str) -> Vec<(String, String)> {
         use sha2::Digest;
         let mut out = Vec::new();
         for dd in std::fs::read_dir(&self.data_root).unwrap().flatten() {
-            let ks = dd.path().join(keyspace);
-            let Ok(tables) = std::fs::read_dir(&ks) else {
+            let Ok(tables) = std::fs::read_dir(dd.path().join(keyspace)) else {
                 continue;
             };
             for t in tables.flatten() {
                 let folder = t.file_name().to_string_lossy().into_owned();
-                for f in std::fs::read_dir(t.path()).unwrap().flatten() {
-                    let name = f.file_name().to_string_lossy().into_owned();
-                    if f.file_type().unwrap().is_file()
-                        && cbk::cassandra::sstable::SstableName::parse(&name).is_ok()
-                    {
-                        let bytes = std::fs::read(f.path()).unwrap();
-                        out.push((
-                            format!("{folder}/{name}"),
-                            hex::encode(sha2::Sha256::digest(&bytes)),
-                        ));
+                let mut dirs = vec![(folder.clone(), t.path())];
+                for sub in std::fs::read_dir(t.path()).unwrap().flatten() {
+                    let n = sub.file_name().to_string_lossy().into_owned();
+                    if n.starts_with('.') && sub.file_type().unwrap().is_dir() {
+                        dirs.push((format!("{folder}/{n}"), sub.path()));
+                    }
+                }
+                for (prefix, d) in dirs {
+                    for f in std::fs::read_dir(d).unwrap().flatten() {
+                        let name = f.file_name().to_string_lossy().into_owned();
+                        if f.file_type().unwrap().is_file()
+                            && cbk::cassandra::sstable::SstableName::parse(&name).is_ok()
+                        {
+                            let bytes = std::fs::read(f.path()).unwrap();
+                            out.push((
+                                format!("{prefix}/{name}"),
+                                hex::encode(sha2::Sha256::digest(&bytes)),
+                            ));
+                        }
                     }
                 }
             }
