@@ -5,5 +5,6 @@
 //! live only there) and reads JSON-line [`protocol::AgentEvent`]s from stdout. The first event is
 //! always `hello` with the agent's version, so a mismatched binary is caught before any work.
 
+pub mod ops;
 pub mod protocol;
 pub mod serve;

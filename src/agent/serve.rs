@@ -1,1 +1,378 @@
 //! The agent's main loop: read the request, answer `hello`, dispatch the operation, report.
+//!
+//! `hello` goes out before the request is even read, so a controller talking to a mismatched
+//! binary learns it from the first line whatever the request looks like. Operations live in a
+//! [`Registry`] keyed by the request's `op.op` name; each gets an [`OpContext`] with the request
+//! and an [`Events`] sink for progress, checkpoints and log lines, and returns its result value.
+//! Exit codes: 0 on success, [`EXIT_OP_ERROR`] when the operation (or the request) failed —
+//! never 127 or 255, which shells and ssh reserve.
+
+use super::protocol::{AgentEvent, AgentRequest, PROTOCOL_VERSION};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+/// Exit code when the operation failed (an `error` event was sent).
+pub const EXIT_OP_ERROR: u8 = 3;
+
+/// Largest request accepted on stdin.
+const MAX_REQUEST: u64 = 64 * 1024 * 1024;
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OpError {
+    pub message: String,
+    /// Worth retrying (network trouble) rather than a permanent failure.
+    pub retryable: bool,
+}
+
+impl OpError {
+    /// A permanent failure.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        OpError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        OpError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// Where an operation sends its events (JSON lines on stdout, flushed line by line).
+#[derive(Clone)]
+pub struct Events {
+    out: Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
+}
+
+impl Events {
+    fn new(out: Box<dyn AsyncWrite + Send + Unpin>) -> Self {
+        Events {
+            out: Arc::new(Mutex::new(out)),
+        }
+    }
+
+    /// Sends one event. Fails only when the controller went away.
+    pub async fn send(&self, event: &AgentEvent) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut out = self.out.lock().await;
+        out.write_all(&line).await?;
+        out.flush().await
+    }
+
+    /// A log line for the operator.
+    pub async fn log(&self, message: impl Into<String>) -> std::io::Result<()> {
+        self.send(&AgentEvent::Log {
+            message: message.into(),
+        })
+        .await
+    }
+
+    /// Bytes moved since the last progress event.
+    pub async fn progress(&self, bytes: u64) -> std::io::Result<()> {
+        self.send(&AgentEvent::Progress { bytes }).await
+    }
+}
+
+/// What an operation gets.
+pub struct OpContext {
+    /// The whole request (store, credentials, op).
+    pub request: AgentRequest,
+    pub events: Events,
+}
+
+impl OpContext {
+    /// The operation's parameters (the request's `op` object).
+    pub fn op(&self) -> &serde_json::Value {
+        &self.request.op
+    }
+
+    /// Parses the operation's parameters into `T` (unknown fields are the op's business).
+    pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpError> {
+        serde_json::from_value(self.request.op.clone())
+            .map_err(|e| OpError::fatal(format!("bad parameters: {e}")))
+    }
+}
+
+/// An operation: takes the context, returns the `result` event's data.
+pub type OpHandler = fn(OpContext) -> BoxFuture<'static, Result<serde_json::Value, OpError>>;
+
+/// The operations an agent knows, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    ops: BTreeMap<&'static str, OpHandler>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// The built-in operations (`ping`, `sleep`).
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::new();
+        r.register("ping", |ctx| Box::pin(ping(ctx)));
+        r.register("sleep", |ctx| Box::pin(sleep(ctx)));
+        r
+    }
+
+    /// Adds (or replaces) an operation.
+    pub fn register(&mut self, name: &'static str, handler: OpHandler) -> &mut Self {
+        self.ops.insert(name, handler);
+        self
+    }
+
+    /// Names of the known operations.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.ops.keys().copied().collect()
+    }
+}
+
+/// Runs one request read from `input`, writing events to `output`; returns the exit code.
+pub async fn serve<R, W>(registry: &Registry, mut input: R, output: W) -> u8
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let events = Events::new(Box::new(output));
+    let hello = AgentEvent::Hello {
+        version: crate::VERSION.to_string(),
+        protocol: PROTOCOL_VERSION,
+        pid: std::process::id(),
+    };
+    if events.send(&hello).await.is_err() {
+        return EXIT_OP_ERROR;
+    }
+    let outcome = run_request(registry, &mut input, events.clone()).await;
+    let (event, code) = match outcome {
+        Ok(data) => (AgentEvent::Result { data }, 0),
+        Err(e) => (
+            AgentEvent::Error {
+                message: e.message,
+                retryable: e.retryable,
+            },
+            EXIT_OP_ERROR,
+        ),
+    };
+    if events.send(&event).await.is_err() {
+        return EXIT_OP_ERROR;
+    }
+    code
+}
+
+async fn run_request<R: AsyncRead + Unpin>(
+    registry: &Registry,
+    input: &mut R,
+    events: Events,
+) -> Result<serde_json::Value, OpError> {
+    let mut raw = Vec::new();
+    input
+        .take(MAX_REQUEST)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| OpError::fatal(format!("cannot read the request: {e}")))?;
+    let request: AgentRequest = serde_json::from_slice(&raw)
+        .map_err(|e| OpError::fatal(format!("malformed request: {e}")))?;
+    drop(raw);
+    if request.protocol != PROTOCOL_VERSION {
+        return Err(OpError::fatal(format!(
+            "request uses protocol {}, this agent (cbk {}) speaks {PROTOCOL_VERSION}",
+            request.protocol,
+            crate::VERSION
+        )));
+    }
+    let name = request
+        .op
+        .get("op")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| OpError::fatal("the request's `op` has no `op` name"))?
+        .to_string();
+    let handler = registry.ops.get(name.as_str()).ok_or_else(|| {
+        OpError::fatal(format!(
+            "unknown operation `{name}` (this agent knows: {})",
+            registry.names().join(", ")
+        ))
+    })?;
+    // A panicking operation becomes an error event instead of a silent death.
+    let task = tokio::spawn(handler(OpContext { request, events }));
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(OpError::fatal(format!("operation `{name}` crashed: {e}"))),
+    }
+}
+
+/// The node's hostname (Linux: /proc; elsewhere the environment).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Effective uid, read from /proc (no unsafe libc call needed).
+fn euid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// `{"op":"ping"}`: who and where the agent is; never echoes credentials, only whether any came.
+async fn ping(ctx: OpContext) -> Result<serde_json::Value, OpError> {
+    Ok(serde_json::json!({
+        "pong": true,
+        "version": crate::VERSION,
+        "protocol": PROTOCOL_VERSION,
+        "hostname": hostname(),
+        "uid": euid(),
+        "pid": std::process::id(),
+        "platform": format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        "has_credentials": ctx.request.credentials.is_some(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct SleepParams {
+    ms: u64,
+}
+
+/// `{"op":"sleep","ms":N}`: waits N ms, logging once and reporting progress every 100 ms
+/// (stands in for a long transfer in tests).
+async fn sleep(ctx: OpContext) -> Result<serde_json::Value, OpError> {
+    let p: SleepParams = ctx.params()?;
+    let io = |e: std::io::Error| OpError::retryable(format!("controller went away: {e}"));
+    ctx.events
+        .log(format!("sleeping {} ms", p.ms))
+        .await
+        .map_err(io)?;
+    let total = Duration::from_millis(p.ms);
+    let start = tokio::time::Instant::now();
+    loop {
+        let left = total.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        ctx.events.progress(0).await.map_err(io)?;
+    }
+    Ok(serde_json::json!({ "slept_ms": p.ms }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(registry: &Registry, input: &str) -> (u8, Vec<serde_json::Value>) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let code = serve(registry, input.as_bytes(), server).await;
+        let mut out = String::new();
+        let mut client = client;
+        client.read_to_string(&mut out).await.expect("read events");
+        let events = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        (code, events)
+    }
+
+    #[tokio::test]
+    async fn ping_says_hello_then_result() {
+        let (code, ev) = run(
+            &Registry::with_builtins(),
+            r#"{"protocol":1,"op":{"op":"ping"}}"#,
+        )
+        .await;
+        assert_eq!(code, 0);
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(ev[0]["event"], "hello");
+        assert_eq!(ev[0]["protocol"], PROTOCOL_VERSION);
+        assert_eq!(ev[0]["version"], crate::VERSION);
+        assert_eq!(ev[1]["event"], "result");
+        assert_eq!(ev[1]["data"]["pong"], true);
+        assert_eq!(ev[1]["data"]["has_credentials"], false);
+    }
+
+    #[tokio::test]
+    async fn credentials_are_never_echoed() {
+        let (code, ev) = run(
+            &Registry::with_builtins(),
+            r#"{"protocol":1,"credentials":{"access_key_id":"AKIDSECRET1","secret_access_key":"SHH-SECRET-2"},"op":{"op":"ping"}}"#,
+        )
+        .await;
+        assert_eq!(code, 0);
+        assert_eq!(ev[1]["data"]["has_credentials"], true);
+        let all = serde_json::to_string(&ev).expect("json");
+        assert!(!all.contains("SECRET"), "{all}");
+    }
+
+    #[tokio::test]
+    async fn sleep_reports_progress_and_result() {
+        let (code, ev) = run(
+            &Registry::with_builtins(),
+            r#"{"protocol":1,"op":{"op":"sleep","ms":250}}"#,
+        )
+        .await;
+        assert_eq!(code, 0);
+        assert_eq!(ev[1]["event"], "log");
+        assert_eq!(ev[1]["message"], "sleeping 250 ms");
+        let progress = ev.iter().filter(|e| e["event"] == "progress").count();
+        assert_eq!(progress, 3, "{ev:?}");
+        assert_eq!(ev.last().expect("last")["data"]["slept_ms"], 250);
+    }
+
+    #[tokio::test]
+    async fn errors_exit_3_with_an_error_event() {
+        let cases = [
+            ("not json", "malformed request"),
+            (
+                r#"{"protocol":99,"op":{"op":"ping"}}"#,
+                "request uses protocol 99",
+            ),
+            (r#"{"protocol":1,"op":{}}"#, "has no `op` name"),
+            (
+                r#"{"protocol":1,"op":{"op":"nope"}}"#,
+                "unknown operation `nope` (this agent knows: ping, sleep)",
+            ),
+            (r#"{"protocol":1,"op":{"op":"sleep"}}"#, "bad parameters"),
+        ];
+        for (input, want) in cases {
+            let (code, ev) = run(&Registry::with_builtins(), input).await;
+            assert_eq!(code, EXIT_OP_ERROR, "{input}");
+            assert_eq!(ev[0]["event"], "hello");
+            let last = ev.last().expect("an error event");
+            assert_eq!(last["event"], "error");
+            let msg = last["message"].as_str().expect("message");
+            assert!(msg.contains(want), "{input}: {msg}");
+            assert_eq!(last["retryable"], false);
+        }
+    }
+
+    #[tokio::test]
+    async fn registered_ops_are_dispatched_and_panics_reported() {
+        let mut r = Registry::new();
+        r.register("echo", |ctx| {
+            Box::pin(async move { Ok(ctx.op()["value"].clone()) })
+        });
+        r.register("boom", |_ctx| Box::pin(async { panic!("kaboom") }));
+        let (code, ev) = run(&r, r#"{"protocol":1,"op":{"op":"echo","value":[1,2]}}"#).await;
+        assert_eq!(code, 0);
+        assert_eq!(ev[1]["data"], serde_json::json!([1, 2]));
+        let (code, ev) = run(&r, r#"{"protocol":1,"op":{"op":"boom"}}"#).await;
+        assert_eq!(code, EXIT_OP_ERROR);
+        assert!(
+            ev[1]["message"]
+                .as_str()
+                .expect("msg")
+                .starts_with("operation `boom` crashed"),
+            "{ev:?}"
+        );
+    }
+}

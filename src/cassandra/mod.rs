@@ -5,5 +5,7 @@ pub mod digest;
 pub mod layout;
 pub mod manifest;
 pub mod nodetool;
+pub mod schema;
 pub mod sstable;
+pub mod version;
 pub mod yaml;

@@ -1,10 +1,508 @@
-//! `cbk apply`.
+//! `cbk apply`: run a saved plan exactly as reviewed (refusing a stale one), or plan a TOML
+//! file, show it, confirm and run it; resumably, with progress and an end summary.
+
+use super::ProgressMode;
+use crate::error::exit;
+use crate::exec::progress::{self, Mode};
+use crate::exec::walker::WalkOptions;
+use crate::exec::{
+    self, ApplyOptions, Check, ExecError, Outcome, RunReport, RunStatus, StateLocation,
+    TaskContext, TaskError, TaskRunner, TaskStatus,
+};
+use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
+use async_trait::async_trait;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `cbk apply`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A saved plan (JSON written by `cbk plan --out`) or a plan file (TOML).
+    #[arg(value_name = "PLANFILE|FILE.toml")]
+    pub plan: PathBuf,
+    /// Do not ask for confirmation (needed for a TOML plan without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Tasks running at once (default: the plan's `limits.parallelism`).
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// Stop scheduling new tasks after the first failure (running ones finish).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// State folder, or a store URL (`s3://...`, `file://...`) for shared state
+    /// (default: `.cbk/` beside the plan's source TOML).
+    #[arg(long, value_name = "DIR|URL")]
+    pub state: Option<String>,
+    /// Only these tasks and what they need (TOML plans; globs over addresses).
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
+    /// Leave out these tasks and what needs them (TOML plans; globs over addresses).
+    #[arg(long, value_name = "ADDR")]
+    pub exclude: Vec<String>,
+}
+
+/// Errors of `cbk apply` before the engine runs.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a saved plan: {message}")]
+    BadPlan { path: String, message: String },
+    #[error("--target/--exclude only apply to a TOML plan; a saved plan runs exactly as reviewed")]
+    TargetOnSavedPlan,
+}
+
+/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them).
+fn load_planned_run(
+    path: &Path,
+    now: jiff::Timestamp,
+    target: &[String],
+    exclude: &[String],
+) -> Result<PlannedRun, ApplyError> {
+    let run = crate::plan::compile_file(path, now).map_err(|e| {
+        let message = match &e {
+            crate::plan::PlanError::Invalid(d) => {
+                d.render(100, crate::exec::progress::color_enabled())
+            }
+            other => other.to_string(),
+        };
+        ApplyError::BadPlan {
+            path: path.display().to_string(),
+            message,
+        }
+    })?;
+    crate::graph::select::select(run, target, exclude).map_err(|e| ApplyError::BadPlan {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The task implementations used by `cbk apply` (replaced by the task registry in `tasks`).
+fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
+    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?
+        .with_controller_exec(Arc::new(ExecRunner));
+    Ok(Arc::new(runner))
+}
 
 /// Runs `cbk apply`.
-pub async fn run(_args: Args) -> miette::Result<u8> {
-    super::not_yet("apply")
+pub async fn run(args: Args) -> miette::Result<u8> {
+    match run_inner(args).await {
+        Ok(code) => Ok(code),
+        Err(e) => Err(miette::miette!("{e}")),
+    }
+}
+
+fn is_toml(path: &Path, text: &str) -> bool {
+    path.extension().is_some_and(|e| e == "toml") || !text.trim_start().starts_with('{')
+}
+
+async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+    let path_s = args.plan.display().to_string();
+    let text = std::fs::read_to_string(&args.plan).map_err(|source| ApplyError::Read {
+        path: path_s.clone(),
+        source,
+    })?;
+    let saved = !is_toml(&args.plan, &text);
+    let mut run: PlannedRun = if saved {
+        if !args.target.is_empty() || !args.exclude.is_empty() {
+            eprintln!("error: {}", ApplyError::TargetOnSavedPlan);
+            return Ok(exit::USAGE);
+        }
+        serde_json::from_str(&text).map_err(|e| ApplyError::BadPlan {
+            path: path_s.clone(),
+            message: e.to_string(),
+        })?
+    } else {
+        if !args.yes && !std::io::stdin().is_terminal() {
+            eprintln!(
+                "error: refusing to apply `{path_s}` without confirmation: no terminal to ask on; pass --yes to apply anyway"
+            );
+            return Ok(exit::REFUSED);
+        }
+        load_planned_run(
+            &args.plan,
+            jiff::Timestamp::now(),
+            &args.target,
+            &args.exclude,
+        )?
+    };
+
+    let state = match &args.state {
+        Some(s) if s.starts_with("s3://") || s.starts_with("file://") => {
+            let mut config = run.plan.storage.clone().unwrap_or_default();
+            if config.url != *s {
+                config = crate::plan::model::StorageConfig {
+                    url: s.clone(),
+                    ..Default::default()
+                };
+            }
+            let creds = crate::store::credentials_from_env(&config)?;
+            StateLocation::Remote(crate::store::open(&config, creds).await?)
+        }
+        Some(dir) => StateLocation::Local(PathBuf::from(dir)),
+        None => StateLocation::Local(exec::state::default_dir(Path::new(&run.source.path))),
+    };
+
+    if !saved {
+        // A plan compiled now is computed against the current state.
+        if let StateLocation::Local(dir) = &state {
+            run.prior_state = exec::state::current_ref(dir)?;
+        }
+        show_plan(&run);
+        if !args.yes && !confirm()? {
+            eprintln!("Apply cancelled.");
+            return Ok(exit::REFUSED);
+        }
+    }
+
+    let mode = match args.progress {
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Mode::Bars,
+        ProgressMode::Auto | ProgressMode::Plain => Mode::Plain,
+        ProgressMode::Bars => Mode::Bars,
+        ProgressMode::Json => Mode::Json,
+        ProgressMode::None => Mode::None,
+    };
+    let progress = progress::make(mode, run.tasks.len());
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone(), progress.clone());
+    let runner = task_runner(&run)?;
+    let opts = ApplyOptions {
+        state,
+        walk: WalkOptions {
+            parallelism: args
+                .parallelism
+                .unwrap_or(run.plan.limits.parallelism as usize),
+            per_host: run.plan.limits.per_host as usize,
+            fail_fast: args.fail_fast,
+            ..WalkOptions::default()
+        },
+        progress,
+        cancel: cancel.clone(),
+        saved_plan: saved,
+        plan_label: path_s,
+    };
+    let started = std::time::Instant::now();
+    match exec::apply(&run, runner, opts).await {
+        Ok(report) => {
+            print_summary(&report, started.elapsed());
+            Ok(match report.status {
+                RunStatus::Ok => exit::OK,
+                RunStatus::Interrupted if cancel.is_cancelled() => exit::INTERRUPTED,
+                _ => exit::FAILED,
+            })
+        }
+        Err(ExecError::AlreadyApplied { run }) => {
+            println!("Nothing to do: this plan was already applied (run {run} finished ok).");
+            Ok(exit::OK)
+        }
+        Err(e) if e.is_refusal() => {
+            eprintln!("error: {e}");
+            Ok(exit::REFUSED)
+        }
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+/// First SIGINT/SIGTERM: stop starting tasks and let running ones reach a safe point.
+/// Second: exit at once (the journal is consistent after every record).
+fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                progress.message(
+                    "Interrupted: no new tasks start; waiting for running tasks to reach a safe point (Ctrl-C again to abort now).",
+                );
+                cancel.cancel();
+            } else {
+                eprintln!("Aborted. The next apply resumes from the journal.");
+                std::process::exit(exit::INTERRUPTED as i32);
+            }
+        }
+    });
+}
+
+/// Shows what a TOML plan will do (the full renderer replaces this).
+fn show_plan(run: &PlannedRun) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "cbk will perform the following tasks:\n");
+    for t in &run.tasks {
+        let sym = if t.disruptive { "!" } else { "+" };
+        let _ = writeln!(out, "  {sym} {}", t.address);
+    }
+    let _ = writeln!(out, "\nPlan: {} task(s).", run.tasks.len());
+}
+
+fn confirm() -> std::io::Result<bool> {
+    print!("Apply this plan? Only 'yes' will be accepted: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+/// Prints the end summary: what succeeded, was already satisfied, failed (with the cause) and
+/// was skipped.
+fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
+    let mut out = std::io::stdout().lock();
+    let head = match r.status {
+        RunStatus::Ok => "Apply complete",
+        RunStatus::Failed => "Apply finished with failures",
+        RunStatus::Interrupted | RunStatus::Superseded => {
+            "Apply interrupted (run the same apply again to resume)"
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\n{head}: {} applied, {} already satisfied, {} done earlier, {} failed, {} skipped, {} not started. (run {}{}, {:.1}s)",
+        r.count("applied"),
+        r.count("satisfied"),
+        r.count("already_done"),
+        r.count("failed"),
+        r.count("skipped"),
+        r.count("not_started") + r.count("interrupted"),
+        r.run.trim_end_matches(".jsonl"),
+        if r.resumed { ", resumed" } else { "" },
+        elapsed.as_secs_f64()
+    );
+    let section = |out: &mut std::io::StdoutLock,
+                   title: &str,
+                   pick: &dyn Fn(&TaskStatus) -> Option<String>| {
+        let lines: Vec<String> = r
+            .tasks
+            .iter()
+            .filter_map(|t| pick(&t.status).map(|d| format!("  {}{d}", t.address)))
+            .collect();
+        if !lines.is_empty() {
+            let _ = writeln!(out, "\n{title} ({}):", lines.len());
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+    };
+    let detail = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(": {s}")
+        }
+    };
+    section(&mut out, "Succeeded", &|s| match s {
+        TaskStatus::Applied { summary } => Some(detail(summary)),
+        _ => None,
+    });
+    section(&mut out, "Already satisfied", &|s| match s {
+        TaskStatus::Satisfied { summary } => Some(detail(summary)),
+        _ => None,
+    });
+    section(&mut out, "Done by an earlier attempt", &|s| match s {
+        TaskStatus::AlreadyDone { summary } => Some(detail(summary)),
+        _ => None,
+    });
+    section(&mut out, "Failed", &|s| match s {
+        TaskStatus::Failed { error } => Some(detail(error)),
+        _ => None,
+    });
+    section(&mut out, "Skipped", &|s| match s {
+        TaskStatus::Skipped { reason } => Some(detail(reason)),
+        _ => None,
+    });
+    section(&mut out, "Not started", &|s| match s {
+        TaskStatus::NotStarted => Some(String::new()),
+        TaskStatus::Interrupted => Some(": interrupted at a safe point".into()),
+        _ => None,
+    });
+}
+
+/// Prefix of a stdout line by which an `exec` command saves a checkpoint.
+pub const CHECKPOINT_PREFIX: &str = "::cbk-checkpoint ";
+
+/// `exec` tasks on the controller.
+///
+/// Parameters (`PlannedTask.params`):
+/// - `run`: the command, a string run with `sh -c` or an argv list;
+/// - `creates` (optional): a path; when it exists the task is already satisfied;
+/// - `check` (optional): a command; exit status 0 means already satisfied.
+///
+/// Without `creates`/`check` the command always runs, so it must be idempotent itself.
+/// The command may print `::cbk-checkpoint {JSON}` lines: each is saved durably in the journal,
+/// and a resumed command finds the last one in the `CBK_CHECKPOINT` environment variable.
+struct ExecRunner;
+
+fn command_of(task: &PlannedTask, key: &str) -> Result<Option<tokio::process::Command>, TaskError> {
+    let v = match task.params.get(key) {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let mut cmd = match v {
+        serde_json::Value::String(s) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c").arg(s);
+            c
+        }
+        serde_json::Value::Array(items) => {
+            let argv: Option<Vec<&str>> = items.iter().map(|i| i.as_str()).collect();
+            match argv.as_deref() {
+                Some([prog, rest @ ..]) => {
+                    let mut c = tokio::process::Command::new(prog);
+                    c.args(rest);
+                    c
+                }
+                _ => {
+                    return Err(TaskError::fatal(format!(
+                        "{}: `{key}` must be a string or a non-empty list of strings",
+                        task.address
+                    )));
+                }
+            }
+        }
+        _ => {
+            return Err(TaskError::fatal(format!(
+                "{}: `{key}` must be a string or a list of strings",
+                task.address
+            )));
+        }
+    };
+    cmd.stdin(std::process::Stdio::null())
+        .env("CBK_TASK", &task.address)
+        // Not in the terminal's process group: Ctrl-C stops cbk, which lets commands finish.
+        .process_group(0)
+        .kill_on_drop(true);
+    Ok(Some(cmd))
+}
+
+fn controller_only(task: &PlannedTask) -> Result<(), TaskError> {
+    if task.kind != TaskKind::Exec {
+        return Err(TaskError::fatal(format!(
+            "{}: task kind `{}` is not available in this build",
+            task.address,
+            task.kind.as_str()
+        )));
+    }
+    if let Some(h) = &task.host {
+        return Err(TaskError::fatal(format!(
+            "{}: exec on host `{h}` is not available in this build (controller only)",
+            task.address
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TaskRunner for ExecRunner {
+    async fn check(&self, task: &PlannedTask, _cx: &TaskContext) -> Result<Check, TaskError> {
+        controller_only(task)?;
+        if let Some(p) = task.params.get("creates").and_then(|v| v.as_str())
+            && Path::new(p).exists()
+        {
+            return Ok(Check::Satisfied(format!("{p} exists")));
+        }
+        if let Some(mut cmd) = command_of(task, "check")? {
+            let status = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await
+                .map_err(|e| TaskError::fatal(format!("cannot run check: {e}")))?;
+            if status.success() {
+                return Ok(Check::Satisfied("check passed".into()));
+            }
+        }
+        Ok(Check::Needed)
+    }
+
+    async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
+        controller_only(task)?;
+        let Some(mut cmd) = command_of(task, "run")? else {
+            return Err(TaskError::fatal(format!(
+                "{}: no `run` command",
+                task.address
+            )));
+        };
+        if let Some(cp) = cx.checkpoints.last(&task.address) {
+            cmd.env("CBK_CHECKPOINT", cp.to_string());
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| TaskError::fatal(format!("cannot start command: {e}")))?;
+        let stderr = child.stderr.take();
+        let err_task = tokio::spawn(async move {
+            let mut tail = Vec::new();
+            if let Some(s) = stderr {
+                let mut lines = tokio::io::BufReader::new(s).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    tail.push(l);
+                    if tail.len() > 5 {
+                        tail.remove(0);
+                    }
+                }
+            }
+            tail
+        });
+        let mut checkpoints = 0u32;
+        if let Some(out) = child.stdout.take() {
+            let mut lines = tokio::io::BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(json) = line.strip_prefix(CHECKPOINT_PREFIX) {
+                    let data: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+                        TaskError::fatal(format!("bad checkpoint line from the command: {e}"))
+                    })?;
+                    cx.checkpoints.save(&task.address, &data).map_err(|e| {
+                        TaskError::fatal(format!("cannot journal a checkpoint: {e}"))
+                    })?;
+                    checkpoints += 1;
+                } else {
+                    cx.progress.message(&format!("{}: {line}", task.address));
+                }
+            }
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| TaskError::fatal(format!("command did not finish: {e}")))?;
+        let tail = err_task.await.unwrap_or_default();
+        if status.success() {
+            Ok(Outcome {
+                summary: match checkpoints {
+                    0 => "command succeeded".into(),
+                    n => format!("command succeeded ({n} checkpoints)"),
+                },
+                data: serde_json::Value::Null,
+            })
+        } else {
+            let code = status
+                .code()
+                .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
+            let tail = tail.join(" | ");
+            Err(TaskError::fatal(if tail.is_empty() {
+                format!("command exited with {code}")
+            } else {
+                format!("command exited with {code}: {tail}")
+            }))
+        }
+    }
 }

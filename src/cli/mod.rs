@@ -119,6 +119,51 @@ pub struct StoreArgs {
     pub storage: Option<String>,
 }
 
+impl StoreArgs {
+    fn plan_file(&self) -> miette::Result<Option<crate::plan::model::PlanFile>> {
+        let Some(path) = &self.plan else {
+            return Ok(None);
+        };
+        let run = crate::plan::compile_file(path, jiff::Timestamp::now()).map_err(|e| match e {
+            crate::plan::PlanError::Invalid(d) => {
+                miette::miette!("{}", d.render(100, crate::exec::progress::color_enabled()))
+            }
+            other => miette::miette!("{other}"),
+        })?;
+        Ok(Some(run.plan))
+    }
+
+    /// Opens the store named by `--storage` or by the plan's `[storage]`.
+    pub async fn open(&self) -> miette::Result<std::sync::Arc<dyn crate::store::Store>> {
+        let config = match (&self.storage, self.plan_file()?) {
+            (Some(url), _) => crate::plan::model::StorageConfig {
+                url: url.clone(),
+                ..Default::default()
+            },
+            (None, Some(plan)) => plan
+                .storage
+                .ok_or_else(|| miette::miette!("the plan has no [storage] section"))?,
+            (None, None) => {
+                return Err(miette::miette!(
+                    help = "pass --plan PLAN.toml or --storage URL",
+                    "no store given"
+                ));
+            }
+        };
+        let creds =
+            crate::store::credentials_from_env(&config).map_err(|e| miette::miette!("{e}"))?;
+        crate::store::open(&config, creds)
+            .await
+            .map_err(|e| miette::miette!("{e}"))
+    }
+
+    /// The plan's retention policy, if a plan was given.
+    pub fn retention(&self) -> miette::Result<Option<crate::plan::model::Retention>> {
+        Ok(self.plan_file()?.and_then(|p| p.retention))
+    }
+}
+
+#[allow(dead_code)]
 fn not_yet(what: &str) -> miette::Result<u8> {
     Err(miette::miette!("`cbk {what}` is not implemented yet"))
 }

@@ -1,10 +1,63 @@
-//! `cbk prune`.
+//! `cbk prune`: apply the plan's retention policy, clean up incomplete backups and
+//! garbage-collect components no backup references (after the grace period).
+
+use super::StoreArgs;
 
 /// Arguments of `cbk prune`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the newest N backups (overrides the plan).
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `cbk prune`.
-pub async fn run(_args: Args) -> miette::Result<u8> {
-    super::not_yet("prune")
+pub async fn run(args: Args) -> miette::Result<u8> {
+    let mut policy = args.store.retention()?.unwrap_or_default();
+    if args.keep_last.is_some() {
+        policy.keep_last = args.keep_last;
+    }
+    if policy.keep_last.is_none()
+        && policy.keep_daily.is_none()
+        && policy.keep_weekly.is_none()
+        && policy.keep_monthly.is_none()
+    {
+        return Err(miette::miette!(
+            help = "add a [retention] section to the plan, or pass --keep-last N",
+            "no retention policy: refusing to guess what to delete"
+        ));
+    }
+    let store = args.store.open().await?;
+    let r = crate::repo::prune::prune(store.as_ref(), &policy, args.dry_run)
+        .await
+        .map_err(|e| miette::miette!("{e}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        println!("kept {} backups: {}", r.kept.len(), r.kept.join(", "));
+        println!(
+            "{verb} {} backups: {}",
+            r.deleted_backups.len(),
+            r.deleted_backups.join(", ")
+        );
+        println!(
+            "{verb} {} incomplete runs: {}",
+            r.deleted_incomplete.len(),
+            r.deleted_incomplete.join(", ")
+        );
+        println!(
+            "{verb} {} unreferenced objects ({} bytes)",
+            r.deleted_objects, r.deleted_bytes
+        );
+    }
+    Ok(crate::error::exit::OK)
 }

@@ -1,10 +1,73 @@
-//! `cbk verify`.
+//! `cbk verify`: a backup is complete (every object present with its size) and, with `--deep`,
+//! intact (every object read back and checked against its CRC32).
+
+use super::StoreArgs;
+use crate::repo::{inventory, verify};
 
 /// Arguments of `cbk verify`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Backup name (default: the newest).
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Read every object back, decompress it and check its CRC32.
+    #[arg(long)]
+    pub deep: bool,
+    /// Objects checked at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-/// Runs `cbk verify`.
-pub async fn run(_args: Args) -> miette::Result<u8> {
-    super::not_yet("verify")
+/// Runs `cbk verify`; exit 1 when a problem is found.
+pub async fn run(args: Args) -> miette::Result<u8> {
+    let store = args.store.open().await?;
+    let name = match args.name {
+        Some(n) => n,
+        None => inventory::list_backups(store.as_ref())
+            .await
+            .map_err(|e| miette::miette!("{e}"))?
+            .last()
+            .map(|e| e.backup.clone())
+            .ok_or_else(|| miette::miette!("no complete backup in {}", store.describe()))?,
+    };
+    let report = verify::verify(store, &name, args.deep, args.concurrency)
+        .await
+        .map_err(|e| miette::miette!("{e}"))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        for p in &report.problems {
+            println!("PROBLEM {} {}: {}", p.host, p.key, p.message);
+        }
+        let how = if report.deep {
+            "read back and checked (CRC32)"
+        } else {
+            "present with the right size"
+        };
+        if report.problems.is_empty() {
+            println!(
+                "backup {}: all {} files ({} bytes) {how}",
+                report.backup, report.files, report.bytes
+            );
+        } else {
+            println!(
+                "backup {}: {} of {} files have problems",
+                report.backup,
+                report.problems.len(),
+                report.files
+            );
+        }
+    }
+    Ok(if report.problems.is_empty() {
+        crate::error::exit::OK
+    } else {
+        crate::error::exit::FAILED
+    })
 }

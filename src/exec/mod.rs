@@ -4,11 +4,18 @@
 //! The engine knows nothing about Cassandra: it sees addresses, dependencies, limits and the
 //! two-phase task contract (`check` is read-only, `apply` is idempotent).
 
+mod engine;
 pub mod journal;
 pub mod lock;
 pub mod progress;
 pub mod state;
 pub mod walker;
+
+pub use engine::{
+    ApplyOptions, ExecError, RunReport, StateLocation, apply, plan_digest, stale_reason,
+};
+pub use journal::RunStatus;
+pub use walker::{TaskReport, TaskStatus};
 
 use crate::graph::run::PlannedTask;
 use async_trait::async_trait;
@@ -69,6 +76,8 @@ pub trait Progress: Send + Sync {
     fn message(&self, line: &str);
     /// A task ended.
     fn task_finished(&self, task: &PlannedTask, status: &str);
+    /// The run ended: stop redrawing (bars stay on screen).
+    fn finish(&self) {}
 }
 
 /// Progress that shows nothing.

@@ -4,10 +4,13 @@
 //! (OpenSSH with ControlMaster multiplexing). Everything that crosses to a remote shell goes
 //! through [`quote`] and names are checked by [`validate`] before they get near a shell.
 
+mod agent_client;
 pub mod local;
 pub mod quote;
 pub mod ssh;
 pub mod validate;
+
+pub use quote::{Sudo, quote};
 
 use async_trait::async_trait;
 use std::time::Duration;
@@ -32,6 +35,18 @@ pub enum RemoteError {
         value: String,
         reason: String,
     },
+    #[error("on {host}: command not found: `{command}` ({stderr})")]
+    NotFound {
+        host: String,
+        command: String,
+        stderr: String,
+    },
+    #[error("on {host}: `{command}` did not finish within {after:?}")]
+    Timeout {
+        host: String,
+        command: String,
+        after: Duration,
+    },
     #[error("on {host}: agent error: {message}")]
     Agent { host: String, message: String },
     #[error("on {host}: {message}")]
@@ -54,6 +69,9 @@ pub struct Cmd {
     pub timeout: Option<Duration>,
     /// A trusted shell snippet (from the plan file itself) instead of program+args.
     pub shell: Option<String>,
+    /// Safe to run again: if the connection drops while it runs, the transport reconnects and
+    /// runs it once more (commands that never started are always retried).
+    pub idempotent: bool,
 }
 
 impl Cmd {
@@ -78,6 +96,26 @@ impl Cmd {
         self.args.extend(a.into_iter().map(Into::into));
         self
     }
+    /// Runs the command through the plan's sudo settings.
+    pub fn sudo(mut self) -> Self {
+        self.sudo = true;
+        self
+    }
+    /// Bytes for the command's stdin.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+    /// Gives up (and kills the command) after `d`.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+    /// Marks the command safe to run twice (see [`Cmd::idempotent`]).
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
     /// A shell snippet written by the plan's author.
     pub fn shell(snippet: impl Into<String>) -> Self {
         Cmd {
@@ -96,12 +134,43 @@ pub struct Output {
 }
 
 impl Output {
+    /// True when the command exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+    /// `Ok(self)` on exit 0, else a [`RemoteError::Failed`] naming the command and its stderr.
+    pub fn check(self, host: &str, cmd: &Cmd) -> RemoteResult<Self> {
+        if self.success() {
+            return Ok(self);
+        }
+        Err(RemoteError::Failed {
+            host: host.to_string(),
+            command: quote::describe(cmd),
+            code: self.code,
+            stderr: self.stderr_str().trim().to_string(),
+        })
+    }
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+}
+
+/// Exit code a shell uses for "command not found"; transports turn it into [`RemoteError::NotFound`].
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Maps a finished command's exit 127 to [`RemoteError::NotFound`] (shared by both transports).
+fn not_found_check(host: &str, cmd: &Cmd, out: Output) -> RemoteResult<Output> {
+    if out.code == EXIT_NOT_FOUND {
+        return Err(RemoteError::NotFound {
+            host: host.to_string(),
+            command: quote::describe(cmd),
+            stderr: out.stderr_str().trim().to_string(),
+        });
+    }
+    Ok(out)
 }
 
 /// A running agent: send one request, read JSON-line events until it ends.

@@ -39,6 +39,36 @@ pub enum StoreError {
     Unsupported(String),
     #[error("stream changed while resuming multipart upload of `{0}` (part checksum differs)")]
     ResumeMismatch(String),
+    #[error("invalid object key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: String },
+}
+
+/// Checks that a key is usable on every store: non-empty, relative, `/`-separated segments
+/// that are neither empty nor `.`/`..`, and no NUL bytes.
+pub fn validate_key(key: &str) -> StoreResult<()> {
+    let bad = |reason: &str| {
+        Err(StoreError::InvalidKey {
+            key: key.into(),
+            reason: reason.into(),
+        })
+    };
+    if key.is_empty() {
+        return bad("keys must not be empty");
+    }
+    if key.starts_with('/') {
+        return bad("keys must not start with `/`");
+    }
+    if key.contains('\0') {
+        return bad("keys must not contain NUL bytes");
+    }
+    for seg in key.split('/') {
+        match seg {
+            "" => return bad("keys must not contain empty segments (`//` or a trailing `/`)"),
+            "." | ".." => return bad("keys must not contain `.` or `..` segments"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Result alias for store operations.
@@ -168,8 +198,7 @@ pub async fn open(
     credentials: Option<Credentials>,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     if let Some(path) = config.url.strip_prefix("file://") {
-        let _store = fs::FsStore::new(path)?;
-        return Err(StoreError::Unsupported("fs (not implemented yet)".into()));
+        return Ok(std::sync::Arc::new(fs::FsStore::new(path)?));
     }
     if config.url.starts_with("s3://") {
         let _store = s3::S3Store::new(config, credentials).await?;

@@ -1,1 +1,247 @@
-//! Task implementations (one module per kind) behind the engine's `TaskRunner`.
+//! Task implementations behind the engine's [`TaskRunner`]: one module per family, dispatched
+//! by [`TaskKind`]. Tasks reach nodes through [`crate::remote`] transports (data work runs in
+//! the node agent) and keep what they learn in the store or in their journaled outcome, so a
+//! resumed run finds it again.
+
+pub mod backup;
+pub mod custom;
+pub mod node;
+pub mod restore;
+
+use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
+use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
+use crate::plan::model::{HostSpec, TransportKind};
+use crate::remote::Transport;
+use crate::store::{Credentials, Store};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, OnceCell};
+
+/// Shared state of one apply: the plan, connections and the store.
+pub struct Runtime {
+    pub run: Arc<PlannedRun>,
+    transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    store: OnceCell<Arc<dyn Store>>,
+    credentials: Option<Credentials>,
+}
+
+impl Runtime {
+    /// A runtime for `run`; credentials come from the environment variables the plan names.
+    pub fn new(run: Arc<PlannedRun>) -> Result<Runtime, TaskError> {
+        let credentials = match &run.plan.storage {
+            Some(s) => crate::store::credentials_from_env(s)
+                .map_err(|e| TaskError::fatal(e.to_string()))?,
+            None => None,
+        };
+        Ok(Runtime {
+            run,
+            transports: Mutex::new(HashMap::new()),
+            store: OnceCell::new(),
+            credentials,
+        })
+    }
+
+    /// The store of the plan.
+    pub async fn store(&self) -> Result<Arc<dyn Store>, TaskError> {
+        let config = self
+            .run
+            .plan
+            .storage
+            .as_ref()
+            .ok_or_else(|| TaskError::fatal("the plan has no [storage]"))?;
+        self.store
+            .get_or_try_init(|| async {
+                crate::store::open(config, self.credentials.clone())
+                    .await
+                    .map_err(store_err)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The agent request envelope (store and credentials travel only here, on stdin).
+    /// Operations that need no store get neither store settings nor credentials.
+    pub fn agent_request(&self, op: serde_json::Value, with_store: bool) -> serde_json::Value {
+        let req = crate::agent::protocol::AgentRequest {
+            protocol: crate::agent::protocol::PROTOCOL_VERSION,
+            store: if with_store {
+                self.run.plan.storage.clone()
+            } else {
+                None
+            },
+            credentials: if with_store {
+                self.credentials.clone()
+            } else {
+                None
+            },
+            op,
+        };
+        serde_json::to_value(req).unwrap_or_default()
+    }
+
+    /// The host as the plan describes it.
+    pub fn host_spec(&self, host: &str) -> HostSpec {
+        self.run
+            .plan
+            .cluster
+            .hosts
+            .iter()
+            .map(|h| h.spec())
+            .find(|h| h.name == host)
+            .unwrap_or_else(|| HostSpec {
+                name: host.to_string(),
+                ..Default::default()
+            })
+    }
+
+    /// A (cached) connection to `host`.
+    pub async fn transport(&self, host: &str) -> Result<Arc<dyn Transport>, TaskError> {
+        let mut map = self.transports.lock().await;
+        if let Some(t) = map.get(host) {
+            return Ok(t.clone());
+        }
+        let conn = &self.run.plan.connection;
+        let sudo = crate::remote::quote::Sudo::from_plan(conn.sudo, conn.sudo_user.as_deref())
+            .map_err(remote_err)?;
+        let t: Arc<dyn Transport> = match conn.transport {
+            TransportKind::Local => {
+                let mut t = crate::remote::local::LocalTransport::new(host, sudo);
+                if let Some(p) = &conn.agent_path {
+                    t = t.with_agent_path(p);
+                }
+                Arc::new(t)
+            }
+            TransportKind::Ssh => Arc::new(
+                crate::remote::ssh::SshTransport::from_plan(conn, &self.host_spec(host))
+                    .map_err(remote_err)?,
+            ),
+        };
+        map.insert(host.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        for t in self.transports.lock().await.values() {
+            let _ = t.close().await;
+        }
+    }
+}
+
+/// Maps a store error to a task error (retryable when the store says so).
+pub fn store_err(e: crate::store::StoreError) -> TaskError {
+    let retryable = matches!(
+        e,
+        crate::store::StoreError::Request {
+            retryable: true,
+            ..
+        }
+    );
+    TaskError {
+        message: e.to_string(),
+        retryable,
+    }
+}
+
+/// Maps a transport error to a task error (lost connections are retryable).
+pub fn remote_err(e: crate::remote::RemoteError) -> TaskError {
+    let retryable = matches!(e, crate::remote::RemoteError::Disconnected { .. });
+    TaskError {
+        message: e.to_string(),
+        retryable,
+    }
+}
+
+/// The task runner `cbk apply` uses.
+pub struct Runner {
+    pub rt: Arc<Runtime>,
+    /// Runs `exec` steps on the controller.
+    controller_exec: Option<Arc<dyn TaskRunner>>,
+}
+
+impl Runner {
+    /// A runner for a planned run.
+    pub fn new(run: Arc<PlannedRun>) -> Result<Runner, TaskError> {
+        Ok(Runner {
+            rt: Arc::new(Runtime::new(run)?),
+            controller_exec: None,
+        })
+    }
+
+    /// Uses `runner` for `exec` steps that run on the controller.
+    pub fn with_controller_exec(mut self, runner: Arc<dyn TaskRunner>) -> Self {
+        self.controller_exec = Some(runner);
+        self
+    }
+
+    fn controller(&self, task: &PlannedTask) -> Option<&Arc<dyn TaskRunner>> {
+        (task.kind == TaskKind::Exec && task.host.is_none())
+            .then_some(self.controller_exec.as_ref())
+            .flatten()
+    }
+}
+
+fn host_of(task: &PlannedTask) -> Result<&str, TaskError> {
+    task.host
+        .as_deref()
+        .ok_or_else(|| TaskError::fatal(format!("{} needs a host", task.address)))
+}
+
+#[async_trait]
+impl TaskRunner for Runner {
+    async fn check(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Check, TaskError> {
+        if let Some(r) = self.controller(task) {
+            return r.check(task, cx).await;
+        }
+        let rt = &self.rt;
+        match task.kind {
+            TaskKind::Snapshot => backup::snapshot_check(rt, task, host_of(task)?).await,
+            TaskKind::Manifest => backup::manifest_check(rt, task, host_of(task)?).await,
+            TaskKind::ClearSnapshot => backup::clear_snapshot_check(rt, task, host_of(task)?).await,
+            TaskKind::Catalog => backup::catalog_check(rt).await,
+            TaskKind::Stop => restore::stop_check(rt, host_of(task)?).await,
+            TaskKind::Start | TaskKind::WaitUp => restore::up_check(rt, task, host_of(task)?).await,
+            TaskKind::Exec => custom::check(rt, task, cx).await,
+            _ => Ok(Check::Needed),
+        }
+    }
+
+    async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
+        if let Some(r) = self.controller(task) {
+            return r.apply(task, cx).await;
+        }
+        let rt = &self.rt;
+        match task.kind {
+            TaskKind::Probe => backup::probe(rt, task, host_of(task)?).await,
+            TaskKind::Flush => backup::flush(rt, task, host_of(task)?).await,
+            TaskKind::Snapshot => backup::snapshot(rt, task, host_of(task)?).await,
+            TaskKind::Upload | TaskKind::UploadIncremental => {
+                backup::upload(rt, task, host_of(task)?, cx).await
+            }
+            TaskKind::Manifest => backup::manifest(rt, task, host_of(task)?).await,
+            TaskKind::ClearSnapshot => backup::clear_snapshot(rt, task, host_of(task)?).await,
+            TaskKind::Catalog => backup::catalog(rt).await,
+            TaskKind::Resolve => restore::resolve(rt, cx).await,
+            TaskKind::Fetch => restore::fetch(rt, task, host_of(task)?, cx).await,
+            TaskKind::MatchTables => restore::match_tables(rt, task, host_of(task)?, cx).await,
+            TaskKind::Stop => restore::stop(rt, host_of(task)?).await,
+            TaskKind::ClearCommitlog => {
+                restore::clear_commitlog(rt, task, host_of(task)?, cx).await
+            }
+            TaskKind::Move => restore::relocate(rt, task, host_of(task)?, cx).await,
+            TaskKind::Start => restore::start(rt, host_of(task)?).await,
+            TaskKind::WaitUp => restore::wait_up(rt, host_of(task)?).await,
+            TaskKind::Import | TaskKind::Refresh => {
+                restore::load_live(rt, task, host_of(task)?, cx).await
+            }
+            TaskKind::Repair => restore::repair(rt, task, host_of(task)?).await,
+            TaskKind::Cleanup => restore::cleanup(rt, task, host_of(task)?, cx).await,
+            TaskKind::Exec => custom::apply(rt, task, cx).await,
+            other => Err(TaskError::fatal(format!(
+                "`{}` tasks are not supported yet",
+                other.as_str()
+            ))),
+        }
+    }
+}

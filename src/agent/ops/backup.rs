@@ -1,0 +1,451 @@
+//! `backup_upload`: store the files of a snapshot (or of the incremental `backups/` folders) of
+//! one node, each component once, and record per-table results for the node manifest.
+//!
+//! A repeat run lists each table's stored components once and skips every file whose key is
+//! already there: big immutable components are never re-read (their key is name + size + the
+//! sstable's Digest), small mutable ones are hashed. Data.db is checked against its Digest while
+//! it is read for upload, so a corrupt SSTable fails loudly instead of being backed up.
+
+use super::pipeline::{self, Uploaded};
+use super::{OpContext, OpError, OpResult};
+use crate::cassandra::layout::{self, FoundFile, TableFiles};
+use crate::cassandra::sstable::{DigestAlgorithm, SstableName};
+use crate::codec::Codec;
+use crate::plan::model::SystemKeyspaces;
+use crate::repo::keys::{self, Identity};
+use crate::repo::manifest::{FileEntry, FileSource, NodeManifest, TableEntry};
+use crate::store::{CheckpointSink, MultipartState, Store};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What to upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadSource {
+    /// `snapshots/<tag>/` folders.
+    Snapshot(String),
+    /// `backups/` folders (incremental backups).
+    Backups,
+}
+
+/// The request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRequest {
+    pub backup: String,
+    pub host: String,
+    pub host_id: String,
+    pub source: UploadSource,
+    pub data_dirs: Vec<String>,
+    /// `keyspace.table` globs (by name) to include; empty = all non-system keyspaces.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub system_keyspaces: SystemKeyspaces,
+    pub codec: String,
+    #[serde(default)]
+    pub compress_compressed: bool,
+    #[serde(default = "default_concurrency")]
+    pub file_concurrency: usize,
+    /// Key of this node's latest manifest: CRC32s of unchanged files are taken from it.
+    #[serde(default)]
+    pub previous_manifest: Option<String>,
+    /// Multipart checkpoints from an interrupted run, by object key.
+    #[serde(default)]
+    pub resume: BTreeMap<String, MultipartState>,
+    /// Delete the local files once stored (incremental `backups/` links).
+    #[serde(default)]
+    pub delete_uploaded: bool,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+/// The result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResult {
+    pub tables: usize,
+    pub files: u64,
+    pub bytes: u64,
+    /// Files whose key was already stored.
+    pub skipped_files: u64,
+    pub uploaded_files: u64,
+    pub uploaded_bytes: u64,
+    pub deleted_local: u64,
+}
+
+/// Runs `backup_upload`.
+pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
+    let store = cx.store()?.clone();
+    let codec: Codec = req
+        .codec
+        .parse()
+        .map_err(|e: crate::codec::CodecError| OpError::fatal(e.to_string()))?;
+    let tables = collect(&req, cx)?;
+    let known = previous_entries(&store, req.previous_manifest.as_deref()).await?;
+    cx.total(
+        tables
+            .iter()
+            .flat_map(|t| &t.files)
+            .map(|(_, f)| f.size)
+            .sum(),
+    );
+    let mut result = UploadResult {
+        tables: tables.len(),
+        ..Default::default()
+    };
+    for table in tables {
+        let mut part = upload_table(&store, &req, codec, &table, &known, cx, &mut result).await?;
+        let key = keys::part_key(&req.backup, &req.host, &table.keyspace, &table.table);
+        merge_earlier_part(&store, &key, &mut part).await?;
+        let body = serde_json::to_vec_pretty(&part).map_err(|e| OpError::fatal(e.to_string()))?;
+        store
+            .put_bytes(&key, body.into())
+            .await
+            .map_err(OpError::from_store)?;
+        if req.delete_uploaded {
+            result.deleted_local += delete_stored(&table, &part)?;
+        }
+    }
+    Ok(result)
+}
+
+/// One table's files, with its id and the index of each file's data folder.
+struct Table {
+    keyspace: String,
+    table: String,
+    id: String,
+    files: Vec<(usize, FoundFile)>,
+    schema_cql: Option<String>,
+    snapshot_manifest: Option<String>,
+}
+
+fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
+    let dirs: Vec<PathBuf> = req.data_dirs.iter().map(PathBuf::from).collect();
+    let filter = layout::TableFilter::new(&req.include, &req.exclude, req.system_keyspaces)
+        .map_err(|e| OpError::fatal(e.to_string()))?;
+    let found = match &req.source {
+        UploadSource::Snapshot(tag) => layout::snapshot_files(&dirs, tag, &filter),
+        UploadSource::Backups => layout::backup_files(&dirs, &filter),
+    }
+    .map_err(|e| OpError::fatal(e.to_string()))?;
+    let mut out = Vec::new();
+    for t in found {
+        let TableFiles {
+            keyspace,
+            table,
+            table_id,
+            files,
+            manifest,
+            schema,
+        } = t;
+        let Some(id) = table_id else {
+            cx.log(format!(
+                "skipping {keyspace}.{table}: plain table folder without an id"
+            ));
+            continue;
+        };
+        let read = |p: Option<PathBuf>| p.and_then(|p| std::fs::read_to_string(p).ok());
+        let files = files
+            .into_iter()
+            .filter(|f| SstableName::parse(&f.file).is_ok())
+            .map(|f| (dirs.iter().position(|d| *d == f.data_dir).unwrap_or(0), f))
+            .collect();
+        out.push(Table {
+            keyspace,
+            table,
+            id: id.as_hex().to_string(),
+            files,
+            schema_cql: read(schema),
+            snapshot_manifest: read(manifest),
+        });
+    }
+    Ok(out)
+}
+
+/// File entries of the previous manifest, by key.
+async fn previous_entries(
+    store: &Arc<dyn Store>,
+    key: Option<&str>,
+) -> OpResult<HashMap<String, FileEntry>> {
+    let Some(key) = key else {
+        return Ok(HashMap::new());
+    };
+    let bytes = match store.get_bytes(key).await {
+        Ok(b) => b,
+        Err(crate::store::StoreError::NotFound(_)) => return Ok(HashMap::new()),
+        Err(e) => return Err(OpError::from_store(e)),
+    };
+    let m: NodeManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| OpError::fatal(format!("previous manifest `{key}` is unreadable: {e}")))?;
+    Ok(m.tables
+        .into_iter()
+        .flat_map(|t| t.files)
+        .map(|f| (f.key.clone(), f))
+        .collect())
+}
+
+/// Forwards multipart checkpoints to the controller's journal.
+struct Forward<'a>(&'a OpContext);
+impl CheckpointSink for Forward<'_> {
+    fn save(&self, state: &MultipartState) {
+        self.0.checkpoint(serde_json::json!({ "multipart": state }));
+    }
+}
+
+async fn upload_table(
+    store: &Arc<dyn Store>,
+    req: &UploadRequest,
+    codec: Codec,
+    table: &Table,
+    known: &HashMap<String, FileEntry>,
+    cx: &OpContext,
+    result: &mut UploadResult,
+) -> OpResult<TableEntry> {
+    let folder = format!("{}-{}", table.table, table.id);
+    let prefix = keys::table_prefix(&req.host_id, &table.keyspace, &folder);
+    let stored: HashMap<String, u64> = store
+        .list(&prefix)
+        .await
+        .map_err(OpError::from_store)?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let source = match req.source {
+        UploadSource::Snapshot(_) => FileSource::Snapshot,
+        UploadSource::Backups => FileSource::Backups,
+    };
+    let counters = Mutex::new(result.clone());
+    let files: Vec<FileEntry> = stream::iter(0..table.files.len())
+        .map(|i| {
+            let (folder, stored, counters) = (&folder, &stored, &counters);
+            let (dd, file) = &table.files[i];
+            async move {
+                let plan = plan_file(req, codec, &table.keyspace, folder, file)?;
+                if let Some(size) = stored.get(&plan.key) {
+                    let crc32 = match known.get(&plan.key) {
+                        Some(prev) => prev.crc32,
+                        None => {
+                            let p = file.path.clone();
+                            tokio::task::spawn_blocking(move || pipeline::crc32_of(&p))
+                                .await
+                                .map_err(|e| OpError::fatal(e.to_string()))?
+                                .map_err(|e| OpError::io(&file.path, e))?
+                                .1
+                        }
+                    };
+                    cx.progress(file.size);
+                    let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+                    c.files += 1;
+                    c.bytes += file.size;
+                    c.skipped_files += 1;
+                    return Ok(plan.entry(*dd, file, *size, crc32, source));
+                }
+                let up = upload_one(store, req, &plan, file, cx).await?;
+                let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+                c.files += 1;
+                c.bytes += up.size;
+                c.uploaded_files += 1;
+                c.uploaded_bytes += up.sent;
+                Ok::<_, OpError>(plan.entry(*dd, file, up.stored_size, up.crc32, source))
+            }
+        })
+        .buffer_unordered(req.file_concurrency.max(1))
+        .try_collect()
+        .await?;
+    *result = counters.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut files = files;
+    files.sort_by(|a, b| (a.data_dir, &a.path).cmp(&(b.data_dir, &b.path)));
+    Ok(TableEntry {
+        keyspace: table.keyspace.clone(),
+        table: table.table.clone(),
+        id: table.id.clone(),
+        schema_cql: table.schema_cql.clone(),
+        snapshot_manifest: table.snapshot_manifest.clone(),
+        files,
+    })
+}
+
+/// Where and how one file is stored.
+struct FilePlan {
+    key: String,
+    codec: Codec,
+    /// Expected Digest value when the file is a Data.db.
+    data_digest: Option<(u32, DigestAlgorithm)>,
+}
+
+impl FilePlan {
+    fn entry(
+        &self,
+        data_dir: usize,
+        f: &FoundFile,
+        stored_size: u64,
+        crc32: u32,
+        source: FileSource,
+    ) -> FileEntry {
+        FileEntry {
+            path: f.relative.clone(),
+            data_dir,
+            key: self.key.clone(),
+            size: f.size,
+            stored_size,
+            codec: self.codec.to_string(),
+            crc32,
+            source,
+        }
+    }
+}
+
+fn plan_file(
+    req: &UploadRequest,
+    codec: Codec,
+    keyspace: &str,
+    folder: &str,
+    f: &FoundFile,
+) -> OpResult<FilePlan> {
+    let name = SstableName::parse(&f.file).map_err(|e| OpError::fatal(e.to_string()))?;
+    let dir = f.path.parent().unwrap_or(Path::new("/"));
+    let digest_path = dir.join(name.with_component(name.digest_component()).file_name());
+    let digest = crate::cassandra::digest::read_digest_file(&digest_path).ok();
+    let identity = if name.component.is_mutable() {
+        let bytes = std::fs::read(&f.path).map_err(|e| OpError::io(&f.path, e))?;
+        let sum = sha2::Sha256::digest(&bytes);
+        Identity::Content {
+            size: bytes.len() as u64,
+            sha256_prefix: hex::encode(&sum[..12]),
+        }
+    } else {
+        Identity::Immutable {
+            size: f.size,
+            digest,
+        }
+    };
+    let is_data = name.component == crate::cassandra::sstable::Component::Data;
+    let has_info = dir
+        .join(
+            name.with_component(crate::cassandra::sstable::Component::CompressionInfo)
+                .file_name(),
+        )
+        .exists();
+    let codec = crate::codec::codec_for_file(
+        codec,
+        Some(&name.component),
+        has_info,
+        req.compress_compressed,
+    );
+    let key = keys::component_key(
+        &req.host_id,
+        keyspace,
+        folder,
+        &f.relative,
+        &identity,
+        codec.extension(),
+    );
+    let data_digest = if is_data {
+        digest.map(|d| (d, name.digest_algorithm()))
+    } else {
+        None
+    };
+    Ok(FilePlan {
+        key,
+        codec,
+        data_digest,
+    })
+}
+
+async fn upload_one(
+    store: &Arc<dyn Store>,
+    req: &UploadRequest,
+    plan: &FilePlan,
+    file: &FoundFile,
+    cx: &OpContext,
+) -> OpResult<Uploaded> {
+    let resume = req.resume.get(&plan.key).cloned();
+    let sink = Forward(cx);
+    let progress = |n: u64| cx.progress(n);
+    let up = pipeline::upload_file(
+        store, &plan.key, &file.path, plan.codec, resume, &sink, &progress,
+    )
+    .await?;
+    if up.size != file.size {
+        return Err(OpError::fatal(format!(
+            "{} changed while it was read ({} bytes, expected {}): snapshot files must not change",
+            file.path.display(),
+            up.size,
+            file.size
+        )));
+    }
+    if let Some((expected, algo)) = plan.data_digest {
+        let got = match algo {
+            DigestAlgorithm::Crc32 => up.crc32,
+            DigestAlgorithm::Adler32 => up.adler32,
+        };
+        if got != expected {
+            // Do not leave a corrupt object referenced under a valid-looking key.
+            let _ = store.delete_many(std::slice::from_ref(&plan.key)).await;
+            return Err(OpError::fatal(format!(
+                "corrupt SSTable {}: its checksum is {got} but its Digest file says {expected}",
+                file.path.display()
+            )));
+        }
+    }
+    Ok(up)
+}
+
+/// A resumed run keeps what an interrupted one recorded: files already deleted locally (stored
+/// incremental links) are no longer found by the scan but must stay in the results.
+async fn merge_earlier_part(
+    store: &Arc<dyn Store>,
+    key: &str,
+    part: &mut TableEntry,
+) -> OpResult<()> {
+    let earlier: TableEntry = match store.get_bytes(key).await {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| OpError::fatal(format!("earlier results `{key}` are unreadable: {e}")))?,
+        Err(crate::store::StoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(OpError::from_store(e)),
+    };
+    if earlier.id != part.id {
+        return Ok(());
+    }
+    let have: HashSet<(usize, String)> = part
+        .files
+        .iter()
+        .map(|f| (f.data_dir, f.path.clone()))
+        .collect();
+    part.files.extend(
+        earlier
+            .files
+            .into_iter()
+            .filter(|f| !have.contains(&(f.data_dir, f.path.clone()))),
+    );
+    part.files
+        .sort_by(|a, b| (a.data_dir, &a.path).cmp(&(b.data_dir, &b.path)));
+    Ok(())
+}
+
+/// Deletes local files (incremental links) whose stored copy is recorded in `part`.
+fn delete_stored(table: &Table, part: &TableEntry) -> OpResult<u64> {
+    let recorded: HashSet<(usize, &str)> = part
+        .files
+        .iter()
+        .map(|f| (f.data_dir, f.path.as_str()))
+        .collect();
+    let mut n = 0;
+    for (dd, f) in &table.files {
+        if recorded.contains(&(*dd, f.relative.as_str())) {
+            match std::fs::remove_file(&f.path) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(OpError::io(&f.path, e)),
+            }
+        }
+    }
+    Ok(n)
+}

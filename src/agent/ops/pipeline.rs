@@ -1,0 +1,267 @@
+//! Moving one file between a node's disk and the store: read once, checksum (CRC32, and
+//! Adler-32 for 2.x SSTables), compress, stream up in bounded memory; and the reverse, writing
+//! atomically and verifying size and CRC32 before the file becomes visible.
+
+use super::channel;
+use super::{OpError, OpResult};
+use crate::codec::{Codec, CodecError, Encoder};
+use crate::store::{CheckpointSink, MultipartState, PutStreamOptions, Store};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Checksums and sizes of one uploaded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uploaded {
+    pub size: u64,
+    pub stored_size: u64,
+    pub crc32: u32,
+    pub adler32: u32,
+    /// Bytes actually sent (less than stored_size after a resume).
+    pub sent: u64,
+}
+
+/// Reads `path`, checksums and compresses it with `codec`, and stores it under `key`.
+pub async fn upload_file(
+    store: &Arc<dyn Store>,
+    key: &str,
+    path: &Path,
+    codec: Codec,
+    resume: Option<MultipartState>,
+    checkpoint: &dyn CheckpointSink,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> OpResult<Uploaded> {
+    let (writer, mut reader) = channel::to_async();
+    let src = path.to_path_buf();
+    let hashing = tokio::task::spawn_blocking(move || hash_and_encode(&src, codec, writer));
+    let put = store
+        .put_stream(
+            key,
+            &mut reader,
+            PutStreamOptions {
+                resume,
+                checkpoint,
+                progress: &|_| {},
+            },
+        )
+        .await;
+    let (size, crc32, adler32) = hashing
+        .await
+        .map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())))?
+        .map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())))?;
+    let stats = put.map_err(OpError::from_store)?;
+    progress(size);
+    Ok(Uploaded {
+        size,
+        stored_size: stats.size,
+        crc32,
+        adler32,
+        sent: stats.sent,
+    })
+}
+
+fn hash_and_encode(
+    path: &Path,
+    codec: Codec,
+    writer: channel::ChunkWriter,
+) -> std::io::Result<(u64, u32, u32)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut enc = Encoder::new(codec, writer).map_err(std::io::Error::other)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut adler = adler2::Adler32::new();
+    let mut buf = vec![0u8; channel::CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buf[..n]);
+        adler.write_slice(&buf[..n]);
+        enc.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    enc.finish()?.flush()?;
+    Ok((size, crc.finalize(), adler.checksum()))
+}
+
+/// What a downloaded file must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub size: u64,
+    pub crc32: u32,
+}
+
+/// Streams `key` from the store through `codec`'s decoder on a blocking thread and hands the
+/// decoded bytes to `consume` (a `Read`). Memory stays at a few chunks whatever the size.
+/// Errors carry whether the store side failed (worth a retry) or the content (not).
+pub async fn decode_object<T, F>(
+    store: &Arc<dyn Store>,
+    key: &str,
+    codec: Codec,
+    progress: &(dyn Fn(u64) + Send + Sync),
+    consume: F,
+) -> Result<T, (String, bool)>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Read) -> Result<T, String> + Send + 'static,
+{
+    let mut stream = store
+        .get_stream(key)
+        .await
+        .map_err(|e| (e.to_string(), true))?;
+    let (tx, reader) = channel::to_sync();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut dec =
+            crate::codec::decoder(codec, reader).map_err(|e| format!("cannot decode: {e}"))?;
+        consume(&mut dec)
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut feed_err = false;
+    loop {
+        use tokio::io::AsyncReadExt;
+        match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                progress(n as u64);
+                if tx
+                    .send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(e) => {
+                feed_err = true;
+                let _ = tx.send(Err(e)).await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    work.await
+        .map_err(|e| (e.to_string(), false))?
+        .map_err(|e| (e, feed_err))
+}
+
+/// Size and CRC32 of everything `r` yields.
+pub fn crc32_of_reader(r: &mut dyn Read, limit: Option<u64>) -> Result<(u64, u32), String> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; channel::CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("cannot decode: {e}"))?;
+        if n == 0 {
+            return Ok((size, crc.finalize()));
+        }
+        size += n as u64;
+        if limit.is_some_and(|l| size > l) {
+            return Err(format!(
+                "object is larger than the {} bytes the manifest records",
+                limit.unwrap_or(0)
+            ));
+        }
+        crc.update(&buf[..n]);
+    }
+}
+
+/// Streams `key` from the store, decompresses it and writes `dest` atomically (a `.cbk.tmp`
+/// sibling, fsync, rename) after checking size and CRC32. A mismatch leaves nothing behind.
+pub async fn download_file(
+    store: &Arc<dyn Store>,
+    key: &str,
+    dest: &Path,
+    codec: Codec,
+    expect: Expect,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> OpResult<()> {
+    let tmp = temp_path(dest);
+    let (tmp2, dest2) = (tmp.clone(), dest.to_path_buf());
+    let res = decode_object(store, key, codec, progress, move |r| {
+        write_checked(r, &tmp2, &dest2, expect)
+    })
+    .await;
+    res.map_err(|(e, retryable)| {
+        let _ = std::fs::remove_file(&tmp);
+        OpError {
+            message: format!("object `{key}` -> {}: {e}", dest.display()),
+            retryable,
+        }
+    })
+}
+
+fn write_checked(r: &mut dyn Read, tmp: &Path, dest: &Path, expect: Expect) -> Result<(), String> {
+    let mut out = std::fs::File::create(tmp).map_err(|e| format!("cannot create: {e}"))?;
+    let mut tee = Tee {
+        inner: r,
+        out: &mut out,
+        err: None,
+    };
+    let (size, got) = crc32_of_reader(&mut tee, Some(expect.size))?;
+    if let Some(e) = tee.err {
+        return Err(format!("cannot write: {e}"));
+    }
+    if size != expect.size {
+        return Err(format!(
+            "truncated: {size} bytes, the manifest records {}",
+            expect.size
+        ));
+    }
+    if got != expect.crc32 {
+        return Err(format!(
+            "CRC32 mismatch: got {got}, the manifest records {}",
+            expect.crc32
+        ));
+    }
+    out.sync_all().map_err(|e| format!("cannot sync: {e}"))?;
+    drop(out);
+    std::fs::rename(tmp, dest).map_err(|e| format!("cannot rename into place: {e}"))?;
+    Ok(())
+}
+
+/// A reader that copies what it yields into a file.
+struct Tee<'a> {
+    inner: &'a mut dyn Read,
+    out: &'a mut std::fs::File,
+    err: Option<std::io::Error>,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            self.err = Some(e);
+            return Err(std::io::Error::other("write failed"));
+        }
+        Ok(n)
+    }
+}
+
+/// The temporary name used while writing `dest`: Cassandra deletes `*.tmp` files at startup,
+/// and no `*.db` name ever appears half-written.
+pub fn temp_path(dest: &Path) -> PathBuf {
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".cbk.tmp");
+    dest.with_file_name(name)
+}
+
+/// CRC32 and size of a local file.
+pub fn crc32_of(path: &Path) -> std::io::Result<(u64, u32)> {
+    let mut f = std::fs::File::open(path)?;
+    crc32_of_reader(&mut f, None).map_err(std::io::Error::other)
+}
+
+/// Parses a codec name recorded in a manifest (`zstd:3`, `lz4`, `none`, and the read-only
+/// `lzop` of the tool cbk replaces).
+pub fn stored_codec(name: &str) -> Result<Codec, CodecError> {
+    match name {
+        "lzop" | "lzo" => Ok(Codec::Lzop),
+        other => other.parse(),
+    }
+}

@@ -1,0 +1,188 @@
+//! The JSON documents of the repository: node manifests, the cluster catalog, index entries and
+//! the scratch documents of a run. Each has a JSON Schema in `schemas/` generated from these types.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a file came from on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSource {
+    /// `snapshots/<tag>/`.
+    Snapshot,
+    /// `backups/` (incremental backups).
+    Backups,
+}
+
+/// One stored file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FileEntry {
+    /// Path relative to the table folder (`nb-1-big-Data.db`, `.idx/nb-1-big-Data.db`).
+    pub path: String,
+    /// Index of the data folder it came from (`data_dirs` of the node manifest).
+    pub data_dir: usize,
+    /// Object key, relative to the storage prefix.
+    pub key: String,
+    /// Size of the original bytes.
+    pub size: u64,
+    /// Size of the stored object.
+    pub stored_size: u64,
+    /// `none`, `lz4` or `zstd`.
+    pub codec: String,
+    /// CRC32 (IEEE) of the original bytes, as Cassandra's Digest.crc32 computes it.
+    pub crc32: u32,
+    pub source: FileSource,
+}
+
+/// One table of a node backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TableEntry {
+    pub keyspace: String,
+    pub table: String,
+    /// Table id (32 hex digits, no dashes) as in the folder name.
+    pub id: String,
+    /// The snapshot's schema.cql, when Cassandra wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_cql: Option<String>,
+    /// The snapshot's own manifest.json, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_manifest: Option<String>,
+    pub files: Vec<FileEntry>,
+}
+
+impl TableEntry {
+    /// `table-id`, the folder name.
+    pub fn folder(&self) -> String {
+        format!("{}-{}", self.table, self.id)
+    }
+}
+
+/// What probe learned about a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProbeInfo {
+    /// Host name as the plan spells it.
+    pub host: String,
+    pub host_id: String,
+    #[serde(default)]
+    pub dc: String,
+    #[serde(default)]
+    pub rack: String,
+    pub cassandra_version: String,
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    pub data_dirs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitlog_dir: Option<String>,
+}
+
+/// Backup kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    Snapshot,
+    Incremental,
+}
+
+/// A node manifest: everything needed to restore one node. Written last: a node backup
+/// without it does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeManifest {
+    pub format: u32,
+    pub backup: String,
+    pub kind: BackupKind,
+    /// For incrementals: the snapshot backup they are chained to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    pub cluster: String,
+    pub node: ProbeInfo,
+    /// Snapshot tag on the node (snapshot backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_tag: Option<String>,
+    /// RFC 3339 time the backup was planned (the plan's captured `now`).
+    pub created: String,
+    /// RFC 3339 time this manifest was written.
+    pub completed: String,
+    pub tables: Vec<TableEntry>,
+    pub totals: Totals,
+}
+
+/// Sums over a manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Totals {
+    pub files: u64,
+    pub bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl Totals {
+    /// Sums the files of some tables.
+    pub fn of(tables: &[TableEntry]) -> Totals {
+        let mut t = Totals::default();
+        for f in tables.iter().flat_map(|t| &t.files) {
+            t.files += 1;
+            t.bytes += f.size;
+            t.stored_bytes += f.stored_size;
+        }
+        t
+    }
+}
+
+/// One host in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CatalogHost {
+    pub name: String,
+    pub host_id: String,
+    #[serde(default)]
+    pub dc: String,
+    #[serde(default)]
+    pub rack: String,
+    pub manifest: String,
+    pub totals: Totals,
+}
+
+/// The cluster manifest of one backup, written after all nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Catalog {
+    pub format: u32,
+    pub backup: String,
+    pub kind: BackupKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    pub cluster: String,
+    pub created: String,
+    pub completed: String,
+    /// sha256 of the plan file the backup was made from.
+    pub plan_sha256: String,
+    pub cbk_version: String,
+    pub hosts: Vec<CatalogHost>,
+    pub totals: Totals,
+}
+
+/// A small index entry per backup so listing never walks the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IndexEntry {
+    pub backup: String,
+    pub kind: BackupKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    pub cluster: String,
+    pub created: String,
+    pub completed: String,
+    pub hosts: Vec<String>,
+    pub totals: Totals,
+}
+
+impl From<&Catalog> for IndexEntry {
+    fn from(c: &Catalog) -> Self {
+        IndexEntry {
+            backup: c.backup.clone(),
+            kind: c.kind,
+            base: c.base.clone(),
+            cluster: c.cluster.clone(),
+            created: c.created.clone(),
+            completed: c.completed.clone(),
+            hosts: c.hosts.iter().map(|h| h.name.clone()).collect(),
+            totals: c.totals.clone(),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Retention: which backups a keep-last / daily / weekly / monthly policy keeps, deleting the
+//! others, cleaning up runs that never completed, and garbage-collecting stored components no
+//! remaining backup references (only when older than the grace period, so an upload in flight
+//! is never collected).
+
+use super::inventory::{RepoError, incomplete_runs, list_backups, read_json};
+use super::keys;
+use super::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest, ProbeInfo, TableEntry};
+use crate::plan::model::Retention;
+use crate::store::{Store, StoreError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a prune did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    pub kept: Vec<String>,
+    pub deleted_backups: Vec<String>,
+    pub deleted_incomplete: Vec<String>,
+    pub deleted_objects: u64,
+    pub deleted_bytes: u64,
+    pub dry_run: bool,
+}
+
+/// Names of the snapshot backups a policy keeps (incrementals follow their base).
+pub fn keep_set(entries: &[IndexEntry], policy: &Retention) -> BTreeSet<String> {
+    let mut snaps: Vec<&IndexEntry> = entries
+        .iter()
+        .filter(|e| e.kind == BackupKind::Snapshot)
+        .collect();
+    snaps.sort_by(|a, b| b.created.cmp(&a.created));
+    let mut keep = BTreeSet::new();
+    if let Some(newest) = snaps.first() {
+        keep.insert(newest.backup.clone());
+    }
+    if let Some(n) = policy.keep_last {
+        keep.extend(snaps.iter().take(n as usize).map(|e| e.backup.clone()));
+    }
+    let bucket = |e: &IndexEntry, fmt: &str| -> String {
+        e.created
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.strftime(fmt).to_string())
+            .unwrap_or_default()
+    };
+    for (n, fmt) in [
+        (policy.keep_daily, "%Y-%m-%d"),
+        (policy.keep_weekly, "%G-W%V"),
+        (policy.keep_monthly, "%Y-%m"),
+    ] {
+        let Some(n) = n else { continue };
+        let mut seen = BTreeSet::new();
+        for e in &snaps {
+            let b = bucket(e, fmt);
+            if seen.len() < n as usize && seen.insert(b) {
+                keep.insert(e.backup.clone());
+            }
+        }
+    }
+    for e in entries {
+        if e.kind == BackupKind::Incremental && e.base.as_ref().is_some_and(|b| keep.contains(b)) {
+            keep.insert(e.backup.clone());
+        }
+    }
+    keep
+}
+
+fn parse_grace(policy: &Retention) -> i64 {
+    policy
+        .grace
+        .as_deref()
+        .and_then(|g| {
+            g.parse::<jiff::SignedDuration>()
+                .ok()
+                .or_else(|| parse_simple_duration(g))
+        })
+        .map(|d| d.as_secs())
+        .unwrap_or(24 * 3600)
+}
+
+/// `90s`, `15m`, `24h`, `7d`.
+fn parse_simple_duration(s: &str) -> Option<jiff::SignedDuration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return None,
+    };
+    Some(jiff::SignedDuration::from_secs(secs))
+}
+
+/// Applies `policy` to the repository.
+pub async fn prune(
+    store: &dyn Store,
+    policy: &Retention,
+    dry_run: bool,
+) -> Result<PruneReport, RepoError> {
+    let now = jiff::Timestamp::now().as_second();
+    let grace = parse_grace(policy);
+    let entries = list_backups(store).await?;
+    let keep = keep_set(&entries, policy);
+    let mut report = PruneReport {
+        dry_run,
+        ..Default::default()
+    };
+    let mut host_ids: BTreeSet<String> = BTreeSet::new();
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    let mut doomed: Vec<String> = Vec::new();
+    for e in &entries {
+        let catalog: Catalog = read_json(store, &keys::catalog_key(&e.backup)).await?;
+        host_ids.extend(catalog.hosts.iter().map(|h| h.host_id.clone()));
+        if keep.contains(&e.backup) {
+            report.kept.push(e.backup.clone());
+            for h in &catalog.hosts {
+                let m: NodeManifest = read_json(store, &h.manifest).await?;
+                referenced.extend(
+                    m.tables
+                        .iter()
+                        .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
+                );
+            }
+        } else {
+            report.deleted_backups.push(e.backup.clone());
+            // The index entry goes first: a half-deleted backup is never listed as complete.
+            doomed.push(keys::index_key(&e.backup));
+            doomed.push(keys::catalog_key(&e.backup));
+            doomed.extend(catalog.hosts.iter().map(|h| h.manifest.clone()));
+            doomed.extend(
+                store
+                    .list(&keys::run_prefix(&e.backup))
+                    .await?
+                    .into_iter()
+                    .map(|o| o.key),
+            );
+        }
+    }
+    // Runs without an index entry: protect what young ones uploaded, clean up old ones.
+    for (name, newest) in incomplete_runs(store, &entries).await? {
+        let objects = store.list(&keys::run_prefix(&name)).await?;
+        let mut probes = Vec::new();
+        for o in &objects {
+            if o.key.contains("/probe/")
+                && let Ok(p) = read_json::<ProbeInfo>(store, &o.key).await
+            {
+                probes.push(p.host_id);
+            }
+        }
+        host_ids.extend(probes.iter().cloned());
+        if newest.is_some_and(|t| now - t < grace) {
+            for o in objects.iter().filter(|o| o.key.contains("/parts/")) {
+                if let Ok(t) = read_json::<TableEntry>(store, &o.key).await {
+                    referenced.extend(t.files.iter().map(|f| f.key.clone()));
+                }
+            }
+            continue;
+        }
+        report.deleted_incomplete.push(name.clone());
+        doomed.extend(objects.into_iter().map(|o| o.key));
+        doomed.extend(probes.iter().map(|h| keys::node_manifest_key(h, &name)));
+    }
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for h in &host_ids {
+        for o in store.list(&format!("nodes/{h}/sst/")).await? {
+            let old = o.modified.is_none_or(|t| now - t >= grace);
+            if old && !referenced.contains(&o.key) {
+                sizes.insert(o.key, o.size);
+            }
+        }
+    }
+    report.deleted_objects = sizes.len() as u64;
+    report.deleted_bytes = sizes.values().sum();
+    if !dry_run {
+        store.delete_many(&doomed).await?;
+        let gc: Vec<String> = sizes.into_keys().collect();
+        for chunk in gc.chunks(1000) {
+            match store.delete_many(chunk).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(name: &str, created: &str) -> IndexEntry {
+        IndexEntry {
+            backup: name.into(),
+            kind: BackupKind::Snapshot,
+            base: None,
+            cluster: "c".into(),
+            created: created.into(),
+            completed: created.into(),
+            hosts: vec![],
+            totals: Default::default(),
+        }
+    }
+
+    #[test]
+    fn keep_last_daily_weekly() {
+        let mut e = Vec::new();
+        for d in 1..=20 {
+            for h in [0, 12] {
+                e.push(snap(
+                    &format!("b{d:02}{h:02}"),
+                    &format!("2026-03-{d:02}T{h:02}:00:00Z"),
+                ));
+            }
+        }
+        let p = Retention {
+            keep_last: Some(2),
+            keep_daily: Some(3),
+            ..Default::default()
+        };
+        let k = keep_set(&e, &p);
+        // last 2: b2012, b2000; daily 3: newest of 20th, 19th, 18th
+        assert_eq!(
+            k.into_iter().collect::<Vec<_>>(),
+            vec!["b1812", "b1912", "b2000", "b2012"]
+        );
+        let p = Retention {
+            keep_weekly: Some(2),
+            ..Default::default()
+        };
+        let k = keep_set(&e, &p);
+        // 2026-03-20 is in ISO week 12 (16th..22nd), week 11 is 9th..15th
+        assert_eq!(k.into_iter().collect::<Vec<_>>(), vec!["b1512", "b2012"]);
+    }
+
+    #[test]
+    fn incrementals_follow_their_base() {
+        let mut e = vec![
+            snap("a", "2026-01-01T00:00:00Z"),
+            snap("b", "2026-01-02T00:00:00Z"),
+        ];
+        let mut inc = snap("a1", "2026-01-01T06:00:00Z");
+        inc.kind = BackupKind::Incremental;
+        inc.base = Some("a".into());
+        e.push(inc);
+        let k = keep_set(
+            &e,
+            &Retention {
+                keep_last: Some(1),
+                ..Default::default()
+            },
+        );
+        assert!(!k.contains("a1") && k.contains("b"));
+        let k = keep_set(
+            &e,
+            &Retention {
+                keep_last: Some(2),
+                ..Default::default()
+            },
+        );
+        assert!(k.contains("a1"));
+    }
+}

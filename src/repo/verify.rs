@@ -1,0 +1,109 @@
+//! Verifying a backup: every object present with its recorded size, and with `deep`, every
+//! object read back, decompressed and checked against the CRC32 recorded for it.
+
+use super::inventory::{RepoError, load_backup};
+use super::manifest::FileEntry;
+use crate::store::Store;
+use futures::stream::{self, StreamExt};
+use std::sync::Arc;
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub host: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    pub backup: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub deep: bool,
+    pub problems: Vec<Problem>,
+}
+
+/// Verifies `name`; problems are collected, not returned as errors.
+pub async fn verify(
+    store: Arc<dyn Store>,
+    name: &str,
+    deep: bool,
+    concurrency: usize,
+) -> Result<Report, RepoError> {
+    let (_catalog, nodes) = load_backup(store.as_ref(), name).await?;
+    let mut report = Report {
+        backup: name.to_string(),
+        deep,
+        ..Default::default()
+    };
+    let files: Vec<(String, FileEntry)> = nodes
+        .iter()
+        .flat_map(|n| {
+            n.tables.iter().flat_map(move |t| {
+                t.files
+                    .iter()
+                    .map(move |f| (n.node.host.clone(), f.clone()))
+            })
+        })
+        .collect();
+    let checks = stream::iter(files)
+        .map(|(host, f)| {
+            let store = store.clone();
+            async move {
+                let r = check_file(&store, &f, deep).await;
+                (host, f, r)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    for (host, f, r) in checks {
+        report.files += 1;
+        report.bytes += f.size;
+        if let Err(message) = r {
+            report.problems.push(Problem {
+                host,
+                key: f.key,
+                message,
+            });
+        }
+    }
+    report.problems.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(report)
+}
+
+async fn check_file(store: &Arc<dyn Store>, f: &FileEntry, deep: bool) -> Result<(), String> {
+    let meta = store.head(&f.key).await.map_err(|e| e.to_string())?;
+    let Some(meta) = meta else {
+        return Err("object is missing".into());
+    };
+    if meta.size != f.stored_size {
+        return Err(format!(
+            "object has {} bytes, the manifest records {}",
+            meta.size, f.stored_size
+        ));
+    }
+    if !deep {
+        return Ok(());
+    }
+    let codec = crate::agent::ops::pipeline::stored_codec(&f.codec).map_err(|e| e.to_string())?;
+    let limit = f.size;
+    let (size, crc) =
+        crate::agent::ops::pipeline::decode_object(store, &f.key, codec, &|_| {}, move |r| {
+            crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit))
+        })
+        .await
+        .map_err(|(e, _)| e)?;
+    if size != f.size {
+        return Err(format!(
+            "decompressed to {size} bytes, the manifest records {}",
+            f.size
+        ));
+    }
+    if crc != f.crc32 {
+        return Err(format!("CRC32 is {crc}, the manifest records {}", f.crc32));
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+"""cbk test double of an Apache Cassandra node (see docs/emulator.md)."""

@@ -1,0 +1,115 @@
+//! Emulated Cassandra nodes on this machine (no SSH): the emulator under tests/emulator with
+//! its own CASSANDRA_CONF, for end-to-end tests with the `local` transport.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The emulator's bin folder.
+pub fn emu_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emulator/bin")
+}
+
+/// One emulated node in a folder.
+pub struct EmuNode {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub data_root: PathBuf,
+}
+
+impl EmuNode {
+    /// `cassandra-emu init` + `start`.
+    pub fn start(dir: &Path, version: &str, data_dirs: u32, extra: &[&str]) -> EmuNode {
+        let node = EmuNode { dir: dir.to_path_buf(), conf: dir.join("conf"), data_root: dir.join("node") };
+        let root = node.data_root.display().to_string();
+        let dd = data_dirs.to_string();
+        let mut args = vec!["init", "--force", "--version", version, "--data-root", &root, "--data-dirs", &dd];
+        args.extend_from_slice(extra);
+        node.emu(&args);
+        node.emu(&["start"]);
+        node
+    }
+
+    /// Runs `cassandra-emu ARGS`, panicking with its output on failure.
+    pub fn emu(&self, args: &[&str]) -> String {
+        self.tool("cassandra-emu", args, true)
+    }
+
+    /// Runs `nodetool ARGS`.
+    pub fn nodetool(&self, args: &[&str]) -> String {
+        self.tool("nodetool", args, true)
+    }
+
+    /// Runs an emulator tool; with `check`, a failure panics.
+    pub fn tool(&self, tool: &str, args: &[&str], check: bool) -> String {
+        let out = Command::new(emu_bin().join(tool))
+            .args(args)
+            .env("CASSANDRA_CONF", &self.conf)
+            .output()
+            .expect("run emulator");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if check && !out.status.success() {
+            panic!("{tool} {args:?} failed ({}): {text}", out.status);
+        }
+        text
+    }
+
+    /// A CQL statement.
+    pub fn cql(&self, stmt: &str) {
+        self.emu(&["cql", stmt]);
+    }
+
+    /// `rows` pending writes to a table, then flush.
+    pub fn write_flush(&self, ks: &str, table: &str, rows: u32) {
+        self.emu(&["write", ks, table, "--rows", &rows.to_string()]);
+        self.nodetool(&["flush", ks]);
+    }
+
+    /// The plan's `[cassandra]` section for this node.
+    pub fn cassandra_section(&self) -> String {
+        let bin = emu_bin();
+        let b = bin.display();
+        format!(
+            "[cassandra]\nconfig = \"{}/cassandra.yaml\"\nnodetool = [\"{b}/nodetool\"]\ncqlsh = [\"{b}/cqlsh\"]\n\
+             stop = [\"{b}/cassandra-emu\", \"stop\"]\nstart = [\"{b}/cassandra-emu\", \"start\"]\nstaging = \"{}\"\n",
+            self.conf.display(),
+            self.dir.join("staging").display()
+        )
+    }
+
+    /// Live sstable files of a keyspace: `(table folder/file, sha256)`, sorted.
+    pub fn live_sums(&self, keyspace: &str) -> Vec<(String, String)> {
+        use sha2::Digest;
+        let mut out = Vec::new();
+        for dd in std::fs::read_dir(&self.data_root).unwrap().flatten() {
+            let ks = dd.path().join(keyspace);
+            let Ok(tables) = std::fs::read_dir(&ks) else { continue };
+            for t in tables.flatten() {
+                let folder = t.file_name().to_string_lossy().into_owned();
+                for f in std::fs::read_dir(t.path()).unwrap().flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    if f.file_type().unwrap().is_file() && cbk::cassandra::sstable::SstableName::parse(&name).is_ok() {
+                        let bytes = std::fs::read(f.path()).unwrap();
+                        out.push((format!("{folder}/{name}"), hex::encode(sha2::Sha256::digest(&bytes))));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Runs cbk with `CASSANDRA_CONF` set; returns (exit code, stdout, stderr).
+pub fn cbk(conf: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
+        .args(args)
+        .env("CASSANDRA_CONF", conf)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cbk");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
