@@ -17,6 +17,10 @@ pub struct ResolvedStep {
     pub hosts: Option<Vec<String>>,
     /// Rendered command per host (same order as `hosts`), or one for the controller.
     pub runs: Vec<CommandSpec>,
+    /// Rendered `check` command per host (same order), if the step has one.
+    pub checks: Vec<Option<CommandSpec>>,
+    /// Rendered `creates` path per host (same order), if the step has one.
+    pub creates: Vec<Option<String>>,
 }
 
 /// A plan with templates rendered and defaults applied: the compiler's input.
@@ -419,7 +423,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                 name,
                 addr,
                 *h,
-                json!({ "command": st.runs.get(j), "sudo": spec.sudo }),
+                exec_params(st, j, spec.sudo),
             );
             t.disruptive = spec.disruptive;
             if spec.rolling {
@@ -449,6 +453,22 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         }
     }
     order(b)
+}
+
+/// Parameters of an `exec` task: `run`, and `sudo`, `check`, `creates` when set.
+fn exec_params(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("run".into(), json!(st.runs.get(j)));
+    if let Some(s) = sudo {
+        m.insert("sudo".into(), json!(s));
+    }
+    if let Some(Some(c)) = st.checks.get(j) {
+        m.insert("check".into(), json!(c));
+    }
+    if let Some(Some(c)) = st.creates.get(j) {
+        m.insert("creates".into(), json!(c));
+    }
+    Value::Object(m)
 }
 
 /// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Tasks are put in

@@ -61,7 +61,7 @@ fn details(t: &PlannedTask) -> String {
                     .join(" "),
                 _ => continue,
             };
-            if k == "command" {
+            if k == "run" {
                 out.push(format!("run: {text}"));
             } else {
                 out.push(format!("{k}={text}"));
