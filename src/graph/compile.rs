@@ -478,18 +478,6 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         g, mut tasks, rank, ..
     } = b;
     let n = tasks.len();
-    let adjacency = |dir| -> Vec<Vec<u32>> {
-        g.node_indices()
-            .map(|v| {
-                g.neighbors_directed(v, dir)
-                    .map(|d| d.index() as u32)
-                    .collect()
-            })
-            .collect()
-    };
-    let incoming = adjacency(petgraph::Incoming);
-    let outgoing = adjacency(petgraph::Outgoing);
-    drop(g);
     // Ties on (step, host) are broken by address through a precomputed rank.
     let mut by_addr: Vec<u32> = (0..n as u32).collect();
     by_addr.sort_by(|x, y| tasks[*x as usize].address.cmp(&tasks[*y as usize].address));
@@ -501,22 +489,24 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         let (s, h) = rank.get(i).copied().unwrap_or_default();
         Reverse((s, h, addr_rank[i], i))
     };
-    let mut indeg: Vec<usize> = incoming.iter().map(Vec::len).collect();
+    let mut indeg: Vec<usize> = g
+        .node_indices()
+        .map(|v| g.neighbors_directed(v, petgraph::Incoming).count())
+        .collect();
     let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
     let mut pos = vec![usize::MAX; n];
     let mut placed = 0;
     while let Some(Reverse((_, _, _, i))) = ready.pop() {
         pos[i] = placed;
         placed += 1;
-        for &m in &outgoing[i] {
-            let m = m as usize;
+        for m in g.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
+            let m = m.index();
             indeg[m] -= 1;
             if indeg[m] == 0 {
                 ready.push(key(m));
             }
         }
     }
-    drop(outgoing);
     if placed != n {
         let stuck = (0..n)
             .find(|i| pos[*i] == usize::MAX)
@@ -525,15 +515,18 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         return Err(CompileError::Cycle(stuck));
     }
     // Dependencies' addresses, earliest first.
-    let afters: Vec<Vec<String>> = incoming
-        .into_iter()
-        .map(|mut deps| {
-            deps.sort_by_key(|d| pos[*d as usize]);
-            deps.into_iter()
-                .map(|d| tasks[d as usize].address.clone())
-                .collect()
+    let afters: Vec<Vec<String>> = g
+        .node_indices()
+        .map(|v| {
+            let mut deps: Vec<usize> = g
+                .neighbors_directed(v, petgraph::Incoming)
+                .map(|d| d.index())
+                .collect();
+            deps.sort_by_key(|d| pos[*d]);
+            deps.into_iter().map(|d| tasks[d].address.clone()).collect()
         })
         .collect();
+    drop(g);
     for (t, after) in tasks.iter_mut().zip(afters) {
         t.after = after;
     }
