@@ -22,7 +22,11 @@ fn rel(path: &Path) -> String {
 }
 
 fn compile(path: &Path) -> Result<PlannedRun, PlanError> {
-    let src = std::fs::read_to_string(path).unwrap();
+    // Example plans carry placeholders that examples/*/run replaces with real paths.
+    let src = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("@DEMO@", "/srv/cbk-demo")
+        .replace("@EMU@", "/opt/cbk-emu");
     let mut run = compile_source(&rel(path), &src, NOW.parse().unwrap())?;
     run.cbk_version = "[version]".into();
     Ok(run)

@@ -17,6 +17,10 @@ pub struct ResolvedStep {
     pub hosts: Option<Vec<String>>,
     /// Rendered command per host (same order as `hosts`), or one for the controller.
     pub runs: Vec<CommandSpec>,
+    /// Rendered `check` command per host (same order), if the step has one.
+    pub checks: Vec<Option<CommandSpec>>,
+    /// Rendered `creates` path per host (same order), if the step has one.
+    pub creates: Vec<Option<String>>,
 }
 
 /// A plan with templates rendered and defaults applied: the compiler's input.
@@ -423,7 +427,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                 name,
                 addr,
                 *h,
-                json!({ "command": st.runs.get(j), "sudo": spec.sudo }),
+                exec_params(st, j, spec.sudo),
             );
             t.disruptive = spec.disruptive;
             if spec.rolling {
@@ -455,6 +459,22 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     order(b)
 }
 
+/// Parameters of an `exec` task: `run`, and `sudo`, `check`, `creates` when set.
+fn exec_params(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("run".into(), json!(st.runs.get(j)));
+    if let Some(s) = sudo {
+        m.insert("sudo".into(), json!(s));
+    }
+    if let Some(Some(c)) = st.checks.get(j) {
+        m.insert("check".into(), json!(c));
+    }
+    if let Some(Some(c)) = st.creates.get(j) {
+        m.insert("creates".into(), json!(c));
+    }
+    Value::Object(m)
+}
+
 /// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Tasks are put in
 /// order in place (large plans have hundreds of thousands of tasks; no second copy is made).
 fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
@@ -462,18 +482,6 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         g, mut tasks, rank, ..
     } = b;
     let n = tasks.len();
-    let adjacency = |dir| -> Vec<Vec<u32>> {
-        g.node_indices()
-            .map(|v| {
-                g.neighbors_directed(v, dir)
-                    .map(|d| d.index() as u32)
-                    .collect()
-            })
-            .collect()
-    };
-    let incoming = adjacency(petgraph::Incoming);
-    let outgoing = adjacency(petgraph::Outgoing);
-    drop(g);
     // Ties on (step, host) are broken by address through a precomputed rank.
     let mut by_addr: Vec<u32> = (0..n as u32).collect();
     by_addr.sort_by(|x, y| tasks[*x as usize].address.cmp(&tasks[*y as usize].address));
@@ -485,22 +493,24 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         let (s, h) = rank.get(i).copied().unwrap_or_default();
         Reverse((s, h, addr_rank[i], i))
     };
-    let mut indeg: Vec<usize> = incoming.iter().map(Vec::len).collect();
+    let mut indeg: Vec<usize> = g
+        .node_indices()
+        .map(|v| g.neighbors_directed(v, petgraph::Incoming).count())
+        .collect();
     let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
     let mut pos = vec![usize::MAX; n];
     let mut placed = 0;
     while let Some(Reverse((_, _, _, i))) = ready.pop() {
         pos[i] = placed;
         placed += 1;
-        for &m in &outgoing[i] {
-            let m = m as usize;
+        for m in g.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
+            let m = m.index();
             indeg[m] -= 1;
             if indeg[m] == 0 {
                 ready.push(key(m));
             }
         }
     }
-    drop(outgoing);
     if placed != n {
         let stuck = (0..n)
             .find(|i| pos[*i] == usize::MAX)
@@ -509,15 +519,18 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         return Err(CompileError::Cycle(stuck));
     }
     // Dependencies' addresses, earliest first.
-    let afters: Vec<Vec<String>> = incoming
-        .into_iter()
-        .map(|mut deps| {
-            deps.sort_by_key(|d| pos[*d as usize]);
-            deps.into_iter()
-                .map(|d| tasks[d as usize].address.clone())
-                .collect()
+    let afters: Vec<Vec<String>> = g
+        .node_indices()
+        .map(|v| {
+            let mut deps: Vec<usize> = g
+                .neighbors_directed(v, petgraph::Incoming)
+                .map(|d| d.index())
+                .collect();
+            deps.sort_by_key(|d| pos[*d]);
+            deps.into_iter().map(|d| tasks[d].address.clone()).collect()
         })
         .collect();
+    drop(g);
     for (t, after) in tasks.iter_mut().zip(afters) {
         t.after = after;
     }

@@ -1111,6 +1111,29 @@ fn check_restore(
     Some(src)
 }
 
+/// Renders a command (each argv element is its own template).
+fn render_command(
+    sink: &mut Sink,
+    ctx: &Ctx<'_, '_>,
+    step: usize,
+    key: &'static str,
+    spec: &CommandSpec,
+    vars: &Vars,
+) -> Option<CommandSpec> {
+    match spec {
+        CommandSpec::Shell(s) => ctx
+            .render(sink, &[K("step"), I(step), K(key)], s, vars)
+            .map(CommandSpec::Shell),
+        CommandSpec::Argv(a) => {
+            let mut parts = Vec::with_capacity(a.len());
+            for (j, s) in a.iter().enumerate() {
+                parts.push(ctx.render(sink, &[K("step"), I(step), K(key), I(j)], s, vars)?);
+            }
+            Some(CommandSpec::Argv(parts))
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_steps(
     sink: &mut Sink,
@@ -1213,6 +1236,8 @@ fn check_steps(
         }
         // Commands, rendered per host.
         let mut runs = Vec::new();
+        let mut checks = Vec::new();
+        let mut creates = Vec::new();
         if let Some(scope) = &scope {
             let targets: Vec<Option<&HostSpec>> = match scope {
                 None => vec![None],
@@ -1230,21 +1255,29 @@ fn check_steps(
                     rack: t.and_then(|h| h.rack.clone()),
                     ..vars.clone()
                 };
-                let rendered = match &st.run {
-                    CommandSpec::Shell(s) => {
-                        ctx.render(sink, &sp("run"), s, &v).map(CommandSpec::Shell)
-                    }
-                    CommandSpec::Argv(a) => {
-                        let mut parts = Vec::new();
-                        for (j, s) in a.iter().enumerate() {
-                            match ctx.render(sink, &[K("step"), I(i), K("run"), I(j)], s, &v) {
-                                Some(x) => parts.push(x),
-                                None => break,
-                            }
+                let rendered = render_command(sink, ctx, i, "run", &st.run, &v);
+                let check = match &st.check {
+                    Some(c) => match render_command(sink, ctx, i, "check", c, &v) {
+                        Some(c) => Some(c),
+                        None => {
+                            failed = true;
+                            break;
                         }
-                        (parts.len() == a.len()).then_some(CommandSpec::Argv(parts))
-                    }
+                    },
+                    None => None,
                 };
+                let created = match &st.creates {
+                    Some(c) => match ctx.render(sink, &sp("creates"), c, &v) {
+                        Some(c) => Some(c),
+                        None => {
+                            failed = true;
+                            break;
+                        }
+                    },
+                    None => None,
+                };
+                checks.push(check);
+                creates.push(created);
                 match rendered {
                     Some(CommandSpec::Shell(s)) if s.trim().is_empty() => {
                         sink.error(
@@ -1278,6 +1311,8 @@ fn check_steps(
                     index: i,
                     hosts: scope.clone(),
                     runs,
+                    checks,
+                    creates,
                 });
             } else {
                 ok = false;

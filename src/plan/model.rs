@@ -495,4 +495,10 @@ pub struct CustomStep {
     /// Run even if run with sudo=false globally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sudo: Option<bool>,
+    /// A path (template): when it exists, the step is already satisfied (like Ansible's `creates`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+    /// A command (template): exit status 0 means the step is already satisfied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CommandSpec>,
 }

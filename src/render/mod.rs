@@ -61,7 +61,7 @@ fn details(t: &PlannedTask) -> String {
                     .join(" "),
                 _ => continue,
             };
-            if k == "command" {
+            if k == "run" {
                 out.push(format!("run: {text}"));
             } else {
                 out.push(format!("{k}={text}"));
@@ -75,6 +75,22 @@ fn details(t: &PlannedTask) -> String {
         out.push(format!("# {r}"));
     }
     out.join(" ")
+}
+
+/// Tasks grouped by host (`None` = controller), hosts in order of first appearance, tasks in
+/// plan order. One pass, so large plans stay linear.
+fn group_by_host(run: &PlannedRun) -> Vec<(Option<&str>, Vec<&PlannedTask>)> {
+    let mut index: std::collections::HashMap<Option<&str>, usize> = Default::default();
+    let mut groups: Vec<(Option<&str>, Vec<&PlannedTask>)> = Vec::new();
+    for t in &run.tasks {
+        let h = t.host.as_deref();
+        let i = *index.entry(h).or_insert_with(|| {
+            groups.push((h, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(t);
+    }
+    groups
 }
 
 /// Options of the human view.
@@ -159,15 +175,9 @@ pub fn write_human<W: fmt::Write>(run: &PlannedRun, opts: HumanOptions, o: &mut 
         }
     };
     if opts.by_host {
-        let mut hosts: Vec<Option<&str>> = Vec::new();
-        for t in &run.tasks {
-            if !hosts.contains(&t.host.as_deref()) {
-                hosts.push(t.host.as_deref());
-            }
-        }
-        for h in hosts {
+        for (h, tasks) in group_by_host(run) {
             writeln!(o, "  {bold}# {}{reset}", h.unwrap_or("controller"))?;
-            for t in run.tasks.iter().filter(|t| t.host.as_deref() == h) {
+            for t in tasks {
                 line(o, t)?;
             }
             o.write_char('\n')?;
@@ -200,17 +210,22 @@ fn md_escape(s: &str) -> String {
 }
 
 /// Appends `lines` while they fit in `budget` bytes; returns how many were left out.
-fn push_lines(out: &mut String, lines: impl Iterator<Item = String>, budget: usize) -> usize {
-    let mut left = 0;
-    for l in lines {
-        if left == 0 && out.len() + l.len() < budget {
-            out.push_str(&l);
-            out.push('\n');
-        } else {
-            left += 1;
+/// Lines past the budget are not formatted at all.
+fn push_lines<T>(
+    out: &mut String,
+    items: &[T],
+    line: impl Fn(&T) -> String,
+    budget: usize,
+) -> usize {
+    for (i, item) in items.iter().enumerate() {
+        let l = line(item);
+        if out.len() + l.len() >= budget {
+            return items.len() - i;
         }
+        out.push_str(&l);
+        out.push('\n');
     }
-    left
+    0
 }
 
 /// Markdown for a pull-request comment: summary and disruptive tasks above a `<details>` fold
@@ -245,11 +260,12 @@ pub fn markdown(run: &PlannedRun) -> String {
         let _ = writeln!(o, "#### Disruptive tasks ({})\n", disruptive.len());
         let left = push_lines(
             &mut o,
-            disruptive.iter().map(|t| {
+            &disruptive,
+            |t| {
                 format!("- `! {}` {}", t.address, md_escape(&details(t)))
                     .trim_end()
                     .to_owned()
-            }),
+            },
             budget / 2,
         );
         if left > 0 {
@@ -269,7 +285,8 @@ pub fn markdown(run: &PlannedRun) -> String {
         let _ = writeln!(o, "#### Deletions ({})\n", deletes.len());
         let left = push_lines(
             &mut o,
-            deletes.iter().map(|t| format!("- `- {}`", t.address)),
+            &deletes,
+            |t| format!("- `- {}`", t.address),
             budget * 2 / 3,
         );
         if left > 0 {
@@ -284,7 +301,8 @@ pub fn markdown(run: &PlannedRun) -> String {
     );
     let left = push_lines(
         &mut o,
-        run.tasks.iter().map(|t| {
+        &run.tasks,
+        |t| {
             let after = if t.after.len() > 3 {
                 format!("{} tasks", t.after.len())
             } else {
@@ -300,7 +318,7 @@ pub fn markdown(run: &PlannedRun) -> String {
                 md_escape(&t.address),
                 after
             )
-        }),
+        },
         budget,
     );
     if left > 0 {
@@ -367,18 +385,17 @@ pub fn write_dot<W: fmt::Write>(run: &PlannedRun, o: &mut W) -> fmt::Result {
         }
         writeln!(o, "{indent}{} [{}];", dot_id(&t.address), attrs.join(", "))
     };
-    let mut hosts: Vec<&str> = Vec::new();
-    for t in &run.tasks {
-        match t.host.as_deref() {
-            Some(h) if !hosts.contains(&h) => hosts.push(h),
-            Some(_) => {}
-            None => node(o, t, "  ")?,
+    let groups = group_by_host(run);
+    for (_, tasks) in groups.iter().filter(|(h, _)| h.is_none()) {
+        for t in tasks {
+            node(o, t, "  ")?;
         }
     }
-    for h in hosts {
+    for (h, tasks) in &groups {
+        let Some(h) = h else { continue };
         writeln!(o, "  subgraph {} {{", dot_id(&format!("cluster_{h}")))?;
         writeln!(o, "    label={};", dot_id(h))?;
-        for t in run.tasks.iter().filter(|t| t.host.as_deref() == Some(h)) {
+        for t in tasks {
             node(o, t, "    ")?;
         }
         writeln!(o, "  }}")?;
