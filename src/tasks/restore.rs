@@ -629,6 +629,16 @@ pub async fn load_live(
     let mut done = Vec::new();
     if task.kind == TaskKind::Refresh {
         node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
+    } else {
+        let cfg = restore_config(rt)?;
+        let op = serde_json::json!({
+            "op": "hand_over",
+            "staging_root": staged.staging_root,
+            "folders": mappings.iter().map(|m| m.staged.clone()).collect::<Vec<_>>(),
+            "data_dirs": staged.data_dirs,
+            "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
+        });
+        node::agent(rt, host, op, None).await?;
     }
     for m in &mappings {
         let args: Vec<String> = if task.kind == TaskKind::Import {
