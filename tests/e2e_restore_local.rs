@@ -15,29 +15,39 @@ struct Env {
     node: EmuNode,
     store: PathBuf,
     dir: PathBuf,
+    host: String,
 }
 
 fn setup(version: &str) -> Env {
+    let env = empty_node(version, "n1", None);
+    env.node
+        .cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
+    env.node.write_flush("shop", "orders", 200);
+    env.node.write_flush("shop", "orders", 100);
+    env
+}
+
+/// A node named `host` with an empty `shop` keyspace, using `store` (default: its own).
+fn empty_node(version: &str, host: &str, store: Option<&Path>) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let node = EmuNode::start(&dir, version, 2, &[]);
     node.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
-    node.cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
-    node.write_flush("shop", "orders", 200);
-    node.write_flush("shop", "orders", 100);
-    let store = dir.join("store");
+    let store = store.map_or_else(|| dir.join("store"), Path::to_path_buf);
     Env {
         _tmp: tmp,
         node,
         store,
         dir,
+        host: host.to_string(),
     }
 }
 
 impl Env {
     fn plan(&self, name: &str, body: &str) -> PathBuf {
         let text = format!(
-            "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"n1\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n[storage]\nurl = \"file://{}\"\n",
+            "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"{}\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n[storage]\nurl = \"file://{}\"\n",
+            self.host,
             self.node.cassandra_section(),
             self.store.display()
         );
@@ -344,4 +354,57 @@ fn loader_is_refused_at_plan_time() {
         format!("{o}{e}").contains("`loader` method (sstableloader) is not supported yet"),
         "{o}{e}"
     );
+}
+
+#[test]
+fn restore_into_another_cluster_through_a_host_map() {
+    // Cluster A: node n1 with two tables.
+    let a = setup("4.1");
+    a.node
+        .cql("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text)");
+    a.node.write_flush("shop", "customers", 50);
+    let m = a.backup();
+    let a_sums = a.node.live_sums("shop");
+    let a_orders = m.tables.iter().find(|t| t.table == "orders").unwrap();
+    let a_customers = m.tables.iter().find(|t| t.table == "customers").unwrap();
+
+    // Cluster B: node m1 with its own `shop.orders` (another id), no `shop.customers`.
+    let b = empty_node("4.1", "m1", Some(&a.store));
+    b.node
+        .cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
+    let b_orders_dir = b.node.live_sums("shop");
+    assert!(b_orders_dir.is_empty());
+    let plan = b.plan(
+        "restore-b.toml",
+        "kind = \"restore\"\n[restore]\nsource = \"latest\"\ninclude = [\"shop.*\"]\nmethod = \"import\"\n\
+         create_missing_tables = true\npin_tokens = true\nhost_map = { n1 = \"m1\" }\n",
+    );
+    let (code, log, _) = b.apply(&plan, "2026-03-04T00:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("n1 ({}) -> m1 [initial_token: ", m.node.host_id)),
+        "{log}"
+    );
+    let b_sums = b.node.live_sums("shop");
+    // orders: into B's own id folder, never A's.
+    let b_ids: Vec<String> = b_sums
+        .iter()
+        .map(|(n, _)| n.split('/').next().unwrap().to_string())
+        .collect();
+    assert!(
+        !b_ids.contains(&format!("orders-{}", a_orders.id)),
+        "files went to A's id folder: {b_ids:?}"
+    );
+    assert!(b_ids.iter().any(|f| f.starts_with("orders-")));
+    // customers: created WITH ID of the backup.
+    assert!(
+        b_ids.contains(&format!("customers-{}", a_customers.id)),
+        "{b_ids:?}"
+    );
+    // Content: every Data.db of A is live on B.
+    let b_hashes: Vec<&String> = b_sums.iter().map(|(_, h)| h).collect();
+    for (name, hash) in a_sums.iter().filter(|(n, _)| n.ends_with("-Data.db")) {
+        assert!(b_hashes.contains(&hash), "{name} missing on B");
+    }
+    assert!(b.running());
 }
