@@ -1081,6 +1081,14 @@ fn check_restore(
             Some("write `user` or `user:group`".into()),
         );
     }
+    if r.method == crate::plan::model::RestoreMethod::Loader {
+        sink.error(
+            doc.value(&[K("restore"), K("method")]),
+            "the `loader` method (sstableloader) is not supported yet".to_string(),
+            "not supported yet",
+            Some("use `restart`, `import` (4.0+) or `refresh` (3.x); see docs/restore.md".into()),
+        );
+    }
     let path = [K("restore"), K("source")];
     let span = doc.value(&path);
     let src = ctx.render(sink, &path, &r.source, vars)?;

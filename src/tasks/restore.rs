@@ -214,12 +214,30 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
     let data = save(cx, RESOLVE, &r)?;
     Ok(Outcome {
         summary: format!(
-            "restoring backup {backup} (+{} incrementals) onto {} hosts",
+            "restoring backup {backup} (+{} incrementals) onto {} hosts: {}",
             r.incrementals.len(),
-            r.hosts.len()
+            r.hosts.len(),
+            host_lines(&r, cfg.pin_tokens)
         ),
         data,
     })
+}
+
+/// `source -> target` per host, with the source tokens: their count, or with `pin_tokens`
+/// the `initial_token` value each target would need to own the same ranges.
+fn host_lines(r: &Resolved, pin_tokens: bool) -> String {
+    r.hosts
+        .iter()
+        .map(|(target, h)| {
+            let tokens = if pin_tokens {
+                format!("initial_token: {}", h.tokens.join(","))
+            } else {
+                format!("{} tokens", h.tokens.len())
+            };
+            format!("{} ({}) -> {target} [{tokens}]", h.source_host, h.host_id)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A table staged on a node.
@@ -643,6 +661,16 @@ pub async fn load_live(
     let mut done = Vec::new();
     if task.kind == TaskKind::Refresh {
         node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
+    } else {
+        let cfg = restore_config(rt)?;
+        let op = serde_json::json!({
+            "op": "hand_over",
+            "staging_root": staged.staging_root,
+            "folders": mappings.iter().map(|m| m.staged.clone()).collect::<Vec<_>>(),
+            "data_dirs": staged.data_dirs,
+            "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
+        });
+        node::agent(rt, host, op, None).await?;
     }
     for m in &mappings {
         let args: Vec<String> = if task.kind == TaskKind::Import {

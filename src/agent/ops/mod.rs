@@ -100,6 +100,11 @@ pub fn register(registry: &mut Registry) {
             to_json(relocate::run_move(parse(op)?, &cx).await?)
         }))
     });
+    registry.register("hand_over", |c| {
+        Box::pin(adapt(c, |op, _| async move {
+            to_json(relocate::run_hand_over(parse(op)?).await?)
+        }))
+    });
     registry.register("clear_commitlog", |c| {
         Box::pin(adapt(c, |op, _| async move {
             to_json(relocate::run_clear_commitlog(parse(op)?).await?)

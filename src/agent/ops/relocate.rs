@@ -102,7 +102,7 @@ fn move_blocking(req: &MoveRequest) -> OpResult<MoveResult> {
             plan
         }
     };
-    let owner = resolve_owner(req)?;
+    let owner = resolve_owner(req.owner.as_deref(), &req.data_dirs)?;
     let mut result = MoveResult {
         already_live: plan.already_live.len() as u64,
         renamed_generations: plan.renamed.clone(),
@@ -362,12 +362,13 @@ fn same_sstable(incoming: &[(String, PathBuf)], live: Option<&Vec<PathBuf>>) -> 
 }
 
 /// `user[:group]` -> ids (from /etc/passwd and /etc/group), or the first data folder's owner.
-fn resolve_owner(req: &MoveRequest) -> OpResult<Option<(u32, u32)>> {
+fn resolve_owner(owner: Option<&str>, data_dirs: &[String]) -> OpResult<Option<(u32, u32)>> {
     use std::os::unix::fs::MetadataExt;
-    let Some(spec) = &req.owner else {
-        return Ok(std::fs::metadata(&req.data_dirs[0])
-            .ok()
-            .map(|m| (m.uid(), m.gid())));
+    let Some(spec) = owner else {
+        let Some(first) = data_dirs.first() else {
+            return Ok(None);
+        };
+        return Ok(std::fs::metadata(first).ok().map(|m| (m.uid(), m.gid())));
     };
     let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -396,6 +397,50 @@ fn resolve_owner(req: &MoveRequest) -> OpResult<Option<(u32, u32)>> {
             })?;
     }
     Ok(Some((uid, gid)))
+}
+
+/// The `hand_over` request: staged table folders that `nodetool import` will move files out
+/// of, so Cassandra's user must own them (it refuses folders it cannot write).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandOverRequest {
+    pub staging_root: String,
+    /// Folders relative to the staging root (`ks/table-oldid`).
+    pub folders: Vec<String>,
+    pub data_dirs: Vec<String>,
+    /// `user[:group]`; default: the owner of the first data folder.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// The `hand_over` result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandOverResult {
+    pub files: u64,
+}
+
+/// Runs `hand_over`: chowns each staged table folder and the files in it (idempotent).
+pub async fn run_hand_over(req: HandOverRequest) -> OpResult<HandOverResult> {
+    tokio::task::spawn_blocking(move || {
+        let root = PathBuf::from(&req.staging_root);
+        let Some((uid, gid)) = resolve_owner(req.owner.as_deref(), &req.data_dirs)? else {
+            return Ok(HandOverResult::default());
+        };
+        let mut result = HandOverResult::default();
+        for folder in &req.folders {
+            check_relative(folder).map_err(|e| OpError::fatal(e.to_string()))?;
+            let dir = root.join(folder);
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| OpError::io(&dir, e))?;
+            for (_, path) in sstable_files(&dir)? {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| OpError::io(&path, e))?;
+                result.files += 1;
+            }
+        }
+        Ok(result)
+    })
+    .await
+    .map_err(|e| OpError::fatal(e.to_string()))?
 }
 
 /// Gives a moved file, and the folders created for it below its data folder, to the owner.
