@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod emu;
 pub mod s3;
+pub mod crash;
