@@ -59,18 +59,7 @@ impl Env {
         let toml = self.dir.join("backup.toml");
         std::fs::write(&toml, text).unwrap();
         let out = self.dir.join(format!("backup-{now}.json"));
-        let (code, o, e) = cbk(
-            &self.node.conf,
-            &[
-                "plan",
-                &toml.display().to_string(),
-                "--now",
-                now,
-                "--out",
-                &out.display().to_string(),
-            ],
-        );
-        assert_eq!(code, 0, "plan failed: {o}{e}");
+        crash::save_plan(&self.node.conf, &toml, now, &out);
         out
     }
 

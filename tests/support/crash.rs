@@ -232,3 +232,19 @@ pub fn sstable_digests(root: &Path) -> BTreeMap<String, usize> {
     }
     out
 }
+
+/// Saves `cbk plan TOML --now NOW` as `OUT`, panicking with the output on failure.
+pub fn save_plan(conf: &Path, toml: &Path, now: &str, out: &Path) {
+    let (code, o, e) = super::emu::cbk(
+        conf,
+        &[
+            "plan",
+            &toml.display().to_string(),
+            "--now",
+            now,
+            "--out",
+            &out.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "plan failed: {o}{e}");
+}
