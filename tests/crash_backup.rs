@@ -114,7 +114,10 @@ fn killed_backup(
     let state = env.dir.join(format!("state-{now}"));
     let mut kills = 0;
     for attempt in 1.. {
-        assert!(attempt < 40, "{now}: no convergence after {attempt} attempts");
+        assert!(
+            attempt < 40,
+            "{now}: no convergence after {attempt} attempts"
+        );
         // Half the kills land at a random moment, half a random time after `upload` started.
         let during_upload = rng.random_bool(0.5);
         let delay = Duration::from_millis(if during_upload {
@@ -151,10 +154,7 @@ fn killed_backup(
             Attempt::Killed => {
                 kills += 1;
                 if what.is_empty() {
-                    what = format!(
-                        "at {delay:?}, running {:?}",
-                        crash::running_tasks(&state)
-                    );
+                    what = format!("at {delay:?}, running {:?}", crash::running_tasks(&state));
                 }
                 moments.push(format!("{now} attempt {attempt}: kill {what}"));
                 // Objects stored so far: none of them may be written again.
@@ -226,7 +226,10 @@ fn backup_converges_after_sigkill_during_uploads() {
         .filter(|k| k.contains("/sst/"))
         .collect();
     let stray: Vec<_> = sst.difference(&referenced).collect();
-    assert!(stray.is_empty(), "objects no manifest references: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "objects no manifest references: {stray:?}"
+    );
     // No snapshot left behind on the node.
     let snaps = support::crash::inventory(&env.node.data_root)
         .keys()
