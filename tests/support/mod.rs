@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod crash;
 pub mod emu;
 pub mod s3;

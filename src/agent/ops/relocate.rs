@@ -109,7 +109,20 @@ fn move_blocking(req: &MoveRequest) -> OpResult<MoveResult> {
         displaced_to: root.join("displaced").display().to_string(),
         ..Default::default()
     };
+    // Live paths a finished restore step already filled (the staged copy is gone, the live file
+    // is there). A displace step out of such a path ran before that restore step: replaying it
+    // after a crash would move (or, with equal content, delete) the restored file.
+    let refilled: BTreeSet<&Path> = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == "restore" && !s.from.exists() && s.to.exists())
+        .map(|s| s.to.as_path())
+        .collect();
     for step in &plan.steps {
+        if step.kind != "restore" && refilled.contains(step.from.as_path()) && step.to.exists() {
+            result.displaced_files += 1;
+            continue;
+        }
         let moved = apply_step(step)?;
         if step.kind == "restore" {
             if let Some((uid, gid)) = owner {
