@@ -284,6 +284,29 @@ fn full_backup_repeat_new_flush_compaction_and_restore() {
     let (code, log) = env.apply(&restore, "2026-01-06T00:00:00Z");
     assert_eq!(code, 0, "{log}");
     assert_eq!(env.node.live_sums("shop"), before);
+
+    // 7. Retention: keep the newest backup; the others and every object only they used go.
+    let objects = |store: &Path| walk(&store.join("nodes")).into_iter().filter(|p| p.is_file()).count();
+    let before_prune = objects(&env.store);
+    let retention = env.plan(
+        "retention.toml",
+        "kind = \"backup\"\n[backup]\nname = \"b-{{ now | strftime('%Y%m%dT%H%M%SZ') }}\"\ninclude = [\"shop.*\"]\n\n[retention]\nkeep_last = 1\ngrace = \"0s\"\n",
+    );
+    let plan_arg = retention.display().to_string();
+    let (code, o, e) = cbk(&env.node.conf, &["prune", "--plan", &plan_arg, "--dry-run"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert_eq!(objects(&env.store), before_prune, "a dry run deleted something");
+    let (code, o, e) = cbk(&env.node.conf, &["prune", "--plan", &plan_arg]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("deleted 3 backups"), "{o}");
+    assert!(objects(&env.store) < before_prune, "{o}");
+    let storage = format!("file://{}", env.store.display());
+    let (code, o, e) = cbk(&env.node.conf, &["list", "--storage", &storage, "--json"]);
+    assert_eq!(code, 0, "{e}");
+    let listed: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{o}");
+    let (code, o, e) = cbk(&env.node.conf, &["verify", "--storage", &storage, "--deep"]);
+    assert_eq!(code, 0, "the kept backup must stay intact: {o}{e}");
 }
 
 #[test]

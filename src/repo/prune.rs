@@ -18,6 +18,8 @@ pub struct PruneReport {
     pub deleted_incomplete: Vec<String>,
     pub deleted_objects: u64,
     pub deleted_bytes: u64,
+    /// Unfinished uploads (S3 multipart uploads, fs temp files) older than the grace period.
+    pub aborted_uploads: u32,
     pub dry_run: bool,
 }
 
@@ -172,6 +174,8 @@ pub async fn prune(
     report.deleted_objects = sizes.len() as u64;
     report.deleted_bytes = sizes.values().sum();
     if !dry_run {
+        // Uploads cut off by a crash leave multipart uploads (S3) or temp files (fs) behind.
+        report.aborted_uploads = store.abort_stale_uploads("", grace.max(0) as u64).await?;
         store.delete_many(&doomed).await?;
         let gc: Vec<String> = sizes.into_keys().collect();
         for chunk in gc.chunks(1000) {
