@@ -168,7 +168,7 @@ mod tests {
         for bad in [
             format!("b/n/h/data/ks/users-{ID}/snapshots/n/x.db"),
             format!("b/n/h/data/ks/users-{ID}/x.db.lzo"),
-            format!("b/n/h/data/ks/users/snapshots/n/x.db.lzo"),
+            "b/n/h/data/ks/users/snapshots/n/x.db.lzo".to_string(),
             format!("b/n/h/data/../ks/users-{ID}/backups/x.db.lzo"),
             format!("b/n//data/ks/users-{ID}/backups/x.db.lzo"),
             "c/n/h/x.lzo".to_string(),
