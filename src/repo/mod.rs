@@ -18,6 +18,7 @@
 
 pub mod inventory;
 pub mod keys;
+pub mod legacy;
 pub mod manifest;
 pub mod prune;
 pub mod verify;
