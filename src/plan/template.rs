@@ -222,7 +222,8 @@ mod tests {
             strftime("2026-03-01T02:03:04Z", "%Y%m%dT%H%M%SZ").unwrap(),
             "20260301T020304Z"
         );
-        assert!(strftime("2026-03-01T02:03:04Z", "%").is_err());
+        assert!(strftime("2026-03-01T02:03:04Z", "%!").is_err());
+        assert!(strftime("2026-03-01T02:03:04Z", "%Y%").is_err());
         assert!(strftime("yesterday", "%Y").is_err());
     }
 
