@@ -22,8 +22,9 @@ EMU=$REPO/tests/emulator/bin
 PROFILE=${BENCH_PROFILE:-release}   # `debug` for a quick functional check of this script
 if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk --example raw_put
 else cargo build --quiet --bin cbk --example raw_put; fi
-CBK=$REPO/target/$PROFILE/cbk
-RAW=$REPO/target/$PROFILE/examples/raw_put
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+CBK=$TARGET/$PROFILE/cbk
+RAW=$TARGET/$PROFILE/examples/raw_put
 WORK=$(mktemp -d /tmp/cbk-bench.XXXXXX)
 SERVER_PID=
 cleanup() {

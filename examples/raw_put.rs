@@ -35,7 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut file = tokio::fs::File::open(f).await?;
                 let key = format!("{prefix}/{i}");
                 let stats = store
-                    .put_stream(&key, &mut file, PutStreamOptions { resume: None, checkpoint: &NoCheckpoint, progress: &|_| {} })
+                    .put_stream(
+                        &key,
+                        &mut file,
+                        PutStreamOptions {
+                            resume: None,
+                            checkpoint: &NoCheckpoint,
+                            progress: &|_| {},
+                        },
+                    )
                     .await?;
                 Ok::<u64, Box<dyn std::error::Error>>(stats.size)
             }

@@ -286,7 +286,12 @@ fn full_backup_repeat_new_flush_compaction_and_restore() {
     assert_eq!(env.node.live_sums("shop"), before);
 
     // 7. Retention: keep the newest backup; the others and every object only they used go.
-    let objects = |store: &Path| walk(&store.join("nodes")).into_iter().filter(|p| p.is_file()).count();
+    let objects = |store: &Path| {
+        walk(&store.join("nodes"))
+            .into_iter()
+            .filter(|p| p.is_file())
+            .count()
+    };
     let before_prune = objects(&env.store);
     let retention = env.plan(
         "retention.toml",
@@ -295,7 +300,11 @@ fn full_backup_repeat_new_flush_compaction_and_restore() {
     let plan_arg = retention.display().to_string();
     let (code, o, e) = cbk(&env.node.conf, &["prune", "--plan", &plan_arg, "--dry-run"]);
     assert_eq!(code, 0, "{o}{e}");
-    assert_eq!(objects(&env.store), before_prune, "a dry run deleted something");
+    assert_eq!(
+        objects(&env.store),
+        before_prune,
+        "a dry run deleted something"
+    );
     let (code, o, e) = cbk(&env.node.conf, &["prune", "--plan", &plan_arg]);
     assert_eq!(code, 0, "{o}{e}");
     assert!(o.contains("deleted 3 backups"), "{o}");
