@@ -38,6 +38,10 @@ pub struct Args {
     /// Human view: group tasks by host instead of execution order.
     #[arg(long)]
     pub by_host: bool,
+    /// State folder the plan is computed against (default `.cbk/` beside the plan file); a saved
+    /// plan records its lineage and serial, and `cbk apply` refuses it once the state moved.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 /// Streams a planned run to stdout in a format (shared with `cbk show`).
@@ -118,6 +122,13 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             return Ok(fail);
         }
     };
+    let mut run = run;
+    let state_dir = args
+        .state
+        .clone()
+        .unwrap_or_else(|| crate::exec::state::default_dir(&args.file));
+    run.prior_state = crate::exec::state::current_ref(&state_dir)
+        .map_err(|e| miette::miette!("cannot read the state in `{}`: {e}", state_dir.display()))?;
     if let Some(out) = &args.out {
         save_plan(out, &run)
             .map_err(|e| miette::miette!("cannot write `{}`: {e}", out.display()))?;
