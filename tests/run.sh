@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The one command that passes the tests (README "set-up command 2"; .ci/run calls exactly this).
 # Installs what the tests need, checks formatting and lints, runs every test, cleans up.
+# The emulator's own Python tests run alongside the lint build; cargo's test run comes last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/infra/setup.sh
+mkdir -p target/cbk-test
+python3 -m unittest discover -s tests/emulator -p 'test_*.py' > target/cbk-test/emulator-tests.log 2>&1 &
+EMU_PID=$!
+trap 'kill "$EMU_PID" 2>/dev/null || true' EXIT
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+if wait "$EMU_PID"; then emu=0; else emu=$?; fi
+tail -n 4 target/cbk-test/emulator-tests.log
+[ "$emu" -eq 0 ] || { echo "emulator tests failed (target/cbk-test/emulator-tests.log)"; exit 1; }
 cargo test --locked --no-fail-fast 2>&1 | tee target/cbk-test/cargo-test.log
-python3 -m unittest discover -s tests/emulator -p 'test_*.py' -q
