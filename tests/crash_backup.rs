@@ -188,15 +188,15 @@ fn backup_converges_after_sigkill_during_uploads() {
     let mut moments = Vec::new();
     let mut kills = 0;
     let mut backups = Vec::new();
-    for round in 0..12 {
+    for round in 0..40 {
         // New sstables every round so every backup has uploads to interrupt.
         for _ in 0..3 {
             env.node.write_flush("shop", "orders", 2000);
             env.node.write_flush("shop", "customers", 800);
         }
-        let now = format!("2026-03-{:02}T00:00:00Z", round + 1);
+        let now = format!("2026-03-01T00:{:02}:00Z", round + 1);
         kills += killed_backup(&env, &now, &mut rng, &mut seen, &mut moments);
-        backups.push(format!("b-202603{:02}T000000Z", round + 1));
+        backups.push(format!("b-20260301T00{:02}00Z", round + 1));
         if kills >= KILLS {
             break;
         }

@@ -83,7 +83,7 @@ fn restore_converges_after_sigkill_at_fetch_stop_and_move() {
     let staging = dir.join("staging");
     let mut kills = 0;
     let mut moments = Vec::new();
-    for round in 1..=8 {
+    for round in 1..=30 {
         // Damage: one Data.db gone, one sstable written after the backup.
         let victim = crash::inventory(&node.data_root)
             .into_keys()
@@ -94,7 +94,7 @@ fn restore_converges_after_sigkill_at_fetch_stop_and_move() {
         assert_ne!(node.live_sums("shop"), backed_up);
         let before = crash::sstable_digests(&node.data_root);
 
-        let now = format!("2026-04-{:02}T00:00:00Z", round + 1);
+        let now = format!("2026-04-01T00:{:02}:00Z", round + 1);
         let saved = dir.join(format!("restore-{round}.json"));
         crash::save_plan(&node.conf, &restore, &now, &saved);
         let state = dir.join(format!("state-restore-{round}"));
