@@ -160,15 +160,21 @@ pub async fn flush(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
     })
 }
 
+/// The backup's snapshot tag and whether it is on the node's disk.
+async fn snapshot_on_disk(rt: &Runtime, host: &str) -> Result<(String, bool), TaskError> {
+    let tag = backup_name(rt)?;
+    let disk = node::inspect(rt, host, Some(&tag)).await?;
+    Ok((tag, disk.snapshot_present == Some(true)))
+}
+
 /// `snapshot[HOST]` is satisfied when the tag is already on disk.
 pub async fn snapshot_check(
     rt: &Runtime,
     _task: &PlannedTask,
     host: &str,
 ) -> Result<Check, TaskError> {
-    let tag = backup_name(rt)?;
-    let disk = node::inspect(rt, host, Some(&tag)).await?;
-    Ok(if disk.snapshot_present == Some(true) {
+    let (tag, present) = snapshot_on_disk(rt, host).await?;
+    Ok(if present {
         Check::Satisfied(format!("snapshot {tag} already exists"))
     } else {
         Check::Needed
@@ -383,12 +389,11 @@ pub async fn clear_snapshot_check(
     _task: &PlannedTask,
     host: &str,
 ) -> Result<Check, TaskError> {
-    let tag = backup_name(rt)?;
-    let disk = node::inspect(rt, host, Some(&tag)).await?;
-    Ok(if disk.snapshot_present == Some(false) {
-        Check::Satisfied(format!("snapshot {tag} is not on the node"))
-    } else {
+    let (tag, present) = snapshot_on_disk(rt, host).await?;
+    Ok(if present {
         Check::Needed
+    } else {
+        Check::Satisfied(format!("snapshot {tag} is not on the node"))
     })
 }
 
