@@ -15,3 +15,6 @@ if wait "$EMU_PID"; then emu=0; else emu=$?; fi
 tail -n 4 target/cbk-test/emulator-tests.log
 [ "$emu" -eq 0 ] || { echo "emulator tests failed (target/cbk-test/emulator-tests.log)"; exit 1; }
 cargo test --locked --no-fail-fast 2>&1 | tee target/cbk-test/cargo-test.log
+# One closing line for the whole run (cargo's last line belongs to the doc-tests, which are few).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' target/cbk-test/cargo-test.log
