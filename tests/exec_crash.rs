@@ -8,13 +8,14 @@
 //! killed with SIGKILL.
 
 mod exec_support;
+mod support;
 
 use exec_support::{planned_run, task};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::crash::crash;
 
 const SHORT: usize = 10;
 const LONG: usize = 3;
@@ -97,60 +98,6 @@ fn apply_cmd(plan: &Path, state: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn cbk")
-}
-
-/// Direct children of every process, from /proc.
-fn children() -> BTreeMap<u32, Vec<u32>> {
-    let mut map: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return map;
-    };
-    for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // The command name may contain spaces: fields after the last ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            map.entry(ppid).or_default().push(pid);
-        }
-    }
-    map
-}
-
-fn signal(sig: &str, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .args(pids.iter().map(u32::to_string))
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Kills cbk and everything it started, as a crash would.
-fn crash(child: &mut Child) {
-    let pid = child.id();
-    signal("STOP", &[pid]);
-    let tree = children();
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        if let Some(c) = tree.get(&all[i]) {
-            all.extend(c);
-        }
-        i += 1;
-    }
-    // Stop the descendants first so none of them acts after its parent died.
-    signal("STOP", &all[1..]);
-    signal("KILL", &all);
-    let _ = child.wait();
 }
 
 struct Round {
