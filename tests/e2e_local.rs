@@ -7,7 +7,7 @@ mod support;
 
 use cbk::repo::manifest::{Catalog, IndexEntry, NodeManifest};
 use std::path::{Path, PathBuf};
-use support::emu::{EmuNode, cbk};
+use support::emu::{EmuNode, cbk, plan_and_apply};
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -59,33 +59,8 @@ impl Env {
 
     /// Plans and applies `plan` with a given clock; returns the apply's stdout+stderr.
     fn apply(&self, plan: &Path, now: &str) -> (i32, String) {
-        let conf = &self.node.conf;
-        let out = plan.with_extension(format!("{now}.json"));
-        let (code, o, e) = cbk(
-            conf,
-            &[
-                "plan",
-                &plan.display().to_string(),
-                "--now",
-                now,
-                "--out",
-                &out.display().to_string(),
-            ],
-        );
-        assert_eq!(code, 0, "plan failed: {o}{e}");
-        let state = self.dir.join(format!("state-{now}"));
-        let (code, o, e) = cbk(
-            conf,
-            &[
-                "apply",
-                &out.display().to_string(),
-                "--state",
-                &state.display().to_string(),
-                "--progress",
-                "plain",
-            ],
-        );
-        (code, format!("{o}{e}"))
+        let (code, log, _) = plan_and_apply(&self.node.conf, plan, now, &self.dir);
+        (code, log)
     }
 
     fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> T {

@@ -8,7 +8,7 @@ mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
 use std::path::{Path, PathBuf};
-use support::emu::{EmuNode, cbk};
+use support::emu::{EmuNode, cbk, plan_and_apply};
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -67,33 +67,7 @@ impl Env {
 
     /// Plans and applies; returns (exit code, output, state folder).
     fn apply(&self, plan: &Path, now: &str) -> (i32, String, PathBuf) {
-        let conf = &self.node.conf;
-        let out = plan.with_extension(format!("{now}.json"));
-        let (code, o, e) = cbk(
-            conf,
-            &[
-                "plan",
-                &plan.display().to_string(),
-                "--now",
-                now,
-                "--out",
-                &out.display().to_string(),
-            ],
-        );
-        assert_eq!(code, 0, "plan failed: {o}{e}");
-        let state = self.dir.join(format!("state-{now}"));
-        let (code, o, e) = cbk(
-            conf,
-            &[
-                "apply",
-                &out.display().to_string(),
-                "--state",
-                &state.display().to_string(),
-                "--progress",
-                "plain",
-            ],
-        );
-        (code, format!("{o}{e}"), state)
+        plan_and_apply(&self.node.conf, plan, now, &self.dir)
     }
 
     fn backup(&self) -> NodeManifest {

@@ -146,3 +146,34 @@ pub fn cbk(conf: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `cbk plan PLAN --now NOW --out ...` then `cbk apply` of the saved plan with its own state
+/// folder under `dir`; returns (apply's exit code, its output, the state folder).
+pub fn plan_and_apply(conf: &Path, plan: &Path, now: &str, dir: &Path) -> (i32, String, PathBuf) {
+    let out = plan.with_extension(format!("{now}.json"));
+    let (code, o, e) = cbk(
+        conf,
+        &[
+            "plan",
+            &plan.display().to_string(),
+            "--now",
+            now,
+            "--out",
+            &out.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "plan failed: {o}{e}");
+    let state = dir.join(format!("state-{now}"));
+    let (code, o, e) = cbk(
+        conf,
+        &[
+            "apply",
+            &out.display().to_string(),
+            "--state",
+            &state.display().to_string(),
+            "--progress",
+            "plain",
+        ],
+    );
+    (code, format!("{o}{e}"), state)
+}
