@@ -290,6 +290,23 @@ impl Upload<'_, '_> {
 }
 
 impl S3Store {
+    /// GetObject of a whole object; returns the full key (for messages) and the response.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> StoreResult<(String, aws_sdk_s3::operation::get_object::GetObjectOutput)> {
+        let full = self.full(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| not_found_or(key, &full, "GetObject", e))?;
+        Ok((full, out))
+    }
+
     /// Builds a client for the bucket a plan names (no request is sent yet).
     pub async fn new(
         config: &StorageConfig,
@@ -940,15 +957,7 @@ impl Store for S3Store {
     }
 
     async fn get_bytes(&self, key: &str) -> StoreResult<Bytes> {
-        let full = self.full(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| not_found_or(key, &full, "GetObject", e))?;
+        let (full, out) = self.get_object(key).await?;
         let data = out.body.collect().await.map_err(|e| StoreError::Request {
             key: full.clone(),
             message: format!("GetObject body: {e}"),
@@ -958,15 +967,7 @@ impl Store for S3Store {
     }
 
     async fn get_stream(&self, key: &str) -> StoreResult<Box<dyn AsyncRead + Send + Unpin>> {
-        let full = self.full(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| not_found_or(key, &full, "GetObject", e))?;
+        let (_, out) = self.get_object(key).await?;
         Ok(Box::new(out.body.into_async_read()))
     }
 
