@@ -117,8 +117,10 @@ fn host_folder(prefix: &str, host: &str, sep: &str, ssts: &[Sst]) -> HostFolder 
                 out.first_data = bytes.clone();
             }
             out.objects.push((key, lzop(&file, &bytes)));
-            out.expected
-                .push((format!("{}-{}/{file}", s.table, live_id(s.table)), sha(&bytes)));
+            out.expected.push((
+                format!("{}-{}/{file}", s.table, live_id(s.table)),
+                sha(&bytes),
+            ));
         }
     }
     // Harmless noise the old tool leaves: a `backups/` copy of a snapshot component (the
@@ -188,7 +190,10 @@ fn live_files(root: &Path) -> Vec<(String, String)> {
 
 /// Task address -> status, from `cbk state --json`.
 fn task_status(conf: &Path, state: &Path) -> BTreeMap<String, String> {
-    let (code, o, e) = cbk(conf, &["state", "--state", &state.display().to_string(), "--json"]);
+    let (code, o, e) = cbk(
+        conf,
+        &["state", "--state", &state.display().to_string(), "--json"],
+    );
     assert_eq!(code, 0, "{o}{e}");
     let v: serde_json::Value = serde_json::from_str(&o).unwrap();
     v["tasks"]
@@ -370,11 +375,7 @@ async fn legacy_s3_bucket_restores_over_ssh_with_restart() {
         "the server keeps the double-slash keys"
     );
 
-    let hosts: Vec<String> = cluster
-        .hosts()
-        .iter()
-        .map(|h| format!("\"{h}\""))
-        .collect();
+    let hosts: Vec<String> = cluster.hosts().iter().map(|h| format!("\"{h}\"")).collect();
     let plan = dir.path().join("restore.toml");
     std::fs::write(
         &plan,
@@ -460,7 +461,10 @@ host_map = {{ "node1" = "node1", "cass02.example.com" = "node2" }}
         "--progress",
         "plain",
     ]);
-    eprintln!("legacy restore of 2 nodes over ssh took {:?}", started.elapsed());
+    eprintln!(
+        "legacy restore of 2 nodes over ssh took {:?}",
+        started.elapsed()
+    );
     assert_eq!(code, 0, "{log}");
     // 3 sstables of 8 files per host; the backups/ copy of a snapshot file is skipped.
     for line in [
@@ -481,9 +485,36 @@ host_map = {{ "node1" = "node1", "cass02.example.com" = "node2" }}
                 .any(|(p, _)| p.starts_with(&format!("customers-{CUSTOMERS_OLD_ID}/"))),
             "{h}: {live:?}"
         );
-        // The emulator loaded the restored sstables at its start.
-        let show = cluster.sh(h, "cassandra-emu show");
-        assert!(show.contains("nb-11-big") || show.contains("nb-21-big"), "{show}");
+        // The emulator loaded exactly the restored sstables at its start.
+        let show: serde_json::Value =
+            serde_json::from_str(&cluster.sh(h, "cassandra-emu show")).unwrap();
+        let mut loaded: Vec<String> = ["orders", "customers"]
+            .iter()
+            .flat_map(|t| {
+                let live = show["tables"][format!("shop.{t}")]["live"]
+                    .as_array()
+                    .unwrap();
+                live.iter()
+                    .map(|p| {
+                        let p = p.as_str().unwrap();
+                        format!("{t}/{}", p.rsplit('/').next().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        loaded.sort();
+        let mut want: Vec<String> = folder
+            .expected
+            .iter()
+            .filter(|(p, _)| p.ends_with("-Data.db"))
+            .map(|(p, _)| {
+                let (table_dir, file) = p.split_once('/').unwrap();
+                let table = table_dir.split('-').next().unwrap();
+                format!("{table}/{}", file.trim_end_matches("-Data.db"))
+            })
+            .collect();
+        want.sort();
+        assert_eq!(loaded, want, "sstables loaded by {h}");
     }
 }
 
@@ -559,12 +590,18 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
         let started = started_ms();
         let (code, log, state) = plan_and_apply(&node.conf, &plan, now, dir);
         assert_ne!(code, 0, "a damaged legacy backup was restored: {log}");
-        eprintln!("--- refused ({now}):\n{log}");
         assert!(log.contains(expect), "`{expect}` missing from:\n{log}");
         let tasks = task_status(&node.conf, &state);
-        assert_eq!(tasks.get(failed).map(String::as_str), Some("failed"), "{tasks:?}");
+        assert_eq!(
+            tasks.get(failed).map(String::as_str),
+            Some("failed"),
+            "{tasks:?}"
+        );
         assert_no_stop(&tasks);
-        assert!(node.tool("cassandra-emu", &["status"], false).contains("running"));
+        assert!(
+            node.tool("cassandra-emu", &["status"], false)
+                .contains("running")
+        );
         assert_eq!(started_ms(), started, "the node was restarted");
         assert_eq!(live_files(&node.data_root), before, "live files changed");
     };
@@ -601,14 +638,16 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     put(&folder.first_data_key, &good);
     let started = started_ms();
     let (code, log, state) = plan_and_apply(&node.conf, &plan, "2026-03-01T04:00:00Z", dir);
-    eprintln!("--- restored:\n{log}");
     assert_eq!(code, 0, "{log}");
     assert!(
         log.contains("cass01.example.com -> n1: 16 objects"),
         "{log}"
     );
     assert_eq!(live_files(&node.data_root), folder.expected);
-    assert!(node.tool("cassandra-emu", &["status"], false).contains("running"));
+    assert!(
+        node.tool("cassandra-emu", &["status"], false)
+            .contains("running")
+    );
     assert!(started_ms() > started, "the node was not restarted");
     let tasks = task_status(&node.conf, &state);
     assert!(
@@ -617,7 +656,10 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     );
     let staging: PathBuf = dir.join("staging");
     assert!(
-        !staging.join(format!("legacy-{BASE}-{NAME}")).join("shop").exists(),
+        !staging
+            .join(format!("legacy-{BASE}-{NAME}"))
+            .join("shop")
+            .exists(),
         "staging left behind"
     );
 }

@@ -183,10 +183,7 @@ pub struct LegacyListing {
 /// key is kept), anything else unexpected is returned as a skip reason. Of several objects
 /// staging the same file, a snapshot object wins over a `backups/` one and a single-slash key
 /// over a double-slash one.
-pub fn group_by_host(
-    prefix: &str,
-    keys: impl IntoIterator<Item = (String, u64)>,
-) -> LegacyListing {
+pub fn group_by_host(prefix: &str, keys: impl IntoIterator<Item = (String, u64)>) -> LegacyListing {
     let prefix = prefix.trim_end_matches('/');
     let manifest = format!("{prefix}/manifest.json");
     let mut out = LegacyListing::default();
@@ -301,9 +298,15 @@ mod tests {
 
         let k = format!("b/n/h1/d/ks/t-{ID}/snapshots/n/.t_idx/nb-2-big-Data.db.lzo");
         let o = parse_key("b/n", &k).unwrap();
-        assert_eq!(o.staged_path(), format!("ks/t-{ID}/.t_idx/nb-2-big-Data.db"));
+        assert_eq!(
+            o.staged_path(),
+            format!("ks/t-{ID}/.t_idx/nb-2-big-Data.db")
+        );
         let k = format!("b/n/h1/d/ks/t-{ID}/backups/.t_idx/nb-3-big-TOC.txt.lzo");
-        assert_eq!(parse_key("b/n", &k).unwrap().file, ".t_idx/nb-3-big-TOC.txt");
+        assert_eq!(
+            parse_key("b/n", &k).unwrap().file,
+            ".t_idx/nb-3-big-TOC.txt"
+        );
     }
 
     #[test]
@@ -391,10 +394,7 @@ mod tests {
             parse_spec("webapp_prod/20161223").unwrap(),
             ("webapp_prod".into(), "20161223".into())
         );
-        assert_eq!(
-            parse_spec("a/b/n/").unwrap(),
-            ("a/b".into(), "n".into())
-        );
+        assert_eq!(parse_spec("a/b/n/").unwrap(), ("a/b".into(), "n".into()));
         for bad in ["", "n", "/b/n", "b//n", "b/../n", "b/./n"] {
             assert!(parse_spec(bad).is_err(), "{bad}");
         }

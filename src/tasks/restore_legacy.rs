@@ -45,10 +45,7 @@ pub async fn resolve(
     let (base, name) = legacy::parse_spec(spec).map_err(|e| TaskError::fatal(e.to_string()))?;
     let prefix = format!("{base}/{name}");
     let store = rt.store().await?;
-    let listed = store
-        .list(&format!("{prefix}/"))
-        .await
-        .map_err(store_err)?;
+    let listed = store.list(&format!("{prefix}/")).await.map_err(store_err)?;
     if listed.is_empty() {
         return Err(TaskError::fatal(format!(
             "no legacy backup at `{prefix}/` in {}: nothing is stored there (the source is \
@@ -88,9 +85,10 @@ pub async fn resolve(
     let mut lines = Vec::new();
     let mut unused = Vec::new();
     for (host, found) in &listing.hosts {
-        let target = cfg.host_map.get(host).cloned().or_else(|| {
-            (cfg.host_map.is_empty() && targets.contains(host)).then(|| host.clone())
-        });
+        let target =
+            cfg.host_map.get(host).cloned().or_else(|| {
+                (cfg.host_map.is_empty() && targets.contains(host)).then(|| host.clone())
+            });
         let Some(target) = target else {
             unused.push(host.as_str());
             continue;

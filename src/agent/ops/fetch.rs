@@ -69,8 +69,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
     }
     for f in &req.files {
         check_relative(&f.dest).map_err(|e| OpError::fatal(e.to_string()))?;
-        let codec =
-            pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+        let codec = pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
         // Without a recorded size and CRC32 only a self-checking container is acceptable.
         if !f.recorded() && codec != Codec::Lzop {
             return Err(OpError::fatal(format!(
@@ -102,8 +101,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                 };
                 let progress = |_n: u64| {};
                 let size =
-                    pipeline::download_file(store, &f.key, &dest, codec, expect, &progress)
-                        .await?;
+                    pipeline::download_file(store, &f.key, &dest, codec, expect, &progress).await?;
                 cx.progress(size);
                 Ok::<_, OpError>((true, size))
             }
