@@ -256,7 +256,7 @@ pub fn parse_spec(spec: &str) -> Result<(String, String), BadLegacySpec> {
         reason: reason.to_string(),
     };
     let trimmed = spec.trim_end_matches('/');
-    check_relative(trimmed).map_err(|e| bad(&e.reason.to_string()))?;
+    check_relative(trimmed).map_err(|e| bad(e.reason))?;
     let (base, name) = trimmed
         .rsplit_once('/')
         .ok_or_else(|| bad("both the base path and the snapshot name are needed"))?;
