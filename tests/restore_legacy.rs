@@ -654,6 +654,24 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
         tasks.values().all(|s| s == "applied" || s == "satisfied"),
         "{tasks:?}"
     );
+    // 5. `incrementals = false`: only the snapshot files (customers came from backups/ only,
+    // so it is not touched; orders gets the same snapshot files again).
+    let snapshot_only = dir.join("restore-snapshot-only.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &snapshot_only,
+        text.replace("repair = false\n", "repair = false\nincrementals = false\n"),
+    )
+    .unwrap();
+    let (code, log, _) = plan_and_apply(&node.conf, &snapshot_only, "2026-03-01T05:00:00Z", dir);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("cass01.example.com -> n1: 8 objects (")
+            && log.contains("8 snapshot, 0 backups"),
+        "{log}"
+    );
+    assert!(!log.contains("shop.customers:"), "{log}");
+    assert_eq!(live_files(&node.data_root), folder.expected);
     let staging: PathBuf = dir.join("staging");
     assert!(
         !staging

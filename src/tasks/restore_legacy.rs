@@ -93,10 +93,12 @@ pub async fn resolve(
             unused.push(host.as_str());
             continue;
         };
+        // `incrementals = false`: the snapshot files only, without that day's `backups/`.
         let objects: Vec<LegacyObject> = found
             .objects
             .iter()
             .filter(|o| filter.matches(&o.keyspace, &o.table))
+            .filter(|o| cfg.incrementals != Some(false) || o.source == LegacySource::Snapshot)
             .cloned()
             .collect();
         if objects.is_empty() {
