@@ -4,7 +4,9 @@
 //! Over real sshd to two emulated 4.1 nodes from a real S3 server (moto; one host written in the
 //! double-slash key form, one table dropped and re-created with a new id), and with the local
 //! transport from the `fs` store: a missing manifest, corrupt lzop data and a Data.db that does
-//! not match its Digest are refused before any node stops.
+//! not match its Digest are refused before any node stops, and `incrementals = false` leaves out
+//! `backups/`. The agent's `fetch` op takes objects without a recorded size and CRC32 only when
+//! they are lzop.
 
 mod support;
 
@@ -680,4 +682,59 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
             .exists(),
         "staging left behind"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent's `fetch` op without recorded sizes and checksums.
+
+#[tokio::test]
+async fn agent_fetch_without_size_and_crc_takes_lzop_only() {
+    use cbk::remote::{Sudo, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(store.join("b/n")).unwrap();
+    let (name, data) = sstable("clust", 3).remove(4);
+    assert_eq!(name, "nb-3-big-Index.db");
+    std::fs::write(store.join("b/n/Index.db.lzo"), lzop(&name, &data)).unwrap();
+    let zstd = zstd::encode_all(&data[..], 3).unwrap();
+    std::fs::write(store.join("b/n/Index.db.zst"), zstd).unwrap();
+    let t = cbk::remote::local::LocalTransport::new("here", Sudo::default())
+        .with_agent_path(env!("CARGO_BIN_EXE_cbk"));
+    let fetch = |key: &str, codec: &str| {
+        serde_json::json!({"protocol": 1, "store": {"url": format!("file://{}", store.display())},
+            "op": {"op": "fetch", "staging_root": dir.path().join("staging").display().to_string(),
+                   "files": [{"key": key, "dest": format!("shop/orders-{ORDERS_ID}/{name}"), "codec": codec}]}})
+    };
+    let result = |req: serde_json::Value| {
+        let t = &t;
+        async move {
+            let mut s = t.agent(&req).await.expect("agent");
+            loop {
+                let ev = s.next_event().await.expect("event").expect("an event");
+                if ev["event"] == "result" || ev["event"] == "error" {
+                    return ev;
+                }
+            }
+        }
+    };
+    let ev = result(fetch("b/n/Index.db.zst", "zstd")).await;
+    assert_eq!(ev["event"], "error", "{ev}");
+    assert!(
+        ev["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no recorded size and CRC32; only lzop objects"),
+        "{ev}"
+    );
+    let ev = result(fetch("b/n/Index.db.lzo", "lzop")).await;
+    assert_eq!(ev["event"], "result", "{ev}");
+    assert_eq!(ev["data"]["files"], 1, "{ev}");
+    assert_eq!(ev["data"]["bytes"], data.len() as u64, "{ev}");
+    let staged = dir
+        .path()
+        .join(format!("staging/shop/orders-{ORDERS_ID}/{name}"));
+    assert_eq!(std::fs::read(&staged).unwrap(), data);
+    // Staged already: a rerun does not download it again.
+    let ev = result(fetch("b/n/Index.db.lzo", "lzop")).await;
+    assert_eq!(ev["data"]["already_staged"], 1, "{ev}");
 }
