@@ -27,6 +27,8 @@ const CUSTOMERS_OLD_ID: &str = "5a1f6c10000011f18000000000000002";
 const CUSTOMERS_NEW_ID: &str = "7c2e9d40-0000-11f1-8000-000000000003";
 const ORDERS_UUID: &str = "5a1f6c10-0000-11f1-8000-000000000001";
 const CUSTOMERS_OLD_UUID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
+/// A table in the old backup that the target node does not have.
+const INVOICES_ID: &str = "5a1f6c10000011f18000000000000004";
 
 /// The nb fixture sstable `legacy_nb_<kind>` as files of generation `generation`.
 fn sstable(kind: &str, generation: u32) -> Vec<(String, Vec<u8>)> {
@@ -90,13 +92,28 @@ struct HostFolder {
     /// Key of the Data.db object of the first sstable (for damage).
     first_data_key: String,
     first_data: Vec<u8>,
+    /// Stored size of the objects restored (without the noise).
+    restored_bytes: usize,
 }
 
 fn live_id(table: &str) -> String {
     match table {
         "orders" => ORDERS_ID.to_string(),
+        "invoices" => INVOICES_ID.to_string(),
         _ => CUSTOMERS_NEW_ID.replace('-', ""),
     }
+}
+
+/// `5a1f…0004` -> `5a1f6c10-0000-…-000000000004`.
+fn uuid(id: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &id[..8],
+        &id[8..12],
+        &id[12..16],
+        &id[16..20],
+        &id[20..]
+    )
 }
 
 /// `<prefix>/<host><sep>var/lib/cassandra/data/shop/<table>-<id>/<folder>/<file>.lzo` for
@@ -107,6 +124,7 @@ fn host_folder(prefix: &str, host: &str, sep: &str, ssts: &[Sst]) -> HostFolder 
         expected: Vec::new(),
         first_data_key: String::new(),
         first_data: Vec::new(),
+        restored_bytes: 0,
     };
     for s in ssts {
         for (file, bytes) in sstable(s.kind, s.generation) {
@@ -118,7 +136,9 @@ fn host_folder(prefix: &str, host: &str, sep: &str, ssts: &[Sst]) -> HostFolder 
                 out.first_data_key = key.clone();
                 out.first_data = bytes.clone();
             }
-            out.objects.push((key, lzop(&file, &bytes)));
+            let lzo = lzop(&file, &bytes);
+            out.restored_bytes += lzo.len();
+            out.objects.push((key, lzo));
             out.expected.push((
                 format!("{}-{}/{file}", s.table, live_id(s.table)),
                 sha(&bytes),
@@ -126,7 +146,8 @@ fn host_folder(prefix: &str, host: &str, sep: &str, ssts: &[Sst]) -> HostFolder 
         }
     }
     // Harmless noise the old tool leaves: a `backups/` copy of a snapshot component (the
-    // first incremental run of a day uploads those again) and Cassandra's snapshot metadata.
+    // first incremental run of a day uploads those again) and Cassandra's snapshot metadata
+    // (its schema.cql creates the table `WITH ID` when the restore may create tables).
     let first = &ssts[0];
     let dir = format!(
         "{prefix}/{host}{sep}var/lib/cassandra/data/shop/{}-{}",
@@ -135,10 +156,18 @@ fn host_folder(prefix: &str, host: &str, sep: &str, ssts: &[Sst]) -> HostFolder 
     let (file, bytes) = sstable(first.kind, first.generation).remove(1);
     out.objects
         .push((format!("{dir}/backups/{file}.lzo"), lzop(&file, &bytes)));
-    for meta in ["manifest.json", "schema.cql"] {
+    let schema = format!(
+        "CREATE TABLE IF NOT EXISTS shop.{} (id uuid PRIMARY KEY, total decimal) WITH ID = {};\n",
+        first.table,
+        uuid(first.old_id)
+    );
+    for (meta, body) in [
+        ("manifest.json", &b"{\"files\": []}"[..]),
+        ("schema.cql", schema.as_bytes()),
+    ] {
         out.objects.push((
             format!("{dir}/snapshots/{NAME}/{meta}.lzo"),
-            lzop(meta, b"{}"),
+            lzop(meta, body),
         ));
     }
     out.expected.sort();
@@ -560,6 +589,24 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
             },
         ],
     );
+    // A table the node does not have: created from the snapshot's schema.cql.
+    let mut folder = folder;
+    let invoices = host_folder(
+        &prefix,
+        "cass01.example.com",
+        "/",
+        &[Sst {
+            table: "invoices",
+            old_id: INVOICES_ID,
+            folder: "snapshots/20161223",
+            kind: "simple",
+            generation: 7,
+        }],
+    );
+    folder.objects.extend(invoices.objects);
+    folder.expected.extend(invoices.expected);
+    folder.expected.sort();
+    folder.restored_bytes += invoices.restored_bytes;
     let put = |key: &str, body: &[u8]| {
         let p = store.join(key);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -573,7 +620,7 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
         &plan,
         format!(
             "version = 1\nkind = \"restore\"\n[restore]\nsource = \"legacy:{prefix}\"\ninclude = [\"shop.*\"]\n\
-             method = \"restart\"\nrepair = false\nhost_map = {{ \"cass01.example.com\" = \"n1\" }}\n\n\
+             method = \"restart\"\nrepair = false\ncreate_missing_tables = true\nhost_map = {{ \"cass01.example.com\" = \"n1\" }}\n\n\
              [cluster]\nname = \"demo\"\nhosts = [\"n1\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n\
              [storage]\nurl = \"file://{}\"\n",
             node.cassandra_section(),
@@ -642,7 +689,10 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     let (code, log, state) = plan_and_apply(&node.conf, &plan, "2026-03-01T04:00:00Z", dir);
     assert_eq!(code, 0, "{log}");
     assert!(
-        log.contains("cass01.example.com -> n1: 16 objects"),
+        log.contains(&format!(
+            "cass01.example.com -> n1: 24 objects ({} lzo bytes; 16 snapshot, 8 backups, 2 duplicates skipped) in 3 tables",
+            folder.restored_bytes
+        )),
         "{log}"
     );
     assert_eq!(live_files(&node.data_root), folder.expected);
@@ -668,12 +718,26 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     let (code, log, _) = plan_and_apply(&node.conf, &snapshot_only, "2026-03-01T05:00:00Z", dir);
     assert_eq!(code, 0, "{log}");
     assert!(
-        log.contains("cass01.example.com -> n1: 8 objects (")
-            && log.contains("8 snapshot, 0 backups"),
+        log.contains("cass01.example.com -> n1: 16 objects (")
+            && log.contains("16 snapshot, 0 backups"),
         "{log}"
     );
     assert!(!log.contains("shop.customers:"), "{log}");
     assert_eq!(live_files(&node.data_root), folder.expected);
+    let tables = node.tool(
+        "cqlsh",
+        &[
+            "-e",
+            "SELECT keyspace_name, table_name, id FROM system_schema.tables",
+        ],
+        true,
+    );
+    assert!(
+        tables
+            .lines()
+            .any(|l| l.contains("invoices") && l.contains(&uuid(INVOICES_ID))),
+        "{tables}"
+    );
     let staging: PathBuf = dir.join("staging");
     assert!(
         !staging

@@ -61,6 +61,14 @@ pub enum LegacySkip {
     OutsidePrefix(String),
     #[error("`{0}` is snapshot metadata (manifest.json, ring, schema*.cql)")]
     Metadata(String),
+    #[error("`{key}` is Cassandra's {file} of the snapshot of {folder}")]
+    TableMetadata {
+        key: String,
+        host: String,
+        /// `<ks>/<table>-<id>`
+        folder: String,
+        file: String,
+    },
     #[error("`{0}` belongs to snapshot `{1}`, not to the one restored")]
     OtherSnapshot(String, String),
     #[error("`{0}` is not an lzop-compressed sstable component of a table folder: {1}")]
@@ -141,7 +149,12 @@ pub fn parse_key(prefix: &str, key: &str) -> Result<LegacyObject, LegacySkip> {
     check_segment(keyspace).map_err(|e| not(&e.to_string()))?;
     let base_name = segs[segs.len() - 1];
     if SNAPSHOT_METADATA.contains(&base_name) && file_at == segs.len() - 1 {
-        return Err(LegacySkip::Metadata(key.to_string()));
+        return Err(LegacySkip::TableMetadata {
+            key: key.to_string(),
+            host: host.to_string(),
+            folder: format!("{keyspace}/{folder}"),
+            file: base_name.to_string(),
+        });
     }
     if SstableName::parse(base_name).is_err() {
         return Err(not("not an sstable component name"));
@@ -167,6 +180,9 @@ pub struct LegacyHost {
     /// snapshot sstable (the old tool uploads those again), or the double-slash form of a key
     /// that also exists in the single-slash form.
     pub duplicates: u64,
+    /// `<ks>/<table>-<id>` -> key of the snapshot's `schema.cql` (Cassandra 3.0+ writes it
+    /// with `WITH ID`).
+    pub schemas: BTreeMap<String, String>,
 }
 
 /// A parsed listing of `<base>/<name>/`.
@@ -203,6 +219,19 @@ pub fn group_by_host(prefix: &str, keys: impl IntoIterator<Item = (String, u64)>
                     }
                     None => {
                         files.insert(o.staged_path(), o);
+                    }
+                }
+            }
+            Err(LegacySkip::TableMetadata {
+                key,
+                host,
+                folder,
+                file,
+            }) => {
+                if file == "schema.cql" {
+                    let schemas = &mut out.hosts.entry(host).or_default().schemas;
+                    if schemas.get(&folder).is_none_or(|k| k.contains("//")) {
+                        schemas.insert(folder, key);
                     }
                 }
             }
@@ -326,7 +355,8 @@ mod tests {
         for m in ["manifest.json", "schema.cql"] {
             assert!(matches!(
                 parse_key("b/n", &format!("b/n/h/d/ks/t-{ID}/snapshots/n/{m}.lzo")),
-                Err(LegacySkip::Metadata(_))
+                Err(LegacySkip::TableMetadata { host, folder, file, .. })
+                    if host == "h" && folder == format!("ks/t-{ID}") && file == m
             ));
         }
         assert!(matches!(
@@ -362,6 +392,8 @@ mod tests {
                 k("h1", "/", "backups", "nb-2-big-Data.db"),
                 k("h2", "//", "snapshots/n", "nb-1-big-Data.db"),
                 k("h2", "/", "snapshots/n", "nb-1-big-Data.db"),
+                k("h2", "//", "snapshots/n", "schema.cql"),
+                k("h2", "/", "snapshots/n", "manifest.json"),
                 ("b/n/h2/junk".to_string(), 1),
             ],
         );
@@ -383,6 +415,10 @@ mod tests {
         assert_eq!((h2.duplicates, h2.objects.len()), (1, 1));
         assert!(!h2.objects[0].double_slash());
         assert_eq!(h2.objects[0].stored_size, 10);
+        assert_eq!(
+            h2.schemas.get(&format!("ks/t-{ID}")),
+            Some(&format!("b/n/h2//d/ks/t-{ID}/snapshots/n/schema.cql.lzo"))
+        );
         assert_eq!(l.skipped.len(), 1);
         let l = group_by_host("b/n", [("b/n//manifest.json".to_string(), 5)]);
         assert_eq!(l.manifest_key.as_deref(), Some("b/n//manifest.json"));

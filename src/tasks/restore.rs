@@ -63,6 +63,9 @@ pub struct ResolvedHost {
     /// Objects of a `legacy:` source (then `manifests` is empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub legacy: Vec<crate::repo::legacy::LegacyObject>,
+    /// `legacy:` source: `<ks>/<table>-<id>` -> key of the snapshot's `schema.cql`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub legacy_schemas: BTreeMap<String, String>,
 }
 
 fn checkpoint<T: serde::de::DeserializeOwned>(
@@ -199,6 +202,7 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
                 manifests,
                 tokens: m.node.tokens,
                 legacy: Vec::new(),
+                legacy_schemas: BTreeMap::new(),
             },
         );
     }
@@ -341,7 +345,7 @@ pub async fn fetch(
             }
         }
     }
-    super::restore_legacy::stage(source, cfg, &mut files, &mut tables)?;
+    super::restore_legacy::stage(&store, source, cfg, &mut files, &mut tables).await?;
     if tables.is_empty() {
         return Err(TaskError::fatal(format!(
             "the backup holds no table of {host} that the restore selects"

@@ -13,8 +13,9 @@ use crate::exec::{Outcome, TaskContext, TaskError};
 use crate::plan::model::{RestoreConfig, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::legacy::{self, LegacyManifest, LegacyObject, LegacySource};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The prefix of a legacy source in `restore.source`.
 pub const PREFIX: &str = "legacy:";
@@ -108,6 +109,12 @@ pub async fn resolve(
             )));
         }
         lines.push(host_line(host, &target, &objects, found.duplicates));
+        let legacy_schemas = found
+            .schemas
+            .iter()
+            .filter(|(folder, _)| objects.iter().any(|o| o.folder() == **folder))
+            .map(|(f, k)| (f.clone(), k.clone()))
+            .collect();
         hosts.insert(
             target,
             ResolvedHost {
@@ -116,6 +123,7 @@ pub async fn resolve(
                 manifests: Vec::new(),
                 tokens: Vec::new(),
                 legacy: objects,
+                legacy_schemas,
             },
         );
     }
@@ -212,7 +220,10 @@ fn host_line(host: &str, target: &str, objects: &[LegacyObject], duplicates: u64
 }
 
 /// Adds a host's legacy objects (none for ordinary backups) to `fetch`'s file and table lists.
-pub fn stage(
+/// With `create_missing_tables`, each table's snapshot `schema.cql` is read (and decompressed)
+/// here on the controller, for `match_tables` to create a missing table `WITH ID`.
+pub async fn stage(
+    store: &Arc<dyn Store>,
     source: &ResolvedHost,
     cfg: &RestoreConfig,
     files: &mut BTreeMap<String, FetchFile>,
@@ -254,6 +265,20 @@ pub fn stage(
                 codec: "lzop".into(),
             },
         );
+    }
+    if cfg.create_missing_tables {
+        for (folder, key) in &source.legacy_schemas {
+            let Some(t) = tables.get_mut(folder) else {
+                continue;
+            };
+            let stored = store.get_bytes(key).await.map_err(store_err)?;
+            let mut cql = Vec::new();
+            crate::codec::decode(crate::codec::Codec::Lzop, &stored[..], &mut cql)
+                .map_err(|e| TaskError::fatal(format!("legacy object `{key}`: {e}")))?;
+            t.schema_cql = Some(String::from_utf8(cql).map_err(|_| {
+                TaskError::fatal(format!("legacy object `{key}` is not UTF-8 text"))
+            })?);
+        }
     }
     Ok(())
 }
