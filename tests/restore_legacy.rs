@@ -635,9 +635,9 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
         s["started_ms"].as_u64().expect("started_ms")
     };
     let before = live_files(&node.data_root);
-    let refused = |now: &str, expect: &str, failed: &str| {
+    let refused_by = |plan: &Path, now: &str, expect: &str, failed: &str| {
         let started = started_ms();
-        let (code, log, state) = plan_and_apply(&node.conf, &plan, now, dir);
+        let (code, log, state) = plan_and_apply(&node.conf, plan, now, dir);
         assert_ne!(code, 0, "a damaged legacy backup was restored: {log}");
         assert!(log.contains(expect), "`{expect}` missing from:\n{log}");
         let tasks = task_status(&node.conf, &state);
@@ -656,6 +656,19 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     };
 
     // 1. No manifest.json: the old tool had not finished its first snapshot.
+    let refused = |now: &str, expect: &str, failed: &str| refused_by(&plan, now, expect, failed);
+
+    // 0. A snapshot name with nothing stored under it.
+    let misspelled = dir.join("restore-misspelled.toml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&misspelled, text.replace(NAME, "20161299")).unwrap();
+    refused_by(
+        &misspelled,
+        "2026-03-01T00:30:00Z",
+        &format!("no legacy backup at `{BASE}/20161299/`"),
+        "resolve",
+    );
+
     refused(
         "2026-03-01T01:00:00Z",
         &format!("`{prefix}/manifest.json` is missing"),

@@ -22,7 +22,7 @@ use std::time::Duration;
 /// Address of the resolve task.
 pub(super) const RESOLVE: &str = "resolve";
 
-pub(super) fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
+fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
     rt.run
         .plan
         .restore
