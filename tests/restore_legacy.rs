@@ -3,8 +3,9 @@
 //! Cassandra fixture sstables, a `backups/` sstable, metadata noise and `manifest.json`.
 //! Over real sshd to two emulated 4.1 nodes from a real S3 server (moto; one host written in the
 //! double-slash key form, one table dropped and re-created with a new id), and with the local
-//! transport from the `fs` store: a missing manifest, corrupt lzop data and a Data.db that does
-//! not match its Digest are refused before any node stops, and `incrementals = false` leaves out
+//! transport from the `fs` store: a misspelled snapshot, a missing manifest, corrupt lzop data and
+//! a Data.db that does not match its Digest are refused before any node stops, a table missing on
+//! the target is created from the snapshot's schema.cql, and `incrementals = false` leaves out
 //! `backups/`. The agent's `fetch` op takes objects without a recorded size and CRC32 only when
 //! they are lzop.
 
@@ -25,8 +26,6 @@ const ORDERS_ID: &str = "5a1f6c10000011f18000000000000001";
 const CUSTOMERS_OLD_ID: &str = "5a1f6c10000011f18000000000000002";
 /// The id `customers` has now: dropped and re-created after the old backup.
 const CUSTOMERS_NEW_ID: &str = "7c2e9d40-0000-11f1-8000-000000000003";
-const ORDERS_UUID: &str = "5a1f6c10-0000-11f1-8000-000000000001";
-const CUSTOMERS_OLD_UUID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
 /// A table in the old backup that the target node does not have.
 const INVOICES_ID: &str = "5a1f6c10000011f18000000000000004";
 
@@ -264,8 +263,8 @@ fn init_cluster_node(c: &TestCluster, h: &str) {
     );
     for stmt in [
         "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 2}".to_string(),
-        format!("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {ORDERS_UUID}"),
-        format!("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {CUSTOMERS_OLD_UUID}"),
+        format!("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {}", uuid(ORDERS_ID)),
+        format!("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {}", uuid(CUSTOMERS_OLD_ID)),
     ] {
         c.sh(h, &format!("cassandra-emu cql \"{stmt}\""));
     }
@@ -559,7 +558,8 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     let node = EmuNode::start(dir, "4.1", 2, &[]);
     node.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
     node.cql(&format!(
-        "CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {ORDERS_UUID}"
+        "CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {}",
+        uuid(ORDERS_ID)
     ));
     node.cql(&format!(
         "CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {CUSTOMERS_NEW_ID}"
