@@ -1107,12 +1107,24 @@ fn check_restore(
         }
         return Some(src);
     }
+    if let Some(spec) = src.strip_prefix("legacy:") {
+        if let Err(e) = crate::repo::legacy::parse_spec(spec) {
+            sink.error(
+                span,
+                format!("invalid legacy source: {e}"),
+                "invalid legacy source",
+                Some("write `legacy:<base>/<name>`: the old tool's --s3-base-path (relative to storage.url) and the snapshot name, e.g. `legacy:webapp_prod/20161223`".into()),
+            );
+            return None;
+        }
+        return Some(src);
+    }
     if !valid_backup_name(&src) {
         sink.error(
             span,
             format!("`{src}` is not a backup name"),
             "invalid source",
-            Some("use `latest`, `latest-before:TIME` (RFC 3339), or a backup name as listed by `cbk list`".into()),
+            Some("use `latest`, `latest-before:TIME` (RFC 3339), a backup name as listed by `cbk list`, or `legacy:<base>/<name>` for a cassandra_backups snapshot".into()),
         );
         return None;
     }

@@ -358,7 +358,8 @@ pub enum RestoreMethod {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreConfig {
-    /// `latest`, a backup name, a template, or `latest-before:TIME` (RFC 3339).
+    /// `latest`, a backup name, a template, `latest-before:TIME` (RFC 3339), or
+    /// `legacy:<base>/<name>` (a cassandra_backups snapshot; docs/migration.md).
     pub source: String,
     #[serde(default)]
     pub method: RestoreMethod,

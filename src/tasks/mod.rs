@@ -7,6 +7,7 @@ pub mod backup;
 pub mod custom;
 pub mod node;
 pub mod restore;
+pub mod restore_legacy;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
 use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Address of the resolve task.
-const RESOLVE: &str = "resolve";
+pub(super) const RESOLVE: &str = "resolve";
 
 fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
     rt.run
@@ -60,6 +60,12 @@ pub struct ResolvedHost {
     /// Node manifest keys: the snapshot first, then incrementals in order.
     pub manifests: Vec<String>,
     pub tokens: Vec<String>,
+    /// Objects of a `legacy:` source (then `manifests` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy: Vec<crate::repo::legacy::LegacyObject>,
+    /// `legacy:` source: `<ks>/<table>-<id>` -> key of the snapshot's `schema.cql`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub legacy_schemas: BTreeMap<String, String>,
 }
 
 fn checkpoint<T: serde::de::DeserializeOwned>(
@@ -75,7 +81,7 @@ fn checkpoint<T: serde::de::DeserializeOwned>(
         .map_err(|e| TaskError::fatal(format!("results of `{address}` are unreadable: {e}")))
 }
 
-fn save<T: Serialize>(
+pub(super) fn save<T: Serialize>(
     cx: &TaskContext,
     address: &str,
     v: &T,
@@ -148,6 +154,9 @@ fn choose(entries: &[IndexEntry], source: &str) -> Result<(String, Vec<String>),
 /// `resolve`: picks the backup (and incrementals) and maps source hosts to target hosts.
 pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
+    if let Some(spec) = super::restore_legacy::spec(&cfg.source) {
+        return super::restore_legacy::resolve(rt, cx, cfg, spec).await;
+    }
     let store = rt.store().await?;
     let mut entries = Vec::new();
     for o in store.list(keys::INDEX_PREFIX).await.map_err(store_err)? {
@@ -192,6 +201,8 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
                 host_id: h.host_id.clone(),
                 manifests,
                 tokens: m.node.tokens,
+                legacy: Vec::new(),
+                legacy_schemas: BTreeMap::new(),
             },
         );
     }
@@ -318,8 +329,8 @@ pub async fn fetch(
                 let new = crate::agent::ops::fetch::FetchFile {
                     key: f.key.clone(),
                     dest: dest.clone(),
-                    size: f.size,
-                    crc32: f.crc32,
+                    size: Some(f.size),
+                    crc32: Some(f.crc32),
                     codec: f.codec.clone(),
                 };
                 if let Some(old) = files.get(&dest)
@@ -334,6 +345,7 @@ pub async fn fetch(
             }
         }
     }
+    super::restore_legacy::stage(&store, source, cfg, &mut files, &mut tables).await?;
     if tables.is_empty() {
         return Err(TaskError::fatal(format!(
             "the backup holds no table of {host} that the restore selects"
