@@ -22,7 +22,7 @@ use std::time::Duration;
 /// Address of the resolve task.
 const RESOLVE: &str = "resolve";
 
-fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
+pub(super) fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
     rt.run
         .plan
         .restore
@@ -62,7 +62,7 @@ pub struct ResolvedHost {
     pub tokens: Vec<String>,
 }
 
-fn checkpoint<T: serde::de::DeserializeOwned>(
+pub(super) fn checkpoint<T: serde::de::DeserializeOwned>(
     cx: &TaskContext,
     address: &str,
 ) -> Result<T, TaskError> {
@@ -75,7 +75,7 @@ fn checkpoint<T: serde::de::DeserializeOwned>(
         .map_err(|e| TaskError::fatal(format!("results of `{address}` are unreadable: {e}")))
 }
 
-fn save<T: Serialize>(
+pub(super) fn save<T: Serialize>(
     cx: &TaskContext,
     address: &str,
     v: &T,
