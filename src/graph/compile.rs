@@ -97,11 +97,11 @@ impl Builtins {
     }
 }
 
-/// Whether a restore runs `nodetool repair` (default: yes for the restart method).
+/// Whether a restore runs `nodetool repair` (default: yes for the restart method only).
 pub fn restore_repairs(plan: &PlanFile) -> bool {
-    plan.restore.as_ref().is_some_and(|r| {
-        r.method != RestoreMethod::Loader && r.repair.unwrap_or(r.method == RestoreMethod::Restart)
-    })
+    plan.restore
+        .as_ref()
+        .is_some_and(|r| r.repair.unwrap_or(r.method == RestoreMethod::Restart))
 }
 
 /// The built-in steps for a plan's kind, mode and method.
@@ -152,7 +152,11 @@ pub fn builtins(plan: &PlanFile) -> Builtins {
                 RestoreMethod::Refresh => {
                     chain.extend([(K::MatchTables, per, H), (K::Refresh, per, H)])
                 }
-                RestoreMethod::Loader => chain.push((K::Loader, per, H)),
+                // Every table must exist everywhere before anything streams (sstableloader
+                // skips a missing table and still exits 0).
+                RestoreMethod::Loader => {
+                    chain.extend([(K::MatchTables, per, H), (K::Loader, per, Barrier)])
+                }
             }
             if restore_repairs(plan) {
                 chain.push((K::Repair, per, Barrier));
@@ -392,7 +396,15 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                         .unwrap_or_default();
                     tasks = one(json!({ "tag": backup, "policy": policy }));
                 }
-                TaskKind::Fetch | TaskKind::MatchTables | TaskKind::Loader => {
+                TaskKind::Loader => {
+                    let rs = plan.restore.as_ref();
+                    let spec = r.hosts.iter().find(|x| x.name == *h);
+                    tasks = one(json!({
+                        "source_host": src,
+                        "nodes": loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
+                    }));
+                }
+                TaskKind::Fetch | TaskKind::MatchTables => {
                     let rs = plan.restore.as_ref();
                     tasks = one(json!({
                         "source": r.restore_source,
@@ -481,6 +493,21 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         }
     }
     order(b)
+}
+
+/// sstableloader contact points: the plan's, else the node itself (its address, else its name).
+pub fn loader_nodes(
+    cfg: Option<&crate::plan::model::LoaderConfig>,
+    host: Option<&HostSpec>,
+    name: &str,
+) -> Vec<String> {
+    match cfg {
+        Some(c) if !c.nodes.is_empty() => c.nodes.clone(),
+        _ => vec![
+            host.and_then(|h| h.address.clone())
+                .unwrap_or_else(|| name.to_string()),
+        ],
+    }
 }
 
 /// Parameters of an `exec` task: `run`, and `sudo`, `check`, `creates` when set.

@@ -206,6 +206,9 @@ pub struct CassandraConfig {
     /// cqlsh command, used to read live table ids and create missing tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cqlsh: Option<CommandSpec>,
+    /// sstableloader command, for `method = "loader"` restores (default `sstableloader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sstableloader: Option<CommandSpec>,
     #[serde(default)]
     pub jmx: JmxConfig,
     /// Command that stops Cassandra (default `systemctl stop cassandra`).
@@ -390,6 +393,40 @@ pub struct RestoreConfig {
     /// Apply incremental backups up to the source time (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incrementals: Option<bool>,
+    /// sstableloader options (`method = "loader"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<LoaderConfig>,
+}
+
+/// sstableloader options. There are no credentials: sstableloader takes them only on its
+/// command line (`-u`/`-pw`), where every local user can read them, and cbk never puts a secret
+/// there. An authenticating cluster needs `auth_provider`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Contact points (`-d`), `host` or `host:port`; default: the node itself (the host's
+    /// `address`, else its name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Native transport port (`-p`, default 9042).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_port: Option<u16>,
+    /// Internode port (`-sp`, default 7000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_port: Option<u16>,
+    /// cassandra.yaml for streaming throughput and SSL (`-f`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_path: Option<String>,
+    /// Throttle in megabits per second (`-t`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_mbits: Option<u32>,
+    /// Connections per host (`-cph`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_host: Option<u32>,
+    /// Java class of an AuthProvider with a no-argument constructor that finds the
+    /// credentials itself (`-ap`); the only way to authenticate without a secret in argv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_provider: Option<String>,
 }
 
 /// Concurrency and bandwidth limits.

@@ -22,7 +22,7 @@ use std::time::Duration;
 /// Address of the resolve task.
 pub(super) const RESOLVE: &str = "resolve";
 
-fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
+pub(super) fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
     rt.run
         .plan
         .restore
@@ -68,7 +68,7 @@ pub struct ResolvedHost {
     pub legacy_schemas: BTreeMap<String, String>,
 }
 
-fn checkpoint<T: serde::de::DeserializeOwned>(
+pub(super) fn checkpoint<T: serde::de::DeserializeOwned>(
     cx: &TaskContext,
     address: &str,
 ) -> Result<T, TaskError> {
