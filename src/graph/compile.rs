@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
+/// The compiler's lookup maps are keyed by step and host names and only ever looked up (never
+/// iterated), so a fast non-cryptographic hasher is safe and saves a SipHash per task.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A custom step after resolution: where it runs and its rendered command per host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedStep {
@@ -191,13 +195,13 @@ fn exact_table(pattern: &str) -> Option<(&str, &str)> {
 struct StepTasks {
     all: Vec<NodeIndex>,
     controller: Vec<NodeIndex>,
-    by_host: HashMap<String, Vec<NodeIndex>>,
+    by_host: FastMap<String, Vec<NodeIndex>>,
 }
 
 /// Prerequisites of a task on `host` (or the controller) from the step `from`: the same host's
 /// tasks of `from`, or all of them for a barrier or when `from` does not run on this host.
 fn prereqs<'s>(
-    steps: &'s HashMap<String, StepTasks>,
+    steps: &'s FastMap<String, StepTasks>,
     from: &str,
     host: Option<&str>,
     barrier: bool,
@@ -216,10 +220,10 @@ struct Builder<'a> {
     g: DiGraph<(), ()>,
     tasks: Vec<PlannedTask>,
     /// step name -> its tasks.
-    steps: HashMap<String, StepTasks>,
+    steps: FastMap<String, StepTasks>,
     /// Ordering key per node index: (step rank, host rank).
     rank: Vec<(usize, usize)>,
-    host_rank: HashMap<&'a str, usize>,
+    host_rank: FastMap<&'a str, usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -331,7 +335,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let mut b = Builder {
         g: DiGraph::with_capacity(estimate, estimate * 2),
         tasks: Vec::with_capacity(estimate),
-        steps: HashMap::new(),
+        steps: FastMap::default(),
         rank: Vec::new(),
         host_rank: host_names
             .iter()
@@ -533,32 +537,40 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         g, mut tasks, rank, ..
     } = b;
     let n = tasks.len();
-    // Ties on (step, host) are broken by address through a precomputed rank.
-    let mut by_addr: Vec<u32> = (0..n as u32).collect();
-    by_addr.sort_by(|x, y| tasks[*x as usize].address.cmp(&tasks[*y as usize].address));
-    let mut addr_rank = vec![0u32; n];
-    for (r, i) in by_addr.into_iter().enumerate() {
-        addr_rank[i as usize] = r as u32;
+    // One priority per task: step rank, then host rank, then address (a total order computed
+    // once, so the heap holds plain integers and addresses are compared only within a group).
+    let rank_of = |i: usize| rank.get(i).copied().unwrap_or_default();
+    let mut by_prio: Vec<u32> = (0..n as u32).collect();
+    by_prio.sort_unstable_by(|&x, &y| {
+        let (x, y) = (x as usize, y as usize);
+        rank_of(x)
+            .cmp(&rank_of(y))
+            .then_with(|| tasks[x].address.cmp(&tasks[y].address))
+            .then(x.cmp(&y))
+    });
+    let mut prio = vec![0u32; n];
+    for (p, i) in by_prio.iter().enumerate() {
+        prio[*i as usize] = p as u32;
     }
-    let key = |i: usize| {
-        let (s, h) = rank.get(i).copied().unwrap_or_default();
-        Reverse((s, h, addr_rank[i], i))
-    };
     let mut indeg: Vec<usize> = g
         .node_indices()
         .map(|v| g.neighbors_directed(v, petgraph::Incoming).count())
         .collect();
-    let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
+    let mut ready: BinaryHeap<Reverse<u32>> = (0..n)
+        .filter(|i| indeg[*i] == 0)
+        .map(|i| Reverse(prio[i]))
+        .collect();
     let mut pos = vec![usize::MAX; n];
     let mut placed = 0;
-    while let Some(Reverse((_, _, _, i))) = ready.pop() {
+    while let Some(Reverse(p)) = ready.pop() {
+        let i = by_prio[p as usize] as usize;
         pos[i] = placed;
         placed += 1;
         for m in g.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
             let m = m.index();
             indeg[m] -= 1;
             if indeg[m] == 0 {
-                ready.push(key(m));
+                ready.push(Reverse(prio[m]));
             }
         }
     }

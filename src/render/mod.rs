@@ -340,7 +340,7 @@ impl<const N: usize> fmt::Display for DotId<'_, N> {
         f.write_char('"')?;
         for part in self.0 {
             let mut rest = part;
-            while let Some(i) = rest.bytes().position(|b| matches!(b, b'"' | b'\\' | b'\n')) {
+            while let Some(i) = memchr::memchr3(b'"', b'\\', b'\n', rest.as_bytes()) {
                 f.write_str(&rest[..i])?;
                 f.write_str(match rest.as_bytes()[i] {
                     b'"' => "\\\"",
