@@ -384,3 +384,39 @@ fn restore_into_another_cluster_through_a_host_map() {
     }
     assert!(b.running());
 }
+
+#[test]
+fn restart_restore_onto_a_node_with_other_tokens_is_refused_before_any_stop() {
+    let a = setup("4.1");
+    a.backup();
+    // Cluster B's m1 got its own random tokens when it was created.
+    let b = empty_node("4.1", "m1", Some(&a.store));
+    let started = b.started_ms();
+    let before = b.node.live_sums("shop");
+    let body = "kind = \"restore\"\n[restore]\nsource = \"latest\"\ninclude = [\"shop.*\"]\n\
+                method = \"restart\"\ncreate_missing_tables = true\nhost_map = { n1 = \"m1\" }\n";
+    let plan = b.plan("restore-restart-b.toml", body);
+    let (code, log, _) = b.apply(&plan, "2026-03-04T00:00:00Z");
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("m1 owns other tokens than n1") && log.contains("allow_token_mismatch"),
+        "{log}"
+    );
+    assert!(
+        log.contains("skipped stop[m1]") && !log.contains("applied stop[m1]"),
+        "{log}"
+    );
+    assert!(b.running());
+    assert_eq!(b.started_ms(), started, "m1 was restarted");
+    assert_eq!(b.node.live_sums("shop"), before, "live files changed");
+
+    // The operator's explicit choice goes through (and restores the files).
+    let plan = b.plan(
+        "restore-restart-b2.toml",
+        &format!("{body}allow_token_mismatch = true\n"),
+    );
+    let (code, log, _) = b.apply(&plan, "2026-03-04T01:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    assert!(b.running());
+    assert_ne!(b.node.live_sums("shop"), before);
+}

@@ -384,9 +384,15 @@ pub struct RestoreConfig {
     /// Create tables missing on the target from the backed-up schema.cql (`WITH ID`).
     #[serde(default)]
     pub create_missing_tables: bool,
-    /// Pin the source tokens on the target (`initial_token`, `auto_bootstrap: false`).
+    /// Show the `initial_token` value each target needs to own its source's ranges (writing
+    /// it into cassandra.yaml is not automated yet).
     #[serde(default)]
     pub pin_tokens: bool,
+    /// `restart` only: go on although a target node owns other tokens than its source node.
+    /// Off by default: the restored files would sit on a node that does not own their ranges,
+    /// unreadable through the normal replicas and deleted by the next `nodetool cleanup`.
+    #[serde(default)]
+    pub allow_token_mismatch: bool,
     /// Resolve ambiguous table ids: `"ks.table" = "32-hex id"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub table_ids: BTreeMap<String, String>,

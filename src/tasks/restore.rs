@@ -10,7 +10,7 @@ use super::{Runtime, store_err};
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
-use crate::plan::model::{CommandSpec, RestoreConfig, SystemKeyspaces};
+use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest};
 use crate::store::{Store, StoreError};
@@ -432,6 +432,35 @@ pub struct Mapping {
 
 /// `match_tables[HOST]`: backed-up `TABLE-OLDID` -> live `TABLE-ID`, resolved before anything
 /// stops. Ambiguity is an error unless the plan pins the id.
+/// `restart` puts files on the node as they are, so the node must own the same token ranges
+/// as the node they were backed up from (checked before any node is stopped). Sources without
+/// recorded tokens (legacy buckets) cannot be checked.
+async fn check_tokens(rt: &Runtime, host: &str, cx: &TaskContext) -> Result<(), TaskError> {
+    let resolved: Resolved = checkpoint(cx, RESOLVE)?;
+    let Some(src) = resolved.hosts.get(host).filter(|s| !s.tokens.is_empty()) else {
+        return Ok(());
+    };
+    let mut live = node::tokens(rt, host).await.map_err(nt_err)?;
+    let mut want = src.tokens.clone();
+    live.sort();
+    want.sort();
+    if live == want {
+        return Ok(());
+    }
+    let only_src = want.iter().filter(|t| !live.contains(t)).count();
+    Err(TaskError::fatal(format!(
+        "{host} owns other tokens than {} it restores from ({} of its {} source tokens \
+         are not {host}'s): the restart method would leave the data on a node \
+         that does not own it; use method = \"loader\" (streams to the owners) \
+         or \"import\" followed by repair, give the new cluster the source \
+         tokens before its first start (pin_tokens = true shows the \
+         initial_token values), or set restore.allow_token_mismatch = true",
+        src.source_host,
+        only_src,
+        want.len()
+    )))
+}
+
 pub async fn match_tables(
     rt: &Runtime,
     task: &PlannedTask,
@@ -440,6 +469,9 @@ pub async fn match_tables(
 ) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
+    if cfg.method == RestoreMethod::Restart && !cfg.allow_token_mismatch {
+        check_tokens(rt, host, cx).await?;
+    }
     let mut live: Vec<(String, String, String)> = match &rt.run.plan.cassandra.cqlsh {
         Some(c) => live_ids_cqlsh(rt, host, c).await?,
         None => node::inspect(rt, host, None)
