@@ -4,29 +4,13 @@
 mod cassandra_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use cbk::codec::lzop::{LzopError, LzopReader};
 use cbk::codec::{Codec, CodecError, decode, decode_async};
 
 /// Runs `lzop <args> -c` on `data`, returns the .lzo bytes.
 fn lzop(data: &[u8], args: &[&str]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.bin");
-    std::fs::write(&input, data).unwrap();
-    let out = Command::new("lzop")
-        .args(args)
-        .arg("-c")
-        .arg(&input)
-        .stdin(Stdio::null())
-        .output()
-        .expect("lzop must be installed (bash tests/infra/setup.sh)");
-    assert!(
-        out.status.success(),
-        "lzop failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    cassandra_support::lzop("in.bin", data, args)
 }
 
 fn unlzop(lzo: &[u8]) -> Result<Vec<u8>, CodecError> {

@@ -34,9 +34,7 @@ fn setup() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let node = EmuNode::start(&dir, "4.1", 2, &[]);
-    node.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
-    node.cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
-    node.cql("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text)");
+    node.create_shop();
     let store = dir.join("store");
     Env {
         _tmp: tmp,

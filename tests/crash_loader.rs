@@ -15,19 +15,12 @@ use support::emu::{EmuNode, emu_bin};
 fn plan(node: &EmuNode, store: &Path, dir: &Path, name: &str, body: &str) -> PathBuf {
     let b = emu_bin().display().to_string();
     // A slow sstableloader (2 s before it starts), so a kill lands while it runs.
-    let cassandra = node.cassandra_section().replace(
+    let text = node.local_plan("n1", store, body).replace(
         &format!("sstableloader = [\"{b}/sstableloader\"]"),
         &format!("sstableloader = \"sleep 2; {b}/sstableloader\""),
     );
     let p = dir.join(name);
-    std::fs::write(
-        &p,
-        format!(
-            "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"n1\"]\n\n[connection]\ntransport = \"local\"\n\n{cassandra}\n[storage]\nurl = \"file://{}\"\n",
-            store.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&p, text).unwrap();
     p
 }
 
@@ -70,13 +63,8 @@ fn loader_killed_mid_table_then_replanned_loads_every_table_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let node = EmuNode::start(&dir, "4.1", 2, &[]);
-    node.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
-    node.cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
-    node.cql("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text)");
-    for _ in 0..2 {
-        node.write_flush("shop", "orders", 300);
-        node.write_flush("shop", "customers", 100);
-    }
+    node.create_shop();
+    node.fill_shop(2, 300, 100);
     let store = dir.join("store");
     let backup = plan(
         &node,

@@ -20,11 +20,7 @@ const KILLS: usize = 12;
 const TARGETS: [&str; 5] = ["fetch[", "stop[", "clear_commitlog[", "move[", "start["];
 
 fn plan_toml(node: &EmuNode, store: &std::path::Path, body: &str) -> String {
-    format!(
-        "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"n1\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n[storage]\nurl = \"file://{}\"\n",
-        node.cassandra_section(),
-        store.display()
-    )
+    node.local_plan("n1", store, body)
 }
 
 #[test]
@@ -35,13 +31,8 @@ fn restore_converges_after_sigkill_at_fetch_stop_and_move() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let node = EmuNode::start(&dir, "4.1", 2, &[]);
-    node.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
-    node.cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
-    node.cql("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text)");
-    for _ in 0..3 {
-        node.write_flush("shop", "orders", 2000);
-        node.write_flush("shop", "customers", 800);
-    }
+    node.create_shop();
+    node.fill_shop(3, 2000, 800);
     let store = dir.join("store");
 
     // One backup, not interrupted: the state every restore must return to.

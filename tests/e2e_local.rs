@@ -20,13 +20,8 @@ fn setup(version: &str, extra: &[&str]) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let node = EmuNode::start(&dir, version, 2, extra);
-    node.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
-    node.cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
-    node.cql("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text)");
-    for _ in 0..2 {
-        node.write_flush("shop", "orders", 300);
-        node.write_flush("shop", "customers", 100);
-    }
+    node.create_shop();
+    node.fill_shop(2, 300, 100);
     let store = dir.join("store");
     Env {
         _tmp: tmp,
@@ -38,11 +33,7 @@ fn setup(version: &str, extra: &[&str]) -> Env {
 
 impl Env {
     fn plan(&self, name: &str, body: &str) -> PathBuf {
-        let text = format!(
-            "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"n1\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n[storage]\nurl = \"file://{}\"\n",
-            self.node.cassandra_section(),
-            self.store.display()
-        );
+        let text = self.node.local_plan("n1", &self.store, body);
         let p = self.dir.join(name);
         std::fs::write(&p, text).unwrap();
         p

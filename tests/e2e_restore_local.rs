@@ -8,7 +8,7 @@ mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
 use std::path::{Path, PathBuf};
-use support::emu::{EmuNode, cbk, plan_and_apply};
+use support::emu::{EmuNode, plan_and_apply, task_status};
 
 struct Env {
     _tmp: tempfile::TempDir,
@@ -45,12 +45,7 @@ fn empty_node(version: &str, host: &str, store: Option<&Path>) -> Env {
 
 impl Env {
     fn plan(&self, name: &str, body: &str) -> PathBuf {
-        let text = format!(
-            "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"{}\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n[storage]\nurl = \"file://{}\"\n",
-            self.host,
-            self.node.cassandra_section(),
-            self.store.display()
-        );
+        let text = self.node.local_plan(&self.host, &self.store, body);
         let p = self.dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
@@ -98,38 +93,16 @@ impl Env {
 
     /// Task address -> status, from `cbk state --json`.
     fn task_status(&self, state: &Path) -> Vec<(String, String)> {
-        let (code, o, e) = cbk(
-            &self.node.conf,
-            &["state", "--state", &state.display().to_string(), "--json"],
-        );
-        assert_eq!(code, 0, "{o}{e}");
-        let v: serde_json::Value = serde_json::from_str(&o).unwrap();
-        v["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                (
-                    t["address"].as_str().unwrap().to_string(),
-                    t["status"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+        task_status(&self.node.conf, state)
     }
 
     /// When the emulated node last started (ms), from the emulator's own state.
     fn started_ms(&self) -> u64 {
-        let s: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.node.conf.join("emulator/state.json")).unwrap(),
-        )
-        .unwrap();
-        s["started_ms"].as_u64().expect("started_ms")
+        self.node.started_ms()
     }
 
     fn running(&self) -> bool {
-        self.node
-            .tool("cassandra-emu", &["status"], false)
-            .contains("running")
+        self.node.running()
     }
 }
 

@@ -1,20 +1,10 @@
 //! A saved plan records the state it was computed against; once another apply moved that
 //! state, applying the old saved plan is refused (exit 75) with the reason.
 
-use std::process::Command;
+mod support;
 
 fn cbk(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    support::run_cbk(args, &[])
 }
 
 #[test]

@@ -9,14 +9,15 @@
 //! `backups/`. The agent's `fetch` op takes objects without a recorded size and CRC32 only when
 //! they are lzop.
 
+mod cassandra_support;
 mod support;
 
 use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use support::cluster::TestCluster;
-use support::emu::{EmuNode, cbk, plan_and_apply};
+use support::e2e::Env;
+use support::emu::{EmuNode, plan_and_apply};
 use support::s3::{Moto, S3Server};
 
 const BASE: &str = "webapp_prod";
@@ -48,25 +49,9 @@ fn sstable(kind: &str, generation: u32) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// `data` compressed by the real `lzop` (default level, as the old tool's pipeline), with the
-/// original file name in the header.
+/// `data` compressed by the real `lzop` as the old tool's pipeline did.
 fn lzop(name: &str, data: &[u8]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join(name);
-    std::fs::write(&input, data).unwrap();
-    let out = Command::new("lzop")
-        .arg("-c")
-        .arg(&input)
-        .stdin(Stdio::null())
-        .output()
-        .expect("lzop must be installed (bash tests/infra/setup.sh)");
-    assert!(
-        out.status.success(),
-        "lzop: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(&out.stdout[..4], b"\x89LZO");
-    out.stdout
+    cassandra_support::lzop(name, data, &[])
 }
 
 fn sha(b: &[u8]) -> String {
@@ -220,23 +205,7 @@ fn live_files(root: &Path) -> Vec<(String, String)> {
 
 /// Task address -> status, from `cbk state --json`.
 fn task_status(conf: &Path, state: &Path) -> BTreeMap<String, String> {
-    let (code, o, e) = cbk(
-        conf,
-        &["state", "--state", &state.display().to_string(), "--json"],
-    );
-    assert_eq!(code, 0, "{o}{e}");
-    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
-    v["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["address"].as_str().unwrap().to_string(),
-                t["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    support::emu::task_status(conf, state).into_iter().collect()
 }
 
 fn assert_no_stop(tasks: &BTreeMap<String, String>) {
@@ -293,7 +262,13 @@ async fn legacy_s3_bucket_restores_over_ssh_with_restart() {
     }
     let moto = Moto::start();
     let bucket = support::s3::new_bucket(&moto).await;
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        cluster,
+        moto,
+        bucket,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let (cluster, moto, bucket) = (&env.cluster, &env.moto, &env.bucket);
 
     // node1's folder has the host name of the plan and single-slash keys; node2's was written
     // as `cass02.example.com` with the old double slash and is mapped by host_map.
@@ -368,7 +343,7 @@ async fn legacy_s3_bucket_restores_over_ssh_with_restart() {
         }],
     );
     let store = cbk::store::s3::S3Store::new(
-        &support::s3::storage_config(&moto.endpoint(), &bucket, ""),
+        &support::s3::storage_config(&moto.endpoint(), bucket, ""),
         Some(moto.credentials()),
     )
     .await
@@ -384,8 +359,8 @@ async fn legacy_s3_bucket_restores_over_ssh_with_restart() {
         store
             .client()
             .put_object()
-            .bucket(&bucket)
-            .key(format!("acme/{key}"))
+            .bucket(bucket)
+            .key(format!("prod/{key}"))
             .body(body.clone().into())
             .send()
             .await
@@ -394,8 +369,8 @@ async fn legacy_s3_bucket_restores_over_ssh_with_restart() {
     let listed = store
         .client()
         .list_objects_v2()
-        .bucket(&bucket)
-        .prefix(format!("acme/{prefix}/cass02.example.com//"))
+        .bucket(bucket)
+        .prefix(format!("prod/{prefix}/cass02.example.com//"))
         .send()
         .await
         .unwrap();
@@ -405,96 +380,27 @@ async fn legacy_s3_bucket_restores_over_ssh_with_restart() {
         "the server keeps the double-slash keys"
     );
 
-    let hosts: Vec<String> = cluster.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-    let plan = dir.path().join("restore.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"version = 1
-kind = "restore"
-
-[cluster]
-name = "prod"
-hosts = [{hosts}]
-
-[connection]
-transport = "ssh"
-ssh_config = "{ssh_config}"
-known_hosts_file = "{known_hosts}"
-connect_timeout = "10s"
-agent_path = "{agent}"
-
-[cassandra]
-cqlsh = "cqlsh"
-stop = "cassandra-emu stop"
-start = "cassandra-emu start"
-
-[storage]
-url = "s3://{bucket}/acme"
-endpoint = "{endpoint}"
-region = "us-east-1"
-path_style = true
-access_key_id_env = "CBK_TEST_S3_KEY_ID"
-secret_access_key_env = "CBK_TEST_S3_SECRET"
-
+    let plan = env.plan(
+        "restore.toml",
+        cluster,
+        &format!(
+            r#"kind = "restore"
 [restore]
 source = "legacy:{prefix}"
 include = ["shop.*"]
 method = "restart"
 repair_options = ["-full"]
 host_map = {{ "node1" = "node1", "cass02.example.com" = "node2" }}
-"#,
-            hosts = hosts.join(", "),
-            ssh_config = cluster.ssh_config().display(),
-            known_hosts = cluster.known_hosts().display(),
-            agent = env!("CARGO_BIN_EXE_cbk"),
-            endpoint = moto.endpoint(),
+"#
         ),
-    )
-    .unwrap();
-    let creds = moto.credentials();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
-            .args(args)
-            .env("CBK_TEST_S3_KEY_ID", &creds.access_key_id)
-            .env("CBK_TEST_S3_SECRET", &creds.secret_access_key)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
-    let saved = dir.path().join("restore.plan.json");
-    let (code, shown) = run(&[
-        "plan",
-        &plan.display().to_string(),
-        "--now",
-        "2026-03-01T08:00:00Z",
-        "--out",
-        &saved.display().to_string(),
-    ]);
-    assert_eq!(code, 0, "{shown}");
-    assert!(shown.contains(&format!("legacy:{prefix}")), "{shown}");
-    let state = dir.path().join("state");
+    );
     let started = std::time::Instant::now();
-    let (code, log) = run(&[
-        "apply",
-        &saved.display().to_string(),
-        "--state",
-        &state.display().to_string(),
-        "--progress",
-        "plain",
-    ]);
+    let (shown, code, log) = env.plan_and_apply(&plan, "2026-03-01T08:00:00Z");
     eprintln!(
-        "legacy restore of 2 nodes over ssh took {:?}",
+        "legacy restore of 2 nodes over ssh (plan and apply) took {:?}",
         started.elapsed()
     );
+    assert!(shown.contains(&format!("legacy:{prefix}")), "{shown}");
     assert_eq!(code, 0, "{log}");
     // 3 sstables of 8 files per host; the backups/ copy of a snapshot file is skipped.
     for line in [
@@ -618,25 +524,19 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
     let plan = dir.join("restore.toml");
     std::fs::write(
         &plan,
-        format!(
-            "version = 1\nkind = \"restore\"\n[restore]\nsource = \"legacy:{prefix}\"\ninclude = [\"shop.*\"]\n\
-             method = \"restart\"\nrepair = false\ncreate_missing_tables = true\nhost_map = {{ \"cass01.example.com\" = \"n1\" }}\n\n\
-             [cluster]\nname = \"demo\"\nhosts = [\"n1\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n\
-             [storage]\nurl = \"file://{}\"\n",
-            node.cassandra_section(),
-            store.display()
+        node.local_plan(
+            "n1",
+            &store,
+            &format!(
+                "kind = \"restore\"\n[restore]\nsource = \"legacy:{prefix}\"\ninclude = [\"shop.*\"]\n\
+                 method = \"restart\"\nrepair = false\ncreate_missing_tables = true\nhost_map = {{ \"cass01.example.com\" = \"n1\" }}\n"
+            ),
         ),
     )
     .unwrap();
-    let started_ms = || -> u64 {
-        let s: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(node.conf.join("emulator/state.json")).unwrap())
-                .unwrap();
-        s["started_ms"].as_u64().expect("started_ms")
-    };
     let before = live_files(&node.data_root);
     let refused_by = |plan: &Path, now: &str, expect: &str, failed: &str| {
-        let started = started_ms();
+        let started = node.started_ms();
         let (code, log, state) = plan_and_apply(&node.conf, plan, now, dir);
         assert_ne!(code, 0, "a damaged legacy backup was restored: {log}");
         assert!(log.contains(expect), "`{expect}` missing from:\n{log}");
@@ -647,11 +547,8 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
             "{tasks:?}"
         );
         assert_no_stop(&tasks);
-        assert!(
-            node.tool("cassandra-emu", &["status"], false)
-                .contains("running")
-        );
-        assert_eq!(started_ms(), started, "the node was restarted");
+        assert!(node.running());
+        assert_eq!(node.started_ms(), started, "the node was restarted");
         assert_eq!(live_files(&node.data_root), before, "live files changed");
     };
 
@@ -698,7 +595,7 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
 
     // 4. The intact object: the restore goes through and the node runs on the old files.
     put(&folder.first_data_key, &good);
-    let started = started_ms();
+    let started = node.started_ms();
     let (code, log, state) = plan_and_apply(&node.conf, &plan, "2026-03-01T04:00:00Z", dir);
     assert_eq!(code, 0, "{log}");
     assert!(
@@ -709,11 +606,8 @@ fn legacy_fs_store_refuses_damage_before_any_stop_then_restores() {
         "{log}"
     );
     assert_eq!(live_files(&node.data_root), folder.expected);
-    assert!(
-        node.tool("cassandra-emu", &["status"], false)
-            .contains("running")
-    );
-    assert!(started_ms() > started, "the node was not restarted");
+    assert!(node.running());
+    assert!(node.started_ms() > started, "the node was not restarted");
     let tasks = task_status(&node.conf, &state);
     assert!(
         tasks.values().all(|s| s == "applied" || s == "satisfied"),

@@ -9,7 +9,7 @@
 //! not lose it), a `flock` keeps a second run from loading the table while an orphaned first one
 //! still streams, and the journal records which table is being loaded and which are done.
 
-use super::restore::{Mapping, Staged, checkpoint, restore_config, save};
+use super::restore::{restore_config, save, staged_and_mapped};
 use super::{Runtime, node};
 use crate::exec::{Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
@@ -166,8 +166,7 @@ pub async fn load(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
-    let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    let (staged, mappings) = staged_and_mapped(cx, host)?;
     let nodes = nodes_param(task)?;
     let spec = rt
         .run

@@ -44,6 +44,34 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The names of the plan's hosts: the hosts a restore may write to.
+pub(super) fn plan_host_names(rt: &Runtime) -> Vec<String> {
+    rt.run
+        .plan
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| h.spec().name)
+        .collect()
+}
+
+/// The plan host that backed-up host `name` (with `host_id`, when known) restores to: its entry
+/// in the host map (by name, then by id) or, without a host map, the plan host of the same name.
+pub(super) fn target_host(
+    cfg: &RestoreConfig,
+    targets: &[String],
+    name: &str,
+    host_id: Option<&str>,
+) -> Option<String> {
+    cfg.host_map
+        .get(name)
+        .or_else(|| host_id.and_then(|id| cfg.host_map.get(id)))
+        .cloned()
+        .or_else(|| {
+            (cfg.host_map.is_empty() && targets.iter().any(|t| t == name)).then(|| name.to_string())
+        })
+}
+
 /// What `resolve` decided, for every target host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Resolved {
@@ -167,25 +195,12 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         incrementals.clear();
     }
     let catalog: Catalog = get_json(&store, &keys::catalog_key(&backup)).await?;
-    let targets: Vec<String> = rt
-        .run
-        .plan
-        .cluster
-        .hosts
-        .iter()
-        .map(|h| h.spec().name)
-        .collect();
+    let targets = plan_host_names(rt);
     let mut hosts = BTreeMap::new();
     for h in &catalog.hosts {
-        let target = cfg
-            .host_map
-            .get(&h.name)
-            .or_else(|| cfg.host_map.get(&h.host_id))
-            .cloned()
-            .or_else(|| {
-                (cfg.host_map.is_empty() && targets.contains(&h.name)).then(|| h.name.clone())
-            });
-        let Some(target) = target else { continue };
+        let Some(target) = target_host(cfg, &targets, &h.name, Some(&h.host_id)) else {
+            continue;
+        };
         let mut manifests = vec![h.manifest.clone()];
         for inc in &incrementals {
             let key = keys::node_manifest_key(&h.host_id, inc);
@@ -428,6 +443,17 @@ pub struct Mapping {
     pub backup_id: String,
     pub live_id: String,
     pub staged: String,
+}
+
+/// What `fetch[HOST]` staged and how `match_tables[HOST]` mapped it, from the journal.
+pub(super) fn staged_and_mapped(
+    cx: &TaskContext,
+    host: &str,
+) -> Result<(Staged, Vec<Mapping>), TaskError> {
+    Ok((
+        checkpoint(cx, &format!("fetch[{host}]"))?,
+        checkpoint(cx, &format!("match_tables[{host}]"))?,
+    ))
 }
 
 /// `match_tables[HOST]`: backed-up `TABLE-OLDID` -> live `TABLE-ID`, resolved before anything
@@ -678,8 +704,7 @@ pub async fn relocate(
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
-    let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    let (staged, mappings) = staged_and_mapped(cx, host)?;
     let r = node::agent(rt, host, move_op(rt, &staged, &mappings, true)?, None).await?;
     let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
@@ -700,8 +725,7 @@ pub async fn load_live(
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
-    let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    let (staged, mappings) = staged_and_mapped(cx, host)?;
     let mut done = Vec::new();
     if task.kind == TaskKind::Refresh {
         node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;

@@ -5,7 +5,7 @@
 //! decompresses lzop and verifies lzop's checksums and every Data.db against its Digest. The
 //! later restore tasks see ordinary staged `<ks>/<table>-<oldid>/` folders.
 
-use super::restore::{Resolved, ResolvedHost, StagedTable, save};
+use super::restore::{Resolved, ResolvedHost, StagedTable, plan_host_names, save, target_host};
 use super::{Runtime, store_err};
 use crate::agent::ops::fetch::FetchFile;
 use crate::cassandra::layout::TableFilter;
@@ -74,23 +74,12 @@ pub async fn resolve(
         Err(e) => return Err(store_err(e)),
     };
     let filter = table_filter(cfg)?;
-    let targets: Vec<String> = rt
-        .run
-        .plan
-        .cluster
-        .hosts
-        .iter()
-        .map(|h| h.spec().name)
-        .collect();
+    let targets = plan_host_names(rt);
     let mut hosts = BTreeMap::new();
     let mut lines = Vec::new();
     let mut unused = Vec::new();
     for (host, found) in &listing.hosts {
-        let target =
-            cfg.host_map.get(host).cloned().or_else(|| {
-                (cfg.host_map.is_empty() && targets.contains(host)).then(|| host.clone())
-            });
-        let Some(target) = target else {
+        let Some(target) = target_host(cfg, &targets, host, None) else {
             unused.push(host.as_str());
             continue;
         };

@@ -52,3 +52,26 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `data` compressed by the real `lzop` binary (`lzop ARGS -c`; no args: the default level, as
+/// the old `cassandra_backups` pipeline ran it), with `name` as the original file name in the
+/// header.
+pub fn lzop(name: &str, data: &[u8], args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join(name);
+    std::fs::write(&input, data).unwrap();
+    let out = std::process::Command::new("lzop")
+        .args(args)
+        .arg("-c")
+        .arg(&input)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("lzop must be installed (bash tests/infra/setup.sh)");
+    assert!(
+        out.status.success(),
+        "lzop failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&out.stdout[..4], b"\x89LZO");
+    out.stdout
+}

@@ -5,7 +5,6 @@ use super::cluster::TestCluster;
 use super::s3::{Moto, S3Server};
 use cbk::store::Store;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const ORDERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000001";
 pub const CUSTOMERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
@@ -112,25 +111,26 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
     /// Runs cbk with the bucket's credentials; returns (exit code, stdout + stderr).
     pub fn cbk(&self, args: &[&str]) -> (i32, String) {
         let creds = self.moto.credentials();
-        let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
-            .args(args)
-            .env("CBK_TEST_S3_KEY_ID", &creds.access_key_id)
-            .env("CBK_TEST_S3_SECRET", &creds.secret_access_key)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        super::run_cbk(
+            args,
+            &[
+                ("CBK_TEST_S3_KEY_ID", &creds.access_key_id),
+                ("CBK_TEST_S3_SECRET", &creds.secret_access_key),
+            ],
+        )
     }
 
     /// `cbk plan --now NOW --out` then `cbk apply` of the saved plan (state `state-NOW`).
     pub fn apply(&self, plan: &Path, now: &str) -> (i32, String) {
+        let (_, code, log) = self.plan_and_apply(plan, now);
+        (code, log)
+    }
+
+    /// [`Env::apply`], also returning what `cbk plan` showed: (plan output, apply's exit code,
+    /// apply's output).
+    pub fn plan_and_apply(&self, plan: &Path, now: &str) -> (String, i32, String) {
         let saved = plan.with_extension(format!("{now}.json"));
-        let (code, log) = self.cbk(&[
+        let (code, shown) = self.cbk(&[
             "plan",
             &plan.display().to_string(),
             "--now",
@@ -138,16 +138,17 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
             "--out",
             &saved.display().to_string(),
         ]);
-        assert_eq!(code, 0, "plan: {log}");
+        assert_eq!(code, 0, "plan: {shown}");
         let state = self.dir.path().join(format!("state-{now}"));
-        self.cbk(&[
+        let (code, log) = self.cbk(&[
             "apply",
             &saved.display().to_string(),
             "--state",
             &state.display().to_string(),
             "--progress",
             "plain",
-        ])
+        ]);
+        (shown, code, log)
     }
 
     /// The bucket as a store.

@@ -81,6 +81,46 @@ impl EmuNode {
         self.nodetool(&["flush", ks]);
     }
 
+    /// Keyspace `shop` (RF 1) with the tables `orders` and `customers`.
+    pub fn create_shop(&self) {
+        self.cql("CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+        self.cql("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)");
+        self.cql("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text)");
+    }
+
+    /// `rounds` times: `orders` rows into shop.orders and `customers` rows into shop.customers,
+    /// each flushed.
+    pub fn fill_shop(&self, rounds: u32, orders: u32, customers: u32) {
+        for _ in 0..rounds {
+            self.write_flush("shop", "orders", orders);
+            self.write_flush("shop", "customers", customers);
+        }
+    }
+
+    /// When the node last started (ms), from the emulator's own state.
+    pub fn started_ms(&self) -> u64 {
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.conf.join("emulator/state.json")).unwrap())
+                .unwrap();
+        s["started_ms"].as_u64().expect("started_ms")
+    }
+
+    /// Whether `cassandra-emu status` says the node runs.
+    pub fn running(&self) -> bool {
+        self.tool("cassandra-emu", &["status"], false)
+            .contains("running")
+    }
+
+    /// A plan for this node alone as `host` (cluster `demo`, `local` transport) with the `fs`
+    /// store in `store`, after `body`.
+    pub fn local_plan(&self, host: &str, store: &Path, body: &str) -> String {
+        format!(
+            "version = 1\n{body}\n[cluster]\nname = \"demo\"\nhosts = [\"{host}\"]\n\n[connection]\ntransport = \"local\"\n\n{}\n[storage]\nurl = \"file://{}\"\n",
+            self.cassandra_section(),
+            store.display()
+        )
+    }
+
     /// The plan's `[cassandra]` section for this node.
     pub fn cassandra_section(&self) -> String {
         let bin = emu_bin();
@@ -145,6 +185,27 @@ pub fn cbk(conf: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Task address -> status, from `cbk state --json`.
+pub fn task_status(conf: &Path, state: &Path) -> Vec<(String, String)> {
+    let (code, o, e) = cbk(
+        conf,
+        &["state", "--state", &state.display().to_string(), "--json"],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["address"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// `cbk plan PLAN --now NOW --out ...` then `cbk apply` of the saved plan with its own state

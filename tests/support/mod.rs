@@ -6,3 +6,20 @@ pub mod crash;
 pub mod e2e;
 pub mod emu;
 pub mod s3;
+
+/// Runs the cbk binary with `args` and the environment `envs` (colours off); returns (exit
+/// code, stdout + stderr).
+pub fn run_cbk(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cbk"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
