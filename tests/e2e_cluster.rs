@@ -6,179 +6,15 @@
 mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
-use cbk::store::Store;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use support::cluster::TestCluster;
-use support::s3::{Moto, S3Server};
+use support::s3cluster::{CUSTOMERS_ID, assert_manifest_matches_live, live_sums, read_json, setup};
 
-const ORDERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000001";
-const CUSTOMERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
 /// The id `customers` gets when it is dropped and re-created after the backup (as Cassandra,
 /// every node agrees on it).
 const NEW_CUSTOMERS_ID: &str = "7c2e9d40-0000-11f1-8000-000000000003";
 
-struct Env {
-    cluster: TestCluster,
-    moto: Moto,
-    bucket: String,
-    dir: tempfile::TempDir,
-}
-
-fn init_nodes(c: &TestCluster, version: &str) {
-    for (i, h) in c.hosts().iter().enumerate() {
-        c.sh(
-            h,
-            &format!(
-                "chown cassandra:cassandra /etc/cassandra /var/lib/cassandra && cassandra-emu init --force --version {version} --data-root /var/lib/cassandra --data-dirs 2 \
-                 --cluster prod --listen-address {} --rack rack{} && cassandra-emu start",
-                c.address(h),
-                i + 1
-            ),
-        );
-        for stmt in [
-            "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}".to_string(),
-            format!("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {ORDERS_ID}"),
-            format!("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {CUSTOMERS_ID}"),
-            "CREATE INDEX customers_name ON shop.customers (name)".to_string(),
-        ] {
-            c.sh(h, &format!("cassandra-emu cql \"{stmt}\""));
-        }
-        for _ in 0..2 {
-            c.sh(h, "cassandra-emu write shop orders --rows 200 && cassandra-emu write shop customers --rows 100 && nodetool flush shop");
-        }
-    }
-}
-
-async fn setup(version: &str) -> Env {
-    let cluster = TestCluster::start(3);
-    init_nodes(&cluster, version);
-    let moto = Moto::start();
-    let bucket = support::s3::new_bucket(&moto).await;
-    Env {
-        cluster,
-        moto,
-        bucket,
-        dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-impl Env {
-    fn plan(&self, name: &str, cluster: &TestCluster, body: &str) -> PathBuf {
-        let hosts: Vec<String> = cluster.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-        let text = format!(
-            r#"version = 1
-{body}
-[cluster]
-name = "prod"
-hosts = [{hosts}]
-
-[connection]
-transport = "ssh"
-ssh_config = "{ssh_config}"
-known_hosts_file = "{known_hosts}"
-connect_timeout = "10s"
-agent_path = "{agent}"
-
-[cassandra]
-cqlsh = "cqlsh"
-stop = "cassandra-emu stop"
-start = "cassandra-emu start"
-
-[storage]
-url = "s3://{bucket}/prod"
-endpoint = "{endpoint}"
-region = "us-east-1"
-path_style = true
-access_key_id_env = "CBK_TEST_S3_KEY_ID"
-secret_access_key_env = "CBK_TEST_S3_SECRET"
-"#,
-            hosts = hosts.join(", "),
-            ssh_config = cluster.ssh_config().display(),
-            known_hosts = cluster.known_hosts().display(),
-            agent = env!("CARGO_BIN_EXE_cbk"),
-            bucket = self.bucket,
-            endpoint = self.moto.endpoint(),
-        );
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn cbk(&self, args: &[&str]) -> (i32, String) {
-        let creds = self.moto.credentials();
-        let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
-            .args(args)
-            .env("CBK_TEST_S3_KEY_ID", &creds.access_key_id)
-            .env("CBK_TEST_S3_SECRET", &creds.secret_access_key)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
-    }
-
-    fn apply(&self, plan: &Path, now: &str) -> (i32, String) {
-        let saved = plan.with_extension(format!("{now}.json"));
-        let (code, log) = self.cbk(&[
-            "plan",
-            &plan.display().to_string(),
-            "--now",
-            now,
-            "--out",
-            &saved.display().to_string(),
-        ]);
-        assert_eq!(code, 0, "plan: {log}");
-        let state = self.dir.path().join(format!("state-{now}"));
-        self.cbk(&[
-            "apply",
-            &saved.display().to_string(),
-            "--state",
-            &state.display().to_string(),
-            "--progress",
-            "plain",
-        ])
-    }
-
-    async fn store(&self) -> std::sync::Arc<dyn Store> {
-        let cfg = support::s3::storage_config(&self.moto.endpoint(), &self.bucket, "prod");
-        cbk::store::open(&cfg, Some(self.moto.credentials()))
-            .await
-            .unwrap()
-    }
-
-    fn backup_plan(&self) -> PathBuf {
-        self.plan(
-            "backup.toml",
-            &self.cluster,
-            "kind = \"backup\"\n[backup]\nname = \"nightly-{{ now | strftime('%Y%m%dT%H%M%SZ') }}\"\ninclude = [\"shop.*\"]\n",
-        )
-    }
-}
-
-/// Live sstable files (table folder/[.idx/]file -> sha256) of keyspace shop on a host.
-fn live_sums(c: &TestCluster, host: &str) -> Vec<String> {
-    let out = c.sh(
-        host,
-        "cd /var/lib/cassandra && for f in $(find data* -path '*/shop/*' -type f \\( -name '*.db' -o -name '*.txt' -o -name '*.crc32' \\) \
-         -not -path '*/snapshots/*' -not -path '*/backups/*' | sort); do echo \"${f#*/} $(sha256sum < $f | cut -c1-64)\"; done",
-    );
-    let mut v: Vec<String> = out.lines().map(String::from).collect();
-    v.sort();
-    v
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> T {
-    serde_json::from_slice(&store.get_bytes(key).await.unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_backup_damage_drop_recreate_and_restart_restore() {
-    let env = setup("4.1").await;
+    let env = setup("4.1", "").await;
     let c = &env.cluster;
     let plan = env.backup_plan();
     let (code, log) = env.apply(&plan, "2026-03-01T02:00:00Z");
@@ -199,22 +35,7 @@ async fn cluster_backup_damage_drop_recreate_and_restart_restore() {
                 .any(|f| f.path.starts_with(".customers_name/"))),
             "index sstables missing"
         );
-        for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
-            for f in &t.files {
-                let node_path = Path::new(&m.node.data_dirs[f.data_dir])
-                    .join(&t.keyspace)
-                    .join(t.folder())
-                    .join(&f.path);
-                let rel = node_path.strip_prefix("/var/lib/cassandra").unwrap();
-                let original = std::fs::read(c.data_dir(&h.name).join(rel)).unwrap();
-                let stored = store.get_bytes(&f.key).await.unwrap();
-                let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
-                let mut plain = Vec::new();
-                cbk::codec::decode(codec, &stored[..], &mut plain).unwrap();
-                assert_eq!(plain, original, "{}", f.key);
-                checked += 1;
-            }
-        }
+        checked += assert_manifest_matches_live(store.as_ref(), c, &h.name, &m).await;
         assert_eq!(
             c.sh(
                 &h.name,

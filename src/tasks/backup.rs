@@ -320,19 +320,31 @@ pub async fn manifest_check(
     })
 }
 
-/// The base snapshot backup of an incremental: the newest complete snapshot backup.
-async fn incremental_base(store: &Arc<dyn Store>, name: &str) -> Result<Option<String>, TaskError> {
-    let mut best: Option<String> = None;
+/// The base snapshot backup of an incremental: the newest complete snapshot backup planned
+/// before it (`created`, the plans' clocks: names need not sort by time, e.g. `nightly-*`
+/// and `hourly-*`).
+async fn incremental_base(
+    store: &Arc<dyn Store>,
+    name: &str,
+    created: &str,
+) -> Result<Option<String>, TaskError> {
+    let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    let Some(me) = at(created) else {
+        return Ok(None);
+    };
+    let mut best: Option<(jiff::Timestamp, String)> = None;
     for o in store.list(keys::INDEX_PREFIX).await.map_err(store_err)? {
         if let Some(e) = get_json::<IndexEntry>(store, &o.key).await?
             && e.kind == BackupKind::Snapshot
-            && e.backup.as_str() < name
-            && best.as_deref().is_none_or(|b| b < e.backup.as_str())
+            && e.backup != name
+            && let Some(t) = at(&e.created)
+            && t < me
+            && best.as_ref().is_none_or(|b| *b < (t, e.backup.clone()))
         {
-            best = Some(e.backup);
+            best = Some((t, e.backup));
         }
     }
-    Ok(best)
+    Ok(best.map(|(_, b)| b))
 }
 
 /// `manifest[HOST]`: merges the per-table results and writes the node manifest, last.
@@ -353,7 +365,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     tables.sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
     let kind = kind(rt);
     let base = match kind {
-        BackupKind::Incremental => incremental_base(&store, &name).await?,
+        BackupKind::Incremental => incremental_base(&store, &name, &rt.run.inputs.now).await?,
         BackupKind::Snapshot => None,
     };
     let totals = Totals::of(&tables);

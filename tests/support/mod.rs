@@ -5,3 +5,4 @@ pub mod cluster;
 pub mod crash;
 pub mod emu;
 pub mod s3;
+pub mod s3cluster;

@@ -285,6 +285,75 @@ pub struct Faults {
     pub seed: u64,
 }
 
+impl Faults {
+    /// No random faults (targeted rules and the request log still work).
+    pub const NONE: Faults = Faults {
+        p500: 0.0,
+        p503: 0.0,
+        pkill: 0.0,
+        seed: 1,
+    };
+}
+
+/// One request as the proxy logged it when it ended.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// URL path (path-style: `/BUCKET/KEY`), without the query.
+    pub path: String,
+    pub query: String,
+    /// The status the client got (or would have got), `None` when there was no response.
+    pub status: Option<u16>,
+    /// What the proxy injected (`500`, `503`, `403`, `kill`), `None` when forwarded.
+    pub fault: Option<String>,
+    /// When the request started arriving and when it ended (Unix seconds).
+    pub t0: f64,
+    pub t1: f64,
+}
+
+impl LoggedRequest {
+    /// The object key (path minus `/BUCKET/`) when this request stored a whole object: a
+    /// successful PutObject or CompleteMultipartUpload.
+    pub fn completed_object(&self, bucket: &str) -> Option<&str> {
+        let key = self
+            .path
+            .strip_prefix('/')?
+            .strip_prefix(bucket)?
+            .strip_prefix('/')?;
+        let has = |p: &str| {
+            self.query
+                .split('&')
+                .any(|q| q.split('=').next() == Some(p))
+        };
+        let done = self.status == Some(200)
+            && self.fault.is_none()
+            && match self.method.as_str() {
+                "PUT" => !has("partNumber"),
+                "POST" => has("uploadId"),
+                _ => false,
+            };
+        done.then_some(key)
+    }
+
+    /// Whether the request was under way at Unix time `t`.
+    pub fn spans(&self, t: f64) -> bool {
+        self.t0 <= t && t <= self.t1
+    }
+}
+
+/// What the fault proxy does with requests matching a regex (over `METHOD PATH?QUERY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// 500 InternalError (retryable).
+    E500,
+    /// 503 SlowDown (retryable).
+    E503,
+    /// 403 AccessDenied (permanent).
+    E403,
+    /// Drop the connection without a response.
+    Kill,
+}
+
 /// What the proxy did, read from its counts file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultCounts {
@@ -292,6 +361,8 @@ pub struct FaultCounts {
     pub e500: u64,
     pub e503: u64,
     pub killed: u64,
+    /// Requests a targeted rule answered.
+    pub ruled: u64,
 }
 
 /// mitmproxy as a reverse proxy in front of a server, failing requests at chosen rates
@@ -327,6 +398,8 @@ impl FaultProxy {
             .env("PKILL", faults.pkill.to_string())
             .env("SEED", faults.seed.to_string())
             .env("FAULT_COUNTS", dir.path().join("counts.json"))
+            .env("FAULT_RULES", dir.path().join("rules.json"))
+            .env("REQUEST_LOG", dir.path().join("requests.jsonl"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -352,7 +425,38 @@ impl FaultProxy {
             e500: get("500"),
             e503: get("503"),
             killed: get("killed"),
+            ruled: get("ruled"),
         }
+    }
+
+    /// Replaces the targeted rules (first match wins; an empty list forwards everything
+    /// again). Applies to requests that arrive after this returns.
+    pub fn set_rules(&self, rules: &[(&str, FaultAction)]) {
+        let list: Vec<serde_json::Value> = rules
+            .iter()
+            .map(|(pattern, action)| {
+                let action = match action {
+                    FaultAction::E500 => "500",
+                    FaultAction::E503 => "503",
+                    FaultAction::E403 => "403",
+                    FaultAction::Kill => "kill",
+                };
+                serde_json::json!({ "match": pattern, "action": action })
+            })
+            .collect();
+        let path = self.dir.path().join("rules.json");
+        let tmp = self.dir.path().join("rules.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&list).expect("json")).expect("write rules");
+        std::fs::rename(&tmp, &path).expect("install rules");
+    }
+
+    /// Every request that ended so far, in the order they ended.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("requests.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 

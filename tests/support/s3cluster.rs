@@ -1,0 +1,312 @@
+//! An emulated 3-node cluster over real sshd backed up to moto: node set-up, plans that reach
+//! the cluster and the store (directly or through a fault proxy), running cbk with the store's
+//! credentials, and checks of stored objects against the nodes' files.
+#![allow(dead_code)]
+
+use super::cluster::TestCluster;
+use super::s3::{Moto, S3Server};
+use cbk::repo::manifest::{FileEntry, NodeManifest, TableEntry};
+use cbk::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+pub const ORDERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000001";
+pub const CUSTOMERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
+
+/// Where each host keeps its data, as the host sees it.
+pub const DATA_ROOT: &str = "/var/lib/cassandra";
+
+/// The cluster, the S3 server and a folder for plans and states.
+pub struct Env {
+    pub cluster: TestCluster,
+    pub moto: Moto,
+    pub bucket: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Gives every host an emulated node (`init_extra` goes to `cassandra-emu init`, for example
+/// `--incremental-backups`) with keyspace `shop`: tables `orders` and `customers` (with an
+/// index) created `WITH ID` so every node agrees on the ids, and two flushes of each.
+pub fn init_nodes(c: &TestCluster, version: &str, init_extra: &str) {
+    for (i, h) in c.hosts().iter().enumerate() {
+        c.sh(
+            h,
+            &format!(
+                "chown cassandra:cassandra /etc/cassandra {DATA_ROOT} && cassandra-emu init --force --version {version} --data-root {DATA_ROOT} --data-dirs 2 \
+                 --cluster prod --listen-address {} --rack rack{} {init_extra} && cassandra-emu start",
+                c.address(h),
+                i + 1
+            ),
+        );
+        for stmt in [
+            "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}".to_string(),
+            format!("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {ORDERS_ID}"),
+            format!("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {CUSTOMERS_ID}"),
+            "CREATE INDEX customers_name ON shop.customers (name)".to_string(),
+        ] {
+            c.sh(h, &format!("cassandra-emu cql \"{stmt}\""));
+        }
+        for _ in 0..2 {
+            write_flush(c, h, 200, 100);
+        }
+    }
+}
+
+/// New rows in both tables of `host`, then `nodetool flush shop` (new sstables).
+pub fn write_flush(c: &TestCluster, host: &str, orders: u32, customers: u32) {
+    c.sh(
+        host,
+        &format!(
+            "cassandra-emu write shop orders --rows {orders} && cassandra-emu write shop customers --rows {customers} && nodetool flush shop"
+        ),
+    );
+}
+
+/// A 3-node cluster of `version` nodes (see [`init_nodes`]), moto and a fresh bucket.
+pub async fn setup(version: &str, init_extra: &str) -> Env {
+    let cluster = TestCluster::start(3);
+    init_nodes(&cluster, version, init_extra);
+    let moto = Moto::start();
+    let bucket = super::s3::new_bucket(&moto).await;
+    Env {
+        cluster,
+        moto,
+        bucket,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Env {
+    /// Writes plan file `name` for `cluster` with `body` (kind and its section) and the store
+    /// reached at `endpoint` (moto itself, or a proxy in front of it).
+    pub fn plan_via(
+        &self,
+        name: &str,
+        cluster: &TestCluster,
+        body: &str,
+        endpoint: &str,
+    ) -> PathBuf {
+        let hosts: Vec<String> = cluster.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+        let text = format!(
+            r#"version = 1
+{body}
+[cluster]
+name = "prod"
+hosts = [{hosts}]
+
+[connection]
+transport = "ssh"
+ssh_config = "{ssh_config}"
+known_hosts_file = "{known_hosts}"
+connect_timeout = "10s"
+agent_path = "{agent}"
+
+[cassandra]
+cqlsh = "cqlsh"
+stop = "cassandra-emu stop"
+start = "cassandra-emu start"
+
+[storage]
+url = "s3://{bucket}/prod"
+endpoint = "{endpoint}"
+region = "us-east-1"
+path_style = true
+access_key_id_env = "CBK_TEST_S3_KEY_ID"
+secret_access_key_env = "CBK_TEST_S3_SECRET"
+"#,
+            hosts = hosts.join(", "),
+            ssh_config = cluster.ssh_config().display(),
+            known_hosts = cluster.known_hosts().display(),
+            agent = env!("CARGO_BIN_EXE_cbk"),
+            bucket = self.bucket,
+        );
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// [`Env::plan_via`] with moto as the store.
+    pub fn plan(&self, name: &str, cluster: &TestCluster, body: &str) -> PathBuf {
+        self.plan_via(name, cluster, body, &self.moto.endpoint())
+    }
+
+    /// The environment cbk needs to reach the store (the plan names these variables).
+    pub fn store_env(&self) -> Vec<(String, String)> {
+        let creds = self.moto.credentials();
+        vec![
+            ("CBK_TEST_S3_KEY_ID".into(), creds.access_key_id),
+            ("CBK_TEST_S3_SECRET".into(), creds.secret_access_key),
+            ("NO_COLOR".into(), "1".into()),
+        ]
+    }
+
+    /// Runs cbk; returns (exit code, stdout + stderr).
+    pub fn cbk(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
+            .args(args)
+            .envs(self.store_env())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// Saves `cbk plan PLAN --now NOW` next to the plan and returns its path.
+    pub fn save_plan(&self, plan: &Path, now: &str) -> PathBuf {
+        let saved = plan.with_extension(format!("{now}.json"));
+        let (code, log) = self.cbk(&[
+            "plan",
+            &plan.display().to_string(),
+            "--now",
+            now,
+            "--out",
+            &saved.display().to_string(),
+        ]);
+        assert_eq!(code, 0, "plan: {log}");
+        saved
+    }
+
+    /// The state folder of the apply for clock `now`.
+    pub fn state(&self, now: &str) -> PathBuf {
+        self.dir.path().join(format!("state-{now}"))
+    }
+
+    /// Plans with clock `now` and applies with state folder [`Env::state`]`(now)`.
+    pub fn apply(&self, plan: &Path, now: &str) -> (i32, String) {
+        let saved = self.save_plan(plan, now);
+        self.cbk(&[
+            "apply",
+            &saved.display().to_string(),
+            "--state",
+            &self.state(now).display().to_string(),
+            "--progress",
+            "plain",
+        ])
+    }
+
+    /// The store, opened directly on moto.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let cfg = super::s3::storage_config(&self.moto.endpoint(), &self.bucket, "prod");
+        cbk::store::open(&cfg, Some(self.moto.credentials()))
+            .await
+            .unwrap()
+    }
+
+    /// A snapshot backup plan of `shop.*` named `nightly-<now>`.
+    pub fn backup_plan(&self) -> PathBuf {
+        self.backup_plan_via("backup.toml", "snapshot", &self.moto.endpoint())
+    }
+
+    /// A backup plan of `shop.*` in `mode` (`snapshot` or `incremental`) named `<mode>-<now>`,
+    /// storing through `endpoint`.
+    pub fn backup_plan_via(&self, file: &str, mode: &str, endpoint: &str) -> PathBuf {
+        let prefix = if mode == "snapshot" { "nightly" } else { mode };
+        self.plan_via(
+            file,
+            &self.cluster,
+            &format!(
+                "kind = \"backup\"\n[backup]\nname = \"{prefix}-{{{{ now | strftime('%Y%m%dT%H%M%SZ') }}}}\"\nmode = \"{mode}\"\ninclude = [\"shop.*\"]\n"
+            ),
+            endpoint,
+        )
+    }
+
+    /// `cbk verify BACKUP --plan PLAN --deep` passes.
+    pub fn assert_verify_deep(&self, plan: &Path, backup: &str) {
+        let (code, log) = self.cbk(&[
+            "verify",
+            backup,
+            "--plan",
+            &plan.display().to_string(),
+            "--deep",
+        ]);
+        assert_eq!(code, 0, "verify --deep {backup}: {log}");
+    }
+}
+
+/// Live sstable files (table folder/[.idx/]file -> sha256) of keyspace shop on a host.
+pub fn live_sums(c: &TestCluster, host: &str) -> Vec<String> {
+    let out = c.sh(
+        host,
+        "cd /var/lib/cassandra && for f in $(find data* -path '*/shop/*' -type f \\( -name '*.db' -o -name '*.txt' -o -name '*.crc32' \\) \
+         -not -path '*/snapshots/*' -not -path '*/backups/*' | sort); do echo \"${f#*/} $(sha256sum < $f | cut -c1-64)\"; done",
+    );
+    let mut v: Vec<String> = out.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// Reads and parses a JSON object of the store.
+pub async fn read_json<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> T {
+    let bytes = store
+        .get_bytes(key)
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+/// The object of `f`, decompressed; its size and CRC32 must match the entry.
+pub async fn stored_plain(store: &dyn Store, f: &FileEntry) -> Vec<u8> {
+    let stored = store
+        .get_bytes(&f.key)
+        .await
+        .unwrap_or_else(|e| panic!("object {}: {e}", f.key));
+    assert_eq!(stored.len() as u64, f.stored_size, "{}", f.key);
+    let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
+    let mut plain = Vec::new();
+    cbk::codec::decode(codec, &stored[..], &mut plain)
+        .unwrap_or_else(|e| panic!("object {} does not decode: {e}", f.key));
+    assert_eq!(crc32fast::hash(&plain), f.crc32, "{} is corrupt", f.key);
+    plain
+}
+
+/// Where the file of entry `f` (table `t` of manifest `m`) lives on `host`, as seen from
+/// outside through `cluster`.
+pub fn node_path(
+    cluster: &TestCluster,
+    host: &str,
+    m: &NodeManifest,
+    t: &TableEntry,
+    f: &FileEntry,
+) -> PathBuf {
+    let inside = Path::new(&m.node.data_dirs[f.data_dir])
+        .join(&t.keyspace)
+        .join(t.folder())
+        .join(&f.path);
+    let rel = inside
+        .strip_prefix(DATA_ROOT)
+        .unwrap_or_else(|_| panic!("{} is outside {DATA_ROOT}", inside.display()));
+    cluster.data_dir(host).join(rel)
+}
+
+/// Every object of `m`'s `shop` tables, decompressed, equals the live file on `host`; returns
+/// the number of files checked.
+pub async fn assert_manifest_matches_live(
+    store: &dyn Store,
+    cluster: &TestCluster,
+    host: &str,
+    m: &NodeManifest,
+) -> usize {
+    let mut checked = 0;
+    for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
+        for f in &t.files {
+            let live = node_path(cluster, host, m, t, f);
+            let original =
+                std::fs::read(&live).unwrap_or_else(|e| panic!("{}: {e}", live.display()));
+            assert_eq!(
+                stored_plain(store, f).await,
+                original,
+                "{} differs from {}",
+                f.key,
+                live.display()
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
