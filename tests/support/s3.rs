@@ -302,19 +302,23 @@ pub struct LoggedRequest {
     /// URL path (path-style: `/BUCKET/KEY`), without the query.
     pub path: String,
     pub query: String,
-    /// The status the client got (or would have got), `None` when there was no response.
+    /// The status the client got, `None` when it got no response (the client went away or
+    /// the proxy dropped the connection): the server may or may not have acted on it.
     pub status: Option<u16>,
     /// What the proxy injected (`500`, `503`, `403`, `kill`), `None` when forwarded.
     pub fault: Option<String>,
+    /// Why the flow failed (mitmproxy's message), if it did.
+    #[serde(default)]
+    pub error: Option<String>,
     /// When the request started arriving and when it ended (Unix seconds).
     pub t0: f64,
     pub t1: f64,
 }
 
 impl LoggedRequest {
-    /// The object key (path minus `/BUCKET/`) when this request stored a whole object: a
-    /// successful PutObject or CompleteMultipartUpload.
-    pub fn completed_object(&self, bucket: &str) -> Option<&str> {
+    /// The object key (path minus `/BUCKET/`) when this request stores a whole object (a
+    /// PutObject or CompleteMultipartUpload) and was forwarded to the server.
+    pub fn stores_object(&self, bucket: &str) -> Option<&str> {
         let key = self
             .path
             .strip_prefix('/')?
@@ -325,19 +329,19 @@ impl LoggedRequest {
                 .split('&')
                 .any(|q| q.split('=').next() == Some(p))
         };
-        let done = self.status == Some(200)
-            && self.fault.is_none()
+        let stores = self.fault.is_none()
             && match self.method.as_str() {
                 "PUT" => !has("partNumber"),
                 "POST" => has("uploadId"),
                 _ => false,
             };
-        done.then_some(key)
+        stores.then_some(key)
     }
 
-    /// Whether the request was under way at Unix time `t`.
-    pub fn spans(&self, t: f64) -> bool {
-        self.t0 <= t && t <= self.t1
+    /// [`LoggedRequest::stores_object`] answered 200: the object was stored.
+    pub fn completed_object(&self, bucket: &str) -> Option<&str> {
+        self.stores_object(bucket)
+            .filter(|_| self.status == Some(200))
     }
 }
 
@@ -352,6 +356,8 @@ pub enum FaultAction {
     E403,
     /// Drop the connection without a response.
     Kill,
+    /// Wait this many milliseconds, then forward (a slow link).
+    Stall(u64),
 }
 
 /// What the proxy did, read from its counts file.
@@ -363,6 +369,8 @@ pub struct FaultCounts {
     pub killed: u64,
     /// Requests a targeted rule answered.
     pub ruled: u64,
+    /// Requests held back before forwarding.
+    pub stalled: u64,
 }
 
 /// mitmproxy as a reverse proxy in front of a server, failing requests at chosen rates
@@ -426,6 +434,7 @@ impl FaultProxy {
             e503: get("503"),
             killed: get("killed"),
             ruled: get("ruled"),
+            stalled: get("stalled"),
         }
     }
 
@@ -436,10 +445,11 @@ impl FaultProxy {
             .iter()
             .map(|(pattern, action)| {
                 let action = match action {
-                    FaultAction::E500 => "500",
-                    FaultAction::E503 => "503",
-                    FaultAction::E403 => "403",
-                    FaultAction::Kill => "kill",
+                    FaultAction::E500 => "500".to_string(),
+                    FaultAction::E503 => "503".to_string(),
+                    FaultAction::E403 => "403".to_string(),
+                    FaultAction::Kill => "kill".to_string(),
+                    FaultAction::Stall(ms) => format!("stall:{ms}"),
                 };
                 serde_json::json!({ "match": pattern, "action": action })
             })

@@ -6,13 +6,15 @@ Counts of what it did are rewritten to $FAULT_COUNTS (JSON) after every request,
 assert that faults really happened.
 
 Targeted faults: $FAULT_RULES names a JSON file (re-read whenever it changes) holding a list of
-rules `{"match": REGEX, "action": "500" | "503" | "403" | "kill"}`. The first rule whose regex
-matches `METHOD PATH?QUERY` decides, before the random faults; a test switches the store off
-and on by rewriting the file.
+rules `{"match": REGEX, "action": "500" | "503" | "403" | "kill" | "stall:MS"}`. The first rule
+whose regex matches `METHOD PATH?QUERY` decides, before the random faults (`stall:MS` waits MS
+milliseconds, then forwards: a slow link); a test switches the store off and on by rewriting
+the file.
 
 Request log: with $REQUEST_LOG set, one JSON line per request is appended when it ends:
-`{"method", "path", "query", "status" (null when no response), "fault" (what was injected or
-null), "t0" (request started, Unix seconds), "t1" (ended)}`.
+`{"method", "path", "query", "status" (null when the client got no response: then the server
+may or may not have acted on it), "fault" (what was injected or null), "error" (why the flow
+failed, or null), "t0" (request started, Unix seconds), "t1" (ended)}`.
 """
 import asyncio
 import json
@@ -70,13 +72,13 @@ class Fault:
             self.rules_stamp = stamp
         return self.rules
 
-    def log(self, flow: http.HTTPFlow, status, fault):
+    def log(self, flow: http.HTTPFlow, status, fault, error=None):
         if not LOG or flow.metadata.get("cbk_logged"):
             return
         flow.metadata["cbk_logged"] = True
         path, _, query = flow.request.path.partition("?")
         line = json.dumps({"method": flow.request.method, "path": path, "query": query,
-                           "status": status, "fault": fault,
+                           "status": status, "fault": fault, "error": error,
                            "t0": flow.request.timestamp_start, "t1": time.time()})
         with open(LOG, "a") as f:
             f.write(line + "\n")
@@ -92,7 +94,10 @@ class Fault:
         r = self.rnd.random()
         target = f"{flow.request.method} {flow.request.path}"
         rule = next((a for rx, a in self.current_rules() if rx.search(target)), None)
-        if rule is not None:
+        if rule is not None and rule.startswith("stall:"):
+            self.counts["stalled"] += 1
+            await asyncio.sleep(int(rule.split(":", 1)[1]) / 1000)
+        elif rule is not None:
             self.counts["ruled"] += 1
             if rule == "kill":
                 self.log(flow, None, "kill")
@@ -118,7 +123,7 @@ class Fault:
         self.log(flow, flow.response.status_code, None)
 
     def error(self, flow: http.HTTPFlow):
-        self.log(flow, None, None)
+        self.log(flow, None, None, str(flow.error))
 
 
 addons = [Fault()]
