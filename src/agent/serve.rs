@@ -18,7 +18,7 @@ use super::protocol::{AgentEvent, AgentRequest, PROTOCOL_VERSION};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ pub struct Events {
     out: Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
     /// Cancelled when a write failed: the controller went away.
     gone: CancellationToken,
-    last_sent: Arc<std::sync::Mutex<Instant>>,
+    last_sent: Arc<std::sync::Mutex<tokio::time::Instant>>,
 }
 
 impl Events {
@@ -75,7 +75,7 @@ impl Events {
         Events {
             out: Arc::new(Mutex::new(out)),
             gone: CancellationToken::new(),
-            last_sent: Arc::new(std::sync::Mutex::new(Instant::now())),
+            last_sent: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
         }
     }
 
@@ -89,7 +89,10 @@ impl Events {
             Err(e) => Err(e),
         };
         match &sent {
-            Ok(()) => *self.last_sent.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now(),
+            Ok(()) => {
+                *self.last_sent.lock().unwrap_or_else(|p| p.into_inner()) =
+                    tokio::time::Instant::now()
+            }
             Err(_) => self.gone.cancel(),
         }
         sent
@@ -199,6 +202,10 @@ where
         outcome = run_request(registry, &mut input, events.clone()) => outcome,
         _ = events.until_gone(HEARTBEAT) => return EXIT_CONTROLLER_GONE,
     };
+    if events.gone.is_cancelled() {
+        // The operation ended because its events could not be written.
+        return EXIT_CONTROLLER_GONE;
+    }
     let (event, code) = match outcome {
         Ok(data) => (AgentEvent::Result { data }, 0),
         Err(e) => (
@@ -210,7 +217,7 @@ where
         ),
     };
     if events.send(&event).await.is_err() {
-        return EXIT_OP_ERROR;
+        return EXIT_CONTROLLER_GONE;
     }
     code
 }
@@ -356,6 +363,41 @@ mod tests {
         assert_eq!(ev[1]["data"]["has_credentials"], true);
         let all = serde_json::to_string(&ev).expect("json");
         assert!(!all.contains("SECRET"), "{all}");
+    }
+
+    /// Serves `op` and drops the controller's end right after `hello`: returns how serve ended
+    /// and how long it took.
+    async fn controller_leaves(registry: Registry, op: &'static str) -> (u8, Duration) {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let started = tokio::time::Instant::now();
+        let serving = tokio::spawn(async move { serve(&registry, op.as_bytes(), server).await });
+        let mut hello = [0u8; 256];
+        let n = client.read(&mut hello).await.expect("hello");
+        assert!(String::from_utf8_lossy(&hello[..n]).contains("\"hello\""));
+        drop(client);
+        let code = tokio::time::timeout(HEARTBEAT * 3, serving)
+            .await
+            .expect("serve must stop once the controller is gone")
+            .expect("join");
+        (code, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn an_operation_stops_when_the_controller_goes_away() {
+        // `sleep` reports progress every 100 ms: the first failed write stops it.
+        let (code, took) = controller_leaves(
+            Registry::with_builtins(),
+            r#"{"protocol":1,"op":{"op":"sleep","ms":60000}}"#,
+        )
+        .await;
+        assert_eq!(code, EXIT_CONTROLLER_GONE);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        // A silent operation is found out by the heartbeat.
+        let mut r = Registry::new();
+        r.register("hang", |_| Box::pin(futures::future::pending()));
+        let (code, took) = controller_leaves(r, r#"{"protocol":1,"op":{"op":"hang"}}"#).await;
+        assert_eq!(code, EXIT_CONTROLLER_GONE);
+        assert!(took >= HEARTBEAT && took < HEARTBEAT * 2, "{took:?}");
     }
 
     #[tokio::test]

@@ -497,3 +497,55 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         data: serde_json::Value::Null,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_base_is_the_newest_snapshot_planned_before_whatever_the_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::fs::FsStore::new(&dir.path().display().to_string()).expect("store"),
+        );
+        for (name, kind, created) in [
+            ("nightly-20260401T0000Z", BackupKind::Snapshot, "2026-04-01T00:00:00Z"),
+            ("nightly-20260402T0000Z", BackupKind::Snapshot, "2026-04-02T00:00:00Z"),
+            ("adhoc-20260401T1200Z", BackupKind::Snapshot, "2026-04-01T12:00:00Z"),
+            ("hourly-20260401T0600Z", BackupKind::Incremental, "2026-04-01T06:00:00Z"),
+        ] {
+            let e = IndexEntry {
+                backup: name.into(),
+                kind,
+                base: None,
+                cluster: "prod".into(),
+                created: created.into(),
+                completed: created.into(),
+                hosts: vec![],
+                totals: Totals::default(),
+            };
+            store
+                .put_bytes(&keys::index_key(name), json(&e))
+                .await
+                .expect("put");
+        }
+        let base = |at: &'static str| {
+            let store = store.clone();
+            async move { incremental_base(&store, "hourly-x", at).await.expect("base") }
+        };
+        // `hourly-*` sorts before `nightly-*`: the name order must not matter.
+        assert_eq!(
+            base("2026-04-01T06:00:00Z").await.as_deref(),
+            Some("nightly-20260401T0000Z")
+        );
+        assert_eq!(
+            base("2026-04-01T18:00:00Z").await.as_deref(),
+            Some("adhoc-20260401T1200Z")
+        );
+        assert_eq!(
+            base("2026-04-03T00:00:00Z").await.as_deref(),
+            Some("nightly-20260402T0000Z")
+        );
+        assert_eq!(base("2026-03-31T00:00:00Z").await, None);
+    }
+}
