@@ -52,7 +52,7 @@ fn killed_backup(
         );
         // At most 4 kills per backup, each a random time after an upload started.
         let kill = killed_here < 4;
-        let delay = Duration::from_millis(rng.random_range(0..1500));
+        let delay = Duration::from_millis(rng.random_range(200..1800));
         let max = Duration::from_secs(if kill { 60 } else { 300 });
         let mut upload_seen: Option<Instant> = None;
         let mut what = String::new();
@@ -127,9 +127,9 @@ async fn cluster_backup_to_s3_converges_after_sigkill_during_uploads() {
     let env = setup("4.1", "").await;
     let c = &env.cluster;
     let proxy = FaultProxy::start(&env.moto.endpoint(), Faults::NONE);
-    // A slow link for sstable objects (150 ms per upload), so kills catch uploads under way.
+    // A slow link for sstable objects (250 ms per upload), so kills catch uploads under way.
     let sst_puts = format!("^PUT /{}/prod/nodes/", env.bucket);
-    proxy.set_rules(&[(sst_puts.as_str(), FaultAction::Stall(150))]);
+    proxy.set_rules(&[(sst_puts.as_str(), FaultAction::Stall(250))]);
     let plan = env.backup_plan_via("backup.toml", "snapshot", &proxy.endpoint());
     let mut kills = Vec::new();
     let mut moments = Vec::new();
