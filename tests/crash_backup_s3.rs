@@ -33,8 +33,11 @@ fn unix_now() -> f64 {
 }
 
 /// One backup, killed until it finishes; records each kill as (just before, just after).
+/// Each kill lands right after a seeded number of sstable uploads of that attempt completed,
+/// so uploads are under way (an attempt that stores everything first is not killed).
 fn killed_backup(
     env: &Env,
+    proxy: &FaultProxy,
     plan: &Path,
     now: &str,
     rng: &mut rand::rngs::StdRng,
@@ -45,28 +48,33 @@ fn killed_backup(
     let state = env.state(now);
     let store_env = env.store_env();
     let mut killed_here = 0;
+    let mut cursor = 0;
+    proxy.requests_after(&mut cursor);
     for attempt in 1.. {
         assert!(
             attempt < 20,
             "{now}: no convergence after {attempt} attempts"
         );
-        // At most 4 kills per backup, each a random time after an upload started.
+        // At most 4 kills per backup.
         let kill = killed_here < 4;
-        let delay = Duration::from_millis(rng.random_range(200..1800));
-        let max = Duration::from_secs(if kill { 60 } else { 300 });
-        let mut upload_seen: Option<Instant> = None;
-        let mut what = String::new();
+        let target = rng.random_range(1..=16);
+        let mut stored = 0;
+        let mut polled = Instant::now();
         let mut at = 0.0;
-        let r = crash::attempt_env(&store_env, &saved, &state, max, || {
-            if !kill {
+        let r = crash::attempt_env(&store_env, &saved, &state, Duration::from_secs(300), || {
+            if !kill || polled.elapsed() < Duration::from_millis(20) {
                 return false;
             }
-            let running = crash::running_tasks(&state);
-            if upload_seen.is_none() && running.iter().any(|t| t.starts_with("upload[")) {
-                upload_seen = Some(Instant::now());
-            }
-            if upload_seen.is_some_and(|t| t.elapsed() >= delay) {
-                what = format!("{delay:?} after upload started, running {running:?}");
+            polled = Instant::now();
+            stored += proxy
+                .requests_after(&mut cursor)
+                .iter()
+                .filter(|r| {
+                    r.completed_object(&env.bucket)
+                        .is_some_and(|k| k.contains("/sst/"))
+                })
+                .count();
+            if stored >= target {
                 at = unix_now();
                 return true;
             }
@@ -74,10 +82,13 @@ fn killed_backup(
         });
         match r {
             Attempt::Killed => {
-                assert!(!what.is_empty(), "{now}: attempt {attempt} timed out");
+                assert!(at > 0.0, "{now}: attempt {attempt} timed out");
                 kills.push((at, unix_now()));
                 killed_here += 1;
-                moments.push(format!("{now} attempt {attempt}: kill {what}"));
+                moments.push(format!(
+                    "{now} attempt {attempt}: kill after {stored} uploads, running {:?}",
+                    crash::running_tasks(&state)
+                ));
             }
             Attempt::Finished { code, output } => {
                 assert_eq!(
@@ -87,6 +98,7 @@ fn killed_backup(
                 break;
             }
         }
+        proxy.requests_after(&mut cursor);
     }
     assert_eq!(
         crash::assert_journals_replay(&state),
@@ -142,7 +154,15 @@ async fn cluster_backup_to_s3_converges_after_sigkill_during_uploads() {
             }
         }
         let now = format!("2026-05-01T00:{:02}:00Z", round + 1);
-        killed_backup(&env, &plan, &now, &mut rng, &mut kills, &mut moments);
+        killed_backup(
+            &env,
+            &proxy,
+            &plan,
+            &now,
+            &mut rng,
+            &mut kills,
+            &mut moments,
+        );
         backups.push(format!("nightly-20260501T00{:02}00Z", round + 1));
         if kills.len() >= KILLS {
             break;
@@ -153,22 +173,32 @@ async fn cluster_backup_to_s3_converges_after_sigkill_during_uploads() {
     }
     assert!(kills.len() >= KILLS, "only {} kills", kills.len());
 
-    // Every backup is complete and correct.
+    // Every backup is complete and intact. Nothing was compacted, so the newest one
+    // references every object of the older ones: its objects, decompressed, must equal the
+    // nodes' files.
     let store = env.store().await;
     let mut referenced = BTreeSet::new();
     let mut checked = 0;
-    for b in &backups {
+    for (i, b) in backups.iter().enumerate() {
         let catalog: Catalog = read_json(store.as_ref(), &format!("catalog/{b}.json")).await;
         assert_eq!(catalog.hosts.len(), 3, "{b}");
+        let mut keys = BTreeSet::new();
         for h in &catalog.hosts {
             let m: NodeManifest = read_json(store.as_ref(), &h.manifest).await;
-            checked += assert_manifest_matches_live(store.as_ref(), c, &h.name, &m).await;
-            referenced.extend(
+            if i + 1 == backups.len() {
+                checked += assert_manifest_matches_live(store.as_ref(), c, &h.name, &m).await;
+            }
+            keys.extend(
                 m.tables
                     .iter()
                     .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
             );
         }
+        assert!(
+            keys.is_superset(&referenced),
+            "{b} lost objects of an older backup"
+        );
+        referenced = keys;
         env.assert_verify_deep(&plan, b);
     }
     for h in c.hosts() {

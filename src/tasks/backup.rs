@@ -509,10 +509,26 @@ mod tests {
             crate::store::fs::FsStore::new(&dir.path().display().to_string()).expect("store"),
         );
         for (name, kind, created) in [
-            ("nightly-20260401T0000Z", BackupKind::Snapshot, "2026-04-01T00:00:00Z"),
-            ("nightly-20260402T0000Z", BackupKind::Snapshot, "2026-04-02T00:00:00Z"),
-            ("adhoc-20260401T1200Z", BackupKind::Snapshot, "2026-04-01T12:00:00Z"),
-            ("hourly-20260401T0600Z", BackupKind::Incremental, "2026-04-01T06:00:00Z"),
+            (
+                "nightly-20260401T0000Z",
+                BackupKind::Snapshot,
+                "2026-04-01T00:00:00Z",
+            ),
+            (
+                "nightly-20260402T0000Z",
+                BackupKind::Snapshot,
+                "2026-04-02T00:00:00Z",
+            ),
+            (
+                "adhoc-20260401T1200Z",
+                BackupKind::Snapshot,
+                "2026-04-01T12:00:00Z",
+            ),
+            (
+                "hourly-20260401T0600Z",
+                BackupKind::Incremental,
+                "2026-04-01T06:00:00Z",
+            ),
         ] {
             let e = IndexEntry {
                 backup: name.into(),
@@ -531,7 +547,11 @@ mod tests {
         }
         let base = |at: &'static str| {
             let store = store.clone();
-            async move { incremental_base(&store, "hourly-x", at).await.expect("base") }
+            async move {
+                incremental_base(&store, "hourly-x", at)
+                    .await
+                    .expect("base")
+            }
         };
         // `hourly-*` sorts before `nightly-*`: the name order must not matter.
         assert_eq!(

@@ -462,9 +462,24 @@ impl FaultProxy {
 
     /// Every request that ended so far, in the order they ended.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("requests.jsonl")).unwrap_or_default();
-        text.lines()
+        self.requests_after(&mut 0)
+    }
+
+    /// The requests that ended since `cursor` (a byte offset in the log, advanced past what
+    /// was read; start at 0), for polling without rereading the whole log.
+    pub fn requests_after(&self, cursor: &mut u64) -> Vec<LoggedRequest> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("requests.jsonl")) {
+            let _ = f
+                .seek(SeekFrom::Start(*cursor))
+                .and_then(|_| f.read_to_string(&mut text));
+        }
+        // Only whole lines: the proxy may be writing the last one.
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        *cursor += whole as u64;
+        text[..whole]
+            .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
