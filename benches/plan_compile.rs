@@ -40,6 +40,16 @@ fn peak_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time this process has used, in ms: unlike wall time it does not grow
+/// when other work shares the machine.
+fn cpu_ms() -> f64 {
+    // The first field of schedstat is the time spent on a CPU, in nanoseconds.
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
+}
+
 /// Counts bytes written (renders stream to stdout or a file in the CLI; here to nowhere).
 #[derive(Default)]
 struct Count(usize);
@@ -65,6 +75,7 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let src = plan_text();
     let now = "2026-11-25T03:00:00Z".parse().expect("valid time");
+    let cpu0 = cpu_ms();
     let t0 = Instant::now();
     let run = match compile_source("bench.toml", &src, now) {
         Ok(r) => r,
@@ -94,6 +105,7 @@ fn main() {
     let dot = dot.0;
     let t_dot = t4.elapsed();
     let total = t0.elapsed();
+    let cpu = cpu_ms() - cpu0;
     let peak = peak_kib().unwrap_or(0);
     println!(
         "plan_compile: {HOSTS} hosts x {TABLES} tables = {} tasks",
@@ -127,6 +139,14 @@ fn main() {
     println!(
         "  total     {:>8.1} ms  (target < 1000 ms)",
         total.as_secs_f64() * 1e3
+    );
+    println!(
+        "  cpu       {cpu:>8.1} ms  (on-CPU time of this process; load average {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
     );
     println!(
         "  peak RSS  {:>8.1} MB  (VmHWM; target < 300 MB)",

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::crash::{self, Attempt};
+use support::e2e::{Env, assert_manifest_matches_live, read_json, setup, write_flush};
 use support::s3::{FaultAction, FaultProxy, Faults, LoggedRequest, S3Server};
-use support::s3cluster::{Env, assert_manifest_matches_live, read_json, setup, write_flush};
 
 const KILLS: usize = 10;
 
@@ -136,7 +136,7 @@ async fn cluster_backup_to_s3_converges_after_sigkill_during_uploads() {
     let seed = crash::seed(20261126);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let started = Instant::now();
-    let env = setup("4.1", "").await;
+    let env = setup("4.1").await;
     let c = &env.cluster;
     let proxy = FaultProxy::start(&env.moto.endpoint(), Faults::NONE);
     // A slow link for sstable objects (250 ms per upload), so kills catch uploads under way.

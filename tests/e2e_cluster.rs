@@ -6,7 +6,7 @@
 mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
-use support::s3cluster::{CUSTOMERS_ID, assert_manifest_matches_live, live_sums, read_json, setup};
+use support::e2e::{CUSTOMERS_ID, assert_manifest_matches_live, live_sums, read_json, setup};
 
 /// The id `customers` gets when it is dropped and re-created after the backup (as Cassandra,
 /// every node agrees on it).
@@ -14,7 +14,7 @@ const NEW_CUSTOMERS_ID: &str = "7c2e9d40-0000-11f1-8000-000000000003";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_backup_damage_drop_recreate_and_restart_restore() {
-    let env = setup("4.1", "").await;
+    let env = setup("4.1").await;
     let c = &env.cluster;
     let plan = env.backup_plan();
     let (code, log) = env.apply(&plan, "2026-03-01T02:00:00Z");

@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 use support::cluster::TestCluster;
+use support::e2e::{DATA_ROOT, read_json, setup_with, stored_plain, write_flush};
 use support::s3::{FaultAction, FaultProxy, Faults, S3Server};
-use support::s3cluster::{DATA_ROOT, read_json, setup, stored_plain, write_flush};
 
 /// The incremental-backup links of `shop` on `host`: path under the host's data folder
 /// (`data1/shop/orders-<id>/backups/nb-3-big-Data.db`) -> bytes.
@@ -82,7 +82,7 @@ async fn recorded(
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_incremental_deletes_local_links_only_when_stored() {
     let started = Instant::now();
-    let env = setup("4.1", "--incremental-backups").await;
+    let env = setup_with("4.1", "--incremental-backups").await;
     let c = &env.cluster;
     let store = env.store().await;
     let (code, log) = env.apply(&env.backup_plan(), "2026-04-01T00:00:00Z");

@@ -27,7 +27,7 @@ fn saved_plan(dir: &Path, source: &str, tasks: &[(&str, &str, &[&str])]) -> Path
         .iter()
         .map(|(name, run, after)| {
             let mut t = task(name, None, "s", after);
-            t.params = serde_json::json!({ "run": run });
+            t.params = serde_json::json!({ "run": run }).into();
             t
         })
         .collect();

@@ -39,7 +39,8 @@ fn plan(work: &Path) -> cbk::graph::run::PlannedRun {
         t.params = serde_json::json!({
             "run": format!("sleep 0.0{}; echo {name} >> '{c}'", i % 10),
             "check": format!("grep -qx {name} '{c}'"),
-        });
+        })
+        .into();
         tasks.push(t);
     }
     for l in 0..LONG {
@@ -60,7 +61,8 @@ echo {name} >> '{c}'"#,
         t.params = serde_json::json!({
             "run": script,
             "check": format!("grep -qx {name} '{c}'"),
-        });
+        })
+        .into();
         tasks.push(t);
     }
     let mut last = task("exec[final]", None, "final", &[]);
@@ -68,7 +70,8 @@ echo {name} >> '{c}'"#,
     last.params = serde_json::json!({
         "run": format!("echo final >> '{c}'"),
         "check": format!("grep -qx final '{c}'"),
-    });
+    })
+    .into();
     tasks.push(last);
     let mut run = planned_run(tasks, "/nonexistent/crash-plan.toml");
     run.plan.limits.parallelism = 4;

@@ -1,12 +1,17 @@
 //! The compiler: a resolved plan becomes a graph of tasks with stable addresses, then a
 //! deterministic topological list of [`PlannedTask`]s. Pure: no I/O, no clock, no randomness.
 
+use super::params::Params;
 use super::run::{Action, PlannedTask, TaskKind};
 use crate::plan::model::{BackupMode, CommandSpec, HostSpec, PlanFile, PlanKind, RestoreMethod};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+/// The compiler's lookup maps are keyed by step and host names and only ever looked up (never
+/// iterated), so a fast non-cryptographic hasher is safe and saves a SipHash per task.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A custom step after resolution: where it runs and its rendered command per host.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +101,11 @@ impl Builtins {
     }
 }
 
-/// Whether a restore runs `nodetool repair` (default: yes for the restart method).
+/// Whether a restore runs `nodetool repair` (default: yes for the restart method only).
 pub fn restore_repairs(plan: &PlanFile) -> bool {
-    plan.restore.as_ref().is_some_and(|r| {
-        r.method != RestoreMethod::Loader && r.repair.unwrap_or(r.method == RestoreMethod::Restart)
-    })
+    plan.restore
+        .as_ref()
+        .is_some_and(|r| r.repair.unwrap_or(r.method == RestoreMethod::Restart))
 }
 
 /// The built-in steps for a plan's kind, mode and method.
@@ -151,7 +156,11 @@ pub fn builtins(plan: &PlanFile) -> Builtins {
                 RestoreMethod::Refresh => {
                     chain.extend([(K::MatchTables, per, H), (K::Refresh, per, H)])
                 }
-                RestoreMethod::Loader => chain.push((K::Loader, per, H)),
+                // Every table must exist everywhere before anything streams (sstableloader
+                // skips a missing table and still exits 0).
+                RestoreMethod::Loader => {
+                    chain.extend([(K::MatchTables, per, H), (K::Loader, per, Barrier)])
+                }
             }
             if restore_repairs(plan) {
                 chain.push((K::Repair, per, Barrier));
@@ -181,17 +190,40 @@ fn exact_table(pattern: &str) -> Option<(&str, &str)> {
     pattern.split_once('.')
 }
 
+/// The tasks of one step: all of them, and by host (`None` = the controller).
+#[derive(Default)]
+struct StepTasks {
+    all: Vec<NodeIndex>,
+    controller: Vec<NodeIndex>,
+    by_host: FastMap<String, Vec<NodeIndex>>,
+}
+
+/// Prerequisites of a task on `host` (or the controller) from the step `from`: the same host's
+/// tasks of `from`, or all of them for a barrier or when `from` does not run on this host.
+fn prereqs<'s>(
+    steps: &'s FastMap<String, StepTasks>,
+    from: &str,
+    host: Option<&str>,
+    barrier: bool,
+) -> &'s [NodeIndex] {
+    let Some(st) = steps.get(from) else {
+        return &[];
+    };
+    match host.and_then(|h| st.by_host.get(h)) {
+        Some(own) if !barrier && !own.is_empty() => own,
+        _ => &st.all,
+    }
+}
+
 struct Builder<'a> {
     /// Dependency structure; node `i` is `tasks[i]` (nodes are never removed).
     g: DiGraph<(), ()>,
     tasks: Vec<PlannedTask>,
-    /// (step name, host) -> tasks; host `None` for the controller.
-    by_step: HashMap<(String, Option<String>), Vec<NodeIndex>>,
-    /// step name -> all tasks.
-    all_of: HashMap<String, Vec<NodeIndex>>,
+    /// step name -> its tasks.
+    steps: FastMap<String, StepTasks>,
     /// Ordering key per node index: (step rank, host rank).
     rank: Vec<(usize, usize)>,
-    host_rank: HashMap<&'a str, usize>,
+    host_rank: FastMap<&'a str, usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -201,46 +233,53 @@ impl<'a> Builder<'a> {
             .as_deref()
             .and_then(|h| self.host_rank.get(h).copied())
             .unwrap_or(0);
-        let key = (task.step.clone(), task.host.clone());
-        let step = task.step.clone();
         let n = self.g.add_node(());
+        if !self.steps.contains_key(&task.step) {
+            self.steps.insert(task.step.clone(), StepTasks::default());
+        }
+        if let Some(st) = self.steps.get_mut(&task.step) {
+            st.all.push(n);
+            match &task.host {
+                None => st.controller.push(n),
+                Some(h) => match st.by_host.get_mut(h) {
+                    Some(v) => v.push(n),
+                    None => {
+                        st.by_host.insert(h.clone(), vec![n]);
+                    }
+                },
+            }
+        }
         self.tasks.push(task);
-        self.by_step.entry(key).or_default().push(n);
-        self.all_of.entry(step).or_default().push(n);
         self.rank.push((step_rank, host_rank));
         n
     }
 
-    fn tasks(&self, step: &str, host: Option<&str>) -> Vec<NodeIndex> {
-        self.by_step
-            .get(&(step.to_owned(), host.map(str::to_owned)))
-            .cloned()
+    /// All tasks of `step` (a copy: callers add edges while walking it).
+    fn all(&self, step: &str) -> Vec<NodeIndex> {
+        self.steps
+            .get(step)
+            .map(|s| s.all.clone())
             .unwrap_or_default()
     }
 
-    fn all(&self, step: &str) -> Vec<NodeIndex> {
-        self.all_of.get(step).cloned().unwrap_or_default()
-    }
-
+    /// Adds `from -> to`. A repeated edge is harmless: `order` counts and lists it once per
+    /// pair (checking for an existing edge here would walk a long adjacency list per call).
     fn edge(&mut self, from: NodeIndex, to: NodeIndex) {
         if from != to {
-            self.g.update_edge(from, to, ());
+            self.g.add_edge(from, to, ());
         }
     }
 
-    /// Prerequisites of a task on `host` (or the controller) from the step `from`.
-    fn prereqs(&self, from: &str, host: Option<&str>, barrier: bool) -> Vec<NodeIndex> {
-        match host {
-            Some(h) if !barrier => {
-                let own = self.tasks(from, Some(h));
-                if own.is_empty() {
-                    // `from` runs on the controller or not on this host: wait for all of it.
-                    self.all(from)
-                } else {
-                    own
-                }
+    /// Makes `t` wait for its prerequisites from the step `from`.
+    fn connect(&mut self, from: &str, t: NodeIndex, barrier: bool) {
+        let Builder {
+            g, tasks, steps, ..
+        } = self;
+        let host = tasks[t.index()].host.as_deref();
+        for &p in prereqs(steps, from, host, barrier) {
+            if p != t {
+                g.add_edge(p, t, ());
             }
-            _ => self.all(from),
         }
     }
 }
@@ -250,8 +289,9 @@ fn task(
     step: &str,
     address: String,
     host: Option<&str>,
-    params: Value,
+    params: impl Into<Params>,
 ) -> PlannedTask {
+    let params = params.into();
     let action = match kind {
         TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables | TaskKind::Verify => {
             Action::Read
@@ -295,8 +335,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let mut b = Builder {
         g: DiGraph::with_capacity(estimate, estimate * 2),
         tasks: Vec::with_capacity(estimate),
-        by_step: HashMap::new(),
-        all_of: HashMap::new(),
+        steps: FastMap::default(),
         rank: Vec::new(),
         host_rank: host_names
             .iter()
@@ -327,23 +366,27 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         }
         for h in &host_names {
             let src = source_of.get(h).copied().unwrap_or(h);
-            let mut tasks: Vec<(String, Value)> = Vec::new();
-            let one = |p: Value| vec![(format!("{name}[{h}]"), p)];
+            let mut tasks: Vec<(String, Params)> = Vec::new();
+            let one = |p: Value| vec![(format!("{name}[{h}]"), Params::from(p))];
             match kind {
                 TaskKind::Upload => {
                     let bc = plan.backup.as_ref();
                     let include = bc.map(|b| b.include.as_slice()).unwrap_or(&[]);
-                    let exclude = bc.map(|b| b.exclude.clone()).unwrap_or_default();
+                    let exclude = || bc.map(|b| b.exclude.clone()).unwrap_or_default();
                     if include.is_empty() {
                         tasks.push((
                             format!("upload[{h}]"),
-                            json!({ "pattern": "*.*", "exclude": exclude }),
+                            json!({ "pattern": "*.*", "exclude": exclude() }).into(),
                         ));
                     }
                     for inc in include {
+                        // The common case (every table named) allocates no map per task.
                         let p = match exact_table(inc) {
-                            Some((ks, t)) => json!({ "keyspace": ks, "table": t }),
-                            None => json!({ "pattern": inc, "exclude": exclude }),
+                            Some((ks, t)) => Params::from_pairs([
+                                ("keyspace", Value::from(ks)),
+                                ("table", Value::from(t)),
+                            ]),
+                            None => json!({ "pattern": inc, "exclude": exclude() }).into(),
                         };
                         tasks.push((format!("upload[{h}/{inc}]"), p));
                     }
@@ -357,7 +400,15 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                         .unwrap_or_default();
                     tasks = one(json!({ "tag": backup, "policy": policy }));
                 }
-                TaskKind::Fetch | TaskKind::MatchTables | TaskKind::Loader => {
+                TaskKind::Loader => {
+                    let rs = plan.restore.as_ref();
+                    let spec = r.hosts.iter().find(|x| x.name == *h);
+                    tasks = one(json!({
+                        "source_host": src,
+                        "nodes": loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
+                    }));
+                }
+                TaskKind::Fetch | TaskKind::MatchTables => {
                     let rs = plan.restore.as_ref();
                     tasks = one(json!({
                         "source": r.restore_source,
@@ -393,13 +444,8 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     }
     // Built-in edges.
     for (from, to, link) in &bi.edges {
-        let to_tasks = b.all(to.as_str());
-        for t in to_tasks {
-            let host = b.tasks[t.index()].host.clone();
-            let pre = b.prereqs(from.as_str(), host.as_deref(), *link == Link::Barrier);
-            for p in pre {
-                b.edge(p, t);
-            }
+        for t in b.all(to.as_str()) {
+            b.connect(from.as_str(), t, *link == Link::Barrier);
         }
     }
     for kind in &bi.chained {
@@ -440,23 +486,32 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         let spec = &plan.steps[st.index];
         let mine = b.all(&spec.name);
         for t in &mine {
-            let host = b.tasks[t.index()].host.clone();
             for a in &spec.after {
-                for p in b.prereqs(a, host.as_deref(), spec.barrier) {
-                    b.edge(p, *t);
-                }
+                b.connect(a, *t, spec.barrier);
             }
         }
         for before in &spec.before {
             for t in b.all(before) {
-                let host = b.tasks[t.index()].host.clone();
-                for p in b.prereqs(&spec.name, host.as_deref(), false) {
-                    b.edge(p, t);
-                }
+                b.connect(&spec.name, t, false);
             }
         }
     }
     order(b)
+}
+
+/// sstableloader contact points: the plan's, else the node itself (its address, else its name).
+pub fn loader_nodes(
+    cfg: Option<&crate::plan::model::LoaderConfig>,
+    host: Option<&HostSpec>,
+    name: &str,
+) -> Vec<String> {
+    match cfg {
+        Some(c) if !c.nodes.is_empty() => c.nodes.clone(),
+        _ => vec![
+            host.and_then(|h| h.address.clone())
+                .unwrap_or_else(|| name.to_string()),
+        ],
+    }
 }
 
 /// Parameters of an `exec` task: `run`, and `sudo`, `check`, `creates` when set.
@@ -482,32 +537,40 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
         g, mut tasks, rank, ..
     } = b;
     let n = tasks.len();
-    // Ties on (step, host) are broken by address through a precomputed rank.
-    let mut by_addr: Vec<u32> = (0..n as u32).collect();
-    by_addr.sort_by(|x, y| tasks[*x as usize].address.cmp(&tasks[*y as usize].address));
-    let mut addr_rank = vec![0u32; n];
-    for (r, i) in by_addr.into_iter().enumerate() {
-        addr_rank[i as usize] = r as u32;
+    // One priority per task: step rank, then host rank, then address (a total order computed
+    // once, so the heap holds plain integers and addresses are compared only within a group).
+    let rank_of = |i: usize| rank.get(i).copied().unwrap_or_default();
+    let mut by_prio: Vec<u32> = (0..n as u32).collect();
+    by_prio.sort_unstable_by(|&x, &y| {
+        let (x, y) = (x as usize, y as usize);
+        rank_of(x)
+            .cmp(&rank_of(y))
+            .then_with(|| tasks[x].address.cmp(&tasks[y].address))
+            .then(x.cmp(&y))
+    });
+    let mut prio = vec![0u32; n];
+    for (p, i) in by_prio.iter().enumerate() {
+        prio[*i as usize] = p as u32;
     }
-    let key = |i: usize| {
-        let (s, h) = rank.get(i).copied().unwrap_or_default();
-        Reverse((s, h, addr_rank[i], i))
-    };
     let mut indeg: Vec<usize> = g
         .node_indices()
         .map(|v| g.neighbors_directed(v, petgraph::Incoming).count())
         .collect();
-    let mut ready: BinaryHeap<_> = (0..n).filter(|i| indeg[*i] == 0).map(key).collect();
+    let mut ready: BinaryHeap<Reverse<u32>> = (0..n)
+        .filter(|i| indeg[*i] == 0)
+        .map(|i| Reverse(prio[i]))
+        .collect();
     let mut pos = vec![usize::MAX; n];
     let mut placed = 0;
-    while let Some(Reverse((_, _, _, i))) = ready.pop() {
+    while let Some(Reverse(p)) = ready.pop() {
+        let i = by_prio[p as usize] as usize;
         pos[i] = placed;
         placed += 1;
         for m in g.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
             let m = m.index();
             indeg[m] -= 1;
             if indeg[m] == 0 {
-                ready.push(key(m));
+                ready.push(Reverse(prio[m]));
             }
         }
     }
@@ -527,6 +590,7 @@ fn order(b: Builder<'_>) -> Result<Vec<PlannedTask>, CompileError> {
                 .map(|d| d.index())
                 .collect();
             deps.sort_by_key(|d| pos[*d]);
+            deps.dedup();
             deps.into_iter().map(|d| tasks[d].address.clone()).collect()
         })
         .collect();

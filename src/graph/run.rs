@@ -126,7 +126,7 @@ pub struct PlannedTask {
     pub after: Vec<String>,
     /// Task parameters (kind specific, e.g. `{"keyspace": "ks", "table": "users"}`).
     #[serde(default)]
-    pub params: serde_json::Value,
+    pub params: crate::graph::params::Params,
     /// Why the action was chosen (from refresh), shown in the human view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -172,6 +172,23 @@ fn report_de(sink: &mut Sink, e: &toml::de::Error, fallback: Option<Range<usize>
     };
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         let word = first_quoted(rest).unwrap_or_default();
+        if expected.iter().any(|w| w == "auth_provider")
+            && ["user", "username", "password_file", "password_env"].contains(&word)
+        {
+            sink.error(
+                span,
+                format!("sstableloader cannot take `{word}` safely"),
+                "credentials are not supported for the loader",
+                Some(
+                    "sstableloader reads credentials only from its command line (-u/-pw), which \
+                     every local user can see, and cbk never puts a secret there; use \
+                     `auth_provider` (a class that finds the credentials itself) or the `import` \
+                     method"
+                        .into(),
+                ),
+            );
+            return;
+        }
         let mut help = match suggest(word, expected.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None => String::new(),
@@ -1081,14 +1098,7 @@ fn check_restore(
             Some("write `user` or `user:group`".into()),
         );
     }
-    if r.method == crate::plan::model::RestoreMethod::Loader {
-        sink.error(
-            doc.value(&[K("restore"), K("method")]),
-            "the `loader` method (sstableloader) is not supported yet".to_string(),
-            "not supported yet",
-            Some("use `restart`, `import` (4.0+) or `refresh` (3.x); see docs/restore.md".into()),
-        );
-    }
+    check_loader(sink, doc, r);
     let path = [K("restore"), K("source")];
     let span = doc.value(&path);
     let src = ctx.render(sink, &path, &r.source, vars)?;
@@ -1107,16 +1117,78 @@ fn check_restore(
         }
         return Some(src);
     }
+    if let Some(spec) = src.strip_prefix("legacy:") {
+        if let Err(e) = crate::repo::legacy::parse_spec(spec) {
+            sink.error(
+                span,
+                format!("invalid legacy source: {e}"),
+                "invalid legacy source",
+                Some("write `legacy:<base>/<name>`: the old tool's --s3-base-path (relative to storage.url) and the snapshot name, e.g. `legacy:webapp_prod/20161223`".into()),
+            );
+            return None;
+        }
+        return Some(src);
+    }
     if !valid_backup_name(&src) {
         sink.error(
             span,
             format!("`{src}` is not a backup name"),
             "invalid source",
-            Some("use `latest`, `latest-before:TIME` (RFC 3339), or a backup name as listed by `cbk list`".into()),
+            Some("use `latest`, `latest-before:TIME` (RFC 3339), a backup name as listed by `cbk list`, or `legacy:<base>/<name>` for a cassandra_backups snapshot".into()),
         );
         return None;
     }
     Some(src)
+}
+
+/// `[restore.loader]`: only with `method = "loader"`, and well-formed contact points.
+fn check_loader(sink: &mut Sink, doc: &Doc<'_>, r: &RestoreConfig) {
+    let Some(l) = &r.loader else { return };
+    if r.method != RestoreMethod::Loader {
+        sink.error(
+            doc.key(&[K("restore"), K("loader")]),
+            "`[restore.loader]` is set but the method is not `loader`".to_string(),
+            "unused settings",
+            Some("set `method = \"loader\"`, or remove `[restore.loader]`: one restore uses one method".into()),
+        );
+    }
+    for (i, n) in l.nodes.iter().enumerate() {
+        let (host, port) = match n.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (n.as_str(), None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !host_ok || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            sink.error(
+                doc.value(&[K("restore"), K("loader"), K("nodes"), I(i)]),
+                format!("`{n}` is not a contact point"),
+                "not `host` or `host:port`",
+                Some(
+                    "write a host name or address, optionally with `:PORT` (native transport)"
+                        .into(),
+                ),
+            );
+        }
+    }
+    if let Some(a) = &l.auth_provider
+        && (a.is_empty()
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._$".contains(&b)))
+    {
+        sink.error(
+            doc.value(&[K("restore"), K("loader"), K("auth_provider")]),
+            format!("`{a}` is not a Java class name"),
+            "not a class name",
+            Some(
+                "e.g. `com.example.FileAuthProvider` (a class with a no-argument constructor)"
+                    .into(),
+            ),
+        );
+    }
 }
 
 /// Renders a command (each argv element is its own template).

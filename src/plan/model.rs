@@ -206,6 +206,9 @@ pub struct CassandraConfig {
     /// cqlsh command, used to read live table ids and create missing tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cqlsh: Option<CommandSpec>,
+    /// sstableloader command, for `method = "loader"` restores (default `sstableloader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sstableloader: Option<CommandSpec>,
     #[serde(default)]
     pub jmx: JmxConfig,
     /// Command that stops Cassandra (default `systemctl stop cassandra`).
@@ -358,7 +361,8 @@ pub enum RestoreMethod {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreConfig {
-    /// `latest`, a backup name, a template, or `latest-before:TIME` (RFC 3339).
+    /// `latest`, a backup name, a template, `latest-before:TIME` (RFC 3339), or
+    /// `legacy:<base>/<name>` (a cassandra_backups snapshot; docs/migration.md).
     pub source: String,
     #[serde(default)]
     pub method: RestoreMethod,
@@ -380,15 +384,55 @@ pub struct RestoreConfig {
     /// Create tables missing on the target from the backed-up schema.cql (`WITH ID`).
     #[serde(default)]
     pub create_missing_tables: bool,
-    /// Pin the source tokens on the target (`initial_token`, `auto_bootstrap: false`).
+    /// Show the `initial_token` value each target needs to own its source's ranges (writing
+    /// it into cassandra.yaml is not automated yet).
     #[serde(default)]
     pub pin_tokens: bool,
+    /// `restart` only: go on although a target node owns other tokens than its source node.
+    /// Off by default: the restored files would sit on a node that does not own their ranges,
+    /// unreadable through the normal replicas and deleted by the next `nodetool cleanup`.
+    #[serde(default)]
+    pub allow_token_mismatch: bool,
     /// Resolve ambiguous table ids: `"ks.table" = "32-hex id"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub table_ids: BTreeMap<String, String>,
     /// Apply incremental backups up to the source time (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incrementals: Option<bool>,
+    /// sstableloader options (`method = "loader"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<LoaderConfig>,
+}
+
+/// sstableloader options. There are no credentials: sstableloader takes them only on its
+/// command line (`-u`/`-pw`), where every local user can read them, and cbk never puts a secret
+/// there. An authenticating cluster needs `auth_provider`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Contact points (`-d`), `host` or `host:port`; default: the node itself (the host's
+    /// `address`, else its name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Native transport port (`-p`, default 9042).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_port: Option<u16>,
+    /// Internode port (`-sp`, default 7000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_port: Option<u16>,
+    /// cassandra.yaml for streaming throughput and SSL (`-f`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_path: Option<String>,
+    /// Throttle in megabits per second (`-t`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_mbits: Option<u32>,
+    /// Connections per host (`-cph`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_host: Option<u32>,
+    /// Java class of an AuthProvider with a no-argument constructor that finds the
+    /// credentials itself (`-ap`); the only way to authenticate without a secret in argv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_provider: Option<String>,
 }
 
 /// Concurrency and bandwidth limits.

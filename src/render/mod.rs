@@ -44,28 +44,26 @@ pub fn summary_line(run: &PlannedRun) -> String {
 /// Short `key=value` text of a task's scalar parameters.
 fn details(t: &PlannedTask) -> String {
     let mut out = Vec::new();
-    if let Some(obj) = t.params.as_object() {
-        for (k, v) in obj {
-            // The backup name is in the header; repeating it on every line is noise.
-            if k == "backup" {
-                continue;
-            }
-            let text = match v {
-                serde_json::Value::String(s) if !s.is_empty() => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(true) => "true".into(),
-                serde_json::Value::Array(a) if !a.is_empty() => a
-                    .iter()
-                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                _ => continue,
-            };
-            if k == "run" {
-                out.push(format!("run: {text}"));
-            } else {
-                out.push(format!("{k}={text}"));
-            }
+    for (k, v) in t.params.iter() {
+        // The backup name is in the header; repeating it on every line is noise.
+        if k == "backup" {
+            continue;
+        }
+        let text = match v {
+            serde_json::Value::String(s) if !s.is_empty() => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(true) => "true".into(),
+            serde_json::Value::Array(a) if !a.is_empty() => a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => continue,
+        };
+        if k == "run" {
+            out.push(format!("run: {text}"));
+        } else {
+            out.push(format!("{k}={text}"));
         }
     }
     if let Some(l) = t.step_limit {
@@ -331,19 +329,34 @@ pub fn markdown(run: &PlannedRun) -> String {
     o
 }
 
-fn dot_id(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+/// A DOT quoted string, escaped as it is written (large plans write millions of ids; no
+/// temporary strings).
+/// The parts are concatenated.
+struct DotId<'a, const N: usize>([&'a str; N]);
+
+impl<const N: usize> fmt::Display for DotId<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        f.write_char('"')?;
+        for part in self.0 {
+            let mut rest = part;
+            while let Some(i) = memchr::memchr3(b'"', b'\\', b'\n', rest.as_bytes()) {
+                f.write_str(&rest[..i])?;
+                f.write_str(match rest.as_bytes()[i] {
+                    b'"' => "\\\"",
+                    b'\\' => "\\\\",
+                    _ => "\\n",
+                })?;
+                rest = &rest[i + 1..];
+            }
+            f.write_str(rest)?;
         }
+        f.write_char('"')
     }
-    out.push('"');
-    out
+}
+
+fn dot_id(s: &str) -> DotId<'_, 1> {
+    DotId([s])
 }
 
 /// Graphviz DOT: one cluster per host, controller tasks outside, disruptive tasks in red.
@@ -367,23 +380,25 @@ pub fn write_dot<W: fmt::Write>(run: &PlannedRun, o: &mut W) -> fmt::Result {
         "  node [shape=box, fontname=\"monospace\", fontsize=10];"
     )?;
     let node = |o: &mut W, t: &PlannedTask, indent: &str| -> fmt::Result {
-        let mut attrs = vec![format!(
-            "label={}",
-            dot_id(&format!("{} {}", symbol(t), t.address))
-        )];
+        write!(
+            o,
+            "{indent}{} [label={}",
+            dot_id(&t.address),
+            DotId([symbol(t), " ", &t.address])
+        )?;
         if t.disruptive {
-            attrs.push("color=red, penwidth=2, fontcolor=red".into());
+            o.write_str(", color=red, penwidth=2, fontcolor=red")?;
         }
-        match t.action {
-            Action::Read => attrs.push("style=dashed".into()),
-            Action::Satisfied => attrs.push("style=dotted, fontcolor=gray".into()),
-            Action::Delete => attrs.push("style=filled, fillcolor=lightyellow".into()),
-            Action::Run => {}
-        }
+        o.write_str(match t.action {
+            Action::Read => ", style=dashed",
+            Action::Satisfied => ", style=dotted, fontcolor=gray",
+            Action::Delete => ", style=filled, fillcolor=lightyellow",
+            Action::Run => "",
+        })?;
         if t.host.is_none() {
-            attrs.push("shape=ellipse".into());
+            o.write_str(", shape=ellipse")?;
         }
-        writeln!(o, "{indent}{} [{}];", dot_id(&t.address), attrs.join(", "))
+        writeln!(o, "];")
     };
     let groups = group_by_host(run);
     for (_, tasks) in groups.iter().filter(|(h, _)| h.is_none()) {
@@ -393,7 +408,7 @@ pub fn write_dot<W: fmt::Write>(run: &PlannedRun, o: &mut W) -> fmt::Result {
     }
     for (h, tasks) in &groups {
         let Some(h) = h else { continue };
-        writeln!(o, "  subgraph {} {{", dot_id(&format!("cluster_{h}")))?;
+        writeln!(o, "  subgraph {} {{", DotId(["cluster_", h]))?;
         writeln!(o, "    label={};", dot_id(h))?;
         for t in tasks {
             node(o, t, "    ")?;

@@ -409,9 +409,22 @@ impl S3Store {
         &self.bucket
     }
 
-    /// The bucket key of a store key.
+    /// The bucket key of a store key. S3 keys are opaque, and those of the old
+    /// cassandra_backups may hold `//` (`<host>//var/lib/...`): such a key is accepted when it
+    /// is valid with its slashes collapsed.
     fn full(&self, key: &str) -> StoreResult<String> {
-        validate_key(key)?;
+        if key.contains("//") {
+            let mut collapsed = key.to_string();
+            while collapsed.contains("//") {
+                collapsed = collapsed.replace("//", "/");
+            }
+            validate_key(&collapsed).map_err(|_| StoreError::InvalidKey {
+                key: key.into(),
+                reason: "not a valid key even with `//` collapsed".into(),
+            })?;
+        } else {
+            validate_key(key)?;
+        }
         Ok(format!("{}{key}", self.prefix))
     }
 

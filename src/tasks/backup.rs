@@ -78,16 +78,7 @@ pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
             .map_err(nt_err)?,
     )
     .map_err(nt_err)?;
-    let tokens = match node::nodetool(rt, host, &["info".into(), "-T".into()]).await {
-        Ok(out) => out
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| k.trim() == "Token")
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.starts_with('('))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let tokens = node::tokens(rt, host).await.unwrap_or_default();
     let disk = node::inspect(rt, host, None).await?;
     let probe = ProbeInfo {
         host: host.to_string(),

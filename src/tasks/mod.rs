@@ -5,8 +5,10 @@
 
 pub mod backup;
 pub mod custom;
+pub mod loader;
 pub mod node;
 pub mod restore;
+pub mod restore_legacy;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
 use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
@@ -235,6 +237,7 @@ impl TaskRunner for Runner {
             TaskKind::Import | TaskKind::Refresh => {
                 restore::load_live(rt, task, host_of(task)?, cx).await
             }
+            TaskKind::Loader => loader::load(rt, task, host_of(task)?, cx).await,
             TaskKind::Repair => restore::repair(rt, task, host_of(task)?).await,
             TaskKind::Cleanup => restore::cleanup(rt, task, host_of(task)?, cx).await,
             TaskKind::Exec => custom::apply(rt, task, cx).await,

@@ -50,6 +50,18 @@ pub async fn nodetool_raw(
 }
 
 /// Maps a nodetool error to a task error.
+/// The node's tokens as `nodetool info -T` prints them.
+pub async fn tokens(rt: &Runtime, host: &str) -> Result<Vec<String>, NodetoolError> {
+    let out = nodetool(rt, host, &["info".into(), "-T".into()]).await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim() == "Token")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.starts_with('('))
+        .collect())
+}
+
 pub fn nt_err(e: NodetoolError) -> TaskError {
     TaskError::fatal(e.to_string())
 }

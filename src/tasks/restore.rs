@@ -10,7 +10,7 @@ use super::{Runtime, store_err};
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
-use crate::plan::model::{CommandSpec, RestoreConfig, SystemKeyspaces};
+use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest};
 use crate::store::{Store, StoreError};
@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Address of the resolve task.
-const RESOLVE: &str = "resolve";
+pub(super) const RESOLVE: &str = "resolve";
 
-fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
+pub(super) fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
     rt.run
         .plan
         .restore
@@ -60,9 +60,15 @@ pub struct ResolvedHost {
     /// Node manifest keys: the snapshot first, then incrementals in order.
     pub manifests: Vec<String>,
     pub tokens: Vec<String>,
+    /// Objects of a `legacy:` source (then `manifests` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy: Vec<crate::repo::legacy::LegacyObject>,
+    /// `legacy:` source: `<ks>/<table>-<id>` -> key of the snapshot's `schema.cql`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub legacy_schemas: BTreeMap<String, String>,
 }
 
-fn checkpoint<T: serde::de::DeserializeOwned>(
+pub(super) fn checkpoint<T: serde::de::DeserializeOwned>(
     cx: &TaskContext,
     address: &str,
 ) -> Result<T, TaskError> {
@@ -75,7 +81,7 @@ fn checkpoint<T: serde::de::DeserializeOwned>(
         .map_err(|e| TaskError::fatal(format!("results of `{address}` are unreadable: {e}")))
 }
 
-fn save<T: Serialize>(
+pub(super) fn save<T: Serialize>(
     cx: &TaskContext,
     address: &str,
     v: &T,
@@ -148,6 +154,9 @@ fn choose(entries: &[IndexEntry], source: &str) -> Result<(String, Vec<String>),
 /// `resolve`: picks the backup (and incrementals) and maps source hosts to target hosts.
 pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
+    if let Some(spec) = super::restore_legacy::spec(&cfg.source) {
+        return super::restore_legacy::resolve(rt, cx, cfg, spec).await;
+    }
     let store = rt.store().await?;
     let mut entries = Vec::new();
     for o in store.list(keys::INDEX_PREFIX).await.map_err(store_err)? {
@@ -192,6 +201,8 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
                 host_id: h.host_id.clone(),
                 manifests,
                 tokens: m.node.tokens,
+                legacy: Vec::new(),
+                legacy_schemas: BTreeMap::new(),
             },
         );
     }
@@ -318,8 +329,8 @@ pub async fn fetch(
                 let new = crate::agent::ops::fetch::FetchFile {
                     key: f.key.clone(),
                     dest: dest.clone(),
-                    size: f.size,
-                    crc32: f.crc32,
+                    size: Some(f.size),
+                    crc32: Some(f.crc32),
                     codec: f.codec.clone(),
                 };
                 if let Some(old) = files.get(&dest)
@@ -334,6 +345,7 @@ pub async fn fetch(
             }
         }
     }
+    super::restore_legacy::stage(&store, source, cfg, &mut files, &mut tables).await?;
     if tables.is_empty() {
         return Err(TaskError::fatal(format!(
             "the backup holds no table of {host} that the restore selects"
@@ -420,6 +432,35 @@ pub struct Mapping {
 
 /// `match_tables[HOST]`: backed-up `TABLE-OLDID` -> live `TABLE-ID`, resolved before anything
 /// stops. Ambiguity is an error unless the plan pins the id.
+/// `restart` puts files on the node as they are, so the node must own the same token ranges
+/// as the node they were backed up from (checked before any node is stopped). Sources without
+/// recorded tokens (legacy buckets) cannot be checked.
+async fn check_tokens(rt: &Runtime, host: &str, cx: &TaskContext) -> Result<(), TaskError> {
+    let resolved: Resolved = checkpoint(cx, RESOLVE)?;
+    let Some(src) = resolved.hosts.get(host).filter(|s| !s.tokens.is_empty()) else {
+        return Ok(());
+    };
+    let mut live = node::tokens(rt, host).await.map_err(nt_err)?;
+    let mut want = src.tokens.clone();
+    live.sort();
+    want.sort();
+    if live == want {
+        return Ok(());
+    }
+    let only_src = want.iter().filter(|t| !live.contains(t)).count();
+    Err(TaskError::fatal(format!(
+        "{host} owns other tokens than {} it restores from ({} of its {} source tokens \
+         are not {host}'s): the restart method would leave the data on a node \
+         that does not own it; use method = \"loader\" (streams to the owners) \
+         or \"import\" followed by repair, give the new cluster the source \
+         tokens before its first start (pin_tokens = true shows the \
+         initial_token values), or set restore.allow_token_mismatch = true",
+        src.source_host,
+        only_src,
+        want.len()
+    )))
+}
+
 pub async fn match_tables(
     rt: &Runtime,
     task: &PlannedTask,
@@ -428,6 +469,9 @@ pub async fn match_tables(
 ) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
+    if cfg.method == RestoreMethod::Restart && !cfg.allow_token_mismatch {
+        check_tokens(rt, host, cx).await?;
+    }
     let mut live: Vec<(String, String, String)> = match &rt.run.plan.cassandra.cqlsh {
         Some(c) => live_ids_cqlsh(rt, host, c).await?,
         None => node::inspect(rt, host, None)

@@ -86,7 +86,7 @@ impl EmuNode {
         let bin = emu_bin();
         let b = bin.display();
         format!(
-            "[cassandra]\nconfig = \"{}/cassandra.yaml\"\nnodetool = [\"{b}/nodetool\"]\ncqlsh = [\"{b}/cqlsh\"]\n\
+            "[cassandra]\nconfig = \"{}/cassandra.yaml\"\nnodetool = [\"{b}/nodetool\"]\ncqlsh = [\"{b}/cqlsh\"]\nsstableloader = [\"{b}/sstableloader\"]\n\
              stop = [\"{b}/cassandra-emu\", \"stop\"]\nstart = [\"{b}/cassandra-emu\", \"start\"]\nstaging = \"{}\"\n",
             self.conf.display(),
             self.dir.join("staging").display()

@@ -3,6 +3,6 @@
 
 pub mod cluster;
 pub mod crash;
+pub mod e2e;
 pub mod emu;
 pub mod s3;
-pub mod s3cluster;

@@ -1,10 +1,12 @@
 //! `fetch`: download a backup's files into a staging folder on the node, decompress them, and
 //! verify every file (size, CRC32) and every Data.db against its Digest — all before anything
-//! live is touched. Files already staged and intact are not downloaded again.
+//! live is touched. Files already staged and intact are not downloaded again. Legacy lzop
+//! objects (no recorded size or CRC32) are verified by lzop's own header and block checksums.
 
 use super::pipeline::{self, Expect};
 use super::{OpContext, OpError, OpResult};
 use crate::cassandra::sstable::{Component, SstableName};
+use crate::codec::Codec;
 use crate::repo::keys::check_relative;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -16,9 +18,19 @@ pub struct FetchFile {
     pub key: String,
     /// Destination relative to the staging root, e.g. `ks/users-<id>/nb-1-big-Data.db`.
     pub dest: String,
-    pub size: u64,
-    pub crc32: u32,
+    /// Decompressed size, when the backup recorded it (not for legacy lzop objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// CRC32 of the decompressed bytes, when the backup recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
     pub codec: String,
+}
+
+impl FetchFile {
+    fn recorded(&self) -> bool {
+        self.size.is_some() && self.crc32.is_some()
+    }
 }
 
 /// The request.
@@ -57,10 +69,18 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
     }
     for f in &req.files {
         check_relative(&f.dest).map_err(|e| OpError::fatal(e.to_string()))?;
-        pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+        let codec = pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
+        // Without a recorded size and CRC32 only a self-checking container is acceptable.
+        if !f.recorded() && codec != Codec::Lzop {
+            return Err(OpError::fatal(format!(
+                "`{}` has no recorded size and CRC32; only lzop objects (which carry their own \
+                 checksums) may be fetched without them",
+                f.key
+            )));
+        }
     }
-    cx.total(req.files.iter().map(|f| f.size).sum());
-    let outcomes: Vec<bool> = stream::iter(0..req.files.len())
+    cx.total(req.files.iter().filter_map(|f| f.size).sum());
+    let outcomes: Vec<(bool, u64)> = stream::iter(0..req.files.len())
         .map(|i| {
             let (store, root) = (&store, &root);
             let f = &req.files[i];
@@ -69,9 +89,9 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| OpError::io(parent, e))?;
                 }
-                if intact(&dest, f).await? {
-                    cx.progress(f.size);
-                    return Ok(false);
+                if let Some(size) = intact(&dest, f).await? {
+                    cx.progress(size);
+                    return Ok((false, size));
                 }
                 let codec =
                     pipeline::stored_codec(&f.codec).map_err(|e| OpError::fatal(e.to_string()))?;
@@ -80,20 +100,21 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                     crc32: f.crc32,
                 };
                 let progress = |_n: u64| {};
-                pipeline::download_file(store, &f.key, &dest, codec, expect, &progress).await?;
-                cx.progress(f.size);
-                Ok::<_, OpError>(true)
+                let size =
+                    pipeline::download_file(store, &f.key, &dest, codec, expect, &progress).await?;
+                cx.progress(size);
+                Ok::<_, OpError>((true, size))
             }
         })
         .buffered(req.file_concurrency.max(1))
         .try_collect()
         .await?;
     let mut result = FetchResult::default();
-    for (f, downloaded) in req.files.iter().zip(&outcomes) {
+    for (downloaded, size) in &outcomes {
         result.files += 1;
-        result.bytes += f.size;
+        result.bytes += size;
         if *downloaded {
-            result.downloaded_bytes += f.size;
+            result.downloaded_bytes += size;
         } else {
             result.already_staged += 1;
         }
@@ -102,21 +123,30 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
     Ok(result)
 }
 
-/// A staged file is intact if it has the recorded size and CRC32.
-async fn intact(dest: &Path, f: &FetchFile) -> OpResult<bool> {
-    match std::fs::metadata(dest) {
-        Ok(m) if m.len() == f.size => {}
-        _ => return Ok(false),
+/// A staged file is intact if it has the recorded size and CRC32; returns its size. Without
+/// a record (legacy objects), a staged file counts as intact: it only got its name by a rename
+/// after its lzop checksums were verified (and Data.db is checked against its Digest again).
+async fn intact(dest: &Path, f: &FetchFile) -> OpResult<Option<u64>> {
+    let len = match std::fs::metadata(dest) {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return Ok(None),
+    };
+    let (Some(size), Some(want)) = (f.size, f.crc32) else {
+        return Ok(Some(len));
+    };
+    if len != size {
+        return Ok(None);
     }
     let p = dest.to_path_buf();
     let (_, crc) = tokio::task::spawn_blocking(move || pipeline::crc32_of(&p))
         .await
         .map_err(|e| OpError::fatal(e.to_string()))?
         .map_err(|e| OpError::io(dest, e))?;
-    Ok(crc == f.crc32)
+    Ok((crc == want).then_some(size))
 }
 
-/// Checks every staged Data.db against the Digest file staged beside it.
+/// Checks every staged Data.db against the Digest file staged beside it; a mismatching pair
+/// is removed from staging.
 fn verify_digests(root: &Path, files: &[FetchFile]) -> OpResult<u64> {
     let mut n = 0;
     for f in files {
@@ -135,8 +165,15 @@ fn verify_digests(root: &Path, files: &[FetchFile]) -> OpResult<u64> {
         if !digest.exists() {
             continue;
         }
-        crate::cassandra::digest::verify_data_file(&dest, &digest)
-            .map_err(|e| OpError::fatal(format!("staged backup is corrupt: {e}")))?;
+        if let Err(e) = crate::cassandra::digest::verify_data_file(&dest, &digest) {
+            // Neither file may pass as intact on a rerun (legacy objects have no recorded CRC).
+            let _ = std::fs::remove_file(&dest);
+            let _ = std::fs::remove_file(&digest);
+            return Err(OpError::fatal(format!(
+                "staged backup is corrupt: {e} (object `{}`)",
+                f.key
+            )));
+        }
         n += 1;
     }
     Ok(n)

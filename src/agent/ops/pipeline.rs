@@ -85,11 +85,12 @@ fn hash_and_encode(
     Ok((size, crc.finalize(), adler.checksum()))
 }
 
-/// What a downloaded file must match.
+/// What a downloaded file must match. `None` = not recorded (legacy lzop objects, whose
+/// container carries its own checksums).
 #[derive(Debug, Clone, Copy)]
 pub struct Expect {
-    pub size: u64,
-    pub crc32: u32,
+    pub size: Option<u64>,
+    pub crc32: Option<u32>,
 }
 
 /// Streams `key` from the store through `codec`'s decoder on a blocking thread and hands the
@@ -170,6 +171,7 @@ pub fn crc32_of_reader(r: &mut dyn Read, limit: Option<u64>) -> Result<(u64, u32
 
 /// Streams `key` from the store, decompresses it and writes `dest` atomically (a `.cbk.tmp`
 /// sibling, fsync, rename) after checking size and CRC32. A mismatch leaves nothing behind.
+/// Returns the size written.
 pub async fn download_file(
     store: &Arc<dyn Store>,
     key: &str,
@@ -177,7 +179,7 @@ pub async fn download_file(
     codec: Codec,
     expect: Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> OpResult<()> {
+) -> OpResult<u64> {
     let tmp = temp_path(dest);
     let (tmp2, dest2) = (tmp.clone(), dest.to_path_buf());
     let res = decode_object(store, key, codec, progress, move |r| {
@@ -193,33 +195,35 @@ pub async fn download_file(
     })
 }
 
-fn write_checked(r: &mut dyn Read, tmp: &Path, dest: &Path, expect: Expect) -> Result<(), String> {
+fn write_checked(r: &mut dyn Read, tmp: &Path, dest: &Path, expect: Expect) -> Result<u64, String> {
     let mut out = std::fs::File::create(tmp).map_err(|e| format!("cannot create: {e}"))?;
     let mut tee = Tee {
         inner: r,
         out: &mut out,
         err: None,
     };
-    let (size, got) = crc32_of_reader(&mut tee, Some(expect.size))?;
+    let (size, got) = crc32_of_reader(&mut tee, expect.size)?;
     if let Some(e) = tee.err {
         return Err(format!("cannot write: {e}"));
     }
-    if size != expect.size {
+    if let Some(want) = expect.size
+        && size != want
+    {
         return Err(format!(
-            "truncated: {size} bytes, the manifest records {}",
-            expect.size
+            "truncated: {size} bytes, the manifest records {want}"
         ));
     }
-    if got != expect.crc32 {
+    if let Some(want) = expect.crc32
+        && got != want
+    {
         return Err(format!(
-            "CRC32 mismatch: got {got}, the manifest records {}",
-            expect.crc32
+            "CRC32 mismatch: got {got}, the manifest records {want}"
         ));
     }
     out.sync_all().map_err(|e| format!("cannot sync: {e}"))?;
     drop(out);
     std::fs::rename(tmp, dest).map_err(|e| format!("cannot rename into place: {e}"))?;
-    Ok(())
+    Ok(size)
 }
 
 /// A reader that copies what it yields into a file.

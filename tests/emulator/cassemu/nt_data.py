@@ -54,7 +54,10 @@ def _new_sstables_in(n, key, directory):
     return out
 
 
-def _rebuild_indexes(n, ks, t, descs):
+def rebuild_indexes(n, ks, t, descs):
+    """Secondary indexes are built for new sstables by the node that loads them."""
+    if not descs:
+        return
     for idx in sorted(n.table(ks, t).get("indexes", {})):
         n.build_index(ks, t, idx, [d.directory for d in descs])
 
@@ -80,8 +83,39 @@ def c_refresh(n, o, vals, pos):
             added.append(new)
             if n.backups_enabled(ks, t):
                 n.backup_link(new, None)
-    if added:
-        _rebuild_indexes(n, ks, t, added)
+    rebuild_indexes(n, ks, t, added)
+
+
+def receive(n, ks, t, descs, copy, repaired_at=0, level=None):
+    """Sstables entering a live table the way import and streaming do it: each one gets a new
+    unique id in one of the table's data dirs (never overwriting), all of them or none (moved
+    back / copies removed on failure); then repairedAt/level are reset as asked, the node
+    loads them and links them into backups/ when incremental backups are on. Returns the new
+    descriptors; the caller rebuilds indexes once for all of them."""
+    key = n.cfs_key(ks, t, None)
+    moved = []
+    try:
+        for d in descs:
+            target = n.rng.choice(n.table_dirs(ks, t))
+            util.makedirs(target)
+            util.require_writable_dir(target)
+            moved.append((d, sstable.rename_sstable(d, target, n.new_id(key, target), copy=copy)))
+    except (OSError, util.EmuError):
+        for d, new in reversed(moved):
+            if copy:
+                sstable.delete_sstable(new)
+            else:
+                sstable.rename_sstable(new, d.directory, d.gen)
+        raise
+    added = []
+    for _d, new in moved:
+        if repaired_at is not None or level is not None:
+            sstable.rewrite_stats(new, repaired_at=repaired_at, level=level)
+        n.track(key, new)
+        added.append(new)
+        if n.backups_enabled(ks, t):
+            n.backup_link(new, None)
+    return added
 
 
 def c_import(n, o, vals, pos):
@@ -92,7 +126,6 @@ def c_import(n, o, vals, pos):
     if vals.get("quick"):
         o.p("Doing a quick import - skipping sstable verification and row cache invalidation")
     verify = not (vals.get("no_verify") or vals.get("quick"))
-    key = n.cfs_key(ks, t, None)
     failed, added = [], []
     for src in srcs:
         descs = [d for d in sstable.list_sstables(src) if os.path.exists(d.path("Data.db"))]
@@ -109,31 +142,14 @@ def c_import(n, o, vals, pos):
         if not ok:
             failed.append(src)
             continue
-        moved = []
         try:
-            for d in descs:
-                target = n.rng.choice(n.table_dirs(ks, t))
-                util.require_writable_dir(target)
-                new = sstable.rename_sstable(d, target, n.new_id(key, target), copy=bool(vals.get("copy_data")))
-                moved.append((d, new))
+            added += receive(n, ks, t, descs, copy=bool(vals.get("copy_data")),
+                             repaired_at=None if vals.get("keep_repaired") else 0,
+                             level=None if vals.get("keep_level") else 0)
         except (OSError, util.EmuError):
-            for d, new in reversed(moved):
-                if vals.get("copy_data"):
-                    sstable.delete_sstable(new)
-                else:
-                    sstable.rename_sstable(new, d.directory, d.gen)
             failed.append(src)
             continue
-        for _d, new in moved:
-            if not vals.get("keep_repaired") or not vals.get("keep_level"):
-                sstable.rewrite_stats(new, repaired_at=None if vals.get("keep_repaired") else 0,
-                                      level=None if vals.get("keep_level") else 0)
-            n.track(key, new)
-            added.append(new)
-            if n.backups_enabled(ks, t):
-                n.backup_link(new, None)
-    if added:
-        _rebuild_indexes(n, ks, t, added)
+    rebuild_indexes(n, ks, t, added)
     if failed:
         o.e("Some directories failed to import, check server logs for details:")
         for f in failed:

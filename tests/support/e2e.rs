@@ -1,7 +1,7 @@
-//! An emulated 3-node cluster over real sshd backed up to moto: node set-up, plans that reach
-//! the cluster and the store (directly or through a fault proxy), running cbk with the store's
-//! credentials, and checks of stored objects against the nodes' files.
-#![allow(dead_code)]
+//! Cluster end-to-end helpers: emulated nodes on a [`TestCluster`], a moto bucket, plans that
+//! reach the cluster over its ssh_config (and the store directly or through a fault proxy),
+//! `cbk plan` + `cbk apply` runs of saved plans, and checks of stored objects against the
+//! nodes' files.
 
 use super::cluster::TestCluster;
 use super::s3::{Moto, S3Server};
@@ -9,7 +9,6 @@ use cbk::repo::manifest::{FileEntry, NodeManifest, TableEntry};
 use cbk::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 pub const ORDERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000001";
 pub const CUSTOMERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
@@ -17,7 +16,7 @@ pub const CUSTOMERS_ID: &str = "5a1f6c10-0000-11f1-8000-000000000002";
 /// Where each host keeps its data, as the host sees it.
 pub const DATA_ROOT: &str = "/var/lib/cassandra";
 
-/// The cluster, the S3 server and a folder for plans and states.
+/// A cluster with emulated nodes, a bucket on moto and a scratch folder.
 pub struct Env {
     pub cluster: TestCluster,
     pub moto: Moto,
@@ -25,30 +24,41 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
-/// Gives every host an emulated node (`init_extra` goes to `cassandra-emu init`, for example
-/// `--incremental-backups`) with keyspace `shop`: tables `orders` and `customers` (with an
-/// index) created `WITH ID` so every node agrees on the ids, and two flushes of each.
-pub fn init_nodes(c: &TestCluster, version: &str, init_extra: &str) {
+/// Gives every host an emulated, running node (`extra`: more `cassandra-emu init` options).
+pub fn start_nodes(c: &TestCluster, version: &str, extra: &str) {
     for (i, h) in c.hosts().iter().enumerate() {
         c.sh(
             h,
             &format!(
-                "chown cassandra:cassandra /etc/cassandra {DATA_ROOT} && cassandra-emu init --force --version {version} --data-root {DATA_ROOT} --data-dirs 2 \
-                 --cluster prod --listen-address {} --rack rack{} {init_extra} && cassandra-emu start",
+                "chown cassandra:cassandra /etc/cassandra /var/lib/cassandra && cassandra-emu init --force --version {version} --data-root /var/lib/cassandra --data-dirs 2 \
+                 --cluster prod --listen-address {} --rack rack{} {extra} && cassandra-emu start",
                 c.address(h),
                 i + 1
             ),
         );
+    }
+}
+
+/// Emulated nodes with keyspace `shop` (RF 3): `orders` and `customers` (with an index), fixed
+/// ids, two flushes of data each.
+pub fn init_nodes(c: &TestCluster, version: &str) {
+    init_nodes_with(c, version, "");
+}
+
+/// [`init_nodes`] with more `cassandra-emu init` options (`--incremental-backups`).
+pub fn init_nodes_with(c: &TestCluster, version: &str, extra: &str) {
+    start_nodes(c, version, extra);
+    for h in c.hosts() {
         for stmt in [
             "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}".to_string(),
             format!("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {ORDERS_ID}"),
             format!("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {CUSTOMERS_ID}"),
             "CREATE INDEX customers_name ON shop.customers (name)".to_string(),
         ] {
-            c.sh(h, &format!("cassandra-emu cql \"{stmt}\""));
+            c.sh(&h, &format!("cassandra-emu cql \"{stmt}\""));
         }
         for _ in 0..2 {
-            write_flush(c, h, 200, 100);
+            write_flush(c, &h, 200, 100);
         }
     }
 }
@@ -63,10 +73,15 @@ pub fn write_flush(c: &TestCluster, host: &str, orders: u32, customers: u32) {
     );
 }
 
-/// A 3-node cluster of `version` nodes (see [`init_nodes`]), moto and a fresh bucket.
-pub async fn setup(version: &str, init_extra: &str) -> Env {
+/// A 3-host cluster with [`init_nodes`], and a fresh moto bucket.
+pub async fn setup(version: &str) -> Env {
+    setup_with(version, "").await
+}
+
+/// [`setup`] with more `cassandra-emu init` options.
+pub async fn setup_with(version: &str, extra: &str) -> Env {
     let cluster = TestCluster::start(3);
-    init_nodes(&cluster, version, init_extra);
+    init_nodes_with(&cluster, version, extra);
     let moto = Moto::start();
     let bucket = super::s3::new_bucket(&moto).await;
     Env {
@@ -78,8 +93,12 @@ pub async fn setup(version: &str, init_extra: &str) -> Env {
 }
 
 impl Env {
-    /// Writes plan file `name` for `cluster` with `body` (kind and its section) and the store
-    /// reached at `endpoint` (moto itself, or a proxy in front of it).
+    /// Writes a plan for `cluster` (ssh, emulator commands, the moto bucket) with `body`.
+    pub fn plan(&self, name: &str, cluster: &TestCluster, body: &str) -> PathBuf {
+        self.plan_via(name, cluster, body, &self.moto.endpoint())
+    }
+
+    /// [`Env::plan`] reaching the bucket at `endpoint` (a proxy in front of moto).
     pub fn plan_via(
         &self,
         name: &str,
@@ -126,12 +145,7 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
         p
     }
 
-    /// [`Env::plan_via`] with moto as the store.
-    pub fn plan(&self, name: &str, cluster: &TestCluster, body: &str) -> PathBuf {
-        self.plan_via(name, cluster, body, &self.moto.endpoint())
-    }
-
-    /// The environment cbk needs to reach the store (the plan names these variables).
+    /// The environment cbk needs to reach the bucket (the plans name these variables).
     pub fn store_env(&self) -> Vec<(String, String)> {
         let creds = self.moto.credentials();
         vec![
@@ -141,7 +155,7 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
         ]
     }
 
-    /// Runs cbk; returns (exit code, stdout + stderr).
+    /// Runs cbk with the bucket's credentials; returns (exit code, stdout + stderr).
     pub fn cbk(&self, args: &[&str]) -> (i32, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_cbk"))
             .args(args)
@@ -176,7 +190,7 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
         self.dir.path().join(format!("state-{now}"))
     }
 
-    /// Plans with clock `now` and applies with state folder [`Env::state`]`(now)`.
+    /// `cbk plan --now NOW --out` then `cbk apply` of the saved plan (state `state-NOW`).
     pub fn apply(&self, plan: &Path, now: &str) -> (i32, String) {
         let saved = self.save_plan(plan, now);
         self.cbk(&[
@@ -189,21 +203,21 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
         ])
     }
 
-    /// The store, opened directly on moto.
-    pub async fn store(&self) -> Arc<dyn Store> {
+    /// The bucket as a store.
+    pub async fn store(&self) -> std::sync::Arc<dyn Store> {
         let cfg = super::s3::storage_config(&self.moto.endpoint(), &self.bucket, "prod");
         cbk::store::open(&cfg, Some(self.moto.credentials()))
             .await
             .unwrap()
     }
 
-    /// A snapshot backup plan of `shop.*` named `nightly-<now>`.
+    /// A snapshot backup plan of `shop.*` named `nightly-<time>`.
     pub fn backup_plan(&self) -> PathBuf {
         self.backup_plan_via("backup.toml", "snapshot", &self.moto.endpoint())
     }
 
-    /// A backup plan of `shop.*` in `mode` (`snapshot` or `incremental`) named `<mode>-<now>`,
-    /// storing through `endpoint`.
+    /// A backup plan of `shop.*` in `mode` (`snapshot`: named `nightly-<time>`, `incremental`:
+    /// `incremental-<time>`) storing through `endpoint`.
     pub fn backup_plan_via(&self, file: &str, mode: &str, endpoint: &str) -> PathBuf {
         let prefix = if mode == "snapshot" { "nightly" } else { mode };
         self.plan_via(
@@ -241,7 +255,7 @@ pub fn live_sums(c: &TestCluster, host: &str) -> Vec<String> {
     v
 }
 
-/// Reads and parses a JSON object of the store.
+/// A JSON object from the store.
 pub async fn read_json<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &str) -> T {
     let bytes = store
         .get_bytes(key)

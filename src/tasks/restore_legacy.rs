@@ -1,0 +1,284 @@
+//! The restore's `legacy:<base>/<name>` source: a snapshot written by the old Python
+//! `cassandra_backups` / `cassandra_snapshotter` (`<base>/<name>/<host>/<absolute path>.lzo`
+//! and `<base>/<name>/manifest.json`). `resolve` turns the listing into per-host object lists
+//! (kept in the journal like any resolve result); `fetch` stages them through the agent, which
+//! decompresses lzop and verifies lzop's checksums and every Data.db against its Digest. The
+//! later restore tasks see ordinary staged `<ks>/<table>-<oldid>/` folders.
+
+use super::restore::{Resolved, ResolvedHost, StagedTable, save};
+use super::{Runtime, store_err};
+use crate::agent::ops::fetch::FetchFile;
+use crate::cassandra::layout::TableFilter;
+use crate::exec::{Outcome, TaskContext, TaskError};
+use crate::plan::model::{RestoreConfig, SystemKeyspaces};
+use crate::repo::keys;
+use crate::repo::legacy::{self, LegacyManifest, LegacyObject, LegacySource};
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The prefix of a legacy source in `restore.source`.
+pub const PREFIX: &str = "legacy:";
+
+/// The `<base>/<name>` of a legacy source, if `source` is one.
+pub fn spec(source: &str) -> Option<&str> {
+    source.strip_prefix(PREFIX)
+}
+
+/// The staging folder name of a legacy restore (one path segment).
+fn staging_name(base: &str, name: &str) -> String {
+    format!("legacy-{}-{name}", base.replace('/', "_"))
+}
+
+fn table_filter(cfg: &RestoreConfig) -> Result<TableFilter, TaskError> {
+    TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
+        .map_err(|e| TaskError::fatal(e.to_string()))
+}
+
+/// `resolve` for a legacy source: lists `<base>/<name>/`, requires its `manifest.json`, maps
+/// the old `<host>` folders to the plan's hosts and records each host's selected objects.
+pub async fn resolve(
+    rt: &Runtime,
+    cx: &TaskContext,
+    cfg: &RestoreConfig,
+    spec: &str,
+) -> Result<Outcome, TaskError> {
+    let (base, name) = legacy::parse_spec(spec).map_err(|e| TaskError::fatal(e.to_string()))?;
+    let prefix = format!("{base}/{name}");
+    let store = rt.store().await?;
+    let listed = store.list(&format!("{prefix}/")).await.map_err(store_err)?;
+    if listed.is_empty() {
+        return Err(TaskError::fatal(format!(
+            "no legacy backup at `{prefix}/` in {}: nothing is stored there (the source is \
+             `legacy:<--s3-base-path>/<snapshot name>`, relative to storage.url)",
+            store.describe()
+        )));
+    }
+    let n_listed = listed.len();
+    let listing = legacy::group_by_host(&prefix, listed.into_iter().map(|o| (o.key, o.size)));
+    let manifest_key = listing.manifest_key.clone().ok_or_else(|| {
+        TaskError::fatal(format!(
+            "`{prefix}/manifest.json` is missing ({n_listed} objects under `{prefix}/`): the old \
+             tool writes it only after the first complete snapshot, so this backup is incomplete \
+             and is not restored"
+        ))
+    })?;
+    let manifest: LegacyManifest = match store.get_bytes(&manifest_key).await {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| TaskError::fatal(format!("`{manifest_key}` is unreadable: {e}")))?,
+        Err(StoreError::NotFound(_)) => {
+            return Err(TaskError::fatal(format!(
+                "`{manifest_key}` disappeared while resolving"
+            )));
+        }
+        Err(e) => return Err(store_err(e)),
+    };
+    let filter = table_filter(cfg)?;
+    let targets: Vec<String> = rt
+        .run
+        .plan
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| h.spec().name)
+        .collect();
+    let mut hosts = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut unused = Vec::new();
+    for (host, found) in &listing.hosts {
+        let target =
+            cfg.host_map.get(host).cloned().or_else(|| {
+                (cfg.host_map.is_empty() && targets.contains(host)).then(|| host.clone())
+            });
+        let Some(target) = target else {
+            unused.push(host.as_str());
+            continue;
+        };
+        // `incrementals = false`: the snapshot files only, without that day's `backups/`.
+        let objects: Vec<LegacyObject> = found
+            .objects
+            .iter()
+            .filter(|o| filter.matches(&o.keyspace, &o.table))
+            .filter(|o| cfg.incrementals != Some(false) || o.source == LegacySource::Snapshot)
+            .cloned()
+            .collect();
+        if objects.is_empty() {
+            return Err(TaskError::fatal(format!(
+                "legacy host folder `{host}` (for {target}) holds no file of the tables the \
+                 restore selects"
+            )));
+        }
+        lines.push(host_line(host, &target, &objects, found.duplicates));
+        let legacy_schemas = found
+            .schemas
+            .iter()
+            .filter(|(folder, _)| objects.iter().any(|o| o.folder() == **folder))
+            .map(|(f, k)| (f.clone(), k.clone()))
+            .collect();
+        hosts.insert(
+            target,
+            ResolvedHost {
+                source_host: host.clone(),
+                host_id: String::new(),
+                manifests: Vec::new(),
+                tokens: Vec::new(),
+                legacy: objects,
+                legacy_schemas,
+            },
+        );
+    }
+    let missing: Vec<&str> = targets
+        .iter()
+        .filter(|t| !hosts.contains_key(*t))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(TaskError::fatal(format!(
+            "legacy backup `{prefix}` has no host folder for target host(s) {} (its host folders: \
+             {}); map them with restore.host_map = {{ \"<old host>\" = \"<target>\" }}",
+            missing.join(", "),
+            listing
+                .hosts
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut notes = Vec::new();
+    if !manifest.name.is_empty() && manifest.name != name {
+        notes.push(format!("manifest.json names snapshot `{}`", manifest.name));
+    }
+    let absent: Vec<&str> = manifest
+        .hosts
+        .iter()
+        .filter(|h| !listing.hosts.contains_key(*h))
+        .map(String::as_str)
+        .collect();
+    if !absent.is_empty() {
+        notes.push(format!(
+            "hosts in manifest.json without objects: {}",
+            absent.join(", ")
+        ));
+    }
+    if !unused.is_empty() {
+        notes.push(format!("host folders not restored: {}", unused.join(", ")));
+    }
+    if !listing.skipped.is_empty() {
+        notes.push(format!(
+            "{} objects skipped (first: {})",
+            listing.skipped.len(),
+            listing.skipped[0]
+        ));
+    }
+    let r = Resolved {
+        backup: staging_name(&base, &name),
+        incrementals: Vec::new(),
+        hosts,
+    };
+    let data = save(cx, super::restore::RESOLVE, &r)?;
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    };
+    Ok(Outcome {
+        summary: format!(
+            "restoring legacy backup {prefix} (cassandra_backups, manifest keyspaces: {}) onto {} \
+             hosts: {}{notes}",
+            manifest
+                .keyspaces
+                .as_ref()
+                .map_or_else(|| "all".to_string(), |k| k.join(",")),
+            r.hosts.len(),
+            lines.join("; ")
+        ),
+        data,
+    })
+}
+
+/// `old host -> target: N objects (B lzo bytes; S snapshot, I backups) in T tables`.
+fn host_line(host: &str, target: &str, objects: &[LegacyObject], duplicates: u64) -> String {
+    let bytes: u64 = objects.iter().map(|o| o.stored_size).sum();
+    let backups = objects
+        .iter()
+        .filter(|o| o.source == LegacySource::Backups)
+        .count();
+    let mut tables: Vec<String> = objects.iter().map(LegacyObject::folder).collect();
+    tables.dedup();
+    let dup = if duplicates > 0 {
+        format!(", {duplicates} duplicates skipped")
+    } else {
+        String::new()
+    };
+    format!(
+        "{host} -> {target}: {} objects ({bytes} lzo bytes; {} snapshot, {backups} backups{dup}) in {} tables",
+        objects.len(),
+        objects.len() - backups,
+        tables.len()
+    )
+}
+
+/// Adds a host's legacy objects (none for ordinary backups) to `fetch`'s file and table lists.
+/// With `create_missing_tables`, each table's snapshot `schema.cql` is read (and decompressed)
+/// here on the controller, for `match_tables` to create a missing table `WITH ID`.
+pub async fn stage(
+    store: &Arc<dyn Store>,
+    source: &ResolvedHost,
+    cfg: &RestoreConfig,
+    files: &mut BTreeMap<String, FetchFile>,
+    tables: &mut BTreeMap<String, StagedTable>,
+) -> Result<(), TaskError> {
+    if source.legacy.is_empty() {
+        return Ok(());
+    }
+    let filter = table_filter(cfg)?;
+    for o in source
+        .legacy
+        .iter()
+        .filter(|o| filter.matches(&o.keyspace, &o.table))
+    {
+        let dest = o.staged_path();
+        keys::check_relative(&dest)
+            .map_err(|e| TaskError::fatal(format!("legacy object `{}`: {e}", o.key)))?;
+        let folder = o.folder();
+        tables.entry(folder.clone()).or_insert_with(|| StagedTable {
+            keyspace: o.keyspace.clone(),
+            table: o.table.clone(),
+            backup_id: o.id.clone(),
+            staged: folder,
+            schema_cql: None,
+        });
+        if let Some(old) = files.get(&dest) {
+            return Err(TaskError::fatal(format!(
+                "{dest} names two legacy objects, `{}` and `{}`",
+                old.key, o.key
+            )));
+        }
+        files.insert(
+            dest.clone(),
+            FetchFile {
+                key: o.key.clone(),
+                dest,
+                size: None,
+                crc32: None,
+                codec: "lzop".into(),
+            },
+        );
+    }
+    if cfg.create_missing_tables {
+        for (folder, key) in &source.legacy_schemas {
+            let Some(t) = tables.get_mut(folder) else {
+                continue;
+            };
+            let stored = store.get_bytes(key).await.map_err(store_err)?;
+            let mut cql = Vec::new();
+            crate::codec::decode(crate::codec::Codec::Lzop, &stored[..], &mut cql)
+                .map_err(|e| TaskError::fatal(format!("legacy object `{key}`: {e}")))?;
+            t.schema_cql = Some(String::from_utf8(cql).map_err(|_| {
+                TaskError::fatal(format!("legacy object `{key}` is not UTF-8 text"))
+            })?);
+        }
+    }
+    Ok(())
+}
