@@ -6,8 +6,7 @@
 mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
-use std::path::Path;
-use support::e2e::{CUSTOMERS_ID, live_sums, read_json, setup};
+use support::e2e::{CUSTOMERS_ID, assert_manifest_matches_live, live_sums, read_json, setup};
 
 /// The id `customers` gets when it is dropped and re-created after the backup (as Cassandra,
 /// every node agrees on it).
@@ -36,22 +35,7 @@ async fn cluster_backup_damage_drop_recreate_and_restart_restore() {
                 .any(|f| f.path.starts_with(".customers_name/"))),
             "index sstables missing"
         );
-        for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
-            for f in &t.files {
-                let node_path = Path::new(&m.node.data_dirs[f.data_dir])
-                    .join(&t.keyspace)
-                    .join(t.folder())
-                    .join(&f.path);
-                let rel = node_path.strip_prefix("/var/lib/cassandra").unwrap();
-                let original = std::fs::read(c.data_dir(&h.name).join(rel)).unwrap();
-                let stored = store.get_bytes(&f.key).await.unwrap();
-                let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
-                let mut plain = Vec::new();
-                cbk::codec::decode(codec, &stored[..], &mut plain).unwrap();
-                assert_eq!(plain, original, "{}", f.key);
-                checked += 1;
-            }
-        }
+        checked += assert_manifest_matches_live(store.as_ref(), c, &h.name, &m).await;
         assert_eq!(
             c.sh(
                 &h.name,

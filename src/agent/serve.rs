@@ -6,6 +6,13 @@
 //! and an [`Events`] sink for progress, checkpoints and log lines, and returns its result value.
 //! Exit codes: 0 on success, [`EXIT_OP_ERROR`] when the operation (or the request) failed —
 //! never 127 or 255, which shells and ssh reserve.
+//!
+//! An agent never outlives its controller: when an event cannot be written (the controller
+//! was killed, the ssh connection dropped), [`serve`] stops at once with
+//! [`EXIT_CONTROLLER_GONE`], and `cbk agent` exits without finishing the operation, as if it
+//! had been killed too. Otherwise it would keep uploading or moving files while the
+//! controller's rerun starts a new agent doing the same. A silent operation is watched with a
+//! heartbeat (an empty progress event after [`HEARTBEAT`] without events).
 
 use super::protocol::{AgentEvent, AgentRequest, PROTOCOL_VERSION};
 use futures::future::BoxFuture;
@@ -14,9 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 /// Exit code when the operation failed (an `error` event was sent).
 pub const EXIT_OP_ERROR: u8 = 3;
+
+/// Exit code when the controller went away (nobody reads it; the agent just stops).
+pub const EXIT_CONTROLLER_GONE: u8 = 4;
+
+/// Longest silence before the agent checks that its controller still listens.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Largest request accepted on stdin.
 const MAX_REQUEST: u64 = 64 * 1024 * 1024;
@@ -51,12 +65,17 @@ impl OpError {
 #[derive(Clone)]
 pub struct Events {
     out: Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>,
+    /// Cancelled when a write failed: the controller went away.
+    gone: CancellationToken,
+    last_sent: Arc<std::sync::Mutex<tokio::time::Instant>>,
 }
 
 impl Events {
     fn new(out: Box<dyn AsyncWrite + Send + Unpin>) -> Self {
         Events {
             out: Arc::new(Mutex::new(out)),
+            gone: CancellationToken::new(),
+            last_sent: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
         }
     }
 
@@ -65,8 +84,34 @@ impl Events {
         let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut out = self.out.lock().await;
-        out.write_all(&line).await?;
-        out.flush().await
+        let sent = match out.write_all(&line).await {
+            Ok(()) => out.flush().await,
+            Err(e) => Err(e),
+        };
+        match &sent {
+            Ok(()) => {
+                *self.last_sent.lock().unwrap_or_else(|p| p.into_inner()) =
+                    tokio::time::Instant::now()
+            }
+            Err(_) => self.gone.cancel(),
+        }
+        sent
+    }
+
+    /// Returns once the controller went away, sending a heartbeat after each `period` of
+    /// silence to find out.
+    async fn until_gone(&self, period: Duration) {
+        loop {
+            tokio::select! {
+                _ = self.gone.cancelled() => return,
+                _ = tokio::time::sleep(period) => {
+                    let idle = self.last_sent.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                    if idle >= period {
+                        let _ = self.progress(0).await;
+                    }
+                }
+            }
+        }
     }
 
     /// A log line for the operator.
@@ -153,7 +198,14 @@ where
     if events.send(&hello).await.is_err() {
         return EXIT_OP_ERROR;
     }
-    let outcome = run_request(registry, &mut input, events.clone()).await;
+    let outcome = tokio::select! {
+        outcome = run_request(registry, &mut input, events.clone()) => outcome,
+        _ = events.until_gone(HEARTBEAT) => return EXIT_CONTROLLER_GONE,
+    };
+    if events.gone.is_cancelled() {
+        // The operation ended because its events could not be written.
+        return EXIT_CONTROLLER_GONE;
+    }
     let (event, code) = match outcome {
         Ok(data) => (AgentEvent::Result { data }, 0),
         Err(e) => (
@@ -165,7 +217,7 @@ where
         ),
     };
     if events.send(&event).await.is_err() {
-        return EXIT_OP_ERROR;
+        return EXIT_CONTROLLER_GONE;
     }
     code
 }
@@ -311,6 +363,41 @@ mod tests {
         assert_eq!(ev[1]["data"]["has_credentials"], true);
         let all = serde_json::to_string(&ev).expect("json");
         assert!(!all.contains("SECRET"), "{all}");
+    }
+
+    /// Serves `op` and drops the controller's end right after `hello`: returns how serve ended
+    /// and how long it took.
+    async fn controller_leaves(registry: Registry, op: &'static str) -> (u8, Duration) {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let started = tokio::time::Instant::now();
+        let serving = tokio::spawn(async move { serve(&registry, op.as_bytes(), server).await });
+        let mut hello = [0u8; 256];
+        let n = client.read(&mut hello).await.expect("hello");
+        assert!(String::from_utf8_lossy(&hello[..n]).contains("\"hello\""));
+        drop(client);
+        let code = tokio::time::timeout(HEARTBEAT * 3, serving)
+            .await
+            .expect("serve must stop once the controller is gone")
+            .expect("join");
+        (code, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn an_operation_stops_when_the_controller_goes_away() {
+        // `sleep` reports progress every 100 ms: the first failed write stops it.
+        let (code, took) = controller_leaves(
+            Registry::with_builtins(),
+            r#"{"protocol":1,"op":{"op":"sleep","ms":60000}}"#,
+        )
+        .await;
+        assert_eq!(code, EXIT_CONTROLLER_GONE);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        // A silent operation is found out by the heartbeat.
+        let mut r = Registry::new();
+        r.register("hang", |_| Box::pin(futures::future::pending()));
+        let (code, took) = controller_leaves(r, r#"{"protocol":1,"op":{"op":"hang"}}"#).await;
+        assert_eq!(code, EXIT_CONTROLLER_GONE);
+        assert!(took >= HEARTBEAT && took < HEARTBEAT * 2, "{took:?}");
     }
 
     #[tokio::test]

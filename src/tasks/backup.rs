@@ -311,19 +311,31 @@ pub async fn manifest_check(
     })
 }
 
-/// The base snapshot backup of an incremental: the newest complete snapshot backup.
-async fn incremental_base(store: &Arc<dyn Store>, name: &str) -> Result<Option<String>, TaskError> {
-    let mut best: Option<String> = None;
+/// The base snapshot backup of an incremental: the newest complete snapshot backup planned
+/// before it (`created`, the plans' clocks: names need not sort by time, e.g. `nightly-*`
+/// and `hourly-*`).
+async fn incremental_base(
+    store: &Arc<dyn Store>,
+    name: &str,
+    created: &str,
+) -> Result<Option<String>, TaskError> {
+    let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    let Some(me) = at(created) else {
+        return Ok(None);
+    };
+    let mut best: Option<(jiff::Timestamp, String)> = None;
     for o in store.list(keys::INDEX_PREFIX).await.map_err(store_err)? {
         if let Some(e) = get_json::<IndexEntry>(store, &o.key).await?
             && e.kind == BackupKind::Snapshot
-            && e.backup.as_str() < name
-            && best.as_deref().is_none_or(|b| b < e.backup.as_str())
+            && e.backup != name
+            && let Some(t) = at(&e.created)
+            && t < me
+            && best.as_ref().is_none_or(|b| *b < (t, e.backup.clone()))
         {
-            best = Some(e.backup);
+            best = Some((t, e.backup));
         }
     }
-    Ok(best)
+    Ok(best.map(|(_, b)| b))
 }
 
 /// `manifest[HOST]`: merges the per-table results and writes the node manifest, last.
@@ -344,7 +356,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     tables.sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
     let kind = kind(rt);
     let base = match kind {
-        BackupKind::Incremental => incremental_base(&store, &name).await?,
+        BackupKind::Incremental => incremental_base(&store, &name, &rt.run.inputs.now).await?,
         BackupKind::Snapshot => None,
     };
     let totals = Totals::of(&tables);
@@ -475,4 +487,76 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         ),
         data: serde_json::Value::Null,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_base_is_the_newest_snapshot_planned_before_whatever_the_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::fs::FsStore::new(&dir.path().display().to_string()).expect("store"),
+        );
+        for (name, kind, created) in [
+            (
+                "nightly-20260401T0000Z",
+                BackupKind::Snapshot,
+                "2026-04-01T00:00:00Z",
+            ),
+            (
+                "nightly-20260402T0000Z",
+                BackupKind::Snapshot,
+                "2026-04-02T00:00:00Z",
+            ),
+            (
+                "adhoc-20260401T1200Z",
+                BackupKind::Snapshot,
+                "2026-04-01T12:00:00Z",
+            ),
+            (
+                "hourly-20260401T0600Z",
+                BackupKind::Incremental,
+                "2026-04-01T06:00:00Z",
+            ),
+        ] {
+            let e = IndexEntry {
+                backup: name.into(),
+                kind,
+                base: None,
+                cluster: "prod".into(),
+                created: created.into(),
+                completed: created.into(),
+                hosts: vec![],
+                totals: Totals::default(),
+            };
+            store
+                .put_bytes(&keys::index_key(name), json(&e))
+                .await
+                .expect("put");
+        }
+        let base = |at: &'static str| {
+            let store = store.clone();
+            async move {
+                incremental_base(&store, "hourly-x", at)
+                    .await
+                    .expect("base")
+            }
+        };
+        // `hourly-*` sorts before `nightly-*`: the name order must not matter.
+        assert_eq!(
+            base("2026-04-01T06:00:00Z").await.as_deref(),
+            Some("nightly-20260401T0000Z")
+        );
+        assert_eq!(
+            base("2026-04-01T18:00:00Z").await.as_deref(),
+            Some("adhoc-20260401T1200Z")
+        );
+        assert_eq!(
+            base("2026-04-03T00:00:00Z").await.as_deref(),
+            Some("nightly-20260402T0000Z")
+        );
+        assert_eq!(base("2026-03-31T00:00:00Z").await, None);
+    }
 }

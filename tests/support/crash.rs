@@ -17,13 +17,23 @@ pub fn seed(default: u64) -> u64 {
 
 /// Starts `cbk apply PLAN --state STATE --progress none` with `CASSANDRA_CONF`.
 pub fn spawn_apply(conf: &Path, plan: &Path, state: &Path) -> Child {
+    spawn_apply_env(plan, state, &conf_env(conf))
+}
+
+/// The environment of an apply on local emulated nodes.
+fn conf_env(conf: &Path) -> Vec<(String, String)> {
+    vec![("CASSANDRA_CONF".into(), conf.display().to_string())]
+}
+
+/// Starts `cbk apply PLAN --state STATE --progress none` with extra environment variables.
+pub fn spawn_apply_env(plan: &Path, state: &Path, env: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cbk"))
         .arg("apply")
         .arg(plan)
         .arg("--state")
         .arg(state)
         .args(["--progress", "none"])
-        .env("CASSANDRA_CONF", conf)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -97,9 +107,21 @@ pub fn attempt(
     plan: &Path,
     state: &Path,
     max: Duration,
+    kill_when: impl FnMut() -> bool,
+) -> Attempt {
+    attempt_env(&conf_env(conf), plan, state, max, kill_when)
+}
+
+/// [`attempt`] with extra environment variables (store credentials) instead of a local node's
+/// `CASSANDRA_CONF`.
+pub fn attempt_env(
+    env: &[(String, String)],
+    plan: &Path,
+    state: &Path,
+    max: Duration,
     mut kill_when: impl FnMut() -> bool,
 ) -> Attempt {
-    let mut child = spawn_apply(conf, plan, state);
+    let mut child = spawn_apply_env(plan, state, env);
     let deadline = Instant::now() + max;
     loop {
         if child.try_wait().expect("try_wait").is_some() {

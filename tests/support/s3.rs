@@ -285,6 +285,81 @@ pub struct Faults {
     pub seed: u64,
 }
 
+impl Faults {
+    /// No random faults (targeted rules and the request log still work).
+    pub const NONE: Faults = Faults {
+        p500: 0.0,
+        p503: 0.0,
+        pkill: 0.0,
+        seed: 1,
+    };
+}
+
+/// One request as the proxy logged it when it ended.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// URL path (path-style: `/BUCKET/KEY`), without the query.
+    pub path: String,
+    pub query: String,
+    /// The status the client got, `None` when it got no response (the client went away or
+    /// the proxy dropped the connection): the server may or may not have acted on it.
+    pub status: Option<u16>,
+    /// What the proxy injected (`500`, `503`, `403`, `kill`), `None` when forwarded.
+    pub fault: Option<String>,
+    /// Why the flow failed (mitmproxy's message), if it did.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When the request started arriving and when it ended (Unix seconds).
+    pub t0: f64,
+    pub t1: f64,
+}
+
+impl LoggedRequest {
+    /// The object key (path minus `/BUCKET/`) when this request stores a whole object (a
+    /// PutObject or CompleteMultipartUpload) and was forwarded to the server.
+    pub fn stores_object(&self, bucket: &str) -> Option<&str> {
+        let key = self
+            .path
+            .strip_prefix('/')?
+            .strip_prefix(bucket)?
+            .strip_prefix('/')?;
+        let has = |p: &str| {
+            self.query
+                .split('&')
+                .any(|q| q.split('=').next() == Some(p))
+        };
+        let stores = self.fault.is_none()
+            && match self.method.as_str() {
+                "PUT" => !has("partNumber"),
+                "POST" => has("uploadId"),
+                _ => false,
+            };
+        stores.then_some(key)
+    }
+
+    /// [`LoggedRequest::stores_object`] answered 200: the object was stored.
+    pub fn completed_object(&self, bucket: &str) -> Option<&str> {
+        self.stores_object(bucket)
+            .filter(|_| self.status == Some(200))
+    }
+}
+
+/// What the fault proxy does with requests matching a regex (over `METHOD PATH?QUERY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// 500 InternalError (retryable).
+    E500,
+    /// 503 SlowDown (retryable).
+    E503,
+    /// 403 AccessDenied (permanent).
+    E403,
+    /// Drop the connection without a response.
+    Kill,
+    /// Wait this many milliseconds, then forward (a slow link).
+    Stall(u64),
+}
+
 /// What the proxy did, read from its counts file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultCounts {
@@ -292,6 +367,10 @@ pub struct FaultCounts {
     pub e500: u64,
     pub e503: u64,
     pub killed: u64,
+    /// Requests a targeted rule answered.
+    pub ruled: u64,
+    /// Requests held back before forwarding.
+    pub stalled: u64,
 }
 
 /// mitmproxy as a reverse proxy in front of a server, failing requests at chosen rates
@@ -327,6 +406,8 @@ impl FaultProxy {
             .env("PKILL", faults.pkill.to_string())
             .env("SEED", faults.seed.to_string())
             .env("FAULT_COUNTS", dir.path().join("counts.json"))
+            .env("FAULT_RULES", dir.path().join("rules.json"))
+            .env("REQUEST_LOG", dir.path().join("requests.jsonl"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -352,7 +433,55 @@ impl FaultProxy {
             e500: get("500"),
             e503: get("503"),
             killed: get("killed"),
+            ruled: get("ruled"),
+            stalled: get("stalled"),
         }
+    }
+
+    /// Replaces the targeted rules (first match wins; an empty list forwards everything
+    /// again). Applies to requests that arrive after this returns.
+    pub fn set_rules(&self, rules: &[(&str, FaultAction)]) {
+        let list: Vec<serde_json::Value> = rules
+            .iter()
+            .map(|(pattern, action)| {
+                let action = match action {
+                    FaultAction::E500 => "500".to_string(),
+                    FaultAction::E503 => "503".to_string(),
+                    FaultAction::E403 => "403".to_string(),
+                    FaultAction::Kill => "kill".to_string(),
+                    FaultAction::Stall(ms) => format!("stall:{ms}"),
+                };
+                serde_json::json!({ "match": pattern, "action": action })
+            })
+            .collect();
+        let path = self.dir.path().join("rules.json");
+        let tmp = self.dir.path().join("rules.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&list).expect("json")).expect("write rules");
+        std::fs::rename(&tmp, &path).expect("install rules");
+    }
+
+    /// Every request that ended so far, in the order they ended.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.requests_after(&mut 0)
+    }
+
+    /// The requests that ended since `cursor` (a byte offset in the log, advanced past what
+    /// was read; start at 0), for polling without rereading the whole log.
+    pub fn requests_after(&self, cursor: &mut u64) -> Vec<LoggedRequest> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("requests.jsonl")) {
+            let _ = f
+                .seek(SeekFrom::Start(*cursor))
+                .and_then(|_| f.read_to_string(&mut text));
+        }
+        // Only whole lines: the proxy may be writing the last one.
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        *cursor += whole as u64;
+        text[..whole]
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 
