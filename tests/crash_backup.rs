@@ -75,12 +75,7 @@ fn check_manifest(env: &Env, m: &NodeManifest) -> BTreeSet<String> {
         for f in &t.files {
             let stored = std::fs::read(env.store.join(&f.key))
                 .unwrap_or_else(|e| panic!("object {} missing: {e}", f.key));
-            assert_eq!(stored.len() as u64, f.stored_size, "{}", f.key);
-            let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
-            let mut plain = Vec::new();
-            cbk::codec::decode(codec, &stored[..], &mut plain)
-                .unwrap_or_else(|e| panic!("object {} does not decode: {e}", f.key));
-            assert_eq!(crc32fast::hash(&plain), f.crc32, "{} is corrupt", f.key);
+            let plain = support::decode_stored(&stored, f);
             if t.keyspace == "shop" {
                 let live = Path::new(&m.node.data_dirs[f.data_dir])
                     .join(&t.keyspace)

@@ -274,13 +274,7 @@ pub async fn stored_plain(store: &dyn Store, f: &FileEntry) -> Vec<u8> {
         .get_bytes(&f.key)
         .await
         .unwrap_or_else(|e| panic!("object {}: {e}", f.key));
-    assert_eq!(stored.len() as u64, f.stored_size, "{}", f.key);
-    let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
-    let mut plain = Vec::new();
-    cbk::codec::decode(codec, &stored[..], &mut plain)
-        .unwrap_or_else(|e| panic!("object {} does not decode: {e}", f.key));
-    assert_eq!(crc32fast::hash(&plain), f.crc32, "{} is corrupt", f.key);
-    plain
+    super::decode_stored(&stored, f)
 }
 
 /// Where the file of entry `f` (table `t` of manifest `m`) lives on `host`, as seen from

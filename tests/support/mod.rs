@@ -23,3 +23,14 @@ pub fn run_cbk(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
     );
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// The stored bytes of manifest entry `f`, decoded; their size and CRC32 must match the entry.
+pub fn decode_stored(stored: &[u8], f: &cbk::repo::manifest::FileEntry) -> Vec<u8> {
+    assert_eq!(stored.len() as u64, f.stored_size, "{}", f.key);
+    let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
+    let mut plain = Vec::new();
+    cbk::codec::decode(codec, stored, &mut plain)
+        .unwrap_or_else(|e| panic!("object {} does not decode: {e}", f.key));
+    assert_eq!(crc32fast::hash(&plain), f.crc32, "{} is corrupt", f.key);
+    plain
+}
