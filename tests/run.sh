@@ -14,7 +14,12 @@ cargo clippy --all-targets --locked -- -D warnings
 if wait "$EMU_PID"; then emu=0; else emu=$?; fi
 tail -n 4 target/cbk-test/emulator-tests.log
 [ "$emu" -eq 0 ] || { echo "emulator tests failed (target/cbk-test/emulator-tests.log)"; exit 1; }
+# cargo's status is kept, not acted on, so the closing line below is printed also when a test fails.
+set +e
 cargo test --locked --no-fail-fast 2>&1 | tee target/cbk-test/cargo-test.log
+status=${PIPESTATUS[0]}
+set -e
 # One closing line for the whole run (cargo's last line belongs to the doc-tests, which are few).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' target/cbk-test/cargo-test.log
+exit "$status"

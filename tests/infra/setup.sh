@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine (idempotent):
 # Debian packages (OpenSSH server, lzop, rclone, graphviz, ...), a Python venv with moto and
-# mitmproxy, and a `cassandra` user that owns emulated data files. Starts nothing.
+# mitmproxy at the exact versions of tests/infra/requirements.lock, and a `cassandra` user that
+# owns emulated data files. Starts nothing.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CBK_TEST_HOME=${CBK_TEST_HOME:-$REPO/target/cbk-test}
@@ -21,10 +22,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 VENV=$CBK_TEST_HOME/venv
-if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/mitmdump" ]; then
-  echo "setup: python venv with moto and mitmproxy in $VENV"
+LOCK=$REPO/tests/infra/requirements.lock
+# The venv is rebuilt whenever the lock changes (its sha256 is kept inside the venv).
+want=$(sha256sum "$LOCK" | cut -d' ' -f1)
+have=$(cat "$VENV/.cbk-lock-sha256" 2>/dev/null || true)
+if [ "$want" != "$have" ] || [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/mitmdump" ]; then
+  echo "setup: python venv from tests/infra/requirements.lock in $VENV"
+  rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.*' boto3 mitmproxy awscli
+  # Exact versions with hashes: a new upstream release cannot change the suite.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$LOCK"
+  echo "$want" > "$VENV/.cbk-lock-sha256"
 fi
 
 id cassandra >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin cassandra
