@@ -2,12 +2,16 @@
 
 import os
 
-FIXTURES = os.environ.get(
-    "CASSEMU_FIXTURES",
-    os.path.normpath(
-        os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "cassandra")
-    ),
+# Where the real fixture sstables are: env CASSEMU_FIXTURES, else the repository's
+# tests/fixtures/cassandra next to this emulator. A relative CASSEMU_FIXTURES is taken relative
+# to the directory the tool was started in and made absolute here, so the node's background
+# process (which runs elsewhere) inherits a path that still works.
+_DEFAULT_FIXTURES = os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "cassandra")
 )
+if os.environ.get("CASSEMU_FIXTURES"):
+    os.environ["CASSEMU_FIXTURES"] = os.path.abspath(os.environ["CASSEMU_FIXTURES"])
+FIXTURES = os.environ.get("CASSEMU_FIXTURES", _DEFAULT_FIXTURES)
 
 # Real fixture sstables per sstable version (tests/fixtures/cassandra, copied from apache/cassandra).
 FIXTURE_SSTABLES = {

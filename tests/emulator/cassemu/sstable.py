@@ -175,7 +175,13 @@ def fixture_dir(ver, variant_seed):
     pinned = os.environ.get("CASSEMU_VARIANT")
     if pinned is not None:
         variant_seed = int(pinned)
-    return os.path.join(profiles.FIXTURES, choices[variant_seed % len(choices)])
+    path = os.path.join(profiles.FIXTURES, choices[variant_seed % len(choices)])
+    if not os.path.isdir(path):
+        raise util.EmuError(
+            "fixture sstables not found at %s: set CASSEMU_FIXTURES to cbk's "
+            "tests/fixtures/cassandra (needed when the emulator is used from a copy)" % path
+        )
+    return path
 
 
 def clone_fixture(ver, fmt, target_dir, gen, variant_seed=0):
