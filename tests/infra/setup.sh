@@ -8,17 +8,27 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CBK_TEST_HOME=${CBK_TEST_HOME:-$REPO/target/cbk-test}
 mkdir -p "$CBK_TEST_HOME"
 
+# Debian packages at the versions of tests/infra/apt-packages.txt (see there for why a version
+# can be replaced by the suite's newer build).
 need_apt=()
-for bin in sshd:openssh-server ssh:openssh-client lzop:lzop rclone:rclone socat:socat \
-           iptables:iptables dot:graphviz tmux:tmux unshare:util-linux ip:iproute2 zstd:zstd \
-           sudo:sudo; do
-  b=${bin%%:*}; p=${bin#*:}
-  if ! command -v "$b" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$b" ]; then need_apt+=("$p"); fi
-done
+while read -r bin pkg ver; do
+  case $bin in ''|'#'*) continue ;; esac
+  if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then need_apt+=("$pkg=$ver"); fi
+done < "$REPO/tests/infra/apt-packages.txt"
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: apt-get install ${need_apt[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  want=()
+  for pv in "${need_apt[@]}"; do
+    pkg=${pv%%=*}; ver=${pv#*=}
+    if apt-cache madison "$pkg" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}' | grep -qxF "$ver"; then
+      want+=("$pv")
+    else
+      echo "setup: $pkg $ver is no longer on the mirror; installing the suite's current build" >&2
+      want+=("$pkg")
+    fi
+  done
+  echo "setup: apt-get install ${want[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
 fi
 
 VENV=$CBK_TEST_HOME/venv
