@@ -4,7 +4,18 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cbk::cli::Cli::parse();
+    let cli = match cbk::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are "errors" to clap that print to stdout and succeed.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                cbk::error::exit::USAGE
+            } else {
+                cbk::error::exit::OK
+            });
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()

@@ -146,3 +146,36 @@ fn man_page_lists_every_subcommand_and_is_committed() {
         "docs/cbk.1 is out of date: run `CBK_UPDATE_MAN=1 cargo test --test cli_help`"
     );
 }
+
+/// Usage errors exit 64 (EX_USAGE), not clap's 2, which `plan --detailed-exitcode` uses for
+/// "changes pending"; `--help` and `--version` still exit 0.
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    for args in [
+        vec!["--no-such-flag"],
+        vec!["no-such-command"],
+        vec!["plan"],
+        vec!["plan", "x.toml", "--format", "yaml"],
+    ] {
+        let out = Command::cargo_bin("cbk")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "cbk {args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("error:") && err.contains("--help"),
+            "cbk {args:?} says what is wrong and where help is: {err}"
+        );
+    }
+    for args in [vec!["--help"], vec!["--version"], vec!["plan", "--help"]] {
+        let out = Command::cargo_bin("cbk")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "cbk {args:?}: {out:?}");
+        assert!(!out.stdout.is_empty());
+    }
+}

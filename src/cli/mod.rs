@@ -17,9 +17,26 @@ pub mod verify;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The exit codes of every command ([`crate::error::exit`]), shown by `cbk --help` and the man page.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success (plan --detailed-exitcode: nothing to do)
+  1    an error, or some tasks failed
+  2    plan --detailed-exitcode: tasks are pending
+  64   bad usage (unknown option, missing argument) or an invalid plan file
+  75   refused: state locked, stale saved plan, or no confirmation
+  130  interrupted (Ctrl-C or SIGTERM); the next apply resumes";
+
 /// Declarative, resumable backup and restore for Apache Cassandra clusters.
 #[derive(Debug, Parser)]
-#[command(name = "cbk", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "cbk",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
