@@ -166,4 +166,13 @@ fn no_secret_value_reaches_any_output() {
     assert!(err.contains("literal secrets are not allowed"), "{err}");
     assert!(!err.contains("wJalrXUtnFEMI"), "{err}");
     assert!(err.contains("*****"), "{err}");
+    // The secret itself given where a variable name belongs is refused and masked too.
+    let out = cbk()
+        .args(["plan", "tests/fixtures/invalid/bad-env-name.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not an environment variable name"), "{err}");
+    assert!(!err.contains("my secret value"), "{err}");
 }

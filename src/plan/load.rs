@@ -106,6 +106,7 @@ fn find_secrets(
     t: &DeTable<'_>,
     prefix: &str,
     out: &mut Vec<(Range<usize>, Range<usize>, String)>,
+    masked: &mut Vec<Range<usize>>,
 ) {
     for (k, v) in t.iter() {
         let path = if prefix.is_empty() {
@@ -114,16 +115,21 @@ fn find_secrets(
             format!("{prefix}.{}", k.get_ref())
         };
         match v.get_ref() {
-            DeValue::Table(inner) => find_secrets(inner, &path, out),
+            DeValue::Table(inner) => find_secrets(inner, &path, out, masked),
             DeValue::Array(a) => {
                 for item in a.iter() {
                     if let DeValue::Table(inner) = item.get_ref() {
-                        find_secrets(inner, &path, out);
+                        find_secrets(inner, &path, out, masked);
                     }
                 }
             }
             DeValue::String(s) if !s.is_empty() && secret_like(k.get_ref()) => {
                 out.push((k.span(), v.span(), path));
+            }
+            // A `*_env` value that cannot be a variable name may be the secret itself: masked
+            // like one (the `*_env` check reports it without the value).
+            DeValue::String(s) if k.get_ref().ends_with("_env") && !valid_env_name(s) => {
+                masked.push(v.span());
             }
             _ => {}
         }
@@ -276,11 +282,10 @@ pub fn load(name: &str, src: &str, now: &str) -> Result<Resolved, Diagnostics> {
     let mut doc = Doc { root };
     // Literal secrets, redacted before any diagnostic can show the line.
     let mut secrets = Vec::new();
-    find_secrets(doc.root.get_ref(), "", &mut secrets);
-    let shown = redact(
-        src,
-        &secrets.iter().map(|s| s.1.clone()).collect::<Vec<_>>(),
-    );
+    let mut masked = Vec::new();
+    find_secrets(doc.root.get_ref(), "", &mut secrets, &mut masked);
+    masked.extend(secrets.iter().map(|s| s.1.clone()));
+    let shown = redact(src, &masked);
     let mut sink = Sink::new(name, &shown);
     for (kspan, _, path) in &secrets {
         let key = path.rsplit('.').next().unwrap_or(path);
@@ -886,7 +891,7 @@ fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
         {
             sink.error(
                 at(k),
-                format!("`{v}` is not an environment variable name"),
+                format!("the value of `{k}` is not an environment variable name (not shown: it may be the secret itself)"),
                 "not a variable name",
                 Some("name the variable that holds the value, e.g. `AWS_SECRET_ACCESS_KEY`; never the value itself".into()),
             );
@@ -917,13 +922,18 @@ fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
         }
     }
     if let Some(c) = &s.checksum
-        && !["auto", "when_required", "crc32c"].contains(&c.as_str())
+        && !crate::store::s3::CHECKSUM_MODES.contains(&c.as_str())
     {
         sink.error(
             at("checksum"),
             format!("unknown checksum mode `{c}`"),
             "unknown mode",
-            Some("expected one of `auto`, `when_required`, `crc32c`".into()),
+            Some(format!(
+                "expected one of {}",
+                crate::store::s3::CHECKSUM_MODES
+                    .map(|m| format!("`{m}`"))
+                    .join(", ")
+            )),
         );
     }
 }

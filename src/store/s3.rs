@@ -37,6 +37,8 @@ use tokio::task::JoinSet;
 pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
 /// Default parts in flight per object.
 pub const DEFAULT_PART_CONCURRENCY: usize = 4;
+/// The `checksum` modes of `[storage]` (the loader validates against this same list).
+pub const CHECKSUM_MODES: [&str; 4] = ["auto", "when_required", "crc32", "crc32c"];
 /// S3's smallest part (all parts but the last).
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's largest part.
@@ -335,9 +337,7 @@ impl S3Store {
             Some(other) => {
                 return Err(StoreError::InvalidUrl {
                     url: config.url.clone(),
-                    reason: format!(
-                        "checksum `{other}`: expected `auto`, `when_required`, `crc32` or `crc32c`"
-                    ),
+                    reason: format!("checksum `{other}`: expected one of {CHECKSUM_MODES:?}"),
                 });
             }
         };
