@@ -227,9 +227,59 @@ fn report_de(sink: &mut Sink, e: &toml::de::Error, fallback: Option<Range<usize>
             format!("this table needs `{word}`"),
             Some(format!("add `{word} = ...` (see docs/plan-format.md)")),
         );
+    } else if let Some((found, wanted)) = msg
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        report_type(sink, span, found, wanted, msg);
     } else {
         sink.error(span, msg.to_owned(), "here", None);
     }
+}
+
+/// serde's "invalid type: string \"7\", expected u32" in plan words, with the fix as a hint
+/// (an operator's `--hosts=a,b,c` habit, or a number in quotes).
+fn report_type(sink: &mut Sink, span: Option<Range<usize>>, found: &str, wanted: &str, msg: &str) {
+    let key = span
+        .clone()
+        .and_then(|r| sink.source().get(..r.start))
+        .and_then(|before| before.lines().last())
+        .and_then(|line| line.split('=').next())
+        .map(|k| k.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace));
+    let text = found
+        .strip_prefix("string \"")
+        .and_then(|s| s.strip_suffix('"'));
+    let (what, hint) = match wanted {
+        "a sequence" => (
+            "a list",
+            text.map(|t| {
+                let items: Vec<String> =
+                    t.split(',').map(|x| format!("\"{}\"", x.trim())).collect();
+                format!("write a TOML list: [{}]", items.join(", "))
+            }),
+        ),
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => (
+            "a whole number",
+            text.filter(|t| t.trim().parse::<i64>().is_ok())
+                .map(|t| format!("remove the quotes: {}", t.trim())),
+        ),
+        "a boolean" => (
+            "true or false",
+            text.filter(|t| matches!(*t, "true" | "false"))
+                .map(|t| format!("remove the quotes: {t}")),
+        ),
+        _ => {
+            sink.error(span, msg.to_owned(), "here", None);
+            return;
+        }
+    };
+    let found_word = found.split_whitespace().next().unwrap_or(found);
+    let head = match &key {
+        Some(k) => format!("`{k}` must be {what}, not a {found_word}"),
+        None => format!("expected {what}, not a {found_word}"),
+    };
+    sink.error(span, head, format!("a {found_word}"), hint);
 }
 
 fn section<T: DeserializeOwned>(sink: &mut Sink, v: &Spanned<DeValue<'_>>) -> Option<T> {
