@@ -154,14 +154,79 @@ fn a_held_lock_is_reported_with_its_holder_and_unlock_needs_its_id() {
     assert_eq!(wrong.status.code(), Some(1));
     assert!(text(&wrong).1.contains("no lock with id `0000`"));
     assert!(state.join("lock").exists());
-    let right = cbk()
+    // The holder is alive: unlock refuses (removing its lock would let a second apply run at
+    // the same time), names the holder and the way out.
+    let live = cbk()
         .args(["unlock", &id, "--state"])
         .arg(&state)
         .output()
         .expect("unlock");
-    assert_eq!(right.status.code(), Some(0), "{:?}", text(&right));
+    let (_, live_err) = text(&live);
+    assert_eq!(live.status.code(), Some(75), "{live_err}");
+    assert!(live_err.contains("is alive"), "{live_err}");
+    assert!(live_err.contains(&holder), "{live_err}");
+    assert!(live_err.contains("--force"), "{live_err}");
+    assert!(state.join("lock").exists());
+    let second = apply(&plan, &state)
+        .output()
+        .expect("second after refused unlock");
+    assert_eq!(second.status.code(), Some(75), "{:?}", text(&second));
+    // --force removes it all the same (for a holder known to be hung), and says so.
+    let forced = cbk()
+        .args(["unlock", &id, "--force", "--state"])
+        .arg(&state)
+        .output()
+        .expect("unlock --force");
+    assert_eq!(forced.status.code(), Some(0), "{:?}", text(&forced));
+    assert!(text(&forced).1.contains("warning: "), "{:?}", text(&forced));
     assert!(!state.join("lock").exists());
     assert_eq!(first.wait().expect("wait").code(), Some(0));
+}
+
+#[test]
+fn unlock_removes_a_stale_remote_lock_of_a_dead_process_on_this_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // A lock left by an apply on this host whose process is gone (pid 0 is never a process).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = serde_json::json!({
+        "id": "deadbeef", "operation": "apply", "who": format!("root@{}", host.trim()),
+        "pid": 999_999_999u32, "created": "2026-12-07T00:00:00Z", "plan": "p",
+    });
+    std::fs::write(store.join("lock.json"), lock.to_string()).unwrap();
+    let url = format!("file://{}", store.display());
+    let out = cbk()
+        .args(["unlock", "deadbeef", "--state", &url])
+        .output()
+        .expect("unlock");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).0.contains("stale"), "{:?}", text(&out));
+    assert!(!store.join("lock.json").exists());
+    // One from another host cannot be checked from here: without a terminal it needs --force.
+    let other = serde_json::json!({
+        "id": "cafe", "operation": "apply", "who": "root@elsewhere.example", "pid": 1u32,
+        "created": "2026-12-07T00:00:00Z", "plan": "p",
+    });
+    std::fs::write(store.join("lock.json"), other.to_string()).unwrap();
+    let out = cbk()
+        .args(["unlock", "cafe", "--state", &url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("unlock");
+    assert_eq!(out.status.code(), Some(75), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("elsewhere.example"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(store.join("lock.json").exists());
+    let out = cbk()
+        .args(["unlock", "cafe", "--force", "--state", &url])
+        .output()
+        .expect("unlock --force");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(!store.join("lock.json").exists());
 }
 
 #[test]

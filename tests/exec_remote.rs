@@ -188,9 +188,28 @@ async fn remote_state_locks_journals_resumes_and_moves_the_serial() {
             .contains(&format!("the state is locked: lock {} held by", holder.id)),
         "{err}"
     );
-    lock::unlock_remote(store.as_ref(), cbk::exec::REMOTE_LOCK, &holder.id)
-        .await
-        .expect("unlock");
+    // Its holder (this process) is alive: unlock refuses without --force.
+    let refused = lock::unlock_remote(
+        store.as_ref(),
+        cbk::exec::REMOTE_LOCK,
+        &holder.id,
+        false,
+        &|_, _| true,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(lock::LockError::Alive(_))),
+        "{refused:?}"
+    );
+    lock::unlock_remote(
+        store.as_ref(),
+        cbk::exec::REMOTE_LOCK,
+        &holder.id,
+        true,
+        &|_, _| false,
+    )
+    .await
+    .expect("unlock --force");
 
     // First attempt: interrupted while `slow` runs.
     let mut first = FakeRunner::default();

@@ -235,6 +235,24 @@ pub struct UnlockArgs {
     /// State folder, or the store URL of remote state (default `.cbk` in the current folder).
     #[arg(long, value_name = "DIR|URL", default_value = DEFAULT_DIR)]
     pub state: String,
+    /// Remove the lock even if its holder looks alive or cannot be checked (a hung apply).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Asks on the terminal whether to remove a lock taken on another host; no terminal: no.
+fn confirm_other_host(info: &lock::LockInfo, host: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!(
+        "{info}\nIt was taken on {host}, which cannot be checked from here. Is that apply gone? Remove the lock? [y/N] "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok()
+        && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 /// Runs `cbk unlock`.
@@ -247,15 +265,33 @@ pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
         let store = crate::store::open(&config, None)
             .await
             .map_err(|e| miette::miette!("{e}"))?;
-        lock::unlock_remote(store.as_ref(), crate::exec::REMOTE_LOCK, &args.lock_id).await
+        lock::unlock_remote(
+            store.as_ref(),
+            crate::exec::REMOTE_LOCK,
+            &args.lock_id,
+            args.force,
+            &confirm_other_host,
+        )
+        .await
     } else {
         let st = LocalState::existing(std::path::Path::new(&args.state));
-        lock::unlock_local(&st.lock_path(), &args.lock_id)
+        lock::unlock_local(&st.lock_path(), &args.lock_id, args.force)
     };
     match result {
-        Ok(info) => {
-            println!("Removed {info}.");
+        Ok(done) if done.stale => {
+            println!("Removed the stale {} (its holder is gone).", done.info);
             Ok(exit::OK)
+        }
+        Ok(done) => {
+            eprintln!(
+                "warning: removed {} by --force; if that apply still runs, stop it before the next apply",
+                done.info
+            );
+            Ok(exit::OK)
+        }
+        Err(e @ (lock::LockError::Alive(_) | lock::LockError::Unconfirmed { .. })) => {
+            eprintln!("error: {e}");
+            Ok(exit::REFUSED)
         }
         Err(e) => {
             eprintln!("error: {e}");

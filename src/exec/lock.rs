@@ -26,6 +26,10 @@ pub struct LockInfo {
     pub created: String,
     /// The plan being applied (path or digest).
     pub plan: String,
+    /// When the process started (clock ticks since boot, `/proc/PID/stat`), so a reused pid is
+    /// not taken for the holder. Absent in locks written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
 }
 
 impl LockInfo {
@@ -39,8 +43,46 @@ impl LockInfo {
             pid: std::process::id(),
             created: super::journal::now(),
             plan: plan.to_string(),
+            pid_start: process_start(std::process::id()),
         }
     }
+
+    /// Whether the holder still runs: checked on this host (pid and its start time); a lock
+    /// taken on another host cannot be checked from here.
+    pub fn liveness(&self) -> Liveness {
+        let host = self.who.rsplit_once('@').map_or("", |(_, h)| h);
+        if host != this_host() {
+            return Liveness::OtherHost(host.to_string());
+        }
+        match (process_start(self.pid), self.pid_start) {
+            (None, _) => Liveness::Gone,
+            (Some(now), Some(then)) if now != then => Liveness::Gone,
+            _ => Liveness::Alive,
+        }
+    }
+}
+
+/// Whether a lock's holder is still running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Gone,
+    /// Taken on another host (named): cannot be checked from here.
+    OtherHost(String),
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 impl std::fmt::Display for LockInfo {
@@ -58,10 +100,7 @@ fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{host}")
+    format!("{user}@{}", this_host())
 }
 
 /// Lock errors.
@@ -71,6 +110,16 @@ pub enum LockError {
     Held(Box<LockInfo>),
     #[error("the state is locked by another process (lock file `{0}` has no readable holder yet)")]
     HeldUnknown(String),
+    #[error(
+        "{0} is alive, so its lock stays: removing it would let a second apply run at the same time\n  (stop that apply first: Ctrl-C or SIGTERM stops it at a safe point; if it is hung, `cbk unlock {id} --force`)",
+        id = .0.id
+    )]
+    Alive(Box<LockInfo>),
+    #[error(
+        "{info} was taken on {host}, which cannot be checked from here\n  (make sure that apply is gone, then run `cbk unlock {id} --force`)",
+        id = .info.id
+    )]
+    Unconfirmed { info: Box<LockInfo>, host: String },
     #[error("no lock with id `{wanted}` (current lock: {current})")]
     NotFound { wanted: String, current: String },
     #[error("lock `{path}`: {source}")]
@@ -178,8 +227,18 @@ pub fn local_holder(path: &Path) -> Result<Option<LockInfo>, LockError> {
     }
 }
 
-/// `cbk unlock ID` for a local lock: removes the lock file if it names `id`.
-pub fn unlock_local(path: &Path, id: &str) -> Result<LockInfo, LockError> {
+/// What `cbk unlock` removed.
+#[derive(Debug)]
+pub struct Unlocked {
+    pub info: LockInfo,
+    /// The holder was gone (a stale lock), as opposed to removed by `--force`.
+    pub stale: bool,
+}
+
+/// `cbk unlock ID` for a local lock: removes the lock file if it names `id` and nobody holds
+/// its file lock (which dies with its process, so a held one means a live holder), or with
+/// `force`.
+pub fn unlock_local(path: &Path, id: &str, force: bool) -> Result<Unlocked, LockError> {
     let mut file = File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             LockError::NotFound {
@@ -190,17 +249,25 @@ pub fn unlock_local(path: &Path, id: &str) -> Result<LockInfo, LockError> {
             lock_io(path)(e)
         }
     })?;
-    let info = read_info(&mut file);
-    match info {
-        Some(info) if info.id == id => {
-            std::fs::remove_file(path).map_err(lock_io(path))?;
-            Ok(info)
+    let info = match read_info(&mut file) {
+        Some(info) if info.id == id => info,
+        other => {
+            return Err(LockError::NotFound {
+                wanted: id.to_string(),
+                current: other.map_or("unreadable".into(), |i| i.to_string()),
+            });
         }
-        other => Err(LockError::NotFound {
-            wanted: id.to_string(),
-            current: other.map_or("unreadable".into(), |i| i.to_string()),
-        }),
+    };
+    let held = match file.try_lock() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_io(path)(e)),
+    };
+    if held && !force {
+        return Err(LockError::Alive(Box::new(info)));
     }
+    std::fs::remove_file(path).map_err(lock_io(path))?;
+    Ok(Unlocked { info, stale: !held })
 }
 
 /// Takes the remote lock (`put_if_absent` of `key`), or reports who holds it.
@@ -229,8 +296,15 @@ pub async fn acquire_remote(
     }
 }
 
-/// `cbk unlock ID` for a remote lock: deletes the lock object if it names `id`.
-pub async fn unlock_remote(store: &dyn Store, key: &str, id: &str) -> Result<LockInfo, LockError> {
+/// `cbk unlock ID` for a remote lock: deletes the lock object if it names `id` and its holder
+/// is gone. A live holder is refused, one on another host needs `confirm` (or `force`).
+pub async fn unlock_remote(
+    store: &dyn Store,
+    key: &str,
+    id: &str,
+    force: bool,
+    confirm: &dyn Fn(&LockInfo, &str) -> bool,
+) -> Result<Unlocked, LockError> {
     let current = match store.get_bytes(key).await {
         Ok(b) => serde_json::from_slice::<LockInfo>(&b).ok(),
         Err(StoreError::NotFound(_)) => {
@@ -241,16 +315,31 @@ pub async fn unlock_remote(store: &dyn Store, key: &str, id: &str) -> Result<Loc
         }
         Err(e) => return Err(e.into()),
     };
-    match current {
-        Some(info) if info.id == id => {
-            store.delete_many(&[key.to_string()]).await?;
-            Ok(info)
+    let info = match current {
+        Some(info) if info.id == id => info,
+        other => {
+            return Err(LockError::NotFound {
+                wanted: id.to_string(),
+                current: other.map_or("unreadable".into(), |i| i.to_string()),
+            });
         }
-        other => Err(LockError::NotFound {
-            wanted: id.to_string(),
-            current: other.map_or("unreadable".into(), |i| i.to_string()),
-        }),
-    }
+    };
+    let stale = match info.liveness() {
+        Liveness::Gone => true,
+        _ if force => false,
+        Liveness::Alive => return Err(LockError::Alive(Box::new(info))),
+        Liveness::OtherHost(host) => {
+            if !confirm(&info, &host) {
+                return Err(LockError::Unconfirmed {
+                    info: Box::new(info),
+                    host,
+                });
+            }
+            false
+        }
+    };
+    store.delete_many(&[key.to_string()]).await?;
+    Ok(Unlocked { info, stale })
 }
 
 /// The local lock path of a state folder.
@@ -281,10 +370,14 @@ mod tests {
             Some(id.clone())
         );
         assert!(matches!(
-            unlock_local(&path, "nope"),
+            unlock_local(&path, "nope", false),
             Err(LockError::NotFound { .. })
         ));
-        unlock_local(&path, &id).expect("unlock");
+        assert!(matches!(
+            unlock_local(&path, &id, false),
+            Err(LockError::Alive(_))
+        ));
+        assert!(!unlock_local(&path, &id, true).expect("forced").stale);
         // A new apply gets the lock although the old (hung) holder still has its handle.
         let third = acquire_local(&path, LockInfo::new("apply", "p3")).expect("third");
         assert_eq!(third.info().plan, "p3");
