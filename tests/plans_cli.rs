@@ -37,6 +37,87 @@ fn validate_exit_codes() {
 }
 
 #[test]
+fn validate_takes_several_files_and_folders_and_speaks_json_and_github() {
+    // A folder: every *.toml in it, each reported; all valid -> 0.
+    let out = cbk().args(["validate", "plans"]).output().unwrap();
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{so}");
+    assert!(so.contains("plans/nightly-backup.toml: valid"), "{so}");
+    assert!(
+        so.lines().filter(|l| l.contains(": valid (")).count() >= 2,
+        "{so}"
+    );
+    // Two files, one invalid: both reported, exit 64, JSON with line/column and a schema.
+    let out = cbk()
+        .args([
+            "validate",
+            "plans/nightly-backup.toml",
+            "tests/fixtures/invalid/unknown-top-key.toml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["valid"], false);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["valid"], true);
+    assert_eq!(files[0]["kind"], "backup");
+    let d = &files[1]["diagnostics"][0];
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert!(
+        d["help"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `retention`?")
+    );
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/validate-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema");
+    assert!(validator.is_valid(&v), "output matches its schema");
+    // GitHub annotations: one ::error line per problem, with file, line and column.
+    let out = cbk()
+        .args([
+            "validate",
+            "tests/fixtures/invalid/unknown-top-key.toml",
+            "--format",
+            "github",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let so = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        so.starts_with("::error file=tests/fixtures/invalid/unknown-top-key.toml,line=4,col=1,"),
+        "{so}"
+    );
+    // A saved plan (JSON) is named as such, not parsed as 300 TOML errors.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("plan.json");
+    let out = cbk()
+        .args(["plan", "plans/nightly-backup.toml", "--out"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let out = cbk().arg("validate").arg(&saved).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a saved plan (JSON); use `cbk show"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 3, "{err}");
+}
+
+#[test]
 fn plan_detailed_exitcode_and_saved_plan_roundtrip() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("nightly.plan.json");

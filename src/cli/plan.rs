@@ -106,6 +106,12 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     let now = parse_now(args.now.as_deref())?;
     let src = read_plan(&args.file)?;
     let name = args.file.display().to_string();
+    if super::validate::is_saved_plan(&src) {
+        eprintln!(
+            "error: `{name}` is a saved plan (JSON); use `cbk show {name}` to review it or `cbk apply {name}` to run it"
+        );
+        return Ok(fail);
+    }
     let run = match compile_source(&name, &src, now) {
         Ok(r) => r,
         Err(e) => {
