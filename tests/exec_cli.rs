@@ -4,6 +4,7 @@
 mod exec_support;
 
 use exec_support::{planned_run, task};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -393,4 +394,154 @@ fn json_progress_is_one_json_object_per_line() {
         so.contains("Skipped (1):\n  exec[c]: upstream failed: exec[b]"),
         "{so}"
     );
+}
+
+/// A runbook of controller steps: `a` logs the run's `now`, `b` waits for `gate` to exist.
+fn runbook(dir: &Path, name: &str, log: &Path, gate: &Path) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        r#"version = 1
+kind = "runbook"
+
+[cluster]
+name = "demo"
+hosts = ["h1"]
+
+[[step]]
+name = "a"
+on = "controller"
+run = "echo a {{{{ now }}}} >> '{log}'"
+
+[[step]]
+name = "b"
+on = "controller"
+run = "while [ ! -e '{gate}' ]; do sleep 0.05; done; echo b >> '{log}'"
+after = ["a"]
+"#,
+        log = log.display(),
+        gate = gate.display()
+    );
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// `cbk apply x.toml` run again after kill -9 resumes the same run (same `now`, steps that
+/// finished are not run again), in the plan's own state folder `.cbk/<stem>/`; `--fresh` starts
+/// a new run, and superseding an unfinished run says so.
+#[test]
+fn a_toml_plan_killed_mid_run_resumes_with_its_now_in_its_own_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let gate = dir.path().join("gate");
+    let plan = runbook(dir.path(), "nightly", &log, &gate);
+    let other = runbook(dir.path(), "weekly", &dir.path().join("log2"), &gate);
+    let state = dir.path().join(".cbk/nightly");
+    // In its own process group, so kill -9 takes the whole tree (as cron or systemd would).
+    let mut first = cbk()
+        .args(["apply", "--yes", "--progress", "plain"])
+        .arg(&plan)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    wait_for("exec[b] to start", || {
+        std::fs::read_to_string(state.join("runs/00000001.jsonl"))
+            .is_ok_and(|t| t.contains("\"address\":\"exec[b]\""))
+    });
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", first.id())])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    first.wait().expect("wait");
+    // The step's shell runs in a process group of its own (so cbk can stop it): end it as an
+    // operator would, before it can see the gate.
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-f", &gate.display().to_string()])
+        .status();
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.starts_with("a "), "{logged}");
+
+    // Another plan in the same folder has its own state: it neither sees nor supersedes it.
+    std::fs::write(&gate, "").expect("gate");
+    let out = cbk()
+        .args(["apply", "--yes", "--progress", "plain"])
+        .arg(&other)
+        .output()
+        .expect("other plan");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(dir.path().join(".cbk/weekly/state.json").exists());
+
+    // The same command again resumes: `a` is not run again, `now` is the first run's.
+    let out = cbk()
+        .args(["apply", "--yes", "--progress", "plain"])
+        .arg(&plan)
+        .output()
+        .expect("resume");
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{so}\n{se}");
+    assert!(format!("{so}{se}").contains("resuming run"), "{so}\n{se}");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        format!("{logged}b\n")
+    );
+
+    // `cbk state PLAN.toml` finds the plan's state.
+    let st = cbk()
+        .args(["state", "--json"])
+        .arg(&plan)
+        .output()
+        .expect("state");
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["attempts"], 2, "{v}");
+
+    // --fresh starts a new run (a new `now`) even though nothing is unfinished.
+    let out = cbk()
+        .args(["apply", "--yes", "--fresh", "--progress", "plain"])
+        .arg(&plan)
+        .output()
+        .expect("fresh");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .expect("log")
+            .matches("a ")
+            .count(),
+        2
+    );
+}
+
+/// `cbk apply --now TIME` (and CBK_NOW) fixes the run's `now`, as `cbk plan --now` does.
+#[test]
+fn apply_honours_now_and_cbk_now() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let gate = dir.path().join("gate");
+    std::fs::write(&gate, "").expect("gate");
+    let plan = runbook(dir.path(), "p", &log, &gate);
+    let out = cbk()
+        .args([
+            "apply",
+            "--yes",
+            "--progress",
+            "plain",
+            "--now",
+            "2026-01-02T03:04:05Z",
+        ])
+        .arg(&plan)
+        .output()
+        .expect("apply");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = cbk()
+        .args(["apply", "--yes", "--fresh", "--progress", "plain"])
+        .env("CBK_NOW", "2026-02-03T04:05:06Z")
+        .arg(&plan)
+        .output()
+        .expect("apply");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("a 2026-01-02T03:04:05Z"), "{logged}");
+    assert!(logged.contains("a 2026-02-03T04:05:06Z"), "{logged}");
 }

@@ -48,6 +48,14 @@ pub struct Args {
     /// Write Prometheus textfile-collector metrics to PATH after the apply (replaced atomically).
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Capture this time as `now` (RFC 3339) for a TOML plan instead of the clock (or of the
+    /// unfinished run it would resume).
+    #[arg(long, env = "CBK_NOW", value_name = "TIME")]
+    pub now: Option<String>,
+    /// Start a new run of a TOML plan even if its state holds an unfinished run of the same
+    /// source (which is otherwise resumed, with its `now` and backup name).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// Errors of `cbk apply` before the engine runs.
@@ -134,12 +142,8 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
             );
             return Ok(exit::REFUSED);
         }
-        load_planned_run(
-            &args.plan,
-            jiff::Timestamp::now(),
-            &args.target,
-            &args.exclude,
-        )?
+        let now = super::validate::parse_now(args.now.as_deref()).map_err(|e| e.to_string())?;
+        load_planned_run(&args.plan, now, &args.target, &args.exclude)?
     };
 
     let state = match &args.state {
@@ -158,9 +162,33 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
         None => StateLocation::Local(exec::state::default_dir(Path::new(&run.source.path))),
     };
 
+    if !saved && !args.fresh && args.now.is_none() {
+        // "Run the same command again to resume": an unfinished run of this very source is
+        // resumed with the `now` (and so the backup name) it was planned with.
+        if let Some(open) = exec::open_run(&state).await?
+            && open.source_sha256.as_deref() == Some(run.source.sha256.as_str())
+            && let Some(then) = open.now.as_deref()
+            && then != run.inputs.now
+        {
+            let then: jiff::Timestamp = then.parse().map_err(|e| {
+                format!(
+                    "the unfinished run {} has an unreadable `now` `{then}`: {e}",
+                    open.name
+                )
+            })?;
+            run = load_planned_run(&args.plan, then, &args.target, &args.exclude)?;
+            eprintln!(
+                "resuming run {} of `{path_s}` (planned at {}); pass --fresh to start a new run instead",
+                open.name, run.inputs.now
+            );
+        }
+    }
+
     if !saved {
-        // A plan compiled now is computed against the current state.
+        // A plan compiled now is computed against the current state, created first so that
+        // a resumed attempt computes the same plan (and digest) as the first one.
         if let StateLocation::Local(dir) = &state {
+            exec::state::LocalState::open(dir)?.load_or_init()?;
             run.prior_state = exec::state::current_ref(dir)?;
         }
         show_plan(&run);

@@ -12,9 +12,12 @@ use std::path::PathBuf;
 /// Arguments of `cbk state`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// State folder (default `.cbk` in the current folder).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
-    pub state: PathBuf,
+    /// The plan (TOML or saved) whose state to show: `.cbk/<plan stem>/` beside it.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+    /// State folder (default: the plan's, else `.cbk` in the current folder).
+    #[arg(long, value_name = "DIR", conflicts_with = "plan")]
+    pub state: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -143,13 +146,31 @@ fn task_lines(records: &[Record]) -> (Vec<TaskLine>, Option<RunStatus>, usize) {
     (out, finished, attempts)
 }
 
+/// The state folder: `--state DIR`, else the plan's own (`.cbk/<stem>/` beside the plan's
+/// source TOML; a saved plan names its source), else `.cbk` here.
+fn state_dir(state: Option<&std::path::Path>, plan: Option<&std::path::Path>) -> PathBuf {
+    if let Some(dir) = state {
+        return dir.to_path_buf();
+    }
+    let Some(plan) = plan else {
+        return PathBuf::from(DEFAULT_DIR);
+    };
+    let source = std::fs::read_to_string(plan)
+        .ok()
+        .filter(|t| super::validate::is_saved_plan(t))
+        .and_then(|t| serde_json::from_str::<crate::graph::run::PlannedRun>(&t).ok())
+        .map(|run| PathBuf::from(run.source.path));
+    crate::exec::state::default_dir(source.as_deref().unwrap_or(plan))
+}
+
 /// Runs `cbk state`.
 pub async fn run(args: Args) -> miette::Result<u8> {
-    let st = LocalState::existing(&args.state);
+    let dir = state_dir(args.state.as_deref(), args.plan.as_deref());
+    let st = LocalState::existing(&dir);
     let Some(state) = st.read().map_err(|e| miette::miette!("{e}"))? else {
         eprintln!(
             "no state in `{}` (nothing was applied there yet)",
-            args.state.display()
+            dir.display()
         );
         return Ok(exit::FAILED);
     };
@@ -169,7 +190,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     };
     let holder = lock::local_holder(&st.lock_path()).map_err(|e| miette::miette!("{e}"))?;
     let view = StateView {
-        state: args.state.display().to_string(),
+        state: dir.display().to_string(),
         lineage: state.lineage,
         serial: state.serial,
         run: run.map(|r| r.trim_end_matches(".jsonl").to_string()),
@@ -232,9 +253,12 @@ pub async fn run(args: Args) -> miette::Result<u8> {
 pub struct UnlockArgs {
     /// The lock id printed by the refused apply.
     pub lock_id: String,
-    /// State folder, or the store URL of remote state (default `.cbk` in the current folder).
-    #[arg(long, value_name = "DIR|URL", default_value = DEFAULT_DIR)]
-    pub state: String,
+    /// State folder, or the store URL of remote state (default: the plan's, else `.cbk` here).
+    #[arg(long, value_name = "DIR|URL", conflicts_with = "plan")]
+    pub state: Option<String>,
+    /// The plan whose state holds the lock (`.cbk/<plan stem>/` beside it).
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
     /// Remove the lock even if its holder looks alive or cannot be checked (a hung apply).
     #[arg(long)]
     pub force: bool,
@@ -257,9 +281,13 @@ fn confirm_other_host(info: &lock::LockInfo, host: &str) -> bool {
 
 /// Runs `cbk unlock`.
 pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
-    let result = if args.state.starts_with("s3://") || args.state.starts_with("file://") {
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| state_dir(None, args.plan.as_deref()).display().to_string());
+    let result = if state.starts_with("s3://") || state.starts_with("file://") {
         let config = crate::plan::model::StorageConfig {
-            url: args.state.clone(),
+            url: state.clone(),
             ..Default::default()
         };
         let store = crate::store::open(&config, None)
@@ -274,7 +302,7 @@ pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
         )
         .await
     } else {
-        let st = LocalState::existing(std::path::Path::new(&args.state));
+        let st = LocalState::existing(std::path::Path::new(&state));
         lock::unlock_local(&st.lock_path(), &args.lock_id, args.force)
     };
     match result {

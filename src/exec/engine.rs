@@ -189,6 +189,57 @@ pub async fn apply(
     Ok(report)
 }
 
+/// The unfinished run of a state: what `cbk apply x.toml` resumes instead of starting anew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRun {
+    /// The run's journal name (`runs/00000003.jsonl`, or its remote prefix).
+    pub name: String,
+    /// sha256 of the source TOML of the plan it runs (journals since this was recorded).
+    pub source_sha256: Option<String>,
+    /// The plan's captured `now`.
+    pub now: Option<String>,
+}
+
+/// Reads the unfinished run of a state without creating or locking anything (`None` when the
+/// state is new or its last run finished).
+pub async fn open_run(location: &StateLocation) -> Result<Option<OpenRun>, ExecError> {
+    let (backend, state) = match location {
+        StateLocation::Local(dir) => {
+            let st = LocalState::existing(dir);
+            let Some(state) = st.read()? else {
+                return Ok(None);
+            };
+            (Backend::Local(st), state)
+        }
+        StateLocation::Remote(store) => match store.get_bytes(REMOTE_STATE).await {
+            Ok(b) => {
+                let state: StateFile = serde_json::from_slice(&b).map_err(|e| {
+                    ExecError::RemoteState(format!("{REMOTE_STATE} is corrupt: {e}"))
+                })?;
+                (Backend::Remote(store.clone()), state)
+            }
+            Err(crate::store::StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(ExecError::RemoteState(e.to_string())),
+        },
+    };
+    let name = backend.run_name(state.serial);
+    let Some((records, _)) = backend.records(&name).await? else {
+        return Ok(None);
+    };
+    let p = Prior::from_records(&records);
+    if matches!(p.finished, Some(RunStatus::Ok | RunStatus::Superseded)) {
+        return Ok(None);
+    }
+    Ok(Some(OpenRun {
+        name: name
+            .trim_end_matches(".jsonl")
+            .trim_end_matches('/')
+            .to_string(),
+        source_sha256: p.source_sha256,
+        now: p.now,
+    }))
+}
+
 /// Key of the lock object in a remote state store.
 pub const REMOTE_LOCK: &str = "lock.json";
 const REMOTE_STATE: &str = "state.json";
@@ -323,6 +374,11 @@ async fn apply_locked(
             prior = p;
             next = n;
         } else {
+            if p.finished != Some(RunStatus::Ok) {
+                opts.progress.message(&format!(
+                    "superseding unfinished run {name} (another plan, or --fresh): its remaining tasks will not run"
+                ));
+            }
             backend
                 .open_journal(&name, n, Default::default())?
                 .append(&Record::RunFinished {
@@ -345,6 +401,8 @@ async fn apply_locked(
             serial: state.serial,
             at: journal::now(),
             pid: std::process::id(),
+            source_sha256: Some(run.source.sha256.clone()),
+            now: Some(run.inputs.now.clone()),
         })
         .map_err(ExecError::JournalWrite)?;
     if resumed {

@@ -63,6 +63,13 @@ pub enum Record {
         serial: u64,
         at: String,
         pid: u32,
+        /// sha256 of the plan's source TOML, so `cbk apply x.toml` finds the run to resume
+        /// (absent in journals written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_sha256: Option<String>,
+        /// The plan's captured `now` (RFC 3339), reused when the run is resumed from the TOML.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now: Option<String>,
     },
     Started {
         address: String,
@@ -167,6 +174,9 @@ pub struct Prior {
     pub checkpoints: HashMap<String, serde_json::Value>,
     /// Digest of the plan of the first `run_started`.
     pub plan_digest: Option<String>,
+    /// Source digest and `now` of the plan of the first `run_started` (when recorded).
+    pub source_sha256: Option<String>,
+    pub now: Option<String>,
     /// Status of the last `run_finished`, if any.
     pub finished: Option<RunStatus>,
 }
@@ -177,9 +187,16 @@ impl Prior {
         let mut p = Prior::default();
         for r in records {
             match r {
-                Record::RunStarted { plan_digest, .. } => {
+                Record::RunStarted {
+                    plan_digest,
+                    source_sha256,
+                    now,
+                    ..
+                } => {
                     if p.plan_digest.is_none() {
                         p.plan_digest = Some(plan_digest.clone());
+                        p.source_sha256 = source_sha256.clone();
+                        p.now = now.clone();
                     }
                     p.finished = None;
                 }
@@ -458,6 +475,8 @@ mod tests {
                 serial: 0,
                 at: "t".into(),
                 pid: 1,
+                source_sha256: None,
+                now: None,
             },
             started("a"),
             Record::Checkpoint {

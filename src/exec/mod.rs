@@ -13,8 +13,8 @@ pub mod state;
 pub mod walker;
 
 pub use engine::{
-    ApplyOptions, ExecError, REMOTE_LOCK, RunReport, StateLocation, apply, plan_digest,
-    stale_reason,
+    ApplyOptions, ExecError, OpenRun, REMOTE_LOCK, RunReport, StateLocation, apply, open_run,
+    plan_digest, stale_reason,
 };
 pub use journal::RunStatus;
 pub use walker::{TaskReport, TaskStatus};

@@ -1,4 +1,4 @@
-//! Where state lives (.cbk/ beside the plan, --state DIR) and its lineage/serial.
+//! Where state lives (.cbk/<plan stem>/ beside the plan, --state DIR) and its lineage/serial.
 //!
 //! Layout of a state folder:
 //! - `state.json`: `{lineage, serial, last_run}`, replaced atomically (tmp + fsync + rename +
@@ -84,12 +84,17 @@ pub(crate) fn new_lineage() -> String {
     hex::encode(bytes)
 }
 
-/// The default state folder for a plan: `.cbk/` beside the plan's source TOML
-/// (`source.path`, as recorded at planning, relative to the working directory).
+/// The default state folder for a plan: `.cbk/<plan stem>/` beside the plan's source TOML
+/// (`source.path`, as recorded at planning, relative to the working directory). One folder per
+/// plan: plans kept side by side never share a lineage, a lock or an unfinished run.
 pub fn default_dir(source_path: &Path) -> PathBuf {
-    match source_path.parent() {
+    let base = match source_path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.join(DEFAULT_DIR),
         _ => PathBuf::from(DEFAULT_DIR),
+    };
+    match source_path.file_stem() {
+        Some(stem) => base.join(stem),
+        None => base,
     }
 }
 
@@ -222,8 +227,11 @@ mod tests {
     fn default_dir_is_beside_the_source() {
         assert_eq!(
             default_dir(Path::new("plans/backup.toml")),
-            PathBuf::from("plans/.cbk")
+            PathBuf::from("plans/.cbk/backup")
         );
-        assert_eq!(default_dir(Path::new("backup.toml")), PathBuf::from(".cbk"));
+        assert_eq!(
+            default_dir(Path::new("backup.toml")),
+            PathBuf::from(".cbk/backup")
+        );
     }
 }
