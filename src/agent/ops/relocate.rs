@@ -169,11 +169,11 @@ fn move_blocking(req: &MoveRequest) -> OpResult<MoveResult> {
                 Ok(plan)
             }),
     };
-    let outcome = prepared.and_then(|plan| {
+    let outcome = prepared.map(|plan| {
         result.already_live = plan.already_live.len() as u64;
         result.renamed_generations = plan.renamed.clone();
         let done = execute(req, &plan, &mut result);
-        Ok((plan, done))
+        (plan, done)
     });
     let (plan, err) = match outcome {
         Ok((_, Ok(()))) => return Ok(result),
