@@ -238,7 +238,7 @@ impl TaskRunner for Runner {
                 restore::load_live(rt, task, host_of(task)?, cx).await
             }
             TaskKind::Loader => loader::load(rt, task, host_of(task)?, cx).await,
-            TaskKind::Repair => restore::repair(rt, task, host_of(task)?).await,
+            TaskKind::Repair => restore::repair(rt, task, host_of(task)?, cx).await,
             TaskKind::Cleanup => restore::cleanup(rt, task, host_of(task)?, cx).await,
             TaskKind::Exec => custom::apply(rt, task, cx).await,
             other => Err(TaskError::fatal(format!(

@@ -286,6 +286,17 @@ pub struct Staged {
     pub tables: Vec<StagedTable>,
     pub data_dirs: Vec<String>,
     pub commitlog_dir: String,
+    /// Folder of this restore run inside the staging root: its move plan and what it displaced.
+    /// (Absent in journals of older versions: the staging root itself.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_dir: Option<String>,
+}
+
+impl Staged {
+    /// The folder of this run's move plan and displaced files.
+    pub fn run_dir(&self) -> &str {
+        self.run_dir.as_deref().unwrap_or(&self.staging_root)
+    }
 }
 
 fn staging_root(rt: &Runtime, backup: &str) -> String {
@@ -297,6 +308,25 @@ fn staging_root(rt: &Runtime, backup: &str) -> String {
         .clone()
         .unwrap_or_else(|| "/var/lib/cassandra/cbk-staging".into());
     format!("{}/{backup}", base.trim_end_matches('/'))
+}
+
+/// The folder of this restore run inside the staging root: `run-<plan time>-<plan digest>`.
+/// A resumed run (the same saved plan) finds it again; any other restore, also of the same
+/// backup, gets its own, so its move plan and displaced files never meet an earlier one's.
+fn run_dir(rt: &Runtime, staging_root: &str) -> String {
+    let now: String = rt
+        .run
+        .inputs
+        .now
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let digest = crate::exec::plan_digest(&rt.run);
+    format!(
+        "{staging_root}/{}{now}-{}",
+        crate::agent::ops::relocate::RUN_PREFIX,
+        &digest[..12.min(digest.len())]
+    )
 }
 
 /// `fetch[HOST]`: stages and verifies every file of the selected tables on the node.
@@ -376,6 +406,7 @@ pub async fn fetch(
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
     let disk = node::inspect(rt, host, None).await?;
     let staged = Staged {
+        run_dir: Some(run_dir(rt, &root)),
         staging_root: root,
         tables: tables.into_values().collect(),
         data_dirs: disk.data_dirs,
@@ -555,6 +586,27 @@ pub async fn match_tables(
             staged: t.staged.clone(),
         });
     }
+    if cfg.method == RestoreMethod::Restart {
+        // Every refusal the move can hit, checked while nothing is stopped yet.
+        let mut op = move_op(rt, &staged, &mappings, true)?;
+        op["check_only"] = true.into();
+        let r = node::agent(rt, host, op, None)
+            .await
+            .map_err(|e| TaskError {
+                message: format!(
+                    "the move into the live folders would fail (checked before stopping \
+                     anything): {}",
+                    e.message
+                ),
+                retryable: e.retryable,
+            })?;
+        let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        lines.push(format!(
+            "move checked: {} files to move in, {} live files to displace",
+            n("restored_files"),
+            n("displaced_files")
+        ));
+    }
     save(cx, &task.address, &mappings)?;
     Ok(Outcome {
         summary: lines.join("; "),
@@ -574,6 +626,14 @@ async fn create_table(rt: &Runtime, host: &str, t: &StagedTable) -> Result<(), T
     })?;
     node::run_checked(rt, host, "cqlsh", cqlsh, &["-e".into(), cql.clone()], None).await?;
     Ok(())
+}
+
+/// A command as an operator would type it.
+fn command_text(cmd: &CommandSpec) -> String {
+    match cmd {
+        CommandSpec::Shell(s) => s.clone(),
+        CommandSpec::Argv(v) => v.join(" "),
+    }
 }
 
 fn default_cmd(spec: &Option<CommandSpec>, default: &str) -> CommandSpec {
@@ -663,7 +723,7 @@ pub async fn clear_commitlog(
     let op = serde_json::json!({
         "op": "clear_commitlog",
         "commitlog_dir": staged.commitlog_dir,
-        "displaced_dir": format!("{}/displaced-commitlog", staged.staging_root),
+        "displaced_dir": displaced_commitlog(&staged),
     });
     let r = node::agent(rt, host, op, None).await?;
     let n = r
@@ -674,6 +734,10 @@ pub async fn clear_commitlog(
         summary: format!("{n} commit log segments moved aside"),
         data: r,
     })
+}
+
+fn displaced_commitlog(staged: &Staged) -> String {
+    format!("{}/displaced-commitlog", staged.run_dir())
 }
 
 fn move_op(
@@ -694,6 +758,9 @@ fn move_op(
         "tables": tables,
         "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
         "displace_live": displace,
+        "run_dir": staged.run_dir(),
+        "commitlog_dir": displace.then(|| staged.commitlog_dir.clone()),
+        "displaced_commitlog": displace.then(|| displaced_commitlog(staged)),
     }))
 }
 
@@ -705,8 +772,30 @@ pub async fn relocate(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let (staged, mappings) = staged_and_mapped(cx, host)?;
-    let r = node::agent(rt, host, move_op(rt, &staged, &mappings, true)?, None).await?;
+    let start = command_text(&default_cmd(
+        &rt.run.plan.cassandra.start,
+        "systemctl start cassandra",
+    ));
+    let r = node::agent(rt, host, move_op(rt, &staged, &mappings, true)?, None)
+        .await
+        .map_err(|e| TaskError {
+            message: format!(
+                "{}; Cassandra is stopped on {host}: do not start it before the move is \
+                 finished (apply the same plan again)",
+                e.message
+            ),
+            retryable: e.retryable,
+        })?;
     let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    if let Some(failed) = r.get("failed").and_then(|v| v.as_str()) {
+        return Err(TaskError::fatal(format!(
+            "{failed}; the move was rolled back ({} files put back): the live table folders and \
+             the commit log of {host} are as before this restore. Cassandra is stopped on \
+             {host}: start it again with `{start}` (cassandra.start), or fix the cause and \
+             apply a new plan",
+            n("rolled_back")
+        )));
+    }
     Ok(Outcome {
         summary: format!(
             "{} files moved into place, {} live files displaced to {}",
@@ -728,7 +817,13 @@ pub async fn load_live(
     let (staged, mappings) = staged_and_mapped(cx, host)?;
     let mut done = Vec::new();
     if task.kind == TaskKind::Refresh {
-        node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
+        let r = node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
+        if let Some(failed) = r.get("failed").and_then(|v| v.as_str()) {
+            return Err(TaskError::fatal(format!(
+                "{failed}; the move was rolled back: the live table folders of {host} are as \
+                 before this restore"
+            )));
+        }
     } else {
         let cfg = restore_config(rt)?;
         let op = serde_json::json!({
@@ -756,35 +851,54 @@ pub async fn load_live(
     })
 }
 
-/// `repair[HOST]`: `nodetool repair` of the restored keyspaces, one host at a time.
-pub async fn repair(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
+/// `repair[HOST]`: `nodetool repair` of the restored tables, one host at a time: one call per
+/// keyspace (`nodetool repair [options] -- KEYSPACE TABLE...`: nodetool takes one keyspace,
+/// then tables of that keyspace).
+pub async fn repair(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
-    let mut args = vec!["repair".to_string()];
-    args.extend(cfg.repair_options.iter().cloned());
-    let mut keyspaces: Vec<String> = cfg
-        .include
-        .iter()
-        .map(|p| p.split_once('.').map(|(k, _)| k).unwrap_or(p).to_string())
-        .collect();
-    keyspaces.retain(|k| !k.contains(['*', '?', '[', '{']));
-    keyspaces.sort();
-    keyspaces.dedup();
-    if !keyspaces.is_empty() {
+    let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    let mut done = Vec::new();
+    for (keyspace, tables) in repair_calls(&mappings) {
+        let mut args = vec!["repair".to_string()];
+        args.extend(cfg.repair_options.iter().cloned());
         args.push("--".into());
-        args.extend(keyspaces);
+        args.push(keyspace.clone());
+        args.extend(tables.iter().cloned());
+        let out = node::nodetool(rt, host, &args).await.map_err(nt_err)?;
+        let last = out
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("repair finished")
+            .trim()
+            .to_string();
+        done.push(format!("{keyspace} ({}): {last}", tables.join(", ")));
     }
-    let out = node::nodetool(rt, host, &args).await.map_err(nt_err)?;
-    let last = out
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("repair finished")
-        .trim()
-        .to_string();
     Ok(Outcome {
-        summary: last,
+        summary: done.join("; "),
         data: serde_json::Value::Null,
     })
+}
+
+/// The restored tables by keyspace: one `nodetool repair` call each.
+fn repair_calls(mappings: &[Mapping]) -> BTreeMap<String, Vec<String>> {
+    let mut calls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in mappings {
+        calls
+            .entry(m.keyspace.clone())
+            .or_default()
+            .push(m.table.clone());
+    }
+    for tables in calls.values_mut() {
+        tables.sort();
+        tables.dedup();
+    }
+    calls
 }
 
 /// `cleanup[HOST]`: removes staged copies; displaced live files are kept and reported.
@@ -795,7 +909,12 @@ pub async fn cleanup(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let op = serde_json::json!({"op": "cleanup", "staging_root": staged.staging_root, "keep_displaced": true});
+    let op = serde_json::json!({
+        "op": "cleanup",
+        "staging_root": staged.staging_root,
+        "run_dir": staged.run_dir,
+        "keep_displaced": true,
+    });
     let r = node::agent(rt, host, op, None).await?;
     let kept: Vec<String> = r
         .get("kept")
