@@ -755,6 +755,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn snapshot_coverage_follows_each_tables_manifest() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = vec![root.path().join("d1"), root.path().join("d2")];
+        let table = |dd: usize, ks: &str, t: &str, id: &str| {
+            let p = dirs[dd].join(ks).join(format!("{t}-{id}"));
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        };
+        let write = |p: &Path, text: &str| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let id = |n: u32| format!("{n:032x}");
+        // a: complete, files and manifest in different data folders.
+        let a1 = table(0, "ks", "a", &id(1));
+        let a2 = table(1, "ks", "a", &id(1));
+        write(&a1.join("nb-1-big-Data.db"), "x");
+        write(&a2.join("snapshots/T/nb-1-big-Data.db"), "x");
+        write(
+            &a1.join("snapshots/T/manifest.json"),
+            r#"{"files":["nb-1-big-Data.db"]}"#,
+        );
+        // b: live sstables, no snapshot.
+        write(&table(0, "ks", "b", &id(2)).join("nb-1-big-Data.db"), "x");
+        // c: links without a manifest (crashed mid-snapshot).
+        write(
+            &table(0, "ks", "c", &id(3)).join("snapshots/T/nb-1-big-Data.db"),
+            "x",
+        );
+        // d: manifest lists a file that is not there.
+        write(
+            &table(1, "ks", "d", &id(4)).join("snapshots/T/manifest.json"),
+            r#"{"files":[".d_idx\/nb-2-big-Data.db"]}"#,
+        );
+        // e: a dropped table's folder (no live sstables, no tag): not expected.
+        table(0, "ks", "e", &id(5));
+        // other keyspace outside the snapshot's keyspaces.
+        write(
+            &table(0, "other", "x", &id(6)).join("nb-1-big-Data.db"),
+            "x",
+        );
+        let filter = TableFilter::new(&[], &[], SystemKeyspaces::None)
+            .unwrap()
+            .within_keyspaces(&["ks".into()]);
+        let cov = snapshot_coverage(&dirs, "T", &filter).unwrap();
+        assert_eq!((cov.tables, cov.covered), (4, 1), "{cov:?}");
+        assert!(cov.present() && !cov.complete());
+        assert_eq!(cov.gaps[0], "ks.b: no snapshot");
+        assert!(cov.gaps[1].starts_with("ks.c: no manifest.json"), "{cov:?}");
+        assert!(cov.gaps[2].contains(".d_idx/nb-2-big-Data.db"), "{cov:?}");
+        let none = snapshot_coverage(&dirs, "U", &filter).unwrap();
+        assert!(!none.present() && !none.complete());
+    }
+
+    #[test]
     fn system_table_ids_match_cassandra() {
         for (ks, t, id) in [
             ("system", "local", "7ad54392bcdd35a684174e047860b377"),

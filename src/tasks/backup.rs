@@ -269,6 +269,16 @@ async fn clear_tag(rt: &Runtime, host: &str, tag: &str) -> Result<(), TaskError>
     Ok(())
 }
 
+/// Whether `other` could be a name of the same template as `tag`: same length, digits where
+/// `tag` has digits (`prod-eu-weekly-20260101T0300Z` is not a `prod-eu-%Y%m%dT%H%MZ` name).
+fn same_shape(other: &str, tag: &str) -> bool {
+    other.len() == tag.len()
+        && other
+            .bytes()
+            .zip(tag.bytes())
+            .all(|(a, b)| a.is_ascii_digit() == b.is_ascii_digit())
+}
+
 /// Clears this plan's stale snapshots on a node: tags with the plan's prefix (`clear_stale`,
 /// `nightly-*`) whose backup is complete in the store, left by a run killed between `catalog`
 /// and `clear_snapshot`. A tag whose backup is not complete is kept (a run that may still be
@@ -292,7 +302,10 @@ async fn clear_stale(
     let store = rt.store().await?;
     let mut notes = Vec::new();
     let mut kept = Vec::new();
-    for t in tags.iter().filter(|t| t.starts_with(prefix) && *t != tag) {
+    for t in tags
+        .iter()
+        .filter(|t| t.starts_with(prefix) && *t != tag && same_shape(t, tag))
+    {
         if store
             .head(&keys::catalog_key(t))
             .await
@@ -687,6 +700,15 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_tags_have_the_shape_of_this_plans_names() {
+        let tag = "prod-eu-20261125T0300Z";
+        assert!(same_shape("prod-eu-20261124T0300Z", tag));
+        assert!(!same_shape("prod-eu-weekly-20261124T0300Z", tag));
+        assert!(!same_shape("prod-eu-2026112XT0300Z", tag));
+        assert!(!same_shape("prod-eu-20261124T0300", tag));
+    }
 
     #[tokio::test]
     async fn the_base_is_the_newest_snapshot_planned_before_whatever_the_names() {
