@@ -101,6 +101,27 @@ async fn partial_snapshot_is_taken_again_and_schema_is_stored_once() {
     let saved = env.save_plan(&two_pattern_plan(&env), now);
     // A crashed earlier attempt left the planned tag on node2, for keyspace shop only.
     c.sh("node2", &format!("nodetool snapshot -t {backup} shop"));
+    // On node3 the node died in the middle of `nodetool snapshot` (the emulator's knob: after
+    // the links of the third table, before its manifest.json), then came back.
+    let out = c.exec_on(
+        "node3",
+        &format!(
+            "CASSEMU_CRASH_SNAPSHOT_AFTER_LINKS=3 nodetool snapshot -t {backup} shop metrics system_schema"
+        ),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    c.sh("node3", "cassandra-emu start");
+    let torn = c.sh(
+        "node3",
+        &format!(
+            "find /var/lib/cassandra -path '*/snapshots/{backup}/*' -name manifest.json | wc -l"
+        ),
+    );
+    assert_eq!(
+        torn.trim(),
+        "2",
+        "two tables finished their snapshot on node3"
+    );
     let (code, log) = apply_saved(&env, &saved, &env.state(now));
     let mut failures: Vec<String> = Vec::new();
     if code != 0 {
@@ -155,11 +176,15 @@ async fn partial_snapshot_is_taken_again_and_schema_is_stored_once() {
         }
         assert_manifest_matches_live(store.as_ref(), c, h, m).await;
     }
-    let said = log
-        .lines()
-        .any(|l| l.contains("snapshot[node2]") && l.contains("taken again"));
-    if !said {
-        failures.push("the apply does not say node2's partial snapshot was taken again".into());
+    for (h, why) in [("node2", "no snapshot"), ("node3", "no manifest.json")] {
+        let said = log.lines().any(|l| {
+            l.contains(&format!("snapshot[{h}]")) && l.contains("taken again") && l.contains(why)
+        });
+        if !said {
+            failures.push(format!(
+                "the apply does not say {h}'s partial snapshot ({why}) was taken again"
+            ));
+        }
     }
     for h in c.hosts() {
         assert!(tags_on(c, &h).is_empty(), "{h}: snapshots left");
@@ -224,6 +249,49 @@ async fn existing_complete_backup_name_is_refused_before_any_snapshot() {
         assert!(tags_on(c, &h).is_empty(), "{h}: snapshots left");
     }
     assert!(failures.is_empty(), "{}\n{log}", failures.join("\n"));
+
+    // The resume of the run that wrote a backup is not refused: kill -9 after `catalog` (a
+    // controller step after it signals, then waits), then the same apply again.
+    let marker = env.dir.path().join("catalog-written");
+    let plan = env.plan(
+        "resume.toml",
+        c,
+        &format!(
+            "kind = \"backup\"\n[backup]\nname = \"nightly-{{{{ now | strftime('%Y%m%dT%H%M%SZ') }}}}\"\ninclude = [\"shop.*\"]\n\n\
+             [[step]]\nname = \"pause\"\non = \"controller\"\nrun = \"test -e {m} || (touch {m} && sleep 30)\"\nafter = [\"catalog\"]\n",
+            m = marker.display()
+        ),
+    );
+    let now = "2026-05-02T01:00:00Z";
+    let saved = env.save_plan(&plan, now);
+    let state = env.state(now);
+    let killed = support::crash::attempt_env(
+        &env.store_env(),
+        &saved,
+        &state,
+        std::time::Duration::from_secs(120),
+        || marker.exists(),
+    );
+    assert!(
+        matches!(killed, support::crash::Attempt::Killed),
+        "the apply was not killed after catalog"
+    );
+    assert!(
+        store
+            .head("catalog/nightly-20260502T010000Z.json")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (code, log) = apply_saved(&env, &saved, &state);
+    assert_eq!(code, 0, "the resume was refused: {log}");
+    assert!(log.contains("resum"), "{log}");
+    for h in c.hosts() {
+        assert!(
+            tags_on(c, &h).is_empty(),
+            "{h}: snapshots left after the resume"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -334,7 +334,7 @@ async fn clear_stale(
 pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     let cfg = backup_config(rt)?;
     let (tag, disk, cov) = snapshot_state(rt, host).await?;
-    let mut notes = clear_stale(
+    let notes = clear_stale(
         rt,
         task,
         host,
@@ -349,6 +349,7 @@ pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Ou
             data: serde_json::Value::Null,
         })
     };
+    let mut retaken = None;
     if disk.snapshot_present == Some(true) {
         if cov.present() && cov.complete() {
             return done(
@@ -360,21 +361,16 @@ pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Ou
             );
         }
         clear_tag(rt, host, &tag).await?;
-        notes.insert(
-            0,
-            if cov.present() {
-                format!(
-                    "partial snapshot {tag} found (covered {} of {} selected tables: {}): cleared and taken again",
-                    cov.covered,
-                    cov.tables,
-                    gaps_text(&cov)
-                )
-            } else {
-                format!(
-                    "snapshot {tag} of other tables found: cleared and taken again"
-                )
-            },
-        );
+        retaken = Some(if cov.present() {
+            format!(
+                "partial snapshot {tag} found (covered {} of {} selected tables: {}): cleared and taken again",
+                cov.covered,
+                cov.tables,
+                gaps_text(&cov)
+            )
+        } else {
+            format!("snapshot {tag} of other tables found: cleared and taken again")
+        });
     }
     let version = nodetool::parse_version(
         &node::nodetool(rt, host, &["version".into()])
@@ -399,7 +395,10 @@ pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Ou
         )),
         e => nt_err(e),
     })?;
-    done(notes, format!("snapshot {tag} taken"))
+    done(
+        notes,
+        retaken.unwrap_or_else(|| format!("snapshot {tag} taken")),
+    )
 }
 
 /// Include patterns of one upload task (`params.include`), else the plan's.
