@@ -346,6 +346,8 @@ pub struct TableFilter {
     include: Option<GlobSet>,
     exclude: GlobSet,
     system: SystemKeyspaces,
+    /// Only these keyspaces (`None`: any).
+    keyspaces: Option<Vec<String>>,
 }
 
 fn build_globs(patterns: &[String]) -> Result<GlobSet, LayoutError> {
@@ -382,6 +384,7 @@ impl TableFilter {
             },
             exclude: build_globs(exclude)?,
             system,
+            keyspaces: None,
         })
     }
 
@@ -391,17 +394,34 @@ impl TableFilter {
             include: None,
             exclude: GlobSet::empty(),
             system: SystemKeyspaces::All,
+            keyspaces: None,
         }
+    }
+
+    /// The same filter, restricted to `keyspaces` (an empty list: no restriction), e.g. the
+    /// keyspaces a `nodetool snapshot` call names.
+    pub fn within_keyspaces(mut self, keyspaces: &[String]) -> TableFilter {
+        self.keyspaces = (!keyspaces.is_empty()).then(|| keyspaces.to_vec());
+        self
+    }
+
+    fn keyspace_allowed(&self, ks: &str) -> bool {
+        self.keyspaces
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|k| k == ks))
     }
 
     /// Could any table of this keyspace be selected?
     pub fn keyspace_may_match(&self, ks: &str) -> bool {
-        system_policy_allows(ks, self.system)
+        system_policy_allows(ks, self.system) && self.keyspace_allowed(ks)
     }
 
     pub fn matches(&self, ks: &str, table: &str) -> bool {
         let name = format!("{ks}.{table}");
-        if !system_policy_allows(ks, self.system) || self.exclude.is_match(&name) {
+        if !system_policy_allows(ks, self.system)
+            || !self.keyspace_allowed(ks)
+            || self.exclude.is_match(&name)
+        {
             return false;
         }
         if is_system_keyspace(ks) {
@@ -600,6 +620,123 @@ pub fn snapshot_tags(
     Ok(tags.into_iter().collect())
 }
 
+/// How far snapshot `tag` covers the selected tables. Cassandra snapshots one table after the
+/// other (hard links, then the table's `manifest.json`, written even for a table without
+/// sstables), so a crashed `nodetool snapshot` leaves the tag on some tables only, or a table's
+/// snapshot without its manifest, and an earlier narrower call (`nodetool snapshot -t TAG ks`)
+/// leaves it on other keyspaces' tables missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotCoverage {
+    /// Selected tables the snapshot must cover: those with the tag or with live sstables (a
+    /// table folder without either may belong to a dropped table), and every `system_schema`
+    /// table.
+    pub tables: usize,
+    /// Of these, the tables whose snapshot is complete: `manifest.json` present and every file
+    /// it lists present.
+    pub covered: usize,
+    /// Why the others are not, one line per table (`metrics.samples: no snapshot`).
+    pub gaps: Vec<String>,
+}
+
+impl SnapshotCoverage {
+    /// The tag is on the node for some selected table.
+    pub fn present(&self) -> bool {
+        self.tables
+            > self
+                .gaps
+                .iter()
+                .filter(|g| g.ends_with(NO_SNAPSHOT))
+                .count()
+    }
+
+    /// The snapshot covers every selected table.
+    pub fn complete(&self) -> bool {
+        self.gaps.is_empty()
+    }
+}
+
+const NO_SNAPSHOT: &str = ": no snapshot";
+
+/// Checks snapshot `tag` of every selected table against its own `manifest.json`.
+pub fn snapshot_coverage(
+    data_dirs: &[PathBuf],
+    tag: &str,
+    filter: &TableFilter,
+) -> Result<SnapshotCoverage, LayoutError> {
+    #[derive(Default)]
+    struct Seen {
+        live: usize,
+        tag_dirs: Vec<PathBuf>,
+    }
+    let mut by_table: BTreeMap<(String, String, TableId), Seen> = BTreeMap::new();
+    for (_, ks, tdir, td) in selected_table_dirs(data_dirs, filter)? {
+        let Some(id) = td.id else {
+            continue;
+        };
+        let seen = by_table.entry((ks, td.table, id)).or_default();
+        seen.live += read_dir_sorted(&tdir)?
+            .iter()
+            .filter(|(n, ft)| ft.is_file() && n.ends_with("-Data.db"))
+            .count();
+        let sd = tdir.join("snapshots").join(tag);
+        if sd.is_dir() {
+            seen.tag_dirs.push(sd);
+        }
+    }
+    let mut cov = SnapshotCoverage::default();
+    for ((ks, table, _), seen) in by_table {
+        if seen.tag_dirs.is_empty() {
+            // system_schema tables are never dropped, and a snapshot flushes them first: they
+            // count even while their data is only in memtables.
+            if seen.live > 0 || ks == "system_schema" {
+                cov.tables += 1;
+                cov.gaps.push(format!("{ks}.{table}{NO_SNAPSHOT}"));
+            }
+            continue;
+        }
+        cov.tables += 1;
+        let Some(mpath) = seen
+            .tag_dirs
+            .iter()
+            .map(|d| d.join("manifest.json"))
+            .find(|p| p.is_file())
+        else {
+            cov.gaps.push(format!(
+                "{ks}.{table}: no manifest.json (the snapshot did not finish)"
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(&mpath).map_err(io_err(&mpath))?;
+        let entries = match crate::cassandra::manifest::SnapshotManifest::parse(&text)
+            .and_then(|m| m.entries())
+        {
+            Ok(e) => e,
+            Err(e) => {
+                cov.gaps.push(format!("{ks}.{table}: {e}"));
+                continue;
+            }
+        };
+        let missing: Vec<String> = entries
+            .iter()
+            .map(|e| match &e.index {
+                Some(i) => format!(".{i}/{}", e.file),
+                None => e.file.clone(),
+            })
+            .filter(|rel| !seen.tag_dirs.iter().any(|d| d.join(rel).is_file()))
+            .collect();
+        if !missing.is_empty() {
+            cov.gaps.push(format!(
+                "{ks}.{table}: {} file(s) its manifest.json lists are missing ({})",
+                missing.len(),
+                missing.join(", ")
+            ));
+            continue;
+        }
+        cov.covered += 1;
+    }
+    Ok(cov)
+}
+
 /// Fails if a legacy `<ks>/<table>/` folder exists in any data folder (Cassandra would use it
 /// and ignore the `<table>-<id>/` folder).
 pub fn check_no_legacy_table_dir(
@@ -619,6 +756,61 @@ pub fn check_no_legacy_table_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_coverage_follows_each_tables_manifest() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = vec![root.path().join("d1"), root.path().join("d2")];
+        let table = |dd: usize, ks: &str, t: &str, id: &str| {
+            let p = dirs[dd].join(ks).join(format!("{t}-{id}"));
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        };
+        let write = |p: &Path, text: &str| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let id = |n: u32| format!("{n:032x}");
+        // a: complete, files and manifest in different data folders.
+        let a1 = table(0, "ks", "a", &id(1));
+        let a2 = table(1, "ks", "a", &id(1));
+        write(&a1.join("nb-1-big-Data.db"), "x");
+        write(&a2.join("snapshots/T/nb-1-big-Data.db"), "x");
+        write(
+            &a1.join("snapshots/T/manifest.json"),
+            r#"{"files":["nb-1-big-Data.db"]}"#,
+        );
+        // b: live sstables, no snapshot.
+        write(&table(0, "ks", "b", &id(2)).join("nb-1-big-Data.db"), "x");
+        // c: links without a manifest (crashed mid-snapshot).
+        write(
+            &table(0, "ks", "c", &id(3)).join("snapshots/T/nb-1-big-Data.db"),
+            "x",
+        );
+        // d: manifest lists a file that is not there.
+        write(
+            &table(1, "ks", "d", &id(4)).join("snapshots/T/manifest.json"),
+            r#"{"files":[".d_idx\/nb-2-big-Data.db"]}"#,
+        );
+        // e: a dropped table's folder (no live sstables, no tag): not expected.
+        table(0, "ks", "e", &id(5));
+        // other keyspace outside the snapshot's keyspaces.
+        write(
+            &table(0, "other", "x", &id(6)).join("nb-1-big-Data.db"),
+            "x",
+        );
+        let filter = TableFilter::new(&[], &[], SystemKeyspaces::None)
+            .unwrap()
+            .within_keyspaces(&["ks".into()]);
+        let cov = snapshot_coverage(&dirs, "T", &filter).unwrap();
+        assert_eq!((cov.tables, cov.covered), (4, 1), "{cov:?}");
+        assert!(cov.present() && !cov.complete());
+        assert_eq!(cov.gaps[0], "ks.b: no snapshot");
+        assert!(cov.gaps[1].starts_with("ks.c: no manifest.json"), "{cov:?}");
+        assert!(cov.gaps[2].contains(".d_idx/nb-2-big-Data.db"), "{cov:?}");
+        let none = snapshot_coverage(&dirs, "U", &filter).unwrap();
+        assert!(!none.present() && !none.complete());
+    }
 
     #[test]
     fn system_table_ids_match_cassandra() {

@@ -3,7 +3,9 @@
 
 use super::params::Params;
 use super::run::{Action, PlannedTask, TaskKind};
-use crate::plan::model::{BackupMode, CommandSpec, HostSpec, PlanFile, PlanKind, RestoreMethod};
+use crate::plan::model::{
+    BackupMode, ClearSnapshot, CommandSpec, HostSpec, PlanFile, PlanKind, RestoreMethod,
+};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Value, json};
 use std::cmp::Reverse;
@@ -36,6 +38,9 @@ pub struct Resolved {
     pub now: String,
     /// Rendered backup name (backup plans).
     pub backup_name: Option<String>,
+    /// The start of every name the backup name template renders (`nightly-`): snapshot tags
+    /// with it are this plan's own.
+    pub backup_tag_prefix: Option<String>,
     /// Rendered restore source (restore plans).
     pub restore_source: Option<String>,
     pub hosts: Vec<HostSpec>,
@@ -391,7 +396,20 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                         tasks.push((format!("upload[{h}/{inc}]"), p));
                     }
                 }
-                TaskKind::Snapshot => tasks = one(json!({ "tag": backup })),
+                TaskKind::Snapshot => {
+                    // Snapshots of this plan's complete backups that a killed run left behind
+                    // are cleared, unless the plan keeps its snapshots.
+                    let keeps = plan
+                        .backup
+                        .as_ref()
+                        .is_some_and(|b| b.clear_snapshot == ClearSnapshot::Never);
+                    tasks = match r.backup_tag_prefix.as_deref() {
+                        Some(p) if !keeps => {
+                            one(json!({ "tag": backup, "clear_stale": format!("{p}*") }))
+                        }
+                        _ => one(json!({ "tag": backup })),
+                    };
+                }
                 TaskKind::ClearSnapshot => {
                     let policy = plan
                         .backup

@@ -709,8 +709,12 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         cluster: cluster_name.clone(),
         ..Vars::default()
     };
+    let mut backup_tag_prefix = None;
     if let Some(b) = &p.backup {
         backup_name = check_backup(sink, &ctx, b, &base_vars);
+        if backup_name.is_some() {
+            backup_tag_prefix = tag_prefix(&ctx, b, &base_vars);
+        }
     }
     // Restore.
     let mut restore_source = None;
@@ -831,6 +835,7 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         plan,
         now: now.to_owned(),
         backup_name,
+        backup_tag_prefix,
         restore_source,
         hosts,
         steps: resolved_steps?,
@@ -1094,6 +1099,32 @@ fn check_backup(
         return None;
     }
     Some(name)
+}
+
+/// The part of the backup name template that does not depend on the time (`nightly-` of
+/// `nightly-{{ now | strftime('%Y%m%dT%H%MZ') }}`): the common start of the name rendered at
+/// two instants that differ in every field's first character. Empty when the name starts with
+/// the time.
+fn tag_prefix(ctx: &Ctx<'_, '_>, b: &BackupConfig, vars: &Vars) -> Option<String> {
+    let at = |now: &str| {
+        ctx.engine
+            .render(
+                &b.name,
+                &Vars {
+                    now: Some(now.to_owned()),
+                    ..vars.clone()
+                },
+            )
+            .ok()
+    };
+    let (a, z) = (at("1999-12-31T23:59:59Z")?, at("2088-01-01T00:00:00Z")?);
+    let common: String = a
+        .chars()
+        .zip(z.chars())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect();
+    (!common.is_empty()).then_some(common)
 }
 
 fn check_restore(

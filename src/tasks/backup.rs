@@ -3,10 +3,12 @@
 
 use super::node::{self, nt_err};
 use super::{Runtime, store_err};
+use crate::agent::ops::inspect::{InspectResult, SnapshotCover};
+use crate::cassandra::layout::SnapshotCoverage;
 use crate::cassandra::nodetool::{self, NodetoolError, SnapshotTargets};
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
-use crate::plan::model::{BackupConfig, BackupMode};
+use crate::plan::model::{BackupConfig, BackupMode, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::manifest::{
     BackupKind, Catalog, CatalogHost, IndexEntry, NodeManifest, ProbeInfo, TableEntry, Totals,
@@ -64,8 +66,37 @@ pub async fn probe_info(rt: &Runtime, host: &str) -> Result<ProbeInfo, TaskError
         .ok_or_else(|| TaskError::fatal(format!("probe results of {host} are missing (`{key}`)")))
 }
 
+/// A backup name is taken once: a run that finds the catalog of its backup already stored is
+/// not the run that wrote it (that run's `probe` tasks are done and a resume skips them), so it
+/// stops before any snapshot instead of storing data that no backup would reference.
+async fn refuse_complete_backup(rt: &Runtime) -> Result<(), TaskError> {
+    let (Some(name), Some(_), Some(_)) = (
+        rt.run.inputs.backup_name.as_deref(),
+        rt.run.plan.storage.as_ref(),
+        rt.run.plan.backup.as_ref(),
+    ) else {
+        return Ok(());
+    };
+    let store = rt.store().await?;
+    let key = keys::catalog_key(name);
+    if store.head(&key).await.map_err(store_err)?.is_none() {
+        return Ok(());
+    }
+    let created = get_json::<Catalog>(&store, &key)
+        .await
+        .ok()
+        .flatten()
+        .map(|c| format!(", created {}", c.created))
+        .unwrap_or_default();
+    Err(TaskError::fatal(format!(
+        "backup {name} already exists and is complete (`{key}`{created}); nothing was \
+         snapshotted or stored: make a new plan for a new backup"
+    )))
+}
+
 /// `probe[HOST]`: host id, dc/rack, version, tokens and folders; stored for the later tasks.
 pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
+    refuse_complete_backup(rt).await?;
     let info = nodetool::parse_info(
         &node::nodetool(rt, host, &["info".into()])
             .await
@@ -151,31 +182,196 @@ pub async fn flush(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
     })
 }
 
-/// The backup's snapshot tag and whether it is on the node's disk.
+/// The backup's snapshot tag and whether it is on the node's disk (for any table).
 async fn snapshot_on_disk(rt: &Runtime, host: &str) -> Result<(String, bool), TaskError> {
     let tag = backup_name(rt)?;
     let disk = node::inspect(rt, host, Some(&tag)).await?;
     Ok((tag, disk.snapshot_present == Some(true)))
 }
 
-/// `snapshot[HOST]` is satisfied when the tag is already on disk.
+/// The tables the backup's snapshot must cover on a node: the plan's selection within the
+/// keyspaces `nodetool snapshot` is asked for.
+fn snapshot_cover(cfg: &BackupConfig) -> SnapshotCover {
+    SnapshotCover {
+        include: cfg.include.clone(),
+        exclude: cfg.exclude.clone(),
+        system_keyspaces: cfg.system_keyspaces,
+        keyspaces: snapshot_keyspaces(cfg),
+    }
+}
+
+/// The node's view of the backup's snapshot: where the tag is, how far it covers the selected
+/// tables (checked against each table's own manifest.json), and the other tags there.
+async fn snapshot_state(
+    rt: &Runtime,
+    host: &str,
+) -> Result<(String, InspectResult, SnapshotCoverage), TaskError> {
+    let cfg = backup_config(rt)?;
+    let tag = backup_name(rt)?;
+    let spec = rt.host_spec(host);
+    let op = serde_json::json!({
+        "op": "inspect",
+        "config": node::config_path(rt),
+        "data_dirs": spec.data_dirs,
+        "snapshot_tag": tag,
+        "snapshot_cover": snapshot_cover(cfg),
+    });
+    let v = node::agent(rt, host, op, None).await?;
+    let disk: InspectResult = serde_json::from_value(v)
+        .map_err(|e| TaskError::fatal(format!("bad inspect result from {host}: {e}")))?;
+    let cov = disk.snapshot_coverage.clone().ok_or_else(|| {
+        TaskError::fatal(format!(
+            "the agent on {host} did not check the snapshot's coverage (an older cbk?)"
+        ))
+    })?;
+    Ok((tag, disk, cov))
+}
+
+/// `snapshot[HOST]` is satisfied only by a snapshot with the tag that covers every selected
+/// table; a leftover or partial one is cleared and taken again by [`snapshot`].
 pub async fn snapshot_check(
     rt: &Runtime,
     _task: &PlannedTask,
     host: &str,
 ) -> Result<Check, TaskError> {
-    let (tag, present) = snapshot_on_disk(rt, host).await?;
-    Ok(if present {
-        Check::Satisfied(format!("snapshot {tag} already exists"))
+    let (tag, _, cov) = snapshot_state(rt, host).await?;
+    Ok(if cov.present() && cov.complete() {
+        Check::Satisfied(format!(
+            "snapshot {tag} already exists and covers all {} selected tables",
+            cov.tables
+        ))
     } else {
         Check::Needed
     })
 }
 
-/// `snapshot[HOST]`: `nodetool snapshot -t NAME [keyspaces]`.
-pub async fn snapshot(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
+/// At most this many gaps are named in a summary.
+const GAPS_SHOWN: usize = 4;
+
+fn gaps_text(cov: &SnapshotCoverage) -> String {
+    let mut s = cov
+        .gaps
+        .iter()
+        .take(GAPS_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if cov.gaps.len() > GAPS_SHOWN {
+        s.push_str(&format!("; {} more", cov.gaps.len() - GAPS_SHOWN));
+    }
+    s
+}
+
+/// `nodetool clearsnapshot -t TAG` (never without a tag).
+async fn clear_tag(rt: &Runtime, host: &str, tag: &str) -> Result<(), TaskError> {
+    let args = nodetool::clearsnapshot_args(tag, &[]).map_err(nt_err)?;
+    node::nodetool(rt, host, &args).await.map_err(nt_err)?;
+    Ok(())
+}
+
+/// Whether `other` could be a name of the same template as `tag`: same length, digits where
+/// `tag` has digits (`prod-eu-weekly-20260101T0300Z` is not a `prod-eu-%Y%m%dT%H%MZ` name).
+fn same_shape(other: &str, tag: &str) -> bool {
+    other.len() == tag.len()
+        && other
+            .bytes()
+            .zip(tag.bytes())
+            .all(|(a, b)| a.is_ascii_digit() == b.is_ascii_digit())
+}
+
+/// Clears this plan's stale snapshots on a node: tags with the plan's prefix (`clear_stale`,
+/// `nightly-*`) whose backup is complete in the store, left by a run killed between `catalog`
+/// and `clear_snapshot`. A tag whose backup is not complete is kept (a run that may still be
+/// resumed, or another controller's run in progress) and named.
+async fn clear_stale(
+    rt: &Runtime,
+    task: &PlannedTask,
+    host: &str,
+    tag: &str,
+    tags: &[String],
+) -> Result<Vec<String>, TaskError> {
+    let Some(prefix) = task
+        .params
+        .get("clear_stale")
+        .and_then(|v| v.as_str())
+        .map(|p| p.trim_end_matches('*'))
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let store = rt.store().await?;
+    let mut notes = Vec::new();
+    let mut kept = Vec::new();
+    for t in tags
+        .iter()
+        .filter(|t| t.starts_with(prefix) && *t != tag && same_shape(t, tag))
+    {
+        if store
+            .head(&keys::catalog_key(t))
+            .await
+            .map_err(store_err)?
+            .is_some()
+        {
+            clear_tag(rt, host, t).await?;
+            notes.push(format!(
+                "cleared stale snapshot {t} (backup {t} is complete)"
+            ));
+        } else {
+            kept.push(t.clone());
+        }
+    }
+    if !kept.is_empty() {
+        notes.push(format!(
+            "kept snapshot(s) {} (no complete backup of that name)",
+            kept.join(", ")
+        ));
+    }
+    Ok(notes)
+}
+
+/// `snapshot[HOST]`: clears this plan's stale snapshots, clears a leftover or partial snapshot
+/// with the planned tag, then `nodetool snapshot -t NAME [keyspaces]`.
+pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     let cfg = backup_config(rt)?;
-    let tag = backup_name(rt)?;
+    let (tag, disk, cov) = snapshot_state(rt, host).await?;
+    let notes = clear_stale(
+        rt,
+        task,
+        host,
+        &tag,
+        disk.snapshot_tags.as_deref().unwrap_or_default(),
+    )
+    .await?;
+    let done = |mut notes: Vec<String>, head: String| {
+        notes.insert(0, head);
+        Ok(Outcome {
+            summary: notes.join("; "),
+            data: serde_json::Value::Null,
+        })
+    };
+    let mut retaken = None;
+    if disk.snapshot_present == Some(true) {
+        if cov.present() && cov.complete() {
+            return done(
+                notes,
+                format!(
+                    "snapshot {tag} already existed and covers all {} selected tables",
+                    cov.tables
+                ),
+            );
+        }
+        clear_tag(rt, host, &tag).await?;
+        retaken = Some(if cov.present() {
+            format!(
+                "partial snapshot {tag} found (covered {} of {} selected tables: {}): cleared and taken again",
+                cov.covered,
+                cov.tables,
+                gaps_text(&cov)
+            )
+        } else {
+            format!("snapshot {tag} of other tables found: cleared and taken again")
+        });
+    }
     let version = nodetool::parse_version(
         &node::nodetool(rt, host, &["version".into()])
             .await
@@ -193,17 +389,16 @@ pub async fn snapshot(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     let targets = SnapshotTargets::Keyspaces(keyspaces);
     let args = nodetool::snapshot_args(profile, &tag, &targets, cfg.flush == Some(false), None)
         .map_err(nt_err)?;
-    match node::nodetool(rt, host, &args).await {
-        Ok(_) => Ok(Outcome {
-            summary: format!("snapshot {tag} taken"),
-            data: serde_json::Value::Null,
-        }),
-        Err(NodetoolError::SnapshotExists { .. }) => Ok(Outcome {
-            summary: format!("snapshot {tag} already existed"),
-            data: serde_json::Value::Null,
-        }),
-        Err(e) => Err(nt_err(e)),
-    }
+    node::nodetool(rt, host, &args).await.map_err(|e| match e {
+        NodetoolError::SnapshotExists { .. } => TaskError::fatal(format!(
+            "snapshot {tag} appeared on {host} while it was being taken again (another run with the same backup name?)"
+        )),
+        e => nt_err(e),
+    })?;
+    done(
+        notes,
+        retaken.unwrap_or_else(|| format!("snapshot {tag} taken")),
+    )
 }
 
 /// Include patterns of one upload task (`params.include`), else the plan's.
@@ -260,6 +455,19 @@ pub async fn upload(
         .last(&task.address)
         .and_then(|v| v.get("multipart").cloned())
         .unwrap_or_else(|| serde_json::json!({}));
+    // System keyspaces are stored once per node: by the host's first upload task of the run,
+    // not again by every `upload[host/pattern]` task.
+    let first = rt
+        .run
+        .tasks
+        .iter()
+        .find(|t| t.kind == task.kind && t.host.as_deref() == Some(host))
+        .map(|t| t.address.as_str());
+    let system_keyspaces = if first.is_none_or(|a| a == task.address) {
+        cfg.system_keyspaces
+    } else {
+        SystemKeyspaces::None
+    };
     let op = serde_json::json!({
         "op": "backup_upload",
         "backup": name,
@@ -269,7 +477,7 @@ pub async fn upload(
         "data_dirs": probe.data_dirs,
         "include": task_include(task, cfg),
         "exclude": cfg.exclude,
-        "system_keyspaces": cfg.system_keyspaces,
+        "system_keyspaces": system_keyspaces,
         "codec": cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
         "compress_compressed": cfg.compress_compressed,
         "file_concurrency": rt.run.plan.limits.file_concurrency,
@@ -407,8 +615,7 @@ pub async fn clear_snapshot(
     host: &str,
 ) -> Result<Outcome, TaskError> {
     let tag = backup_name(rt)?;
-    let args = nodetool::clearsnapshot_args(&tag, &[]).map_err(nt_err)?;
-    node::nodetool(rt, host, &args).await.map_err(nt_err)?;
+    clear_tag(rt, host, &tag).await?;
     Ok(Outcome {
         summary: format!("snapshot {tag} cleared"),
         data: serde_json::Value::Null,
@@ -492,6 +699,15 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_tags_have_the_shape_of_this_plans_names() {
+        let tag = "prod-eu-20261125T0300Z";
+        assert!(same_shape("prod-eu-20261124T0300Z", tag));
+        assert!(!same_shape("prod-eu-weekly-20261124T0300Z", tag));
+        assert!(!same_shape("prod-eu-2026112XT0300Z", tag));
+        assert!(!same_shape("prod-eu-20261124T0300", tag));
+    }
 
     #[tokio::test]
     async fn the_base_is_the_newest_snapshot_planned_before_whatever_the_names() {

@@ -33,6 +33,30 @@ class SnapshotBehaviour(EmuTestCase):
         self.assertIsNone(m["expires_at"])
         self.assertTrue(os.path.exists(os.path.join(sdir, "schema.cql")))
 
+    def test_node_dying_mid_snapshot_leaves_links_without_manifest(self):
+        self.init("4.1")
+        self.make_table()
+        self.make_table(table="t2")
+        for t in ("t", "t2"):
+            self.emu("write", "ks", t, "--rows", "5")
+        self.emu("flush")
+        t_dirs, t2_dirs = self.snap_dirs("ks", "t", "torn"), self.snap_dirs("ks", "t2", "torn")
+        env = dict(self.env, CASSEMU_CRASH_SNAPSHOT_AFTER_LINKS="2")
+        r = self.run_tool("nodetool", "snapshot", "-t", "torn", "ks", env=env)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("java.rmi.UnmarshalException", r.err)
+        self.assertEqual(self.emu("status", ok=False).rc, 3)
+        done = [sorted(os.listdir(d)) for d in t_dirs if os.path.isdir(d)]
+        torn = [sorted(os.listdir(d)) for d in t2_dirs if os.path.isdir(d)]
+        self.assertIn("manifest.json", sum(done, []))
+        self.assertIn("nb-1-big-Data.db", sum(torn, []))
+        self.assertNotIn("manifest.json", sum(torn, []))
+        # Startup keeps the torn snapshot (only ephemeral/expired ones go), and the tag exists.
+        self.emu("start")
+        self.assertTrue(any(os.path.isdir(d) for d in t2_dirs))
+        r = self.nt("snapshot", "-t", "torn", "ks", rc=2)
+        self.assertIn("Snapshot torn already exists.", r.err)
+
     def test_skip_flush_snapshots_only_flushed_data(self):
         self.init("4.0")
         self.make_table()

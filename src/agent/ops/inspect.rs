@@ -2,7 +2,9 @@
 //! table folders that exist (with their ids), and whether a snapshot tag is present. Read-only.
 
 use super::{OpError, OpResult};
+use crate::cassandra::layout::{self, SnapshotCoverage, TableFilter};
 use crate::cassandra::sstable::SstableName;
+use crate::plan::model::SystemKeyspaces;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,24 @@ pub struct InspectRequest {
     /// Report whether this snapshot tag exists.
     #[serde(default)]
     pub snapshot_tag: Option<String>,
+    /// With `snapshot_tag`: the tables the snapshot must cover (`snapshot_coverage` and the
+    /// `snapshot_tags` found under these tables come back in the result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_cover: Option<SnapshotCover>,
+}
+
+/// Which tables a backup's snapshot must cover: the plan's selection within the keyspaces
+/// `nodetool snapshot` was asked for (empty: all keyspaces).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotCover {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub system_keyspaces: SystemKeyspaces,
+    #[serde(default)]
+    pub keyspaces: Vec<String>,
 }
 
 /// A table folder found on disk.
@@ -40,6 +60,12 @@ pub struct InspectResult {
     pub legacy_folders: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_present: Option<bool>,
+    /// How far the snapshot covers the tables of `snapshot_cover`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_coverage: Option<SnapshotCoverage>,
+    /// Every snapshot tag present under the tables of `snapshot_cover`, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_tags: Option<Vec<String>>,
 }
 
 /// Runs `inspect`.
@@ -82,6 +108,18 @@ fn inspect(req: &InspectRequest) -> OpResult<InspectResult> {
         .sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
     result.legacy_folders.sort();
     result.legacy_folders.dedup();
+    if let (Some(tag), Some(cover)) = (&req.snapshot_tag, &req.snapshot_cover) {
+        let filter = TableFilter::new(&cover.include, &cover.exclude, cover.system_keyspaces)
+            .map_err(|e| OpError::fatal(e.to_string()))?
+            .within_keyspaces(&cover.keyspaces);
+        let dirs: Vec<PathBuf> = data_dirs.iter().map(PathBuf::from).collect();
+        result.snapshot_coverage = Some(
+            layout::snapshot_coverage(&dirs, tag, &filter)
+                .map_err(|e| OpError::fatal(e.to_string()))?,
+        );
+        result.snapshot_tags =
+            Some(layout::snapshot_tags(&dirs, &filter).map_err(|e| OpError::fatal(e.to_string()))?);
+    }
     result.data_dirs = data_dirs;
     if req.snapshot_tag.is_some() {
         result.snapshot_present = Some(found);

@@ -96,13 +96,26 @@ def take(node, tag, targets, skip_flush=False, ttl_seconds=None, ephemeral=False
     for ks, t in targets:
         if snapshot_exists(node, ks, t, tag):
             raise util.EmuError("Snapshot %s already exists." % tag)
-    for ks, t in targets:
+    crash_at = int(os.environ.get("CASSEMU_CRASH_SNAPSHOT_AFTER_LINKS") or 0)
+    for i, (ks, t) in enumerate(targets, 1):
         if not skip_flush:
             node.flush(ks, t)
-        snapshot_table(node, ks, t, tag, ttl_seconds, ephemeral)
+        snapshot_table(node, ks, t, tag, ttl_seconds, ephemeral, crash=(i == crash_at))
 
 
-def snapshot_table(node, ks, t, tag, ttl_seconds=None, ephemeral=False):
+def die(node):
+    """The JVM dies (kill -9, OOM): memtables are lost, nothing more is written."""
+    node.state["running"] = False
+    node.state["pending"] = {}
+    node.state["backup_runtime"] = None
+    raise util.EmuError("java.rmi.UnmarshalException: Error unmarshaling return header; "
+                        "nested exception is: java.io.EOFException")
+
+
+def snapshot_table(node, ks, t, tag, ttl_seconds=None, ephemeral=False, crash=False):
+    """Links one table's sstables, then writes its manifest.json (and schema.cql) - in this
+    order, as ColumnFamilyStore.snapshotWithoutMemtable does; `crash`: the node dies between
+    the links and the manifest (test knob CASSEMU_CRASH_SNAPSHOT_AFTER_LINKS=N, N-th table)."""
     created = util.now_ms()
     files = []
     for key, idx, _dirs in node.cfs_list(ks, t):
@@ -115,6 +128,8 @@ def snapshot_table(node, ks, t, tag, ttl_seconds=None, ephemeral=False):
             sstable.hard_link_sstable(desc, target)
             rel = desc.prefix + "-Data.db"
             files.append(("." + idx + "/" + rel) if idx else rel)
+    if crash:
+        die(node)
     files = util.java_hashmap_order(files)
     tdirs = node.table_dirs(ks, t)
     expires = created + ttl_seconds * 1000 if ttl_seconds else None
