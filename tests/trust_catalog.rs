@@ -38,7 +38,10 @@ fn plan_for(env: &Env, file: &str, cluster: &str, hosts: &[&str], body: &str) ->
     assert!(text.contains(&old), "{text}");
     let text = text.replace(
         &old,
-        &format!("[cluster]\nname = \"{cluster}\"\nhosts = [{}]", mine.join(", ")),
+        &format!(
+            "[cluster]\nname = \"{cluster}\"\nhosts = [{}]",
+            mine.join(", ")
+        ),
     );
     std::fs::write(&p, text).unwrap();
     p
@@ -67,8 +70,20 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
     };
 
     // alpha: `zz-*` first, then the newer `aa-*` (names do not sort across plans).
-    let alpha_zz = plan_for(&env, "alpha-zz.toml", "alpha", &["node1"], &backup_body("zz", ""));
-    let alpha_aa = plan_for(&env, "alpha-aa.toml", "alpha", &["node1"], &backup_body("aa", ""));
+    let alpha_zz = plan_for(
+        &env,
+        "alpha-zz.toml",
+        "alpha",
+        &["node1"],
+        &backup_body("zz", ""),
+    );
+    let alpha_aa = plan_for(
+        &env,
+        "alpha-aa.toml",
+        "alpha",
+        &["node1"],
+        &backup_body("aa", ""),
+    );
     let beta = plan_for(
         &env,
         "beta.toml",
@@ -100,8 +115,8 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
     );
     check(
         out.lines()
-            .any(|l| l.starts_with(aa) && l.contains(" alpha ") && l.ends_with("complete")),
-        format!("no `{aa} … alpha … complete` line:\n{out}"),
+            .any(|l| l.starts_with(aa) && l.contains("  complete ") && l.ends_with("  alpha")),
+        format!("no `{aa} … complete  alpha` line:\n{out}"),
     );
 
     // verify without a name: alpha's newest, not beta's newer one.
@@ -159,7 +174,10 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
     }
     for (plan, name) in [(&alpha_aa, zz), (&alpha_aa, aa), (&beta, b4)] {
         let (code, out) = env.cbk(&["verify", name, "--plan", &p(plan)]);
-        check(code == 0, format!("verify {name} after prune: rc {code}: {out}"));
+        check(
+            code == 0,
+            format!("verify {name} after prune: rc {code}: {out}"),
+        );
     }
     let (code, out) = env.cbk(&["list", "--plan", &p(&beta), "--rebuild-index"]);
     let indexed = store
@@ -174,9 +192,7 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
 
     // A missing node manifest: aa is not complete and no longer `latest`.
     store
-        .delete_many(&[format!(
-            "nodes/{alpha_id}/manifests/{aa}.json"
-        )])
+        .delete_many(&[format!("nodes/{alpha_id}/manifests/{aa}.json")])
         .await
         .unwrap();
     let (code, out) = env.cbk(&["list", "--plan", &p(&alpha_aa)]);
@@ -211,7 +227,12 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
         format!("quick verify accepted ../../etc/passwd: rc {code}: {out}"),
     );
 
-    assert!(fails.is_empty(), "{} failures:\n{}", fails.len(), fails.join("\n"));
+    assert!(
+        fails.is_empty(),
+        "{} failures:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
 }
 
 /// Host id of the (only) host of an alpha backup.
