@@ -22,6 +22,7 @@ const T1: &str = "2026-04-01T01:00:00Z";
 const T2: &str = "2026-04-01T02:00:00Z";
 const T3: &str = "2026-04-01T03:00:00Z";
 const T4: &str = "2026-04-01T04:00:00Z";
+const T5: &str = "2026-04-01T04:30:00Z";
 
 /// A plan for cluster `cluster` made of `hosts`, storing to the shared prefix.
 fn plan_for(env: &Env, file: &str, cluster: &str, hosts: &[&str], body: &str) -> PathBuf {
@@ -91,7 +92,21 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
         &["node2", "node3"],
         &backup_body("nightly", "[retention]\nkeep_last = 1\ngrace = \"0s\"\n"),
     );
-    for (plan, now) in [(&alpha_zz, T1), (&alpha_aa, T2), (&beta, T3), (&beta, T4)] {
+    // beta also backs up `shop.orders` alone (another include set), newest of all.
+    let beta_orders = plan_for(
+        &env,
+        "beta-orders.toml",
+        "beta",
+        &["node2", "node3"],
+        &backup_body("orders", "").replace("[\"shop.*\"]", "[\"shop.orders\"]"),
+    );
+    for (plan, now) in [
+        (&alpha_zz, T1),
+        (&alpha_aa, T2),
+        (&beta, T3),
+        (&beta, T4),
+        (&beta_orders, T5),
+    ] {
         let (code, log) = env.apply(plan, now);
         assert_eq!(code, 0, "backup at {now}: {log}");
     }
@@ -99,6 +114,7 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
     let aa = "aa-20260401T020000Z";
     let b3 = "nightly-20260401T030000Z";
     let b4 = "nightly-20260401T040000Z";
+    let o5 = "orders-20260401T043000Z";
     let alpha_id = host_id(&store, aa).await;
 
     // list: alpha's plan sees alpha's backups only, with a CLUSTER column.
@@ -157,11 +173,12 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
                 .any(|l| l.starts_with(b4) && l.contains("complete") && !l.contains("INCOMPLETE")),
         format!("{b4} without its index entry is not listed complete: {out}"),
     );
-    // prune with beta's plan (keep_last = 1, grace 0s): drops b3 only; alpha is untouched and
-    // b4 (complete, not indexed) is kept.
+    // prune with beta's plan (keep_last = 1, grace 0s): drops b3 only; alpha is untouched, b4
+    // (complete, not indexed) is kept, and so is the `shop.orders` backup (another include set:
+    // not counted, not deleted).
     let (code, out) = env.cbk(&["prune", "--plan", &p(&beta)]);
     check(code == 0, format!("prune beta: rc {code}: {out}"));
-    for (name, present) in [(zz, true), (aa, true), (b4, true), (b3, false)] {
+    for (name, present) in [(zz, true), (aa, true), (b4, true), (b3, false), (o5, true)] {
         let there = store
             .head(&format!("catalog/{name}.json"))
             .await
@@ -172,7 +189,7 @@ async fn two_clusters_one_prefix_latest_index_cache_and_paths() {
             format!("after prune with beta's plan, catalog of {name} present = {there}: {out}"),
         );
     }
-    for (plan, name) in [(&alpha_aa, zz), (&alpha_aa, aa), (&beta, b4)] {
+    for (plan, name) in [(&alpha_aa, zz), (&alpha_aa, aa), (&beta, b4), (&beta, o5)] {
         let (code, out) = env.cbk(&["verify", name, "--plan", &p(plan)]);
         check(
             code == 0,

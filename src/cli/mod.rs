@@ -166,6 +166,11 @@ impl StoreArgs {
         Ok(self.plan_file()?.map(|p| p.cluster.name))
     }
 
+    /// The plan's `[backup]` section, if a backup plan was given.
+    pub fn backup_config(&self) -> miette::Result<Option<crate::plan::model::BackupConfig>> {
+        Ok(self.plan_file()?.and_then(|p| p.backup))
+    }
+
     /// The plan's retention policy, if a plan was given.
     pub fn retention(&self) -> miette::Result<Option<crate::plan::model::Retention>> {
         Ok(self.plan_file()?.and_then(|p| p.retention))

@@ -55,9 +55,19 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             ));
         }
     }
-    let r = crate::repo::prune::prune(store.as_ref(), &policy, cluster.as_deref(), args.dry_run)
-        .await
-        .map_err(|e| miette::miette!("{e}"))?;
+    let selection = args
+        .store
+        .backup_config()?
+        .map(|b| crate::repo::manifest::Selection::of(&b));
+    let r = crate::repo::prune::prune(
+        store.as_ref(),
+        &policy,
+        cluster.as_deref(),
+        selection.as_ref(),
+        args.dry_run,
+    )
+    .await
+    .map_err(|e| miette::miette!("{e}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {

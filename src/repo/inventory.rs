@@ -58,6 +58,9 @@ pub struct BackupInfo {
     /// Host ids named by the catalog.
     #[serde(skip)]
     pub host_ids: Vec<String>,
+    /// What the backup plan selected (when the catalog records it).
+    #[serde(skip)]
+    pub selection: Option<super::manifest::Selection>,
 }
 
 impl BackupInfo {
@@ -70,6 +73,7 @@ impl BackupInfo {
             missing: Vec::new(),
             manifests: Vec::new(),
             host_ids: Vec::new(),
+            selection: None,
         }
     }
 
@@ -147,6 +151,7 @@ pub async fn backups(
             missing,
             manifests: c.hosts.iter().map(|h| h.manifest.clone()).collect(),
             host_ids: c.hosts.iter().map(|h| h.host_id.clone()).collect(),
+            selection: c.selection.clone(),
         });
     }
     // Index entries whose catalog is gone: listed, never complete.
@@ -165,6 +170,7 @@ pub async fn backups(
             missing: vec![format!("catalog (`{}`)", keys::catalog_key(name))],
             manifests: Vec::new(),
             host_ids: Vec::new(),
+            selection: None,
         });
     }
     out.sort_by(|a, b| (a.created(), &a.entry.backup).cmp(&(b.created(), &b.entry.backup)));

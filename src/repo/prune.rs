@@ -5,7 +5,7 @@
 
 use super::inventory::{BackupInfo, RepoError, backups, incomplete_runs, read_json};
 use super::keys;
-use super::manifest::{BackupKind, IndexEntry, NodeManifest, ProbeInfo, TableEntry};
+use super::manifest::{BackupKind, IndexEntry, NodeManifest, ProbeInfo, Selection, TableEntry};
 use crate::plan::model::Retention;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,18 +99,29 @@ fn parse_simple_duration(s: &str) -> Option<jiff::SignedDuration> {
 /// backup whose manifests are all present is never deleted outside the policy; an incomplete
 /// one (a node manifest gone) never counts as a kept backup, and is deleted once it is older
 /// than every backup the policy keeps.
+///
+/// With `selection` (the backup plan's include set), the policy counts and deletes only backups
+/// of that selection (and those made before catalogs recorded one); the cluster's other backups
+/// are left alone and their components kept.
 pub async fn prune(
     store: &dyn Store,
     policy: &Retention,
     cluster: Option<&str>,
+    selection: Option<&Selection>,
     dry_run: bool,
 ) -> Result<PruneReport, RepoError> {
     let now = jiff::Timestamp::now().as_second();
     let grace = parse_grace(policy);
     let all = backups(store, None).await?;
-    let (mine, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
+    let (ours, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
         .iter()
         .partition(|b| cluster.is_none_or(|c| b.entry.cluster == c));
+    let (mine, untouched): (Vec<&BackupInfo>, Vec<&BackupInfo>) =
+        ours.into_iter()
+            .partition(|b| match (selection, &b.selection) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            });
     // Nodes of other clusters: their components are never collected here.
     let foreign: BTreeSet<&str> = others
         .iter()
@@ -141,6 +152,18 @@ pub async fn prune(
             other => other.map(Some),
         }
     };
+    // Another selection of this cluster: not counted, not deleted, its components kept.
+    for b in &untouched {
+        for key in &b.manifests {
+            if let Some(m) = present(key.clone()).await? {
+                referenced.extend(
+                    m.tables
+                        .iter()
+                        .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
+                );
+            }
+        }
+    }
     for b in &mine {
         host_ids.extend(b.host_ids.iter().cloned());
         let kept = if b.complete {

@@ -457,6 +457,7 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         completed: jiff::Timestamp::now().to_string(),
         plan_sha256: rt.run.source.sha256.clone(),
         cbk_version: crate::VERSION.to_string(),
+        selection: Some(crate::repo::manifest::Selection::of(backup_config(rt)?)),
         hosts,
         totals: totals.clone(),
     };
@@ -511,6 +512,7 @@ mod tests {
             completed: created.into(),
             plan_sha256: String::new(),
             cbk_version: String::new(),
+            selection: None,
             hosts: vec![CatalogHost {
                 name: "n1".into(),
                 host_id: format!("{cluster}-h1"),
