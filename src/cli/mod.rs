@@ -174,6 +174,20 @@ impl StoreArgs {
             .map_err(|e| miette::miette!("{e}"))
     }
 
+    /// The cluster whose backups to show, verify or prune: `--cluster`, else the plan's
+    /// `[cluster] name`, else every cluster (`None`).
+    pub fn cluster(&self, explicit: Option<&str>) -> miette::Result<Option<String>> {
+        if let Some(c) = explicit {
+            return Ok(Some(c.to_string()));
+        }
+        Ok(self.plan_file()?.map(|p| p.cluster.name))
+    }
+
+    /// The plan's `[backup]` section, if a backup plan was given.
+    pub fn backup_config(&self) -> miette::Result<Option<crate::plan::model::BackupConfig>> {
+        Ok(self.plan_file()?.and_then(|p| p.backup))
+    }
+
     /// The plan's retention policy, if a plan was given.
     pub fn retention(&self) -> miette::Result<Option<crate::plan::model::Retention>> {
         Ok(self.plan_file()?.and_then(|p| p.retention))

@@ -11,6 +11,9 @@ pub struct Args {
     /// Show what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Cluster whose backups to prune (default: the plan's `[cluster] name`).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
     /// Keep the newest N backups (overrides the plan).
     #[arg(long)]
     pub keep_last: Option<u32>,
@@ -36,9 +39,35 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         ));
     }
     let store = args.store.open().await?;
-    let r = crate::repo::prune::prune(store.as_ref(), &policy, args.dry_run)
-        .await
-        .map_err(|e| miette::miette!("{e}"))?;
+    let cluster = args.store.cluster(args.cluster.as_deref())?;
+    if cluster.is_none() {
+        let all = crate::repo::inventory::backups(store.as_ref(), None)
+            .await
+            .map_err(|e| miette::miette!("{e}"))?;
+        let clusters: std::collections::BTreeSet<&str> =
+            all.iter().map(|b| b.entry.cluster.as_str()).collect();
+        if clusters.len() > 1 {
+            return Err(miette::miette!(
+                help = "pass --plan PLAN.toml or --cluster NAME",
+                "{} holds backups of several clusters ({}): refusing to prune them as one",
+                store.describe(),
+                clusters.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let selection = args
+        .store
+        .backup_config()?
+        .map(|b| crate::repo::manifest::Selection::of(&b));
+    let r = crate::repo::prune::prune(
+        store.as_ref(),
+        &policy,
+        cluster.as_deref(),
+        selection.as_ref(),
+        args.dry_run,
+    )
+    .await
+    .map_err(|e| miette::miette!("{e}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {

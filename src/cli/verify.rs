@@ -7,10 +7,13 @@ use crate::repo::{inventory, verify};
 /// Arguments of `cbk verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Backup name (default: the newest).
+    /// Backup name (default: `latest`, the newest complete snapshot backup of the cluster).
     pub name: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Cluster whose latest backup to verify (default: the plan's `[cluster] name`).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
     /// Read every object back, decompress it and check its CRC32.
     #[arg(long)]
     pub deep: bool,
@@ -27,12 +30,34 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     let store = args.store.open().await?;
     let name = match args.name {
         Some(n) => n,
-        None => inventory::list_backups(store.as_ref())
-            .await
-            .map_err(|e| miette::miette!("{e}"))?
-            .last()
-            .map(|e| e.backup.clone())
-            .ok_or_else(|| miette::miette!("no complete backup in {}", store.describe()))?,
+        None => {
+            let cluster = args.store.cluster(args.cluster.as_deref())?;
+            let backups = inventory::backups(store.as_ref(), cluster.as_deref())
+                .await
+                .map_err(|e| miette::miette!("{e}"))?;
+            let clusters: std::collections::BTreeSet<&str> =
+                backups.iter().map(|b| b.entry.cluster.as_str()).collect();
+            if cluster.is_none() && clusters.len() > 1 {
+                return Err(miette::miette!(
+                    help = "pass --plan PLAN.toml, --cluster NAME or a backup name",
+                    "{} holds backups of several clusters ({}): which one's latest?",
+                    store.describe(),
+                    clusters.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            inventory::latest(&backups, None)
+                .map(|b| b.entry.backup.clone())
+                .ok_or_else(|| {
+                    miette::miette!(
+                        "no complete snapshot backup{} in {}",
+                        cluster
+                            .as_deref()
+                            .map(|c| format!(" of cluster {c}"))
+                            .unwrap_or_default(),
+                        store.describe()
+                    )
+                })?
+        }
     };
     let report = verify::verify(store, &name, args.deep, args.concurrency)
         .await

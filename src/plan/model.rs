@@ -364,6 +364,11 @@ pub struct RestoreConfig {
     /// `latest`, a backup name, a template, `latest-before:TIME` (RFC 3339), or
     /// `legacy:<base>/<name>` (a cassandra_backups snapshot; docs/migration.md).
     pub source: String,
+    /// Cluster (`[cluster] name` of the backup plans) whose backups `latest` and
+    /// `latest-before:` choose from; default: this plan's cluster. Set it to restore another
+    /// cluster's newest backup into this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cluster: Option<String>,
     #[serde(default)]
     pub method: RestoreMethod,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

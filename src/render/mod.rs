@@ -120,6 +120,28 @@ pub fn want_color(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// For a restore whose source is `latest` or `latest-before:`: which backup that will be, said
+/// as what it is (resolved by `resolve` at apply, never at plan time).
+fn resolved_at_apply(run: &PlannedRun) -> String {
+    let Some(r) = &run.plan.restore else {
+        return String::new();
+    };
+    let cluster = r
+        .source_cluster
+        .as_deref()
+        .unwrap_or(&run.plan.cluster.name);
+    if r.source == "latest" {
+        format!(" (resolved at apply: the newest complete snapshot backup of cluster {cluster})")
+    } else if let Some(t) = r.source.strip_prefix("latest-before:") {
+        format!(
+            " (resolved at apply: the newest complete snapshot backup of cluster {cluster} created at or before {})",
+            t.trim()
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Terraform-like text.
 pub fn human(run: &PlannedRun, opts: HumanOptions) -> String {
     let mut o = String::new();
@@ -148,7 +170,7 @@ pub fn write_human<W: fmt::Write>(run: &PlannedRun, opts: HumanOptions, o: &mut 
         writeln!(o, "  {}", d.trim())?;
     }
     if let Some(b) = &run.inputs.backup_name {
-        writeln!(o, "  backup: {b}")?;
+        writeln!(o, "  backup: {b}{}", resolved_at_apply(run))?;
     }
     o.write_char('\n')?;
     let width = run

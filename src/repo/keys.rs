@@ -76,6 +76,9 @@ pub fn index_key(backup: &str) -> String {
     format!("index/{backup}.json")
 }
 
+/// Prefix of the catalogs.
+pub const CATALOG_PREFIX: &str = "catalog/";
+
 /// Prefix of the index.
 pub const INDEX_PREFIX: &str = "index/";
 
@@ -138,6 +141,18 @@ pub fn check_segment(seg: &str) -> Result<(), UnsafePath> {
             path: seg.to_string(),
             reason: "`/` inside a name",
         });
+    }
+    Ok(())
+}
+
+/// THE path check of a manifest's table: its keyspace and folder are single segments and every
+/// file path is relative, inside the table folder. Used by `cbk verify` and by restore before
+/// anything is staged.
+pub fn check_table(t: &super::manifest::TableEntry) -> Result<(), UnsafePath> {
+    check_segment(&t.keyspace)?;
+    check_segment(&t.folder())?;
+    for f in &t.files {
+        check_relative(&f.path)?;
     }
     Ok(())
 }

@@ -140,6 +140,35 @@ pub struct CatalogHost {
     pub totals: Totals,
 }
 
+/// What a backup plan selected: retention counts the backups of one selection together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Selection {
+    /// `[backup] include` (sorted).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `[backup] exclude` (sorted).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub system_keyspaces: crate::plan::model::SystemKeyspaces,
+}
+
+impl Selection {
+    /// The selection of a backup plan.
+    pub fn of(b: &crate::plan::model::BackupConfig) -> Selection {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        Selection {
+            include: sorted(&b.include),
+            exclude: sorted(&b.exclude),
+            system_keyspaces: b.system_keyspaces,
+        }
+    }
+}
+
 /// The cluster manifest of one backup, written after all nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Catalog {
@@ -154,6 +183,9 @@ pub struct Catalog {
     /// sha256 of the plan file the backup was made from.
     pub plan_sha256: String,
     pub cbk_version: String,
+    /// What the plan selected (absent in backups made before cbk recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
     pub hosts: Vec<CatalogHost>,
     pub totals: Totals,
 }

@@ -3,9 +3,9 @@
 //! remaining backup references (only when older than the grace period, so an upload in flight
 //! is never collected).
 
-use super::inventory::{RepoError, incomplete_runs, list_backups, read_json};
+use super::inventory::{BackupInfo, RepoError, backups, incomplete_runs, read_json};
 use super::keys;
-use super::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest, ProbeInfo, TableEntry};
+use super::manifest::{BackupKind, IndexEntry, NodeManifest, ProbeInfo, Selection, TableEntry};
 use crate::plan::model::Retention;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,16 +93,52 @@ fn parse_simple_duration(s: &str) -> Option<jiff::SignedDuration> {
     Some(jiff::SignedDuration::from_secs(secs))
 }
 
-/// Applies `policy` to the repository.
+/// Applies `policy` to the backups of `cluster` (every cluster with `None`: only for a store
+/// that holds one). Backups of other clusters, and components under their nodes, are never
+/// touched. Completeness comes from the catalogs and node manifests (the index is a cache): a
+/// backup whose manifests are all present is never deleted outside the policy; an incomplete
+/// one (a node manifest gone) never counts as a kept backup, and is deleted once it is older
+/// than every backup the policy keeps.
+///
+/// With `selection` (the backup plan's include set), the policy counts and deletes only backups
+/// of that selection (and those made before catalogs recorded one); the cluster's other backups
+/// are left alone and their components kept.
 pub async fn prune(
     store: &dyn Store,
     policy: &Retention,
+    cluster: Option<&str>,
+    selection: Option<&Selection>,
     dry_run: bool,
 ) -> Result<PruneReport, RepoError> {
     let now = jiff::Timestamp::now().as_second();
     let grace = parse_grace(policy);
-    let entries = list_backups(store).await?;
-    let keep = keep_set(&entries, policy);
+    let all = backups(store, None).await?;
+    let (ours, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
+        .iter()
+        .partition(|b| cluster.is_none_or(|c| b.entry.cluster == c));
+    let (mine, untouched): (Vec<&BackupInfo>, Vec<&BackupInfo>) =
+        ours.into_iter()
+            .partition(|b| match (selection, &b.selection) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            });
+    // Nodes of other clusters: their components are never collected here.
+    let foreign: BTreeSet<&str> = others
+        .iter()
+        .flat_map(|b| b.host_ids.iter().map(String::as_str))
+        .collect();
+    let complete: Vec<IndexEntry> = mine
+        .iter()
+        .filter(|b| b.complete)
+        .map(|b| b.entry.clone())
+        .collect();
+    let keep = keep_set(&complete, policy);
+    let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    let oldest_kept = complete
+        .iter()
+        .filter(|e| keep.contains(&e.backup))
+        .filter_map(|e| at(&e.created))
+        .min();
     let mut report = PruneReport {
         dry_run,
         ..Default::default()
@@ -110,36 +146,62 @@ pub async fn prune(
     let mut host_ids: BTreeSet<String> = BTreeSet::new();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut doomed: Vec<String> = Vec::new();
-    for e in &entries {
-        let catalog: Catalog = read_json(store, &keys::catalog_key(&e.backup)).await?;
-        host_ids.extend(catalog.hosts.iter().map(|h| h.host_id.clone()));
-        if keep.contains(&e.backup) {
-            report.kept.push(e.backup.clone());
-            for h in &catalog.hosts {
-                let m: NodeManifest = read_json(store, &h.manifest).await?;
+    let present = |key: String| async move {
+        match read_json::<NodeManifest>(store, &key).await {
+            Err(RepoError::Store(StoreError::NotFound(_))) => Ok(None),
+            other => other.map(Some),
+        }
+    };
+    // Another selection of this cluster: not counted, not deleted, its components kept.
+    for b in &untouched {
+        for key in &b.manifests {
+            if let Some(m) = present(key.clone()).await? {
                 referenced.extend(
                     m.tables
                         .iter()
                         .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
                 );
             }
+        }
+    }
+    for b in &mine {
+        host_ids.extend(b.host_ids.iter().cloned());
+        let kept = if b.complete {
+            keep.contains(&b.entry.backup)
         } else {
-            report.deleted_backups.push(e.backup.clone());
+            // Incomplete: kept while newer than the oldest backup the policy keeps.
+            oldest_kept.is_none_or(|o| at(&b.entry.created).is_none_or(|c| c >= o))
+        };
+        if kept {
+            report.kept.push(b.entry.backup.clone());
+            for key in &b.manifests {
+                if let Some(m) = present(key.clone()).await? {
+                    referenced.extend(
+                        m.tables
+                            .iter()
+                            .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
+                    );
+                }
+            }
+        } else {
+            report.deleted_backups.push(b.entry.backup.clone());
             // The index entry goes first: a half-deleted backup is never listed as complete.
-            doomed.push(keys::index_key(&e.backup));
-            doomed.push(keys::catalog_key(&e.backup));
-            doomed.extend(catalog.hosts.iter().map(|h| h.manifest.clone()));
+            doomed.push(keys::index_key(&b.entry.backup));
+            doomed.push(keys::catalog_key(&b.entry.backup));
+            doomed.extend(b.manifests.iter().cloned());
             doomed.extend(
                 store
-                    .list(&keys::run_prefix(&e.backup))
+                    .list(&keys::run_prefix(&b.entry.backup))
                     .await?
                     .into_iter()
                     .map(|o| o.key),
             );
         }
     }
-    // Runs without an index entry: protect what young ones uploaded, clean up old ones.
-    for (name, newest) in incomplete_runs(store, &entries).await? {
+    // Runs without a catalog: protect what young ones uploaded, clean up old ones (not those
+    // of another cluster's nodes).
+    let known: Vec<String> = all.iter().map(|b| b.entry.backup.clone()).collect();
+    for (name, newest) in incomplete_runs(store, &known).await? {
         let objects = store.list(&keys::run_prefix(&name)).await?;
         let mut probes = Vec::new();
         for o in &objects {
@@ -148,6 +210,9 @@ pub async fn prune(
             {
                 probes.push(p.host_id);
             }
+        }
+        if !probes.is_empty() && probes.iter().all(|h| foreign.contains(h.as_str())) {
+            continue;
         }
         host_ids.extend(probes.iter().cloned());
         if newest.is_some_and(|t| now - t < grace) {
@@ -162,6 +227,7 @@ pub async fn prune(
         doomed.extend(objects.into_iter().map(|o| o.key));
         doomed.extend(probes.iter().map(|h| keys::node_manifest_key(h, &name)));
     }
+    host_ids.retain(|h| !foreign.contains(h.as_str()));
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     for h in &host_ids {
         for o in store.list(&format!("nodes/{h}/sst/")).await? {

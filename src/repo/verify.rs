@@ -32,12 +32,24 @@ pub async fn verify(
     deep: bool,
     concurrency: usize,
 ) -> Result<Report, RepoError> {
-    let (_catalog, nodes) = load_backup(store.as_ref(), name).await?;
+    let (catalog, nodes) = load_backup(store.as_ref(), name).await?;
     let mut report = Report {
         backup: name.to_string(),
         deep,
         ..Default::default()
     };
+    // The path check restore applies: a manifest restore would refuse never verifies.
+    for (h, n) in catalog.hosts.iter().zip(&nodes) {
+        for t in &n.tables {
+            if let Err(e) = super::keys::check_table(t) {
+                report.problems.push(Problem {
+                    host: n.node.host.clone(),
+                    key: h.manifest.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
     let files: Vec<(String, FileEntry)> = nodes
         .iter()
         .flat_map(|n| {

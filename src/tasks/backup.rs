@@ -519,31 +519,24 @@ pub async fn manifest_check(
     })
 }
 
-/// The base snapshot backup of an incremental: the newest complete snapshot backup planned
-/// before it (`created`, the plans' clocks: names need not sort by time, e.g. `nightly-*`
-/// and `hourly-*`).
+/// The base snapshot backup of an incremental: `latest` ([`crate::repo::inventory::latest`]) of
+/// the plan's cluster as of the incremental's planned time (`created`, the plans' clocks: names
+/// need not sort by time, e.g. `nightly-*` and `hourly-*`).
 async fn incremental_base(
     store: &Arc<dyn Store>,
-    name: &str,
+    cluster: &str,
     created: &str,
 ) -> Result<Option<String>, TaskError> {
-    let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
-    let Some(me) = at(created) else {
+    let Ok(me) = created.parse::<jiff::Timestamp>() else {
         return Ok(None);
     };
-    let mut best: Option<(jiff::Timestamp, String)> = None;
-    for o in store.list(keys::INDEX_PREFIX).await.map_err(store_err)? {
-        if let Some(e) = get_json::<IndexEntry>(store, &o.key).await?
-            && e.kind == BackupKind::Snapshot
-            && e.backup != name
-            && let Some(t) = at(&e.created)
-            && t < me
-            && best.as_ref().is_none_or(|b| *b < (t, e.backup.clone()))
-        {
-            best = Some((t, e.backup));
-        }
-    }
-    Ok(best.map(|(_, b)| b))
+    let backups = crate::repo::inventory::backups(store.as_ref(), Some(cluster))
+        .await
+        .map_err(|e| match e {
+            crate::repo::inventory::RepoError::Store(e) => store_err(e),
+            other => TaskError::fatal(other.to_string()),
+        })?;
+    Ok(crate::repo::inventory::latest(&backups, Some(me)).map(|b| b.entry.backup.clone()))
 }
 
 /// `manifest[HOST]`: merges the per-table results and writes the node manifest, last.
@@ -564,7 +557,9 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     tables.sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
     let kind = kind(rt);
     let base = match kind {
-        BackupKind::Incremental => incremental_base(&store, &name, &rt.run.inputs.now).await?,
+        BackupKind::Incremental => {
+            incremental_base(&store, &rt.run.plan.cluster.name, &rt.run.inputs.now).await?
+        }
         BackupKind::Snapshot => None,
     };
     let totals = Totals::of(&tables);
@@ -669,6 +664,7 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         completed: jiff::Timestamp::now().to_string(),
         plan_sha256: rt.run.source.sha256.clone(),
         cbk_version: crate::VERSION.to_string(),
+        selection: Some(crate::repo::manifest::Selection::of(backup_config(rt)?)),
         hosts,
         totals: totals.clone(),
     };
@@ -709,6 +705,50 @@ mod tests {
         assert!(!same_shape("prod-eu-20261124T0300", tag));
     }
 
+    /// A complete backup as the repository holds it: node manifest, catalog, index entry.
+    async fn put_catalog(
+        store: &Arc<dyn Store>,
+        name: &str,
+        kind: BackupKind,
+        cluster: &str,
+        created: &str,
+    ) {
+        let manifest = keys::node_manifest_key(&format!("{cluster}-h1"), name);
+        store
+            .put_bytes(&manifest, bytes::Bytes::from_static(b"{}"))
+            .await
+            .expect("put");
+        let c = Catalog {
+            format: 1,
+            backup: name.into(),
+            kind,
+            base: None,
+            cluster: cluster.into(),
+            created: created.into(),
+            completed: created.into(),
+            plan_sha256: String::new(),
+            cbk_version: String::new(),
+            selection: None,
+            hosts: vec![CatalogHost {
+                name: "n1".into(),
+                host_id: format!("{cluster}-h1"),
+                dc: String::new(),
+                rack: String::new(),
+                manifest,
+                totals: Totals::default(),
+            }],
+            totals: Totals::default(),
+        };
+        store
+            .put_bytes(&keys::catalog_key(name), json(&c))
+            .await
+            .expect("put");
+        store
+            .put_bytes(&keys::index_key(name), json(&IndexEntry::from(&c)))
+            .await
+            .expect("put");
+    }
+
     #[tokio::test]
     async fn the_base_is_the_newest_snapshot_planned_before_whatever_the_names() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -737,28 +777,20 @@ mod tests {
                 "2026-04-01T06:00:00Z",
             ),
         ] {
-            let e = IndexEntry {
-                backup: name.into(),
-                kind,
-                base: None,
-                cluster: "prod".into(),
-                created: created.into(),
-                completed: created.into(),
-                hosts: vec![],
-                totals: Totals::default(),
-            };
-            store
-                .put_bytes(&keys::index_key(name), json(&e))
-                .await
-                .expect("put");
+            put_catalog(&store, name, kind, "prod", created).await;
         }
+        // Another cluster's newer snapshot on the same prefix is never a base.
+        put_catalog(
+            &store,
+            "other-20260401T0500Z",
+            BackupKind::Snapshot,
+            "other",
+            "2026-04-01T05:00:00Z",
+        )
+        .await;
         let base = |at: &'static str| {
             let store = store.clone();
-            async move {
-                incremental_base(&store, "hourly-x", at)
-                    .await
-                    .expect("base")
-            }
+            async move { incremental_base(&store, "prod", at).await.expect("base") }
         };
         // `hourly-*` sorts before `nightly-*`: the name order must not matter.
         assert_eq!(

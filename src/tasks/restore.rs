@@ -11,6 +11,7 @@ use crate::cassandra::layout::TableFilter;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
 use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
+use crate::repo::inventory::{self, BackupInfo};
 use crate::repo::keys;
 use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest};
 use crate::store::{Store, StoreError};
@@ -121,58 +122,77 @@ pub(super) fn save<T: Serialize>(
     Ok(value)
 }
 
-/// Which backup a source spec names, among the index entries.
-fn choose(entries: &[IndexEntry], source: &str) -> Result<(String, Vec<String>), String> {
-    let snapshots = entries.iter().filter(|e| e.kind == BackupKind::Snapshot);
+/// Which backup a source spec names: `latest` and `latest-before:` are
+/// [`inventory::latest`] among the complete backups of `cluster`; a name is any complete backup
+/// of that name. Incrementals: the complete ones chained to the chosen snapshot, up to the source
+/// time, in creation order.
+fn choose(
+    backups: &[BackupInfo],
+    cluster: &str,
+    source: &str,
+) -> Result<(String, Vec<String>), String> {
+    let mine: Vec<BackupInfo> = backups
+        .iter()
+        .filter(|b| b.entry.cluster == cluster)
+        .cloned()
+        .collect();
+    let complete = |name: &str| {
+        backups
+            .iter()
+            .find(|b| b.complete && b.entry.backup == name)
+    };
     let (base, until): (Option<&IndexEntry>, Option<String>) = if source == "latest" {
-        (snapshots.max_by(|a, b| a.backup.cmp(&b.backup)), None)
+        (inventory::latest(&mine, None).map(|b| &b.entry), None)
     } else if let Some(t) = source.strip_prefix("latest-before:") {
         let t = t
             .trim()
             .parse::<jiff::Timestamp>()
             .map_err(|e| format!("bad time in `{source}`: {e}"))?;
-        let before = |e: &&IndexEntry| {
-            e.created
-                .parse::<jiff::Timestamp>()
-                .map(|c| c <= t)
-                .unwrap_or(false)
-        };
         (
-            snapshots
-                .filter(before)
-                .max_by(|a, b| a.created.cmp(&b.created)),
+            inventory::latest(&mine, Some(t)).map(|b| &b.entry),
             Some(t.to_string()),
         )
     } else {
-        match entries.iter().find(|e| e.backup == source) {
+        match complete(source).map(|b| &b.entry) {
             Some(e) if e.kind == BackupKind::Snapshot => (Some(e), Some(e.created.clone())),
             Some(e) => {
                 let base = e
                     .base
                     .as_deref()
                     .ok_or_else(|| format!("incremental `{source}` has no base"))?;
-                (
-                    entries.iter().find(|b| b.backup == base),
-                    Some(e.created.clone()),
-                )
+                (complete(base).map(|b| &b.entry), Some(e.created.clone()))
             }
-            None => return Err(format!("no complete backup named `{source}` in the store")),
+            None => {
+                let why = match backups.iter().find(|b| b.entry.backup == source) {
+                    Some(b) => format!(
+                        "backup `{source}` is not complete (missing {})",
+                        b.missing.join(", ")
+                    ),
+                    None => format!("no complete backup named `{source}` in the store"),
+                };
+                return Err(why);
+            }
         }
     };
-    let base = base.ok_or_else(|| format!("no complete snapshot backup matches `{source}`"))?;
-    let limit = until.and_then(|u| u.parse::<jiff::Timestamp>().ok());
-    let mut incs: Vec<&IndexEntry> = entries
+    let base = base.ok_or_else(|| {
+        format!("no complete snapshot backup of cluster `{cluster}` matches `{source}`")
+    })?;
+    let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    let limit = until.as_deref().and_then(at);
+    let mut incs: Vec<&IndexEntry> = backups
         .iter()
+        .filter(|b| b.complete)
+        .map(|b| &b.entry)
         .filter(|e| {
             e.kind == BackupKind::Incremental && e.base.as_deref() == Some(base.backup.as_str())
         })
-        .filter(|e| match (&limit, e.created.parse::<jiff::Timestamp>()) {
-            (Some(l), Ok(c)) => c <= *l,
-            (Some(_), Err(_)) => false,
+        .filter(|e| match (&limit, at(&e.created)) {
+            (Some(l), Some(c)) => c <= *l,
+            (Some(_), None) => false,
             (None, _) => true,
         })
         .collect();
-    incs.sort_by(|a, b| a.backup.cmp(&b.backup));
+    incs.sort_by(|a, b| (at(&a.created), &a.backup).cmp(&(at(&b.created), &b.backup)));
     Ok((
         base.backup.clone(),
         incs.into_iter().map(|e| e.backup.clone()).collect(),
@@ -186,11 +206,18 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         return super::restore_legacy::resolve(rt, cx, cfg, spec).await;
     }
     let store = rt.store().await?;
-    let mut entries = Vec::new();
-    for o in store.list(keys::INDEX_PREFIX).await.map_err(store_err)? {
-        entries.push(get_json::<IndexEntry>(&store, &o.key).await?);
-    }
-    let (backup, mut incrementals) = choose(&entries, &cfg.source).map_err(TaskError::fatal)?;
+    let backups = inventory::backups(store.as_ref(), None)
+        .await
+        .map_err(|e| match e {
+            inventory::RepoError::Store(e) => store_err(e),
+            other => TaskError::fatal(other.to_string()),
+        })?;
+    let cluster = cfg
+        .source_cluster
+        .as_deref()
+        .unwrap_or(&rt.run.plan.cluster.name);
+    let (backup, mut incrementals) =
+        choose(&backups, cluster, &cfg.source).map_err(TaskError::fatal)?;
     if cfg.incrementals == Some(false) {
         incrementals.clear();
     }
@@ -354,9 +381,8 @@ pub async fn fetch(
             .iter()
             .filter(|t| filter.matches(&t.keyspace, &t.table))
         {
+            keys::check_table(t).map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
             let folder = format!("{}/{}", t.keyspace, t.folder());
-            keys::check_relative(&folder)
-                .map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
             let entry = tables.entry(folder.clone()).or_insert_with(|| StagedTable {
                 keyspace: t.keyspace.clone(),
                 table: t.table.clone(),
@@ -368,8 +394,6 @@ pub async fn fetch(
                 entry.schema_cql = t.schema_cql.clone();
             }
             for f in &t.files {
-                keys::check_relative(&f.path)
-                    .map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
                 let dest = format!("{folder}/{}", f.path);
                 let new = crate::agent::ops::fetch::FetchFile {
                     key: f.key.clone(),
@@ -940,8 +964,8 @@ pub async fn cleanup(
 mod tests {
     use super::*;
 
-    fn entry(name: &str, kind: BackupKind, base: Option<&str>, created: &str) -> IndexEntry {
-        IndexEntry {
+    fn entry(name: &str, kind: BackupKind, base: Option<&str>, created: &str) -> BackupInfo {
+        BackupInfo::assumed_complete(IndexEntry {
             backup: name.into(),
             kind,
             base: base.map(Into::into),
@@ -950,7 +974,7 @@ mod tests {
             completed: created.into(),
             hosts: vec![],
             totals: Default::default(),
-        }
+        })
     }
 
     #[test]
@@ -987,21 +1011,50 @@ mod tests {
                 "2026-01-02T12:00:00Z",
             ),
         ];
-        let (b, i) = choose(&e, "latest").unwrap();
+        let (b, i) = choose(&e, "c", "latest").unwrap();
         assert_eq!(b, "20260102T000000Z");
         assert_eq!(i, vec!["20260102T060000Z", "20260102T120000Z"]);
-        let (b, i) = choose(&e, "latest-before:2026-01-02T07:00:00Z").unwrap();
+        let (b, i) = choose(&e, "c", "latest-before:2026-01-02T07:00:00Z").unwrap();
         assert_eq!(b, "20260102T000000Z");
         assert_eq!(i, vec!["20260102T060000Z"]);
-        let (b, i) = choose(&e, "latest-before:2026-01-01T12:00:00Z").unwrap();
+        let (b, i) = choose(&e, "c", "latest-before:2026-01-01T12:00:00Z").unwrap();
         assert_eq!(b, "20260101T000000Z");
         assert_eq!(i, vec!["20260101T060000Z"]);
-        assert!(choose(&e, "latest-before:2025-01-01T00:00:00Z").is_err());
-        let (b, i) = choose(&e, "20260101T060000Z").unwrap();
+        assert!(choose(&e, "c", "latest-before:2025-01-01T00:00:00Z").is_err());
+        let (b, i) = choose(&e, "c", "20260101T060000Z").unwrap();
         assert_eq!(
             (b.as_str(), i),
             ("20260101T000000Z", vec!["20260101T060000Z".to_string()])
         );
-        assert!(choose(&e, "nope").is_err());
+        assert!(choose(&e, "c", "nope").is_err());
+        // Other clusters are never `latest`; a name is found whatever its cluster.
+        assert!(choose(&e, "other", "latest").is_err());
+        assert_eq!(
+            choose(&e, "other", "20260101T000000Z").unwrap().0,
+            "20260101T000000Z"
+        );
+    }
+
+    #[test]
+    fn latest_is_the_newest_by_creation_time_not_the_greatest_name() {
+        let mut e = vec![
+            entry(
+                "t2-063058Z",
+                BackupKind::Snapshot,
+                None,
+                "2026-01-01T06:30:58Z",
+            ),
+            entry(
+                "aaa-063312Z",
+                BackupKind::Snapshot,
+                None,
+                "2026-01-01T06:33:12Z",
+            ),
+        ];
+        assert_eq!(choose(&e, "c", "latest").unwrap().0, "aaa-063312Z");
+        // An incomplete backup (a node manifest gone) is never picked.
+        e[1].complete = false;
+        assert_eq!(choose(&e, "c", "latest").unwrap().0, "t2-063058Z");
+        assert!(choose(&e, "c", "aaa-063312Z").is_err());
     }
 }
