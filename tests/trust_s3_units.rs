@@ -37,7 +37,10 @@ fn big_component(env: &Env, host: &str) -> String {
 fn plan(env: &Env, proxy: &FaultProxy) -> std::path::PathBuf {
     let p = env.backup_plan_via("backup.toml", "snapshot", &proxy.endpoint());
     let mut text = std::fs::read_to_string(&p).unwrap();
-    assert!(text.trim_end().ends_with("secret_access_key_env = \"CBK_TEST_S3_SECRET\""));
+    assert!(
+        text.trim_end()
+            .ends_with("secret_access_key_env = \"CBK_TEST_S3_SECRET\"")
+    );
     text.push_str("part_size = \"5MiB\"\n");
     std::fs::write(&p, text).unwrap();
     p
@@ -110,16 +113,16 @@ async fn upload_part_403_fails_fast_with_the_s3_code() {
             .iter()
             .filter(|r| r.status != Some(200) || r.query.contains("upload"))
         {
-            eprintln!("{} {}?{} {:?} {:?}", r.method, r.path, r.query, r.status, r.fault);
+            eprintln!(
+                "{} {}?{} {:?} {:?}",
+                r.method, r.path, r.query, r.status, r.fault
+            );
         }
         panic!("the apply still ran after {took:?} (403 on every UploadPart of {big})");
     };
     eprintln!("apply took {took:?}:\n{out}");
     assert_eq!(code, 1, "{out}");
-    let failed: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("AccessDenied"))
-        .collect();
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("AccessDenied")).collect();
     assert!(
         failed
             .iter()
@@ -136,7 +139,10 @@ async fn upload_part_403_fails_fast_with_the_s3_code() {
         .iter()
         .filter(|r| r.query.contains("partNumber="))
         .count();
-    assert!(parts <= 8, "{parts} UploadPart requests for one 36 MiB object");
+    assert!(
+        parts <= 8,
+        "{parts} UploadPart requests for one 36 MiB object"
+    );
     assert_eq!(last_run_status(&state), Some(cbk::exec::RunStatus::Failed));
     // The apply returns within seconds of the first refusal, not after timeouts.
     assert!(took < Duration::from_secs(90), "took {took:?}");
@@ -183,4 +189,168 @@ async fn sigterm_stops_stalled_uploads() {
     std::thread::sleep(Duration::from_secs(4));
     let after = proxy.requests().len();
     assert_eq!(before, after, "requests went on 5 s after the apply ended");
+}
+
+// ---- Issue 13 point 1: one grammar for sizes and durations, applied where validated. ----
+
+/// A valid backup plan storing to a local folder, with `extra` appended to its sections.
+fn unit_plan(dir: &Path, storage_extra: &str, extra: &str) -> std::path::PathBuf {
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let text = format!(
+        r#"version = 1
+kind = "backup"
+
+[cluster]
+name = "prod"
+hosts = ["cass-01"]
+
+[storage]
+url = "file://{store}"
+{storage_extra}
+
+[backup]
+name = '{{{{ now | strftime("%Y%m%dT%H%M") }}}}'
+{extra}
+"#,
+        store = store.display()
+    );
+    let p = dir.join("plan.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn validate(plan: &Path) -> (i32, String) {
+    support::run_cbk(&["validate", &plan.display().to_string()], &[])
+}
+
+/// `retention.grace = "1w"` validated, then prune fell back to 24 h without a word.
+#[test]
+fn prune_applies_a_grace_of_one_week() {
+    let dir = tempfile::tempdir().unwrap();
+    for (grace, secs) in [
+        (None, 86_400u64),
+        (Some("1w"), 604_800),
+        (Some("2d 12h"), 216_000),
+        (Some("90m"), 5_400),
+    ] {
+        let line = grace.map_or(String::new(), |g| format!("grace = \"{g}\""));
+        let plan = unit_plan(
+            dir.path(),
+            "",
+            &format!("\n[retention]\nkeep_last = 3\n{line}"),
+        );
+        let (code, out) = validate(&plan);
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = support::run_cbk(
+            &[
+                "prune",
+                "--plan",
+                &plan.display().to_string(),
+                "--dry-run",
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(v["grace_seconds"], secs, "grace {grace:?}: {out}");
+    }
+    // Calendar units with no fixed length are refused at validate time.
+    let plan = unit_plan(
+        dir.path(),
+        "",
+        "\n[retention]\nkeep_last = 3\ngrace = \"1mo\"",
+    );
+    let (code, out) = validate(&plan);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("invalid duration `1mo`"), "{out}");
+    assert!(out.contains("no fixed length"), "{out}");
+}
+
+/// `part_size = "8M"` was checked as 8,000,000 bytes and used as 8 MiB; `"5.5MiB"` was
+/// refused by the loader and accepted by S3. One grammar now: `M` is refused as ambiguous
+/// (with the two spellings to choose from), decimals work everywhere.
+#[test]
+fn part_size_has_one_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = unit_plan(dir.path(), "part_size = \"8M\"", "");
+    let (code, out) = validate(&plan);
+    assert_ne!(code, 0, "8M must be refused: {out}");
+    assert!(out.contains("invalid size `8M`"), "{out}");
+    assert!(out.contains("`8MiB`") && out.contains("`8MB`"), "{out}");
+    assert!(
+        out.contains("plan.toml:10:13"),
+        "the diagnostic points at the value: {out}"
+    );
+    for ok in ["5.5MiB", "8MiB", "8MB", "16 MiB"] {
+        let plan = unit_plan(dir.path(), &format!("part_size = \"{ok}\""), "");
+        let (code, out) = validate(&plan);
+        assert_eq!(code, 0, "{ok}: {out}");
+    }
+    // Below S3's 5 MiB minimum (5,000,000 bytes is less than 5 MiB).
+    let plan = unit_plan(dir.path(), "part_size = \"5MB\"", "");
+    let (code, out) = validate(&plan);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("invalid part size `5MB`"), "{out}");
+}
+
+/// `connect_timeout = "-5s"` was accepted; `"0s"` is meaningless too.
+#[test]
+fn connect_timeout_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    for (t, msg) in [
+        (
+            "-5s",
+            "invalid duration `-5s`: a duration cannot be negative",
+        ),
+        ("0s", "a connect timeout must be more than 0"),
+        ("ten seconds", "invalid duration `ten seconds`"),
+    ] {
+        let plan = unit_plan(
+            dir.path(),
+            "",
+            &format!("\n[connection]\nconnect_timeout = \"{t}\""),
+        );
+        let (code, out) = validate(&plan);
+        assert_ne!(code, 0, "{t}: {out}");
+        assert!(out.contains(msg), "{t}: {out}");
+        assert!(out.contains("plan.toml:16:19"), "{t}: {out}");
+    }
+}
+
+/// `connect_timeout = "2m30s"` validated (jiff) and then failed at the first SSH connection
+/// (ssh accepted only `<digits><unit>`). The loaded plan now connects over real sshd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_with_two_units_connects() {
+    let c = support::cluster::TestCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = unit_plan(
+        dir.path(),
+        "",
+        &format!(
+            "\n[connection]\ntransport = \"ssh\"\nconnect_timeout = \"2m30s\"\nssh_config = \"{}\"\nknown_hosts_file = \"{}\"",
+            c.ssh_config().display(),
+            c.known_hosts().display()
+        ),
+    );
+    let (code, out) = validate(&plan);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let resolved = cbk::plan::load::load("plan.toml", &text, "2026-12-07T10:00:00Z")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let conn = resolved.plan.connection.clone();
+    assert_eq!(
+        conn.connect_timeout.as_ref().map(|t| t.get()),
+        Some(Duration::from_secs(150))
+    );
+    let ssh = cbk::remote::for_host(&conn, &c.host_spec("node1"))
+        .unwrap_or_else(|e| panic!("2m30s must be usable by ssh: {e}"));
+    let out = ssh
+        .exec(&cbk::remote::Cmd::new("hostname"))
+        .await
+        .expect("hostname over ssh");
+    assert_eq!(out.stdout_str().trim(), "node1");
+    ssh.close().await.expect("close");
 }
