@@ -133,7 +133,7 @@ impl ByteSize {
             let scale = 10u128.pow(frac.len() as u32);
             let f: u128 = frac.parse().map_err(|_| bad(""))?;
             let part = f * mult as u128;
-            if part % scale != 0 {
+            if !part.is_multiple_of(scale) {
                 return Err(bad("not a whole number of bytes"));
             }
             total += part / scale;

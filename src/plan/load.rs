@@ -662,22 +662,21 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
             }
         }
     }
-    if let Some(r) = &p.retention {
-        if r.keep_last.is_none()
-            && r.keep_daily.is_none()
-            && r.keep_weekly.is_none()
-            && r.keep_monthly.is_none()
-        {
-            sink.error(
-                doc.key(&[K("retention")]),
-                "the retention policy keeps nothing",
-                "no keep_* rule",
-                Some(
-                    "set at least one of `keep_last`, `keep_daily`, `keep_weekly`, `keep_monthly`"
-                        .into(),
-                ),
-            );
-        }
+    if let Some(r) = &p.retention
+        && r.keep_last.is_none()
+        && r.keep_daily.is_none()
+        && r.keep_weekly.is_none()
+        && r.keep_monthly.is_none()
+    {
+        sink.error(
+            doc.key(&[K("retention")]),
+            "the retention policy keeps nothing",
+            "no keep_* rule",
+            Some(
+                "set at least one of `keep_last`, `keep_daily`, `keep_weekly`, `keep_monthly`"
+                    .into(),
+            ),
+        );
     }
     // Steps.
     let plan_for_builtins = PlanFile {
