@@ -19,6 +19,7 @@ pub mod render;
 pub mod repo;
 pub mod store;
 pub mod tasks;
+pub mod units;
 
 /// cbk's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

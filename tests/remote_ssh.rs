@@ -201,7 +201,7 @@ fn sshd_sessions(c: &TestCluster) -> usize {
 async fn host_down_fails_clearly_within_the_connect_timeout() {
     let c = TestCluster::start(1);
     let conn = ConnectionConfig {
-        connect_timeout: Some("2s".into()),
+        connect_timeout: Some("2s".parse().unwrap()),
         ..c.connection()
     };
     // Nothing listens there: refused at once.

@@ -100,7 +100,8 @@ async fn large_file_parallel_parts_round_trip() {
 #[tokio::test]
 async fn interrupted_upload_resumes_and_sends_only_missing_parts() {
     let moto = Moto::start();
-    let (store, cfg) = open_store(&moto, "r", |c| c.part_size = Some("5MiB".into())).await;
+    let (store, cfg) =
+        open_store(&moto, "r", |c| c.part_size = Some("5MiB".parse().unwrap())).await;
     let part = 5 * MIB;
     let len = 10 * part + 4096;
     // The source dies after 4 parts: the parts in flight land and are checkpointed.
@@ -196,7 +197,7 @@ impl tokio::io::AsyncRead for Hang {
 async fn dropped_upload_future_resumes_from_checkpoint() {
     let moto = Moto::start();
     let (store, _) = open_store(&moto, "", |c| {
-        c.part_size = Some("5MiB".into());
+        c.part_size = Some("5MiB".parse().unwrap());
         c.part_concurrency = Some(2);
     })
     .await;
@@ -237,7 +238,7 @@ async fn dropped_upload_future_resumes_from_checkpoint() {
 #[tokio::test]
 async fn resume_with_changed_source_is_refused_and_aborted() {
     let moto = Moto::start();
-    let (store, _) = open_store(&moto, "", |c| c.part_size = Some("5MiB".into())).await;
+    let (store, _) = open_store(&moto, "", |c| c.part_size = Some("5MiB".parse().unwrap())).await;
     let part = 5 * MIB;
     let rec = Recorder::default();
     store
@@ -285,7 +286,7 @@ async fn resume_with_changed_source_is_refused_and_aborted() {
 #[tokio::test]
 async fn resume_with_truncated_source_is_refused() {
     let moto = Moto::start();
-    let (store, _) = open_store(&moto, "", |c| c.part_size = Some("5MiB".into())).await;
+    let (store, _) = open_store(&moto, "", |c| c.part_size = Some("5MiB".parse().unwrap())).await;
     let part = 5 * MIB;
     let rec = Recorder::default();
     store
@@ -314,7 +315,7 @@ async fn resume_with_truncated_source_is_refused() {
 #[tokio::test]
 async fn stale_uploads_are_aborted() {
     let moto = Moto::start();
-    let (store, _) = open_store(&moto, "p", |c| c.part_size = Some("5MiB".into())).await;
+    let (store, _) = open_store(&moto, "p", |c| c.part_size = Some("5MiB".parse().unwrap())).await;
     let rec = Recorder::default();
     store
         .put_stream(
@@ -347,7 +348,7 @@ async fn sse_headers_reach_the_server() {
         let (store, _) = open_store(&moto, "", |c| {
             c.sse = Some(sse);
             c.sse_kms_key_id = kms.map(str::to_string);
-            c.part_size = Some("5MiB".into());
+            c.part_size = Some("5MiB".parse().unwrap());
             c.storage_class = Some("STANDARD_IA".into());
         })
         .await;

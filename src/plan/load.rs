@@ -227,6 +227,11 @@ fn report_de(sink: &mut Sink, e: &toml::de::Error, fallback: Option<Range<usize>
             format!("this table needs `{word}`"),
             Some(format!("add `{word} = ...` (see docs/plan-format.md)")),
         );
+    } else if let Some((label, help)) =
+        crate::units::UnitError::what_of(msg).and_then(crate::units::UnitError::hint)
+    {
+        // A size, rate or duration that does not parse (raised in its `Deserialize`).
+        sink.error(span, msg.to_owned(), label, Some(help.into()));
     } else if let Some((found, wanted)) = msg
         .strip_prefix("invalid type: ")
         .and_then(|rest| rest.split_once(", expected "))
@@ -473,29 +478,6 @@ fn valid_env_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-/// Parses sizes like `16MiB`, `200MB`, `1048576` (and rates with a `/s` suffix).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().trim_end_matches("/s");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "kB" | "KB" => 1_000,
-        "KiB" => 1 << 10,
-        "M" | "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        "G" | "GB" => 1_000_000_000,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult).filter(|v| *v > 0)
-}
-
-fn parse_duration(s: &str) -> bool {
-    s.parse::<jiff::Span>().is_ok()
-}
-
 /// Offset of template text inside a TOML string value (1:1 only for simple one-line strings).
 fn template_span(src: &str, value: Range<usize>, inner: Option<Range<usize>>) -> Range<usize> {
     let raw = src.get(value.clone()).unwrap_or_default();
@@ -679,12 +661,12 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
     // Connection.
     if let Some(c) = &p.connection {
         if let Some(t) = &c.connect_timeout
-            && !parse_duration(t)
+            && t.is_zero()
         {
             sink.error(
                 doc.value(&[K("connection"), K("connect_timeout")]),
-                format!("invalid duration `{t}`"),
-                "not a duration",
+                format!("invalid duration `{t}`: a connect timeout must be more than 0"),
+                "zero",
                 Some("write durations like `10s`, `2m` or `1h`".into()),
             );
         }
@@ -738,43 +720,22 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
                 );
             }
         }
-        if let Some(bw) = &l.bandwidth
-            && parse_size(bw).is_none()
-        {
-            sink.error(
-                doc.value(&[K("limits"), K("bandwidth")]),
-                format!("invalid bandwidth `{bw}`"),
-                "not a rate",
-                Some("write rates like `200MiB/s` or `50MB/s`".into()),
-            );
-        }
     }
-    if let Some(r) = &p.retention {
-        if let Some(g) = &r.grace
-            && !parse_duration(g)
-        {
-            sink.error(
-                doc.value(&[K("retention"), K("grace")]),
-                format!("invalid duration `{g}`"),
-                "not a duration",
-                Some("write durations like `24h` or `7d`".into()),
-            );
-        }
-        if r.keep_last.is_none()
-            && r.keep_daily.is_none()
-            && r.keep_weekly.is_none()
-            && r.keep_monthly.is_none()
-        {
-            sink.error(
-                doc.key(&[K("retention")]),
-                "the retention policy keeps nothing",
-                "no keep_* rule",
-                Some(
-                    "set at least one of `keep_last`, `keep_daily`, `keep_weekly`, `keep_monthly`"
-                        .into(),
-                ),
-            );
-        }
+    if let Some(r) = &p.retention
+        && r.keep_last.is_none()
+        && r.keep_daily.is_none()
+        && r.keep_weekly.is_none()
+        && r.keep_monthly.is_none()
+    {
+        sink.error(
+            doc.key(&[K("retention")]),
+            "the retention policy keeps nothing",
+            "no keep_* rule",
+            Some(
+                "set at least one of `keep_last`, `keep_daily`, `keep_weekly`, `keep_monthly`"
+                    .into(),
+            ),
+        );
     }
     // Steps.
     let plan_for_builtins = PlanFile {
@@ -966,8 +927,8 @@ fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
         );
     }
     if let Some(ps) = &s.part_size {
-        match parse_size(ps) {
-            Some(n) if (5 << 20..=5 << 30).contains(&n) => {}
+        match ps.bytes() {
+            n if (5 << 20..=5 << 30).contains(&n) => {}
             _ => sink.error(
                 at("part_size"),
                 format!("invalid part size `{ps}`"),

@@ -5,6 +5,7 @@
 //! (which read their settings from the resolved copy stored in a saved plan). Secrets never live
 //! here: credentials are referenced by profile or by the *names* of environment variables.
 
+use crate::units::{ByteSize, Duration, Rate};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,7 +155,7 @@ pub struct ConnectionConfig {
     pub known_hosts: KnownHosts,
     /// Connect timeout, e.g. `"10s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<String>,
+    pub connect_timeout: Option<Duration>,
     /// Run node commands through sudo.
     #[serde(default)]
     pub sudo: bool,
@@ -267,7 +268,7 @@ pub struct StorageConfig {
     pub session_token_env: Option<String>,
     /// Multipart part size, e.g. `"16MiB"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub part_size: Option<String>,
+    pub part_size: Option<ByteSize>,
     /// Parts in flight per file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_concurrency: Option<u32>,
@@ -455,7 +456,7 @@ pub struct Limits {
     pub rolling: u32,
     /// Per-node bandwidth, e.g. `"200MiB/s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<String>,
+    pub bandwidth: Option<Rate>,
     /// Files transferred at once on one node (default 4).
     #[serde(default = "default_file_concurrency")]
     pub file_concurrency: u32,
@@ -500,7 +501,7 @@ pub struct Retention {
     pub keep_monthly: Option<u32>,
     /// Unreferenced objects younger than this are kept (default `"24h"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grace: Option<String>,
+    pub grace: Option<Duration>,
 }
 
 /// Where a custom step runs.

@@ -21,6 +21,8 @@ pub struct PruneReport {
     /// Unfinished uploads (S3 multipart uploads, fs temp files) older than the grace period.
     pub aborted_uploads: u32,
     pub dry_run: bool,
+    /// The grace period applied (`retention.grace`, default 24 h), in seconds.
+    pub grace_seconds: u64,
 }
 
 /// Names of the snapshot backups a policy keeps (incrementals follow their base).
@@ -65,32 +67,15 @@ pub fn keep_set(entries: &[IndexEntry], policy: &Retention) -> BTreeSet<String> 
     keep
 }
 
-fn parse_grace(policy: &Retention) -> i64 {
+/// Unreferenced objects younger than this are kept when the plan sets no `retention.grace`.
+pub const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+
+/// The grace period a policy applies, in seconds.
+pub fn grace_seconds(policy: &Retention) -> u64 {
     policy
         .grace
-        .as_deref()
-        .and_then(|g| {
-            g.parse::<jiff::SignedDuration>()
-                .ok()
-                .or_else(|| parse_simple_duration(g))
-        })
-        .map(|d| d.as_secs())
-        .unwrap_or(24 * 3600)
-}
-
-/// `90s`, `15m`, `24h`, `7d`.
-fn parse_simple_duration(s: &str) -> Option<jiff::SignedDuration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return None,
-    };
-    Some(jiff::SignedDuration::from_secs(secs))
+        .as_ref()
+        .map_or(DEFAULT_GRACE_SECS, |g| g.as_secs())
 }
 
 /// Applies `policy` to the backups of `cluster` (every cluster with `None`: only for a store
@@ -111,7 +96,7 @@ pub async fn prune(
     dry_run: bool,
 ) -> Result<PruneReport, RepoError> {
     let now = jiff::Timestamp::now().as_second();
-    let grace = parse_grace(policy);
+    let grace = i64::try_from(grace_seconds(policy)).unwrap_or(i64::MAX);
     let all = backups(store, None).await?;
     let (ours, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
         .iter()
@@ -141,6 +126,7 @@ pub async fn prune(
         .min();
     let mut report = PruneReport {
         dry_run,
+        grace_seconds: grace_seconds(policy),
         ..Default::default()
     };
     let mut host_ids: BTreeSet<String> = BTreeSet::new();

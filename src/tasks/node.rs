@@ -169,7 +169,25 @@ pub async fn agent(
             .unwrap_or_default(),
         None => Default::default(),
     };
-    while let Some(ev) = session.next_event().await.map_err(remote_err)? {
+    // Store transfers can run for long (or keep failing with retryable errors): the first
+    // Ctrl-C (or SIGTERM) stops them at once. Ending the session stops the agent (it exits
+    // when its controller is gone) and the multipart checkpoints let the next apply resume.
+    let cancel = cx
+        .filter(|_| needs_store)
+        .map(|(cx, _)| cx.cancel.clone())
+        .unwrap_or_default();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                drop(session);
+                return Err(TaskError::transient(format!("on {host}: interrupted")));
+            }
+            next = session.next_event() => next,
+        };
+        let Some(ev) = next.map_err(remote_err)? else {
+            break;
+        };
         let Ok(ev) = serde_json::from_value::<AgentEvent>(ev) else {
             continue;
         };

@@ -145,7 +145,7 @@ impl TestCluster {
             ssh_config: Some(self.ssh_config().display().to_string()),
             known_hosts_file: Some(self.known_hosts().display().to_string()),
             known_hosts: KnownHosts::Strict,
-            connect_timeout: Some("5s".into()),
+            connect_timeout: Some("5s".parse().unwrap()),
             ..Default::default()
         }
     }

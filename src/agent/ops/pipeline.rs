@@ -45,11 +45,16 @@ pub async fn upload_file(
             },
         )
         .await;
-    let (size, crc32, adler32) = hashing
+    // The store no longer reads: let the reading thread see a closed pipe instead of waiting
+    // forever for room in it (a failed upload must end the transfer, not hang it).
+    drop(reader);
+    let hashed = hashing
         .await
-        .map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())))?
-        .map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())))?;
+        .map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())));
+    // A failed upload is the cause; the reader then only saw the pipe close.
     let stats = put.map_err(OpError::from_store)?;
+    let (size, crc32, adler32) =
+        hashed?.map_err(|e| OpError::fatal(format!("reading {}: {e}", path.display())))?;
     progress(size);
     Ok(Uploaded {
         size,
