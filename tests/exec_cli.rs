@@ -545,3 +545,59 @@ fn apply_honours_now_and_cbk_now() {
     assert!(logged.contains("a 2026-01-02T03:04:05Z"), "{logged}");
     assert!(logged.contains("a 2026-02-03T04:05:06Z"), "{logged}");
 }
+
+/// `--lock-timeout` waits for a held lock instead of failing at once, and still fails (75, with
+/// the holder) when the wait runs out.
+#[test]
+fn lock_timeout_waits_for_the_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let log = dir.path().join("log");
+    let plan = saved_plan(
+        dir.path(),
+        "/nonexistent.toml",
+        &[(
+            "exec[slow]",
+            &format!("sleep 2; echo slow >> '{}'", log.display()),
+            &[],
+        )],
+    );
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let plan2 = saved_plan(
+        &other,
+        "/nonexistent.toml",
+        &[(
+            "exec[quick]",
+            &format!("echo quick >> '{}'", log.display()),
+            &[],
+        )],
+    );
+    let mut first = apply(&plan, &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("the first apply to start its task", || {
+        journal_has(&state, "\"started\"")
+    });
+    // Too short a wait: refused with the holder named.
+    let out = apply(&plan2, &state)
+        .args(["--lock-timeout", "1s"])
+        .output()
+        .expect("short wait");
+    assert_eq!(out.status.code(), Some(75), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("the state is locked"),
+        "{:?}",
+        text(&out)
+    );
+    // Long enough: runs once the first apply is done.
+    let out = apply(&plan2, &state)
+        .args(["--lock-timeout", "1m"])
+        .output()
+        .expect("long wait");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(first.wait().expect("wait").code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "slow\nquick\n");
+}

@@ -80,6 +80,7 @@ async fn demo_child() {
         cancel: CancellationToken::new(),
         saved_plan: true,
         plan_label: "demo".into(),
+        lock_timeout: None,
     };
     let report = apply(&run, Arc::new(DemoRunner), opts)
         .await

@@ -126,6 +126,7 @@ fn opts(store: Arc<MemStore>, cancel: CancellationToken) -> ApplyOptions {
         cancel,
         saved_plan: true,
         plan_label: "remote-test".into(),
+        lock_timeout: None,
     }
 }
 

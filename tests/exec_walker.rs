@@ -25,6 +25,7 @@ fn opts(state: &Path, walk: WalkOptions) -> ApplyOptions {
         cancel: CancellationToken::new(),
         saved_plan: true,
         plan_label: "test".into(),
+        lock_timeout: None,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Args {
     /// unfinished run it would resume).
     #[arg(long, env = "CBK_NOW", value_name = "TIME")]
     pub now: Option<String>,
+    /// Wait up to this long for another apply's lock (e.g. `10m`) instead of failing at once.
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<crate::units::Duration>,
     /// Start a new run of a TOML plan even if its state holds an unfinished run of the same
     /// source (which is otherwise resumed, with its `now` and backup name).
     #[arg(long)]
@@ -223,6 +226,7 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
         cancel: cancel.clone(),
         saved_plan: saved,
         plan_label: path_s,
+        lock_timeout: args.lock_timeout.as_ref().map(crate::units::Duration::get),
     };
     let started = std::time::Instant::now();
     match exec::apply(&run, runner, opts).await {

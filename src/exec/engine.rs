@@ -36,6 +36,8 @@ pub struct ApplyOptions {
     pub saved_plan: bool,
     /// How the lock names the plan (e.g. its path).
     pub plan_label: String,
+    /// Wait this long for a held lock (`--lock-timeout`) instead of refusing at once.
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
 /// What an apply did.
@@ -164,7 +166,8 @@ pub async fn apply(
     let (backend, held) = match &opts.state {
         StateLocation::Local(dir) => {
             let st = LocalState::open(dir)?;
-            let held = lock::acquire_local(&st.lock_path(), info)?;
+            let path = st.lock_path();
+            let held = wait_for_lock(&opts, || lock::acquire_local(&path, info.clone())).await?;
             (Backend::Local(st), held)
         }
         StateLocation::Remote(store) => {
@@ -178,7 +181,16 @@ pub async fn apply(
                     store.describe()
                 )));
             }
-            let held = lock::acquire_remote(store.clone(), REMOTE_LOCK, info).await?;
+            let held = {
+                let deadline = opts.lock_timeout.map(|t| std::time::Instant::now() + t);
+                loop {
+                    match lock::acquire_remote(store.clone(), REMOTE_LOCK, info.clone()).await {
+                        Err(LockError::Held(_) | LockError::HeldUnknown(_))
+                            if lock_wait(&opts, deadline).await => {}
+                        other => break other?,
+                    }
+                }
+            };
             (Backend::Remote(store.clone()), held)
         }
     };
@@ -238,6 +250,38 @@ pub async fn open_run(location: &StateLocation) -> Result<Option<OpenRun>, ExecE
         source_sha256: p.source_sha256,
         now: p.now,
     }))
+}
+
+/// Takes a local lock, waiting up to `--lock-timeout` while another apply holds it.
+async fn wait_for_lock(
+    opts: &ApplyOptions,
+    mut acquire: impl FnMut() -> Result<lock::HeldLock, LockError>,
+) -> Result<lock::HeldLock, LockError> {
+    let deadline = opts.lock_timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        match acquire() {
+            Err(LockError::Held(_) | LockError::HeldUnknown(_))
+                if lock_wait(opts, deadline).await => {}
+            other => return other,
+        }
+    }
+}
+
+/// One pause between lock attempts; `false` when the wait is over (no timeout, the deadline
+/// passed, or Ctrl-C).
+async fn lock_wait(opts: &ApplyOptions, deadline: Option<std::time::Instant>) -> bool {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    let now = std::time::Instant::now();
+    if now >= deadline || opts.cancel.is_cancelled() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(POLL.min(deadline - now)) => true,
+        _ = opts.cancel.cancelled() => false,
+    }
 }
 
 /// Key of the lock object in a remote state store.
