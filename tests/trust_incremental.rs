@@ -2,11 +2,13 @@
 //! inputs (a restore takes only incremental files flushed after the base snapshot, and an
 //! incremental upload leaves out what the base covers), legacy restores and secondary indexes.
 
+mod cassandra_support;
 mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
 use std::collections::BTreeSet;
-use support::e2e::{live_sums, read_json, setup_with, write_flush};
+use sha2::Digest as _;
+use support::e2e::{Env, live_sums, read_json, setup_with, write_flush};
 use support::s3::S3Server;
 
 /// Names of the `shop` files in `backups/` of `host` (`orders-<id>/nb-3-big-Data.db`,
@@ -107,5 +109,200 @@ async fn incremental_restore_leaves_out_compaction_inputs() {
             "{h}: restored files differ from the live files at the incremental\n extra: {extra:#?}\n missing: {missing:#?}"
         );
         assert_eq!(c.sh(h, "cassandra-emu status").trim(), "running");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy `cassandra_backups` buckets.
+
+const LEGACY: &str = "webapp_prod/20161223";
+/// `shop.orders` / `shop.customers` ids of `support::e2e` without dashes.
+const ORDERS_HEX: &str = "5a1f6c10000011f18000000000000001";
+const CUSTOMERS_HEX: &str = "5a1f6c10000011f18000000000000002";
+
+/// The nb fixture sstable `legacy_nb_<kind>` as (file name, bytes) of generation `generation`.
+fn fixture_sstable(kind: &str, generation: u32) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cassandra/nb/legacy_tables")
+        .join(format!("legacy_nb_{kind}"));
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            (
+                name.replacen("nb-1-", &format!("nb-{generation}-"), 1),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Stores a legacy snapshot of every host (the real `lzop`, single-slash keys as boto 2.49
+/// writes them): `shop.customers` (base sstables only: the old tool never uploaded index
+/// sstables) and `shop.orders`, whose snapshot sstable is also in `backups/` (the old tool's
+/// first incremental run of a day uploads it again) next to one real incremental sstable.
+/// Returns the expected live `customers` files (name -> sha256) of every host.
+async fn legacy_bucket(env: &Env) -> std::collections::BTreeMap<String, String> {
+    let s3 = cbk::store::s3::S3Store::new(
+        &support::s3::storage_config(&env.moto.endpoint(), &env.bucket, ""),
+        Some(env.moto.credentials()),
+    )
+    .await
+    .unwrap();
+    let put = |key: String, body: Vec<u8>| {
+        let client = s3.client().clone();
+        let bucket = env.bucket.clone();
+        async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(format!("prod/{key}"))
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let mut expected = std::collections::BTreeMap::new();
+    for h in env.cluster.hosts() {
+        let dir = |table: &str, id: &str, folder: &str| {
+            format!("{LEGACY}/{h}/var/lib/cassandra/data1/shop/{table}-{id}/{folder}")
+        };
+        for (table, id, folder, kind, generation) in [
+            ("customers", CUSTOMERS_HEX, "snapshots/20161223", "simple", 11),
+            ("orders", ORDERS_HEX, "snapshots/20161223", "clust", 11),
+            ("orders", ORDERS_HEX, "backups", "clust", 11),
+            ("orders", ORDERS_HEX, "backups", "simple", 12),
+        ] {
+            for (file, bytes) in fixture_sstable(kind, generation) {
+                if table == "customers" {
+                    expected.insert(
+                        file.clone(),
+                        hex::encode(sha2::Sha256::digest(&bytes)),
+                    );
+                }
+                let lzo = cassandra_support::lzop(&file, &bytes, &[]);
+                put(format!("{}/{file}.lzo", dir(table, id, folder)), lzo).await;
+            }
+        }
+    }
+    let manifest = serde_json::json!({
+        "table": "", "hosts": env.cluster.hosts(), "keyspaces": ["shop"], "name": "20161223",
+        "base_path": "webapp_prod"
+    });
+    put(
+        format!("{LEGACY}/manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .await;
+    expected
+}
+
+fn legacy_restore_plan(env: &Env, file: &str, method: &str, extra: &str) -> std::path::PathBuf {
+    env.plan(
+        file,
+        &env.cluster,
+        &format!(
+            "kind = \"restore\"\n[restore]\nsource = \"legacy:{LEGACY}\"\nmethod = \"{method}\"\nrepair = false\n{extra}\n"
+        ),
+    )
+}
+
+/// The `resolve` line of an apply's output.
+fn resolve_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("restoring legacy backup"))
+        .unwrap_or_else(|| panic!("no resolve line in:\n{log}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_resolve_counts_duplicates_of_selected_tables_with_incrementals() {
+    let env = setup_with("4.1", "").await;
+    legacy_bucket(&env).await;
+    let cases = [
+        // Only customers: orders' duplicates are not this restore's business.
+        ("customers.toml", "include = [\"shop.customers\"]", 0),
+        // No incrementals: no backups/ object is taken, so none is a skipped duplicate.
+        (
+            "noinc.toml",
+            "include = [\"shop.*\"]\nincrementals = false",
+            0,
+        ),
+        // Both tables with incrementals: orders' 8 backups/ copies of its snapshot sstable.
+        ("all.toml", "include = [\"shop.*\"]", 8),
+    ];
+    for (i, (file, extra, dups)) in cases.into_iter().enumerate() {
+        let plan = legacy_restore_plan(&env, file, "import", extra);
+        let (code, log) = env.apply(&plan, &format!("2026-03-01T0{i}:00:00Z"));
+        assert_eq!(code, 0, "{file}: {log}");
+        let line = resolve_line(&log);
+        if dups == 0 {
+            assert!(!line.contains("duplicates"), "{file}: {line}");
+        } else {
+            for h in env.cluster.hosts() {
+                let want = format!("{h} -> {h}: ");
+                let part = line.split(&want).nth(1).unwrap_or_else(|| panic!("{line}"));
+                let part = part.split(" tables").next().unwrap();
+                assert!(
+                    part.contains(&format!("{dups} duplicates skipped")),
+                    "{file}: {h}: {line}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_restart_restore_rebuilds_secondary_indexes() {
+    let env = setup_with("4.1", "").await;
+    let c = &env.cluster;
+    let expected = legacy_bucket(&env).await;
+    let index_sstables = |h: &str| -> Vec<String> {
+        let show: serde_json::Value =
+            serde_json::from_str(&c.sh(h, "cassandra-emu show")).unwrap();
+        show["tables"]["shop.customers"]["live"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .filter(|p| p.contains("/.customers_name/"))
+            .collect()
+    };
+    for h in c.hosts() {
+        assert!(!index_sstables(&h).is_empty(), "{h}: the live index has sstables");
+    }
+    let plan = legacy_restore_plan(
+        &env,
+        "restart.toml",
+        "restart",
+        "include = [\"shop.customers\"]",
+    );
+    let (shown, code, log) = env.plan_and_apply(&plan, "2026-03-02T00:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    for h in c.hosts() {
+        // The restored base sstables, and an index built from them (not the displaced one).
+        let live: std::collections::BTreeMap<String, String> = live_sums(c, &h)
+            .iter()
+            .filter(|l| l.starts_with("shop/customers-") && !l.contains("/.customers_name/"))
+            .map(|l| {
+                let (p, sha) = l.split_once(' ').unwrap();
+                (p.rsplit('/').next().unwrap().to_string(), sha.to_string())
+            })
+            .collect();
+        assert_eq!(live, expected, "{h}: live customers files");
+        let idx = index_sstables(&h);
+        assert!(
+            !idx.is_empty(),
+            "{h}: the restored shop.customers has no index sstable: {idx:?}\n{log}"
+        );
+        assert!(shown.contains(&format!("rebuild_index[{h}]")), "{shown}");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("rebuild_index[{h}]")) && l.contains("customers_name"))
+            .unwrap_or_else(|| panic!("{h}: no rebuild_index line in:\n{log}"));
+        assert!(line.contains("shop.customers.customers_name"), "{line}");
     }
 }

@@ -84,20 +84,21 @@ pub async fn resolve(
             continue;
         };
         // `incrementals = false`: the snapshot files only, without that day's `backups/`.
-        let objects: Vec<LegacyObject> = found
-            .objects
-            .iter()
-            .filter(|o| filter.matches(&o.keyspace, &o.table))
-            .filter(|o| cfg.incrementals != Some(false) || o.source == LegacySource::Snapshot)
-            .cloned()
-            .collect();
+        let selected = |o: &&LegacyObject| {
+            filter.matches(&o.keyspace, &o.table)
+                && (cfg.incrementals != Some(false) || o.source == LegacySource::Snapshot)
+        };
+        let objects: Vec<LegacyObject> = found.objects.iter().filter(selected).cloned().collect();
+        // Duplicates the restore would have taken (selected tables, `backups/` only with
+        // incrementals): the others were never candidates.
+        let duplicates = found.duplicates.iter().filter(selected).count() as u64;
         if objects.is_empty() {
             return Err(TaskError::fatal(format!(
                 "legacy host folder `{host}` (for {target}) holds no file of the tables the \
                  restore selects"
             )));
         }
-        lines.push(host_line(host, &target, &objects, found.duplicates));
+        lines.push(host_line(host, &target, &objects, duplicates));
         let legacy_schemas = found
             .schemas
             .iter()
