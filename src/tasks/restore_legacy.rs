@@ -5,16 +5,21 @@
 //! decompresses lzop and verifies lzop's checksums and every Data.db against its Digest. The
 //! later restore tasks see ordinary staged `<ks>/<table>-<oldid>/` folders.
 
-use super::restore::{Resolved, ResolvedHost, StagedTable, plan_host_names, save, target_host};
+use super::node::{self, nt_err};
+use super::restore::{
+    Mapping, RESOLVE, Resolved, ResolvedHost, StagedTable, checkpoint, plan_host_names, save,
+    target_host,
+};
 use super::{Runtime, store_err};
 use crate::agent::ops::fetch::FetchFile;
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Outcome, TaskContext, TaskError};
+use crate::graph::run::PlannedTask;
 use crate::plan::model::{RestoreConfig, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::legacy::{self, LegacyManifest, LegacyObject, LegacySource};
 use crate::store::{Store, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The prefix of a legacy source in `restore.source`.
@@ -166,7 +171,7 @@ pub async fn resolve(
         incrementals: Vec::new(),
         hosts,
     };
-    let data = save(cx, super::restore::RESOLVE, &r)?;
+    let data = save(cx, RESOLVE, &r)?;
     let notes = if notes.is_empty() {
         String::new()
     } else {
@@ -271,4 +276,104 @@ pub async fn stage(
         }
     }
     Ok(())
+}
+
+/// The restored tables of a host whose source objects hold base sstables but no index
+/// sstable (`.<index>/`): `(keyspace, table)`.
+fn tables_without_index_sstables(
+    source: &ResolvedHost,
+    mapped: &[Mapping],
+) -> BTreeSet<(String, String)> {
+    mapped
+        .iter()
+        .filter(|m| {
+            let folder = format!("{}/{}-{}", m.keyspace, m.table, m.backup_id);
+            let mut objects = source.legacy.iter().filter(|o| o.folder() == folder);
+            // `file` is `<component>` or `.<index>/<component>`.
+            objects.clone().any(|o| !o.file.contains('/'))
+                && !objects.any(|o| o.file.contains('/'))
+        })
+        .map(|m| (m.keyspace.clone(), m.table.clone()))
+        .collect()
+}
+
+/// The secondary indexes of the live schema (`system_schema.indexes`, 3.0+) through cqlsh:
+/// `(keyspace, table, index)`.
+async fn live_indexes(
+    rt: &Runtime,
+    host: &str,
+) -> Result<Vec<(String, String, String)>, TaskError> {
+    let cqlsh = rt.run.plan.cassandra.cqlsh.as_ref().ok_or_else(|| {
+        TaskError::fatal(
+            "the restored tables' secondary indexes are listed with cqlsh: set cassandra.cqlsh \
+             (or run `nodetool rebuild_index <ks> <table> <index>` on every node by hand)",
+        )
+    })?;
+    let q = "SELECT keyspace_name, table_name, index_name FROM system_schema.indexes";
+    let out = node::run_plan_command(rt, host, cqlsh, &["-e".into(), q.into()], None, None).await?;
+    if out.code != 0 {
+        return Err(TaskError::fatal(format!(
+            "cannot list the secondary indexes on {host} (cqlsh exited with {}: {}); rebuild \
+             them with `nodetool rebuild_index <ks> <table> <index>`",
+            out.code,
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(out
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cols.len() == 3
+                && cols[0] != "keyspace_name"
+                && cols.iter().all(|c| {
+                    !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                }))
+            .then(|| (cols[0].into(), cols[1].into(), cols[2].into()))
+        })
+        .collect())
+}
+
+/// `rebuild_index[HOST]` (restart restores of a `legacy:` source, after `wait_up`, one host at
+/// a time): the old tool never stored index sstables and `move` displaced the live ones with the
+/// base files, so every index of a restored table whose source holds no index sstable is
+/// rebuilt from the restored base sstables: `nodetool rebuild_index <ks> <table> <index>`.
+pub async fn rebuild_index(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Outcome, TaskError> {
+    let resolved: Resolved = checkpoint(cx, RESOLVE)?;
+    let source = resolved
+        .hosts
+        .get(host)
+        .ok_or_else(|| TaskError::fatal(format!("no source for {host}")))?;
+    let mapped: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    let tables = tables_without_index_sstables(source, &mapped);
+    if tables.is_empty() {
+        return Ok(Outcome {
+            summary: "no index to rebuild: the source holds the index sstables of every restored table"
+                .into(),
+            data: serde_json::Value::Null,
+        });
+    }
+    let mut done = Vec::new();
+    for (ks, table, index) in live_indexes(rt, host).await? {
+        if !tables.contains(&(ks.clone(), table.clone())) {
+            continue;
+        }
+        let args = vec!["rebuild_index".to_string(), ks.clone(), table.clone(), index.clone()];
+        node::nodetool(rt, host, &args).await.map_err(nt_err)?;
+        done.push(format!("{ks}.{table}.{index}"));
+    }
+    done.sort();
+    Ok(Outcome {
+        summary: if done.is_empty() {
+            "no index to rebuild: the restored tables have no secondary index".into()
+        } else {
+            format!("rebuilt {} index(es) from the restored sstables: {}", done.len(), done.join(", "))
+        },
+        data: serde_json::json!({ "rebuilt": done }),
+    })
 }
