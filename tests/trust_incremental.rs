@@ -6,8 +6,8 @@ mod cassandra_support;
 mod support;
 
 use cbk::repo::manifest::{Catalog, NodeManifest};
-use std::collections::BTreeSet;
 use sha2::Digest as _;
+use std::collections::BTreeSet;
 use support::e2e::{Env, live_sums, read_json, setup_with, write_flush};
 use support::s3::S3Server;
 
@@ -60,8 +60,11 @@ async fn incremental_restore_leaves_out_compaction_inputs() {
     for h in c.hosts() {
         write_flush(c, &h, 60, 30);
     }
-    let expected: Vec<(String, Vec<String>)> =
-        c.hosts().into_iter().map(|h| (h.clone(), live_sums(c, &h))).collect();
+    let expected: Vec<(String, Vec<String>)> = c
+        .hosts()
+        .into_iter()
+        .map(|h| (h.clone(), live_sums(c, &h)))
+        .collect();
     let inc = env.backup_plan_via("inc.toml", "incremental", &env.moto.endpoint());
     let (code, log) = env.apply(&inc, "2026-04-01T06:00:00Z");
     assert_eq!(code, 0, "{log}");
@@ -73,7 +76,11 @@ async fn incremental_restore_leaves_out_compaction_inputs() {
         let stored: BTreeSet<String> = m
             .tables
             .iter()
-            .flat_map(|t| t.files.iter().map(move |f| format!("{}/{}", t.folder(), f.path)))
+            .flat_map(|t| {
+                t.files
+                    .iter()
+                    .map(move |f| format!("{}/{}", t.folder(), f.path))
+            })
             .collect();
         let dup: Vec<&String> = stored.intersection(&inputs[&h.name]).collect();
         assert!(
@@ -172,17 +179,20 @@ async fn legacy_bucket(env: &Env) -> std::collections::BTreeMap<String, String> 
             format!("{LEGACY}/{h}/var/lib/cassandra/data1/shop/{table}-{id}/{folder}")
         };
         for (table, id, folder, kind, generation) in [
-            ("customers", CUSTOMERS_HEX, "snapshots/20161223", "simple", 11),
+            (
+                "customers",
+                CUSTOMERS_HEX,
+                "snapshots/20161223",
+                "simple",
+                11,
+            ),
             ("orders", ORDERS_HEX, "snapshots/20161223", "clust", 11),
             ("orders", ORDERS_HEX, "backups", "clust", 11),
             ("orders", ORDERS_HEX, "backups", "simple", 12),
         ] {
             for (file, bytes) in fixture_sstable(kind, generation) {
                 if table == "customers" {
-                    expected.insert(
-                        file.clone(),
-                        hex::encode(sha2::Sha256::digest(&bytes)),
-                    );
+                    expected.insert(file.clone(), hex::encode(sha2::Sha256::digest(&bytes)));
                 }
                 let lzo = cassandra_support::lzop(&file, &bytes, &[]);
                 put(format!("{}/{file}.lzo", dir(table, id, folder)), lzo).await;
@@ -261,8 +271,7 @@ async fn legacy_restart_restore_rebuilds_secondary_indexes() {
     let c = &env.cluster;
     let expected = legacy_bucket(&env).await;
     let index_sstables = |h: &str| -> Vec<String> {
-        let show: serde_json::Value =
-            serde_json::from_str(&c.sh(h, "cassandra-emu show")).unwrap();
+        let show: serde_json::Value = serde_json::from_str(&c.sh(h, "cassandra-emu show")).unwrap();
         show["tables"]["shop.customers"]["live"]
             .as_array()
             .unwrap()
@@ -272,7 +281,10 @@ async fn legacy_restart_restore_rebuilds_secondary_indexes() {
             .collect()
     };
     for h in c.hosts() {
-        assert!(!index_sstables(&h).is_empty(), "{h}: the live index has sstables");
+        assert!(
+            !index_sstables(&h).is_empty(),
+            "{h}: the live index has sstables"
+        );
     }
     let plan = legacy_restore_plan(
         &env,

@@ -290,8 +290,7 @@ fn tables_without_index_sstables(
             let folder = format!("{}/{}-{}", m.keyspace, m.table, m.backup_id);
             let mut objects = source.legacy.iter().filter(|o| o.folder() == folder);
             // `file` is `<component>` or `.<index>/<component>`.
-            objects.clone().any(|o| !o.file.contains('/'))
-                && !objects.any(|o| o.file.contains('/'))
+            objects.clone().any(|o| !o.file.contains('/')) && !objects.any(|o| o.file.contains('/'))
         })
         .map(|m| (m.keyspace.clone(), m.table.clone()))
         .collect()
@@ -353,8 +352,9 @@ pub async fn rebuild_index(
     let tables = tables_without_index_sstables(source, &mapped);
     if tables.is_empty() {
         return Ok(Outcome {
-            summary: "no index to rebuild: the source holds the index sstables of every restored table"
-                .into(),
+            summary:
+                "no index to rebuild: the source holds the index sstables of every restored table"
+                    .into(),
             data: serde_json::Value::Null,
         });
     }
@@ -363,7 +363,12 @@ pub async fn rebuild_index(
         if !tables.contains(&(ks.clone(), table.clone())) {
             continue;
         }
-        let args = vec!["rebuild_index".to_string(), ks.clone(), table.clone(), index.clone()];
+        let args = vec![
+            "rebuild_index".to_string(),
+            ks.clone(),
+            table.clone(),
+            index.clone(),
+        ];
         node::nodetool(rt, host, &args).await.map_err(nt_err)?;
         done.push(format!("{ks}.{table}.{index}"));
     }
@@ -372,7 +377,11 @@ pub async fn rebuild_index(
         summary: if done.is_empty() {
             "no index to rebuild: the restored tables have no secondary index".into()
         } else {
-            format!("rebuilt {} index(es) from the restored sstables: {}", done.len(), done.join(", "))
+            format!(
+                "rebuilt {} index(es) from the restored sstables: {}",
+                done.len(),
+                done.join(", ")
+            )
         },
         data: serde_json::json!({ "rebuilt": done }),
     })

@@ -102,7 +102,8 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
         for t in &mut tables {
             let folder = format!("{}/{}-{}", t.keyspace, t.table, t.id);
             let before = t.files.len();
-            t.files.retain(|(_, f)| !coverage.covers(&folder, &f.relative));
+            t.files
+                .retain(|(_, f)| !coverage.covers(&folder, &f.relative));
             covered_files += (before - t.files.len()) as u64;
         }
     }
