@@ -296,18 +296,22 @@ fn tables_without_index_sstables(
         .collect()
 }
 
-/// The secondary indexes of the live schema (`system_schema.indexes`, 3.0+) through cqlsh:
-/// `(keyspace, table, index)`.
+/// Whether a name Cassandra could have given a keyspace, table or index.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The secondary indexes of the restored tables: from the live schema
+/// (`system_schema.indexes`, 3.0+) through cqlsh, or without cqlsh from the `.<index>/`
+/// folders Cassandra keeps in each live table folder: `(keyspace, table, index)`.
 async fn live_indexes(
     rt: &Runtime,
     host: &str,
+    cx: &TaskContext,
 ) -> Result<Vec<(String, String, String)>, TaskError> {
-    let cqlsh = rt.run.plan.cassandra.cqlsh.as_ref().ok_or_else(|| {
-        TaskError::fatal(
-            "the restored tables' secondary indexes are listed with cqlsh: set cassandra.cqlsh \
-             (or run `nodetool rebuild_index <ks> <table> <index>` on every node by hand)",
-        )
-    })?;
+    let Some(cqlsh) = rt.run.plan.cassandra.cqlsh.as_ref() else {
+        return index_folders(rt, host, cx).await;
+    };
     let q = "SELECT keyspace_name, table_name, index_name FROM system_schema.indexes";
     let out = node::run_plan_command(rt, host, cqlsh, &["-e".into(), q.into()], None, None).await?;
     if out.code != 0 {
@@ -323,14 +327,66 @@ async fn live_indexes(
         .lines()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-            (cols.len() == 3
-                && cols[0] != "keyspace_name"
-                && cols.iter().all(|c| {
-                    !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                }))
-            .then(|| (cols[0].into(), cols[1].into(), cols[2].into()))
+            (cols.len() == 3 && cols[0] != "keyspace_name" && cols.iter().all(|c| is_name(c)))
+                .then(|| (cols[0].into(), cols[1].into(), cols[2].into()))
         })
         .collect())
+}
+
+/// `.<index>/` folders of the restored tables' live folders (Cassandra creates one per index
+/// when it opens the table).
+async fn index_folders(
+    rt: &Runtime,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Vec<(String, String, String)>, TaskError> {
+    let (staged, mapped) = super::restore::staged_and_mapped(cx, host)?;
+    let mut out = Vec::new();
+    for m in &mapped {
+        let dirs: Vec<String> = staged
+            .data_dirs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}/{}/{}-{}",
+                    d.trim_end_matches('/'),
+                    m.keyspace,
+                    m.table,
+                    m.live_id
+                )
+            })
+            .collect();
+        let mut cmd = crate::remote::Cmd::new("find").args(dirs).args([
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-type",
+            "d",
+            "-name",
+            ".*",
+        ]);
+        if rt.run.plan.connection.sudo {
+            cmd = cmd.sudo();
+        }
+        // A data folder without this table makes find exit 1; the others are still listed.
+        let found = rt
+            .transport(host)
+            .await?
+            .exec(&cmd)
+            .await
+            .map_err(super::remote_err)?;
+        for line in found.stdout_str().lines() {
+            let name = line.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            if let Some(idx) = name.strip_prefix('.').filter(|i| is_name(i)) {
+                let t = (m.keyspace.clone(), m.table.clone(), idx.to_string());
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `rebuild_index[HOST]` (restart restores of a `legacy:` source, after `wait_up`, one host at
@@ -359,7 +415,7 @@ pub async fn rebuild_index(
         });
     }
     let mut done = Vec::new();
-    for (ks, table, index) in live_indexes(rt, host).await? {
+    for (ks, table, index) in live_indexes(rt, host, cx).await? {
         if !tables.contains(&(ks.clone(), table.clone())) {
             continue;
         }
