@@ -101,10 +101,12 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
         let coverage = crate::repo::coverage::BaseCoverage::of(&base);
         for t in &mut tables {
             let folder = format!("{}/{}-{}", t.keyspace, t.table, t.id);
-            let before = t.files.len();
-            t.files
-                .retain(|(_, f)| !coverage.covers(&folder, &f.relative));
-            covered_files += (before - t.files.len()) as u64;
+            let (covered, rest) = std::mem::take(&mut t.files)
+                .into_iter()
+                .partition(|(_, f)| coverage.covers(&folder, &f.relative));
+            t.files = rest;
+            t.covered = covered;
+            covered_files += t.covered.len() as u64;
         }
     }
     cx.total(
@@ -130,6 +132,8 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
             .map_err(OpError::from_store)?;
         if req.delete_uploaded {
             result.deleted_local += delete_stored(&table, &part)?;
+            // Links the base snapshot covers are as good as stored: their data is in it.
+            result.deleted_local += delete_local(table.covered.iter().map(|(_, f)| f))?;
         }
     }
     Ok(result)
@@ -143,6 +147,8 @@ struct Table {
     files: Vec<(usize, FoundFile)>,
     schema_cql: Option<String>,
     snapshot_manifest: Option<String>,
+    /// `backups/` files the base snapshot covers (left out of the upload).
+    covered: Vec<(usize, FoundFile)>,
 }
 
 fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
@@ -183,6 +189,7 @@ fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
             files,
             schema_cql: read(schema),
             snapshot_manifest: read(manifest),
+            covered: Vec::new(),
         });
     }
     Ok(out)
@@ -466,14 +473,23 @@ fn delete_stored(table: &Table, part: &TableEntry) -> OpResult<u64> {
         .iter()
         .map(|f| (f.data_dir, f.path.as_str()))
         .collect();
+    delete_local(
+        table
+            .files
+            .iter()
+            .filter(|(dd, f)| recorded.contains(&(*dd, f.relative.as_str())))
+            .map(|(_, f)| f),
+    )
+}
+
+/// Deletes local files (a file already gone counts as deleted by someone else).
+fn delete_local<'a>(files: impl Iterator<Item = &'a FoundFile>) -> OpResult<u64> {
     let mut n = 0;
-    for (dd, f) in &table.files {
-        if recorded.contains(&(*dd, f.relative.as_str())) {
-            match std::fs::remove_file(&f.path) {
-                Ok(()) => n += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(OpError::io(&f.path, e)),
-            }
+    for f in files {
+        match std::fs::remove_file(&f.path) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(OpError::io(&f.path, e)),
         }
     }
     Ok(n)
