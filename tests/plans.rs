@@ -276,6 +276,39 @@ fn restart_method_is_the_node_restart_dag() {
     assert!(!task("fetch[cass-01]").disruptive);
     assert_eq!(task("cleanup[cass-03]").after, vec!["repair[cass-03]"]);
 
+    assert!(
+        !run.tasks
+            .iter()
+            .any(|t| t.address.starts_with("rebuild_index["))
+    );
+
+    // A legacy source: the indexes are rebuilt after wait_up, one host at a time, before repair.
+    let src = std::fs::read_to_string(root().join("plans/restore-keyspace.toml"))
+        .unwrap()
+        .replace(
+            "source = 'latest-before:2026-11-25T04:00:00Z'",
+            "source = 'legacy:webapp_prod/20161223'",
+        );
+    let legacy = compile_source("legacy.toml", &src, NOW.parse().unwrap()).unwrap();
+    let task = |a: &str| legacy.tasks.iter().find(|t| t.address == a).unwrap();
+    assert_eq!(
+        task("rebuild_index[cass-01]").after,
+        vec!["wait_up[cass-01]"]
+    );
+    assert_eq!(
+        task("rebuild_index[cass-02]").after,
+        vec!["wait_up[cass-02]", "rebuild_index[cass-01]"]
+    );
+    assert_eq!(task("rebuild_index[cass-02]").step_limit, Some(1));
+    assert!(!task("rebuild_index[cass-02]").disruptive);
+    for h in ["cass-01", "cass-02", "cass-03"] {
+        assert!(
+            task("repair[cass-01]")
+                .after
+                .contains(&format!("rebuild_index[{h}]"))
+        );
+    }
+
     let run = compile(&root().join("plans/restore-new-cluster.toml")).unwrap();
     let import = run
         .tasks

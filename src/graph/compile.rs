@@ -65,6 +65,7 @@ pub const ALL_KINDS: &[TaskKind] = &[
     TaskKind::Move,
     TaskKind::Start,
     TaskKind::WaitUp,
+    TaskKind::RebuildIndex,
     TaskKind::Import,
     TaskKind::Refresh,
     TaskKind::Loader,
@@ -113,6 +114,13 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
         .is_some_and(|r| r.repair.unwrap_or(r.method == RestoreMethod::Restart))
 }
 
+/// Whether a restore's source is a legacy `cassandra_backups` bucket (`legacy:<base>/<name>`).
+pub fn restores_legacy(plan: &PlanFile) -> bool {
+    plan.restore
+        .as_ref()
+        .is_some_and(|r| r.source.trim_start().starts_with("legacy:"))
+}
+
 /// The built-in steps for a plan's kind, mode and method.
 pub fn builtins(plan: &PlanFile) -> Builtins {
     use Link::{Barrier, PerHost as H};
@@ -147,14 +155,22 @@ pub fn builtins(plan: &PlanFile) -> Builtins {
             let method = plan.restore.as_ref().map(|r| r.method).unwrap_or_default();
             chain.extend([(K::Resolve, Scope::Controller, H), (K::Fetch, per, H)]);
             match method {
-                RestoreMethod::Restart => chain.extend([
-                    (K::MatchTables, per, H),
-                    (K::Stop, per, Barrier),
-                    (K::ClearCommitlog, per, H),
-                    (K::Move, per, H),
-                    (K::Start, per, Barrier),
-                    (K::WaitUp, per, H),
-                ]),
+                RestoreMethod::Restart => {
+                    chain.extend([
+                        (K::MatchTables, per, H),
+                        (K::Stop, per, Barrier),
+                        (K::ClearCommitlog, per, H),
+                        (K::Move, per, H),
+                        (K::Start, per, Barrier),
+                        (K::WaitUp, per, H),
+                    ]);
+                    // The old cassandra_backups never stored index sstables, and the move
+                    // displaces the live ones: the indexes are rebuilt, one host at a time.
+                    if restores_legacy(plan) {
+                        chain.push((K::RebuildIndex, per, H));
+                        chained.push(K::RebuildIndex);
+                    }
+                }
                 RestoreMethod::Import => {
                     chain.extend([(K::MatchTables, per, H), (K::Import, per, H)])
                 }

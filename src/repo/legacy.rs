@@ -179,7 +179,7 @@ pub struct LegacyHost {
     /// Objects not used because another object stages the same file: a `backups/` copy of a
     /// snapshot sstable (the old tool uploads those again), or the double-slash form of a key
     /// that also exists in the single-slash form.
-    pub duplicates: u64,
+    pub duplicates: Vec<LegacyObject>,
     /// `<ks>/<table>-<id>` -> key of the snapshot's `schema.cql` (Cassandra 3.0+ writes it
     /// with `WITH ID`).
     pub schemas: BTreeMap<String, String>,
@@ -212,10 +212,11 @@ pub fn group_by_host(prefix: &str, keys: impl IntoIterator<Item = (String, u64)>
                 let host = out.hosts.entry(o.host.clone()).or_default();
                 let rank = |o: &LegacyObject| (o.source == LegacySource::Backups, o.double_slash());
                 match files.get(&o.staged_path()) {
-                    Some(old) if rank(old) <= rank(&o) => host.duplicates += 1,
+                    Some(old) if rank(old) <= rank(&o) => host.duplicates.push(o),
                     Some(_) => {
-                        host.duplicates += 1;
-                        files.insert(o.staged_path(), o);
+                        if let Some(old) = files.insert(o.staged_path(), o) {
+                            host.duplicates.push(old);
+                        }
                     }
                     None => {
                         files.insert(o.staged_path(), o);
@@ -400,7 +401,7 @@ mod tests {
         assert_eq!(l.manifest_key.as_deref(), Some("b/n/manifest.json"));
         assert_eq!(l.hosts.keys().collect::<Vec<_>>(), ["h1", "h2"]);
         let h1 = &l.hosts["h1"];
-        assert_eq!(h1.duplicates, 1);
+        assert_eq!(h1.duplicates.len(), 1);
         assert_eq!(
             h1.objects
                 .iter()
@@ -412,7 +413,7 @@ mod tests {
             ]
         );
         let h2 = &l.hosts["h2"];
-        assert_eq!((h2.duplicates, h2.objects.len()), (1, 1));
+        assert_eq!((h2.duplicates.len(), h2.objects.len()), (1, 1));
         assert!(!h2.objects[0].double_slash());
         assert_eq!(h2.objects[0].stored_size, 10);
         assert_eq!(

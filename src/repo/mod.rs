@@ -16,6 +16,7 @@
 //! small components that Cassandra rewrites in place (Statistics, Summary, TOC) by content.
 //! The format is documented in docs/repository.md.
 
+pub mod coverage;
 pub mod inventory;
 pub mod keys;
 pub mod legacy;

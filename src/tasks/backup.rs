@@ -450,6 +450,12 @@ pub async fn upload(
     let probe = probe_info(rt, host).await?;
     let store = rt.store().await?;
     let incremental = task.kind == TaskKind::UploadIncremental;
+    let base_manifest = match incremental {
+        true => incremental_base(&store, &name, &rt.run.inputs.now)
+            .await?
+            .map(|b| keys::node_manifest_key(&probe.host_id, &b)),
+        false => None,
+    };
     let resume = cx
         .checkpoints
         .last(&task.address)
@@ -484,17 +490,24 @@ pub async fn upload(
         "previous_manifest": latest_manifest(&store, &probe.host_id, &name).await?,
         "resume": resume,
         "delete_uploaded": incremental,
+        "base_manifest": base_manifest,
     });
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
     let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
-            "{} files ({} bytes): {} uploaded ({} bytes sent), {} already stored",
+            "{} files ({} bytes): {} uploaded ({} bytes sent), {} already stored{}",
             n("files"),
             n("bytes"),
             n("uploaded_files"),
             n("uploaded_bytes"),
-            n("skipped_files")
+            n("skipped_files"),
+            match n("covered_files") {
+                0 => String::new(),
+                c => format!(
+                    "; {c} backups/ files left out (sstables flushed before the base snapshot, which holds their data)"
+                ),
+            }
         ),
         data: r,
     })

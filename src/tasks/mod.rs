@@ -234,6 +234,9 @@ impl TaskRunner for Runner {
             TaskKind::Move => restore::relocate(rt, task, host_of(task)?, cx).await,
             TaskKind::Start => restore::start(rt, host_of(task)?).await,
             TaskKind::WaitUp => restore::wait_up(rt, host_of(task)?).await,
+            TaskKind::RebuildIndex => {
+                restore_legacy::rebuild_index(rt, task, host_of(task)?, cx).await
+            }
             TaskKind::Import | TaskKind::Refresh => {
                 restore::load_live(rt, task, host_of(task)?, cx).await
             }

@@ -374,8 +374,13 @@ pub async fn fetch(
         .map_err(|e| TaskError::fatal(e.to_string()))?;
     let mut files: BTreeMap<String, crate::agent::ops::fetch::FetchFile> = BTreeMap::new();
     let mut tables: BTreeMap<String, StagedTable> = BTreeMap::new();
+    // The snapshot comes first; incremental files it already covers are left out.
+    let mut base: Option<crate::repo::coverage::BaseCoverage> = None;
+    let mut covered = 0u64;
     for key in &source.manifests {
         let m: NodeManifest = get_json(&store, key).await?;
+        let coverage = base.get_or_insert_with(|| crate::repo::coverage::BaseCoverage::of(&m));
+        let is_base = m.kind == BackupKind::Snapshot;
         for t in m
             .tables
             .iter()
@@ -394,6 +399,10 @@ pub async fn fetch(
                 entry.schema_cql = t.schema_cql.clone();
             }
             for f in &t.files {
+                if !is_base && coverage.covers(&folder, &f.path) {
+                    covered += 1;
+                    continue;
+                }
                 let dest = format!("{folder}/{}", f.path);
                 let new = crate::agent::ops::fetch::FetchFile {
                     key: f.key.clone(),
@@ -440,10 +449,17 @@ pub async fn fetch(
     let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
-            "{} files ({} bytes) staged and verified, {} were already staged",
+            "{} files ({} bytes) staged and verified, {} were already staged{}",
             n("files"),
             n("bytes"),
-            n("already_staged")
+            n("already_staged"),
+            if covered > 0 {
+                format!(
+                    "; {covered} incremental files left out (sstables flushed before the snapshot, which holds their data)"
+                )
+            } else {
+                String::new()
+            }
         ),
         data: r,
     })

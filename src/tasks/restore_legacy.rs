@@ -5,16 +5,21 @@
 //! decompresses lzop and verifies lzop's checksums and every Data.db against its Digest. The
 //! later restore tasks see ordinary staged `<ks>/<table>-<oldid>/` folders.
 
-use super::restore::{Resolved, ResolvedHost, StagedTable, plan_host_names, save, target_host};
+use super::node::{self, nt_err};
+use super::restore::{
+    Mapping, RESOLVE, Resolved, ResolvedHost, StagedTable, checkpoint, plan_host_names, save,
+    target_host,
+};
 use super::{Runtime, store_err};
 use crate::agent::ops::fetch::FetchFile;
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Outcome, TaskContext, TaskError};
+use crate::graph::run::PlannedTask;
 use crate::plan::model::{RestoreConfig, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::legacy::{self, LegacyManifest, LegacyObject, LegacySource};
 use crate::store::{Store, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The prefix of a legacy source in `restore.source`.
@@ -84,20 +89,21 @@ pub async fn resolve(
             continue;
         };
         // `incrementals = false`: the snapshot files only, without that day's `backups/`.
-        let objects: Vec<LegacyObject> = found
-            .objects
-            .iter()
-            .filter(|o| filter.matches(&o.keyspace, &o.table))
-            .filter(|o| cfg.incrementals != Some(false) || o.source == LegacySource::Snapshot)
-            .cloned()
-            .collect();
+        let selected = |o: &&LegacyObject| {
+            filter.matches(&o.keyspace, &o.table)
+                && (cfg.incrementals != Some(false) || o.source == LegacySource::Snapshot)
+        };
+        let objects: Vec<LegacyObject> = found.objects.iter().filter(selected).cloned().collect();
+        // Duplicates the restore would have taken (selected tables, `backups/` only with
+        // incrementals): the others were never candidates.
+        let duplicates = found.duplicates.iter().filter(selected).count() as u64;
         if objects.is_empty() {
             return Err(TaskError::fatal(format!(
                 "legacy host folder `{host}` (for {target}) holds no file of the tables the \
                  restore selects"
             )));
         }
-        lines.push(host_line(host, &target, &objects, found.duplicates));
+        lines.push(host_line(host, &target, &objects, duplicates));
         let legacy_schemas = found
             .schemas
             .iter()
@@ -165,7 +171,7 @@ pub async fn resolve(
         incrementals: Vec::new(),
         hosts,
     };
-    let data = save(cx, super::restore::RESOLVE, &r)?;
+    let data = save(cx, RESOLVE, &r)?;
     let notes = if notes.is_empty() {
         String::new()
     } else {
@@ -270,4 +276,169 @@ pub async fn stage(
         }
     }
     Ok(())
+}
+
+/// The restored tables of a host whose source objects hold base sstables but no index
+/// sstable (`.<index>/`): `(keyspace, table)`.
+fn tables_without_index_sstables(
+    source: &ResolvedHost,
+    mapped: &[Mapping],
+) -> BTreeSet<(String, String)> {
+    mapped
+        .iter()
+        .filter(|m| {
+            let folder = format!("{}/{}-{}", m.keyspace, m.table, m.backup_id);
+            let mut objects = source.legacy.iter().filter(|o| o.folder() == folder);
+            // `file` is `<component>` or `.<index>/<component>`.
+            objects.clone().any(|o| !o.file.contains('/')) && !objects.any(|o| o.file.contains('/'))
+        })
+        .map(|m| (m.keyspace.clone(), m.table.clone()))
+        .collect()
+}
+
+/// Whether a name Cassandra could have given a keyspace, table or index.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The secondary indexes of the restored tables: from the live schema
+/// (`system_schema.indexes`, 3.0+) through cqlsh, or without cqlsh from the `.<index>/`
+/// folders Cassandra keeps in each live table folder: `(keyspace, table, index)`.
+async fn live_indexes(
+    rt: &Runtime,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Vec<(String, String, String)>, TaskError> {
+    let Some(cqlsh) = rt.run.plan.cassandra.cqlsh.as_ref() else {
+        return index_folders(rt, host, cx).await;
+    };
+    let q = "SELECT keyspace_name, table_name, index_name FROM system_schema.indexes";
+    let out = node::run_plan_command(rt, host, cqlsh, &["-e".into(), q.into()], None, None).await?;
+    if out.code != 0 {
+        return Err(TaskError::fatal(format!(
+            "cannot list the secondary indexes on {host} (cqlsh exited with {}: {}); rebuild \
+             them with `nodetool rebuild_index <ks> <table> <index>`",
+            out.code,
+            out.stderr_str().trim()
+        )));
+    }
+    Ok(out
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cols.len() == 3 && cols[0] != "keyspace_name" && cols.iter().all(|c| is_name(c)))
+                .then(|| (cols[0].into(), cols[1].into(), cols[2].into()))
+        })
+        .collect())
+}
+
+/// `.<index>/` folders of the restored tables' live folders (Cassandra creates one per index
+/// when it opens the table).
+async fn index_folders(
+    rt: &Runtime,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Vec<(String, String, String)>, TaskError> {
+    let (staged, mapped) = super::restore::staged_and_mapped(cx, host)?;
+    let mut out = Vec::new();
+    for m in &mapped {
+        let dirs: Vec<String> = staged
+            .data_dirs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}/{}/{}-{}",
+                    d.trim_end_matches('/'),
+                    m.keyspace,
+                    m.table,
+                    m.live_id
+                )
+            })
+            .collect();
+        let mut cmd = crate::remote::Cmd::new("find").args(dirs).args([
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-type",
+            "d",
+            "-name",
+            ".*",
+        ]);
+        if rt.run.plan.connection.sudo {
+            cmd = cmd.sudo();
+        }
+        // A data folder without this table makes find exit 1; the others are still listed.
+        let found = rt
+            .transport(host)
+            .await?
+            .exec(&cmd)
+            .await
+            .map_err(super::remote_err)?;
+        for line in found.stdout_str().lines() {
+            let name = line.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            if let Some(idx) = name.strip_prefix('.').filter(|i| is_name(i)) {
+                let t = (m.keyspace.clone(), m.table.clone(), idx.to_string());
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `rebuild_index[HOST]` (restart restores of a `legacy:` source, after `wait_up`, one host at
+/// a time): the old tool never stored index sstables and `move` displaced the live ones with the
+/// base files, so every index of a restored table whose source holds no index sstable is
+/// rebuilt from the restored base sstables: `nodetool rebuild_index <ks> <table> <index>`.
+pub async fn rebuild_index(
+    rt: &Runtime,
+    _task: &PlannedTask,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Outcome, TaskError> {
+    let resolved: Resolved = checkpoint(cx, RESOLVE)?;
+    let source = resolved
+        .hosts
+        .get(host)
+        .ok_or_else(|| TaskError::fatal(format!("no source for {host}")))?;
+    let mapped: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    let tables = tables_without_index_sstables(source, &mapped);
+    if tables.is_empty() {
+        return Ok(Outcome {
+            summary:
+                "no index to rebuild: the source holds the index sstables of every restored table"
+                    .into(),
+            data: serde_json::Value::Null,
+        });
+    }
+    let mut done = Vec::new();
+    for (ks, table, index) in live_indexes(rt, host, cx).await? {
+        if !tables.contains(&(ks.clone(), table.clone())) {
+            continue;
+        }
+        let args = vec![
+            "rebuild_index".to_string(),
+            ks.clone(),
+            table.clone(),
+            index.clone(),
+        ];
+        node::nodetool(rt, host, &args).await.map_err(nt_err)?;
+        done.push(format!("{ks}.{table}.{index}"));
+    }
+    done.sort();
+    Ok(Outcome {
+        summary: if done.is_empty() {
+            "no index to rebuild: the restored tables have no secondary index".into()
+        } else {
+            format!(
+                "rebuilt {} index(es) from the restored sstables: {}",
+                done.len(),
+                done.join(", ")
+            )
+        },
+        data: serde_json::json!({ "rebuilt": done }),
+    })
 }

@@ -1,5 +1,6 @@
 """Flush, backups, compaction, DROP/re-CREATE, commit log, startup rules, import/refresh, access."""
 
+import json
 import os
 import re
 import shutil
@@ -409,6 +410,53 @@ class ImportRefresh(EmuTestCase):
         names = [os.path.basename(f) for f in self.live_data_files("ks", "t")]
         self.assertEqual(names, ["nb-1-big-Data.db", "nb-2-big-Data.db"])
         self.assertTrue(os.path.exists(os.path.join(tdir, "backups", "nb-2-big-Data.db")))
+
+
+class RebuildIndex(EmuTestCase):
+    def index_files(self):
+        tdir = self.table_dirs("ks", "t")[0]
+        idir = os.path.join(tdir, ".t_v_idx")
+        return sorted(f for f in os.listdir(idir) if f.endswith("-Data.db")) if os.path.isdir(idir) else []
+
+    def test_index_files_gone_then_rebuilt_from_the_base_sstables(self):
+        self.init("4.1")
+        self.make_table(index=True)
+        self.emu("write", "ks", "t")
+        self.nt("flush")
+        self.assertEqual(self.index_files(), ["nb-1-big-Data.db"])
+        # A restore that displaced the index files: the node starts with an empty index.
+        idir = os.path.join(self.table_dirs("ks", "t")[0], ".t_v_idx")
+        self.emu("stop")
+        for f in os.listdir(idir):
+            os.unlink(os.path.join(idir, f))
+        self.emu("start")
+        show = json.loads(self.emu("show").out)
+        self.assertFalse([p for p in show["tables"]["ks.t"]["live"] if "/.t_v_idx/" in p])
+        r = self.nt("rebuild_index", "ks", "t", "t_v_idx")
+        self.assertEqual((r.out, r.err), ("", ""))
+        self.assertEqual(len(self.index_files()), 1)
+        show = json.loads(self.emu("show").out)
+        self.assertEqual(len([p for p in show["tables"]["ks.t"]["live"] if "/.t_v_idx/" in p]), 1)
+
+    def test_full_rebuild_replaces_the_index_sstables(self):
+        self.init("4.1")
+        self.make_table(index=True)
+        for _ in range(2):
+            self.emu("write", "ks", "t")
+            self.nt("flush")
+        self.assertEqual(self.index_files(), ["nb-1-big-Data.db", "nb-2-big-Data.db"])
+        self.nt("rebuild_index", "ks", "t", "t_v_idx")
+        self.assertEqual(self.index_files(), ["nb-3-big-Data.db"])
+
+    def test_arguments(self):
+        self.init("4.1")
+        self.make_table(index=True)
+        r = self.nt("rebuild_index", "ks", "t", rc=1)
+        self.assertIn("rebuild_index requires ks, cf and idx args", r.out)
+        r = self.nt("rebuild_index", "ks", "nope", "x", rc=1)
+        self.assertIn("Unknown keyspace/cf pair (ks.nope)", r.out + r.err)
+        self.nt("rebuild_index", "ks", "t", "no_such_idx")  # only logged, like Cassandra
+        self.assertEqual(self.index_files(), [])
 
 
 class Access(EmuTestCase):

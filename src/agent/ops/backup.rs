@@ -61,6 +61,10 @@ pub struct UploadRequest {
     /// Delete the local files once stored (incremental `backups/` links).
     #[serde(default)]
     pub delete_uploaded: bool,
+    /// Incremental: this node's manifest of the base snapshot backup. `backups/` files of
+    /// sstables it already covers (compaction inputs, see `repo::coverage`) are left out.
+    #[serde(default)]
+    pub base_manifest: Option<String>,
 }
 
 fn default_concurrency() -> usize {
@@ -78,6 +82,9 @@ pub struct UploadResult {
     pub uploaded_files: u64,
     pub uploaded_bytes: u64,
     pub deleted_local: u64,
+    /// `backups/` files left out because the base snapshot covers their sstable.
+    #[serde(default)]
+    pub covered_files: u64,
 }
 
 /// Runs `backup_upload`.
@@ -87,8 +94,21 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
         .codec
         .parse()
         .map_err(|e: crate::codec::CodecError| OpError::fatal(e.to_string()))?;
-    let tables = collect(&req, cx)?;
+    let mut tables = collect(&req, cx)?;
     let known = previous_entries(&store, req.previous_manifest.as_deref()).await?;
+    let mut covered_files = 0;
+    if let Some(base) = manifest(&store, req.base_manifest.as_deref()).await? {
+        let coverage = crate::repo::coverage::BaseCoverage::of(&base);
+        for t in &mut tables {
+            let folder = format!("{}/{}-{}", t.keyspace, t.table, t.id);
+            let (covered, rest) = std::mem::take(&mut t.files)
+                .into_iter()
+                .partition(|(_, f)| coverage.covers(&folder, &f.relative));
+            t.files = rest;
+            t.covered = covered;
+            covered_files += t.covered.len() as u64;
+        }
+    }
     cx.total(
         tables
             .iter()
@@ -98,6 +118,7 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
     );
     let mut result = UploadResult {
         tables: tables.len(),
+        covered_files,
         ..Default::default()
     };
     for table in tables {
@@ -111,6 +132,8 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
             .map_err(OpError::from_store)?;
         if req.delete_uploaded {
             result.deleted_local += delete_stored(&table, &part)?;
+            // Links the base snapshot covers are as good as stored: their data is in it.
+            result.deleted_local += delete_local(table.covered.iter().map(|(_, f)| f))?;
         }
     }
     Ok(result)
@@ -124,6 +147,8 @@ struct Table {
     files: Vec<(usize, FoundFile)>,
     schema_cql: Option<String>,
     snapshot_manifest: Option<String>,
+    /// `backups/` files the base snapshot covers (left out of the upload).
+    covered: Vec<(usize, FoundFile)>,
 }
 
 fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
@@ -164,9 +189,25 @@ fn collect(req: &UploadRequest, cx: &OpContext) -> OpResult<Vec<Table>> {
             files,
             schema_cql: read(schema),
             snapshot_manifest: read(manifest),
+            covered: Vec::new(),
         });
     }
     Ok(out)
+}
+
+/// A node manifest, if `key` is given and stored.
+async fn manifest(store: &Arc<dyn Store>, key: Option<&str>) -> OpResult<Option<NodeManifest>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let bytes = match store.get_bytes(key).await {
+        Ok(b) => b,
+        Err(crate::store::StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(OpError::from_store(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| OpError::fatal(format!("manifest `{key}` is unreadable: {e}")))
 }
 
 /// File entries of the previous manifest, by key.
@@ -174,21 +215,16 @@ async fn previous_entries(
     store: &Arc<dyn Store>,
     key: Option<&str>,
 ) -> OpResult<HashMap<String, FileEntry>> {
-    let Some(key) = key else {
-        return Ok(HashMap::new());
-    };
-    let bytes = match store.get_bytes(key).await {
-        Ok(b) => b,
-        Err(crate::store::StoreError::NotFound(_)) => return Ok(HashMap::new()),
-        Err(e) => return Err(OpError::from_store(e)),
-    };
-    let m: NodeManifest = serde_json::from_slice(&bytes)
-        .map_err(|e| OpError::fatal(format!("previous manifest `{key}` is unreadable: {e}")))?;
-    Ok(m.tables
-        .into_iter()
-        .flat_map(|t| t.files)
-        .map(|f| (f.key.clone(), f))
-        .collect())
+    Ok(manifest(store, key)
+        .await?
+        .map(|m| {
+            m.tables
+                .into_iter()
+                .flat_map(|t| t.files)
+                .map(|f| (f.key.clone(), f))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Forwards multipart checkpoints to the controller's journal.
@@ -437,14 +473,23 @@ fn delete_stored(table: &Table, part: &TableEntry) -> OpResult<u64> {
         .iter()
         .map(|f| (f.data_dir, f.path.as_str()))
         .collect();
+    delete_local(
+        table
+            .files
+            .iter()
+            .filter(|(dd, f)| recorded.contains(&(*dd, f.relative.as_str())))
+            .map(|(_, f)| f),
+    )
+}
+
+/// Deletes local files (a file already gone counts as deleted by someone else).
+fn delete_local<'a>(files: impl Iterator<Item = &'a FoundFile>) -> OpResult<u64> {
     let mut n = 0;
-    for (dd, f) in &table.files {
-        if recorded.contains(&(*dd, f.relative.as_str())) {
-            match std::fs::remove_file(&f.path) {
-                Ok(()) => n += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(OpError::io(&f.path, e)),
-            }
+    for f in files {
+        match std::fs::remove_file(&f.path) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(OpError::io(&f.path, e)),
         }
     }
     Ok(n)

@@ -109,6 +109,7 @@ COMMANDS = {
                 "--sequential": "seq", "-dcpar": "dcpar", "-local": "local", "-os": "os", "-iuk": "iuk",
                 "-inc": "inc"}),
     "refresh": (nt_data.c_refresh, {}, {}),
+    "rebuild_index": (nt_data.c_rebuild_index, {}, {}),
     "import": (nt_data.c_import, {}, {"-l": "keep_level", "--keep-level": "keep_level", "-r": "keep_repaired",
                               "--keep-repaired": "keep_repaired", "-v": "no_verify", "--no-verify": "no_verify",
                               "-t": "no_tokens", "--no-tokens": "no_tokens", "-c": "no_invalidate",

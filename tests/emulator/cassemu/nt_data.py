@@ -62,6 +62,35 @@ def rebuild_indexes(n, ks, t, descs):
         n.build_index(ks, t, idx, [d.directory for d in descs])
 
 
+def c_rebuild_index(n, o, vals, pos):
+    """`nodetool rebuild_index <keyspace> <table> <indexName...>` (RebuildIndex.java,
+    ColumnFamilyStore.rebuildSecondaryIndex): a full rebuild truncates each named index
+    (its sstables are deleted) and builds it again from every live sstable of the base table.
+    Unknown index names are only logged (SecondaryIndexManager: "No defined indexes with the
+    supplied names"); 2.x names them `<table>.<index>`."""
+    if len(pos) < 3:
+        raise util.UsageError("rebuild_index requires ks, cf and idx args")
+    ks, t, names = pos[0], pos[1], pos[2:]
+    tinfo = n.table(ks, t)
+    wanted = []
+    for name in names:
+        idx = name.split(".", 1)[1] if name.startswith(t + ".") else name
+        if idx in tinfo.get("indexes", {}) and idx not in wanted:
+            wanted.append(idx)
+    if not wanted:
+        startup.log("INFO  No defined indexes with the supplied names: %s" % ",".join(names))
+        return
+    startup.log("INFO  User Requested secondary index re-build for %s/%s indexes: %s" % (ks, t, ",".join(names)))
+    base = n.loaded_descs(n.cfs_key(ks, t, None))
+    for idx in wanted:
+        key = n.cfs_key(ks, t, idx)
+        for old in n.loaded_descs(key):
+            sstable.delete_sstable(old)
+            n.untrack(key, old)
+        if base:
+            n.build_index(ks, t, idx, [d.directory for d in base])
+
+
 def c_refresh(n, o, vals, pos):
     if len(pos) != 2:
         raise util.UsageError("refresh requires ks and cf args")
