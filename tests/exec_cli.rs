@@ -601,3 +601,23 @@ fn lock_timeout_waits_for_the_holder() {
     assert_eq!(first.wait().expect("wait").code(), Some(0));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "slow\nquick\n");
 }
+
+/// A metrics file that cannot be written fails the apply (exit 1, the path named): a monitoring
+/// gap must not look like a successful run. The run itself is done and recorded.
+#[test]
+fn an_unwritable_metrics_file_fails_the_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let plan = saved_plan(dir.path(), "/nonexistent.toml", &[("exec[a]", "true", &[])]);
+    let bad = dir.path().join("no-such-folder/cbk.prom");
+    let out = apply(&plan, &state)
+        .arg("--metrics-file")
+        .arg(&bad)
+        .output()
+        .expect("apply");
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write metrics"), "{err}");
+    assert!(err.contains("no-such-folder/cbk.prom"), "{err}");
+    assert!(journal_has(&state, "\"status\":\"ok\""));
+}

@@ -232,17 +232,21 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     match exec::apply(&run, runner, opts).await {
         Ok(report) => {
             print_summary(&report, started.elapsed());
+            let code = match report.status {
+                RunStatus::Ok => exit::OK,
+                RunStatus::Interrupted if cancel.is_cancelled() => exit::INTERRUPTED,
+                _ => exit::FAILED,
+            };
+            // A run that cannot be seen by monitoring is not a success: the metrics file
+            // failing to write is an error (the run itself is done and recorded).
             if let Some(path) = &args.metrics_file
                 && let Err(e) =
                     exec::metrics::write_metrics_file(path, &run, &report, started.elapsed())
             {
-                eprintln!("warning: cannot write metrics to `{}`: {e}", path.display());
+                eprintln!("error: cannot write metrics to `{}`: {e}", path.display());
+                return Ok(code.max(exit::FAILED));
             }
-            Ok(match report.status {
-                RunStatus::Ok => exit::OK,
-                RunStatus::Interrupted if cancel.is_cancelled() => exit::INTERRUPTED,
-                _ => exit::FAILED,
-            })
+            Ok(code)
         }
         Err(ExecError::AlreadyApplied { run }) => {
             println!(
