@@ -281,8 +281,8 @@ async fn full_staging_disk_is_refused_before_fetch_and_named_when_it_fills() {
         "node1",
         &format!(
             "umount {small} && mount -t tmpfs -o size=48m tmpfs {small} && \
-             nohup sh -c 'while [ -z \"$(ls -A {small})\" ]; do sleep 0.01; done; \
-             dd if=/dev/zero of={small}/filler bs=1M status=none; true' >/dev/null 2>&1 &"
+             {{ setsid nohup sh -c 'while [ -z \"$(ls -A {small})\" ]; do sleep 0.01; done; \
+             dd if=/dev/zero of={small}/filler bs=1M status=none; true' </dev/null >/dev/null 2>&1 & }}"
         ),
     );
     let (code, log) = env.apply(&restore, "2026-05-02T01:00:00Z");
