@@ -2,7 +2,7 @@
 //! intact (every object read back and checked against its CRC32).
 
 use super::StoreArgs;
-use crate::repo::{inventory, verify};
+use crate::repo::{inventory, quarantine, verify};
 
 /// Arguments of `cbk verify`.
 #[derive(Debug, clap::Args)]
@@ -17,6 +17,11 @@ pub struct Args {
     /// Read every object back, decompress it and check its CRC32.
     #[arg(long)]
     pub deep: bool,
+    /// Move every object that is in the store but fails its check to
+    /// `quarantine/<time>/<key>` (kept, never deleted), so the next backup of its node stores
+    /// the file again and heals every backup that references it.
+    #[arg(long)]
+    pub repair: bool,
     /// Objects checked at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -59,14 +64,22 @@ pub async fn run(args: Args) -> miette::Result<u8> {
                 })?
         }
     };
-    let report = verify::verify(store, &name, args.deep, args.concurrency)
+    let report = verify::verify(store.clone(), &name, args.deep, args.concurrency)
         .await
         .map_err(|e| miette::miette!("{e}"))?;
+    let moved = if args.repair {
+        quarantine::quarantine(store.as_ref(), &report.damaged, &quarantine::stamp_now())
+            .await
+            .map_err(|e| miette::miette!("repair: {e}"))?
+    } else {
+        Vec::new()
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        if args.repair {
+            v["quarantined"] = serde_json::to_value(&moved).unwrap_or_default();
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for p in &report.problems {
             println!("PROBLEM {} {}: {}", p.host, p.key, p.message);
@@ -87,6 +100,21 @@ pub async fn run(args: Args) -> miette::Result<u8> {
                 report.backup,
                 report.problems.len(),
                 report.files
+            );
+        }
+        for q in &moved {
+            println!("QUARANTINED {} -> {}", q.key, q.moved_to);
+        }
+        if !moved.is_empty() {
+            println!(
+                "{} damaged objects moved aside: the next backup of their nodes stores them again \
+                 (the files must still be on the nodes); then verify again",
+                moved.len()
+            );
+        } else if !args.repair && !report.damaged.is_empty() {
+            println!(
+                "{} objects are damaged: `--repair` moves them aside so the next backup stores them again",
+                report.damaged.len()
             );
         }
     }

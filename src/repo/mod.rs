@@ -22,6 +22,7 @@ pub mod keys;
 pub mod legacy;
 pub mod manifest;
 pub mod prune;
+pub mod quarantine;
 pub mod verify;
 
 pub use manifest::{

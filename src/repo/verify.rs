@@ -23,6 +23,10 @@ pub struct Report {
     pub bytes: u64,
     pub deep: bool,
     pub problems: Vec<Problem>,
+    /// Keys of objects that are in the store but failed their check (wrong size, or with
+    /// `deep`, do not decode to the recorded size and CRC32): what `--repair` moves aside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 /// Verifies `name`; problems are collected, not returned as errors.
@@ -74,7 +78,10 @@ pub async fn verify(
     for (host, f, r) in checks {
         report.files += 1;
         report.bytes += f.size;
-        if let Err(message) = r {
+        if let Err(Fault { message, present }) = r {
+            if present {
+                report.damaged.push(f.key.clone());
+            }
             report.problems.push(Problem {
                 host,
                 key: f.key,
@@ -83,39 +90,71 @@ pub async fn verify(
         }
     }
     report.problems.sort_by(|a, b| a.key.cmp(&b.key));
+    report.damaged.sort();
+    report.damaged.dedup();
     Ok(report)
 }
 
-async fn check_file(store: &Arc<dyn Store>, f: &FileEntry, deep: bool) -> Result<(), String> {
-    let meta = store.head(&f.key).await.map_err(|e| e.to_string())?;
+/// Why one object failed its check, and whether the object is in the store (only those are
+/// damaged; a missing object or a store error is not).
+struct Fault {
+    message: String,
+    present: bool,
+}
+
+impl From<String> for Fault {
+    fn from(message: String) -> Self {
+        Fault {
+            message,
+            present: true,
+        }
+    }
+}
+
+async fn check_file(store: &Arc<dyn Store>, f: &FileEntry, deep: bool) -> Result<(), Fault> {
+    let absent = |message: String| Fault {
+        message,
+        present: false,
+    };
+    let meta = store
+        .head(&f.key)
+        .await
+        .map_err(|e| absent(e.to_string()))?;
     let Some(meta) = meta else {
-        return Err("object is missing".into());
+        return Err(absent("object is missing".into()));
     };
     if meta.size != f.stored_size {
         return Err(format!(
             "object has {} bytes, the manifest records {}",
             meta.size, f.stored_size
-        ));
+        )
+        .into());
     }
     if !deep {
         return Ok(());
     }
-    let codec = crate::agent::ops::pipeline::stored_codec(&f.codec).map_err(|e| e.to_string())?;
+    let codec =
+        crate::agent::ops::pipeline::stored_codec(&f.codec).map_err(|e| absent(e.to_string()))?;
     let limit = f.size;
     let (size, crc) =
         crate::agent::ops::pipeline::decode_object(store, &f.key, codec, &|_| {}, move |r| {
             crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit))
         })
         .await
-        .map_err(|(e, _)| e)?;
+        // A store failure while reading (`true`) says nothing about the object's content.
+        .map_err(|(message, store_failed)| Fault {
+            message,
+            present: !store_failed,
+        })?;
     if size != f.size {
         return Err(format!(
             "decompressed to {size} bytes, the manifest records {}",
             f.size
-        ));
+        )
+        .into());
     }
     if crc != f.crc32 {
-        return Err(format!("CRC32 is {crc}, the manifest records {}", f.crc32));
+        return Err(format!("CRC32 is {crc}, the manifest records {}", f.crc32).into());
     }
     Ok(())
 }

@@ -8,9 +8,11 @@
 //! shell that ran sstableloader, right after it succeeded (so a controller killed meanwhile does
 //! not lose it), a `flock` keeps a second run from loading the table while an orphaned first one
 //! still streams, and the journal records which table is being loaded and which are done.
+//! `import[HOST]` (`nodetool import`) goes through the same wrapper, marker and records.
 
 use super::restore::{restore_config, save, staged_and_mapped};
 use super::{Runtime, node};
+use crate::cassandra::nodetool::Nodetool;
 use crate::exec::{Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
 use crate::plan::model::{CommandSpec, LoaderConfig};
@@ -31,16 +33,16 @@ const ALREADY: &str = "cbk: already loaded";
 /// Exit code of the wrapper when another run holds the table's lock.
 const LOCKED: i32 = 75;
 
-/// The node-side wrapper around sstableloader: `$1` is the marker, the rest the loader's argv.
-/// The marker is written only after exit 0 and no `Skipping` line (a missing table makes
-/// sstableloader skip every file and still exit 0).
-fn wrapper(loader: &str) -> String {
+/// The node-side wrapper around a load (sstableloader, `nodetool import`): `$1` is the marker,
+/// the rest the tool's argv. The marker is written only after exit 0 and no `Skipping` line (a
+/// missing table makes sstableloader skip every file and still exit 0).
+fn wrapper(loader: &str, tool: &str) -> String {
     format!(
         r#"m=$1; shift
 if [ -e "$m" ]; then echo '{ALREADY}'; exit 0; fi
 if command -v flock >/dev/null 2>&1; then
   exec 9>>"$m.lock"
-  flock -n 9 || {{ echo "another sstableloader run still holds $m.lock" >&2; exit {LOCKED}; }}
+  flock -n 9 || {{ echo "another {tool} run still holds $m.lock" >&2; exit {LOCKED}; }}
   if [ -e "$m" ]; then echo '{ALREADY}'; exit 0; fi
 fi
 out=$({loader}) || {{ rc=$?; printf '%s\n' "$out"; exit $rc; }}
@@ -76,9 +78,14 @@ pub fn loader_args(cfg: Option<&LoaderConfig>, nodes: &[String], folder: &str) -
 
 /// The whole command run on the node: `sh -c WRAPPER cbk-loader MARKER LOADER... ARGS...`.
 pub fn command(spec: &CommandSpec, marker: &str, args: &[String]) -> CommandSpec {
+    command_for("sstableloader", spec, marker, args)
+}
+
+/// [`command`] for another tool that loads a staged table (`tool` names it in messages).
+fn command_for(tool: &str, spec: &CommandSpec, marker: &str, args: &[String]) -> CommandSpec {
     let (script, mut argv) = match spec {
-        CommandSpec::Shell(s) => (wrapper(&format!("{s} \"$@\"")), Vec::new()),
-        CommandSpec::Argv(v) => (wrapper("\"$@\""), v.clone()),
+        CommandSpec::Shell(s) => (wrapper(&format!("{s} \"$@\""), tool), Vec::new()),
+        CommandSpec::Argv(v) => (wrapper("\"$@\"", tool), v.clone()),
     };
     let mut all = vec!["sh".into(), "-c".into(), script, "cbk-loader".into()];
     all.push(marker.to_string());
@@ -158,6 +165,18 @@ fn nodes_param(task: &PlannedTask) -> Result<Vec<String>, TaskError> {
     Ok(nodes)
 }
 
+/// How a staged table goes into the cluster.
+enum Via {
+    /// `loader`: sstableloader streams it to the current replicas.
+    Sstableloader {
+        spec: CommandSpec,
+        cfg: Option<LoaderConfig>,
+        nodes: Vec<String>,
+    },
+    /// `import` (4.0+): `nodetool import KS TABLE <staged folder>` on the node itself.
+    Import(Nodetool),
+}
+
 /// `loader[HOST]`: sstableloader for every staged table of the host, at most once each.
 pub async fn load(
     rt: &Runtime,
@@ -166,8 +185,6 @@ pub async fn load(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
-    let (staged, mappings) = staged_and_mapped(cx, host)?;
-    let nodes = nodes_param(task)?;
     let spec = rt
         .run
         .plan
@@ -175,6 +192,39 @@ pub async fn load(
         .sstableloader
         .clone()
         .unwrap_or_else(|| CommandSpec::Shell("sstableloader".into()));
+    let via = Via::Sstableloader {
+        spec,
+        cfg: cfg.loader.clone(),
+        nodes: nodes_param(task)?,
+    };
+    load_each(rt, task, host, cx, &via).await
+}
+
+/// `import[HOST]`, after `hand_over`: `nodetool import` of every staged table of the host, at
+/// most once each per staged restore (the same marker, lock and journal records as `loader`:
+/// a table imported by an earlier run of the restore is not imported again when the restore
+/// is applied again and `fetch` stages its files anew).
+pub async fn import(
+    rt: &Runtime,
+    task: &PlannedTask,
+    host: &str,
+    cx: &TaskContext,
+) -> Result<Outcome, TaskError> {
+    let tool = Nodetool::from_config(&rt.run.plan.cassandra).map_err(node::nt_err)?;
+    load_each(rt, task, host, cx, &Via::Import(tool)).await
+}
+
+/// Loads every staged table of `host` through `via`, at most once each: journal records
+/// (`loading`, `done`), and on the node a marker written by the wrapper after a clean load and
+/// a `flock` held while loading.
+async fn load_each(
+    rt: &Runtime,
+    task: &PlannedTask,
+    host: &str,
+    cx: &TaskContext,
+    via: &Via,
+) -> Result<Outcome, TaskError> {
+    let (staged, mappings) = staged_and_mapped(cx, host)?;
     let mut progress: LoaderProgress = cx
         .checkpoints
         .last(&task.address)
@@ -196,19 +246,43 @@ pub async fn load(
         save(cx, &task.address, &progress)?;
         let folder = format!("{}/{}", staged.staging_root, m.staged);
         let marker = format!("{folder}.cbk-loaded");
-        let args = loader_args(cfg.loader.as_ref(), &nodes, &folder);
-        let out =
-            node::run_plan_command(rt, host, &command(&spec, &marker, &args), &[], None, None)
-                .await?;
-        let loaded = interpret(host, &name, out.code, &out.stdout_str(), &out.stderr_str())
-            .map_err(TaskError::fatal)?;
+        let line = match via {
+            Via::Sstableloader { spec, cfg, nodes } => {
+                let args = loader_args(cfg.as_ref(), nodes, &folder);
+                let cmd = command(spec, &marker, &args);
+                let out = node::run_plan_command(rt, host, &cmd, &[], None, None).await?;
+                match interpret(host, &name, out.code, &out.stdout_str(), &out.stderr_str())
+                    .map_err(TaskError::fatal)?
+                {
+                    Loaded::Streamed(n) => {
+                        format!("{name}: {n} sstables streamed to {}", nodes.join(","))
+                    }
+                    Loaded::Already => format!("{name}: already loaded (marker on the node)"),
+                }
+            }
+            Via::Import(tool) => {
+                let argv = tool.argv(&["import", &m.keyspace, &m.table, &folder]);
+                let cmd = command_for("nodetool import", &CommandSpec::Argv(argv), &marker, &[]);
+                let out = node::run_plan_command(rt, host, &cmd, &[], None, None).await?;
+                if out.code == LOCKED {
+                    return Err(TaskError::fatal(format!(
+                        "{name} on {host}: {}; wait until it ends, then apply again",
+                        out.stderr_str().trim()
+                    )));
+                }
+                let stdout =
+                    crate::cassandra::nodetool::check_output(host, &out).map_err(node::nt_err)?;
+                if stdout.lines().any(|l| l == ALREADY) {
+                    format!("{name}: already imported (marker on the node)")
+                } else {
+                    format!("{name}: imported from {folder}")
+                }
+            }
+        };
         progress.done.push(name.clone());
         progress.loading = None;
         save(cx, &task.address, &progress)?;
-        lines.push(match loaded {
-            Loaded::Streamed(n) => format!("{name}: {n} sstables streamed to {}", nodes.join(",")),
-            Loaded::Already => format!("{name}: already loaded (marker on the node)"),
-        });
+        lines.push(line);
     }
     Ok(Outcome {
         summary: lines.join("; "),

@@ -865,6 +865,7 @@ pub async fn load_live(
             )));
         }
     } else {
+        // import: each table at most once per staged restore (marker + flock, as `loader`).
         let cfg = restore_config(rt)?;
         let op = serde_json::json!({
             "op": "hand_over",
@@ -874,14 +875,10 @@ pub async fn load_live(
             "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
         });
         node::agent(rt, host, op, None).await?;
+        return super::loader::import(rt, task, host, cx).await;
     }
     for m in &mappings {
-        let args: Vec<String> = if task.kind == TaskKind::Import {
-            let dir = format!("{}/{}", staged.staging_root, m.staged);
-            vec!["import".into(), m.keyspace.clone(), m.table.clone(), dir]
-        } else {
-            vec!["refresh".into(), m.keyspace.clone(), m.table.clone()]
-        };
+        let args = vec!["refresh".into(), m.keyspace.clone(), m.table.clone()];
         node::nodetool(rt, host, &args).await.map_err(nt_err)?;
         done.push(format!("{}.{}", m.keyspace, m.table));
     }

@@ -264,7 +264,17 @@ async fn upload_table(
             let (dd, file) = &table.files[i];
             async move {
                 let plan = plan_file(req, codec, &table.keyspace, folder, file)?;
-                if let Some(size) = stored.get(&plan.key) {
+                let listed = stored.get(&plan.key).copied();
+                let intact = listed.filter(|size| {
+                    plan.stored_size_fits(*size, file.size, known.get(&plan.key))
+                });
+                if let (Some(size), None) = (listed, intact) {
+                    cx.log(format!(
+                        "{}: the stored object has {size} bytes, which its key and manifests rule out; storing it again",
+                        plan.key
+                    ));
+                }
+                if let Some(size) = intact.as_ref() {
                     let crc32 = match known.get(&plan.key) {
                         Some(prev) => prev.crc32,
                         None => {
@@ -317,6 +327,18 @@ struct FilePlan {
 }
 
 impl FilePlan {
+    /// Whether an object listed under this plan's key with `listed` bytes can be the stored
+    /// form of a `size`-byte file: uncompressed, exactly `size` (the size in its key);
+    /// compressed, never 0 bytes (a zstd or lz4 frame is never empty) and the size the
+    /// previous manifest records for the key, if it does. Anything else (a truncated or
+    /// replaced object) counts as absent, so it is stored again.
+    fn stored_size_fits(&self, listed: u64, size: u64, recorded: Option<&FileEntry>) -> bool {
+        if self.codec == Codec::None {
+            return listed == size;
+        }
+        listed > 0 && recorded.is_none_or(|prev| prev.stored_size == listed)
+    }
+
     fn entry(
         &self,
         data_dir: usize,

@@ -79,6 +79,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
             )));
         }
     }
+    check_space(&root, &req.files, cx)?;
     cx.total(req.files.iter().filter_map(|f| f.size).sum());
     let outcomes: Vec<(bool, u64)> = stream::iter(0..req.files.len())
         .map(|i| {
@@ -121,6 +122,84 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
     }
     result.digests_verified = verify_digests(&root, &req.files)?;
     Ok(result)
+}
+
+/// Room kept free beyond the staged bytes: a tenth of them plus this much (Cassandra shares
+/// the default staging folder's filesystem, and writes there meanwhile).
+const MARGIN_FIXED: u64 = 16 << 20;
+
+/// Refuses to start when the staging folder's filesystem cannot hold the files still to stage
+/// (each rounded up to a 4 KiB block) plus the margin. Files already staged with their recorded
+/// size count as staged; legacy objects (no recorded size) are not counted. Where the free
+/// space cannot be read (no `df`), the fetch goes on and says so.
+fn check_space(root: &Path, files: &[FetchFile], cx: &OpContext) -> OpResult<()> {
+    const BLOCK: u64 = 4096;
+    let (mut need, mut count) = (0u64, 0u64);
+    for f in files {
+        let Some(size) = f.size else { continue };
+        let staged = std::fs::metadata(root.join(&f.dest))
+            .map(|m| m.is_file() && m.len() == size)
+            .unwrap_or(false);
+        if !staged {
+            need += size.div_ceil(BLOCK) * BLOCK;
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    let want = need + need / 10 + MARGIN_FIXED;
+    match free_bytes(root) {
+        Some(free) if free < want => Err(OpError::fatal(format!(
+            "not enough free space at {}: {} needed to stage {count} files ({} of files, plus \
+             10% and 16 MiB of margin), {} free; free space there or set cassandra.staging to \
+             a larger filesystem",
+            root.display(),
+            bytes_text(want),
+            bytes_text(need),
+            bytes_text(free)
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            cx.log(format!(
+                "cannot read the free space at {} (`df -Pk`); staging without the space check",
+                root.display()
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Bytes available to non-root users on the filesystem of `path` (or of its nearest existing
+/// parent), from POSIX `df -Pk`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let mut p = path;
+    while !p.exists() {
+        p = p.parent()?;
+    }
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(p)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_df_available(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `Available` (KiB) of `df -Pk` output, in bytes: the field before the `Capacity` one (the
+/// first ending in `%`), so spaces in the file system's name do not matter.
+fn parse_df_available(out: &str) -> Option<u64> {
+    let fields: Vec<&str> = out.lines().nth(1)?.split_whitespace().collect();
+    let cap = fields.iter().skip(1).position(|f| f.ends_with('%'))? + 1;
+    let kib: u64 = fields.get(cap.checked_sub(1)?)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn bytes_text(n: u64) -> String {
+    format!("{:.1} MiB ({n} bytes)", n as f64 / (1u64 << 20) as f64)
 }
 
 /// A staged file is intact if it has the recorded size and CRC32; returns its size. Without
@@ -177,4 +256,26 @@ fn verify_digests(root: &Path, files: &[FetchFile]) -> OpResult<u64> {
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_available_is_read_before_the_capacity_field() {
+        let out = "Filesystem     1024-blocks    Used Available Capacity Mounted on\n\
+                   tmpfs                   64       4        60       7% /var/lib/cassandra/small\n";
+        assert_eq!(parse_df_available(out), Some(60 * 1024));
+        let spaced = "Filesystem 1024-blocks Used Available Capacity Mounted on\n\
+                      my disk 100 10 90 10% /mnt/a b\n";
+        assert_eq!(parse_df_available(spaced), Some(90 * 1024));
+        assert_eq!(parse_df_available("garbage"), None);
+    }
+
+    #[test]
+    fn real_df_answers_for_a_missing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(&dir.path().join("not/yet")).is_some());
+    }
 }

@@ -34,7 +34,16 @@ impl OpError {
     }
     /// Maps an I/O error on a path.
     pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
-        OpError::fatal(format!("{}: {e}", path.display()))
+        OpError::fatal(io_message(path, &e))
+    }
+}
+
+/// The text of an I/O error on `path`; a full disk says so and names the path.
+pub fn io_message(path: &std::path::Path, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        format!("no space left on device at {}", path.display())
+    } else {
+        format!("{}: {e}", path.display())
     }
 }
 

@@ -201,16 +201,26 @@ pub async fn download_file(
 }
 
 fn write_checked(r: &mut dyn Read, tmp: &Path, dest: &Path, expect: Expect) -> Result<u64, String> {
-    let mut out = std::fs::File::create(tmp).map_err(|e| format!("cannot create: {e}"))?;
+    // A full disk names the path; other errors say what failed.
+    let fail = |what: &str, e: std::io::Error| {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            super::io_message(tmp, &e)
+        } else {
+            format!("cannot {what}: {e}")
+        }
+    };
+    let mut out = std::fs::File::create(tmp).map_err(|e| fail("create", e))?;
     let mut tee = Tee {
         inner: r,
         out: &mut out,
         err: None,
     };
-    let (size, got) = crc32_of_reader(&mut tee, expect.size)?;
-    if let Some(e) = tee.err {
-        return Err(format!("cannot write: {e}"));
+    let read = crc32_of_reader(&mut tee, expect.size);
+    // A failed write stops the reader too: report the write, not the decoder.
+    if let Some(e) = tee.err.take() {
+        return Err(fail("write", e));
     }
+    let (size, got) = read?;
     if let Some(want) = expect.size
         && size != want
     {
@@ -225,9 +235,9 @@ fn write_checked(r: &mut dyn Read, tmp: &Path, dest: &Path, expect: Expect) -> R
             "CRC32 mismatch: got {got}, the manifest records {want}"
         ));
     }
-    out.sync_all().map_err(|e| format!("cannot sync: {e}"))?;
+    out.sync_all().map_err(|e| fail("sync", e))?;
     drop(out);
-    std::fs::rename(tmp, dest).map_err(|e| format!("cannot rename into place: {e}"))?;
+    std::fs::rename(tmp, dest).map_err(|e| fail("rename into place", e))?;
     Ok(size)
 }
 
