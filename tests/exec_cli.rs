@@ -396,7 +396,7 @@ fn json_progress_is_one_json_object_per_line() {
     );
 }
 
-/// A runbook of controller steps: `a` logs the run's `now`, `b` waits for `gate` to exist.
+/// A runbook of controller steps: `a` logs the run's `now`, `b` waits (at most 30 s) for `gate`.
 fn runbook(dir: &Path, name: &str, log: &Path, gate: &Path) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
@@ -415,7 +415,7 @@ run = "echo a {{{{ now }}}} >> '{log}'"
 [[step]]
 name = "b"
 on = "controller"
-run = "while [ ! -e '{gate}' ]; do sleep 0.05; done; echo b >> '{log}'"
+run = "for i in $(seq 600); do [ -e '{gate}' ] && break; sleep 0.05; done; [ -e '{gate}' ] && echo b >> '{log}'"
 after = ["a"]
 "#,
         log = log.display(),
