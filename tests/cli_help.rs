@@ -179,3 +179,34 @@ fn usage_errors_exit_64_and_help_exits_0() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+/// One output flag: `--format human|json` on every command that prints a report, `--json` kept
+/// as its alias (`plan`/`show` add markdown and dot, `validate` adds github).
+#[test]
+fn every_report_command_takes_format_and_the_json_alias() {
+    for cmd in ["list", "verify", "prune", "state", "validate", "plan", "show"] {
+        let sub = cli()
+            .find_subcommand(cmd)
+            .unwrap_or_else(|| panic!("no `{cmd}`"))
+            .clone();
+        let format = sub
+            .get_arguments()
+            .find(|a| a.get_id() == "format")
+            .unwrap_or_else(|| panic!("`cbk {cmd}` has no --format"));
+        let values: Vec<String> = format
+            .get_possible_values()
+            .iter()
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        assert!(
+            values.iter().any(|v| v == "human") && values.iter().any(|v| v == "json"),
+            "`cbk {cmd} --format` takes {values:?}"
+        );
+        if !matches!(cmd, "plan" | "show") {
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() == "json"),
+                "`cbk {cmd}` keeps --json"
+            );
+        }
+    }
+}

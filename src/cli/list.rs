@@ -17,9 +17,8 @@ pub struct Args {
     /// Rewrite the index from the catalogs: an entry for every complete backup, none for others.
     #[arg(long)]
     pub rebuild_index: bool,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
 }
 
 /// Runs `cbk list`.
@@ -65,7 +64,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             })
             .collect::<std::collections::BTreeMap<String, String>>()
     };
-    if args.json {
+    if args.output.is_json() {
         let complete: Vec<&crate::repo::manifest::IndexEntry> = backups
             .iter()
             .filter(|b| b.complete)

@@ -58,6 +58,33 @@ pub enum PlanFormat {
     Dot,
 }
 
+/// Output of the report commands (`list`, `verify`, `prune`, `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table or lines for people.
+    Human,
+    /// One JSON document (schemas/).
+    Json,
+}
+
+/// `--format human|json`, with `--json` as its alias: one output flag on every report command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    /// Whether JSON was asked for (`--format json` or `--json`).
+    pub fn is_json(&self) -> bool {
+        self.json || self.format == OutputFormat::Json
+    }
+}
+
 /// How progress is shown while applying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {

@@ -17,9 +17,8 @@ pub struct Args {
     /// Keep the newest N backups (overrides the plan).
     #[arg(long)]
     pub keep_last: Option<u32>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
 }
 
 /// Runs `cbk prune`.
@@ -68,7 +67,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     )
     .await
     .map_err(|e| miette::miette!("{e}"))?;
-    if args.json {
+    if args.output.is_json() {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         let verb = if r.dry_run { "would delete" } else { "deleted" };

@@ -18,9 +18,8 @@ pub struct Args {
     /// State folder (default: the plan's, else `.cbk` in the current folder).
     #[arg(long, value_name = "DIR", conflicts_with = "plan")]
     pub state: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
 }
 
 /// One task as the journal tells it.
@@ -204,7 +203,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         tasks,
     };
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.output.is_json() {
         let text = serde_json::to_string_pretty(&view).map_err(|e| miette::miette!("{e}"))?;
         let _ = writeln!(out, "{text}");
         return Ok(exit::OK);

@@ -25,9 +25,8 @@ pub struct Args {
     /// Objects checked at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
 }
 
 /// Runs `cbk verify`; exit 1 when a problem is found.
@@ -74,7 +73,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     } else {
         Vec::new()
     };
-    if args.json {
+    if args.output.is_json() {
         let mut v = serde_json::to_value(&report).unwrap_or_default();
         if args.repair {
             v["quarantined"] = serde_json::to_value(&moved).unwrap_or_default();
