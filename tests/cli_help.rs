@@ -184,7 +184,9 @@ fn usage_errors_exit_64_and_help_exits_0() {
 /// as its alias (`plan`/`show` add markdown and dot, `validate` adds github).
 #[test]
 fn every_report_command_takes_format_and_the_json_alias() {
-    for cmd in ["list", "verify", "prune", "state", "validate", "plan", "show"] {
+    for cmd in [
+        "list", "verify", "prune", "state", "validate", "plan", "show",
+    ] {
         let sub = cli()
             .find_subcommand(cmd)
             .unwrap_or_else(|| panic!("no `{cmd}`"))

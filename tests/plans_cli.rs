@@ -257,3 +257,37 @@ fn no_secret_value_reaches_any_output() {
     assert!(err.contains("is not an environment variable name"), "{err}");
     assert!(!err.contains("my secret value"), "{err}");
 }
+
+/// A folder that holds no repository marker is "not a cbk repository" (exit 1) for list, verify
+/// and prune, not an empty repository; a marker of a newer format is refused by name.
+#[test]
+fn store_commands_refuse_a_folder_that_is_no_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    for args in [
+        vec!["list", "--storage", &url],
+        vec!["verify", "--storage", &url],
+        vec!["prune", "--storage", &url, "--dry-run", "--keep-last", "1"],
+    ] {
+        let out = cbk().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "cbk {args:?}: {err}");
+        assert!(err.contains("not a cbk repository"), "cbk {args:?}: {err}");
+    }
+    std::fs::write(
+        dir.path().join("cbk-repository.json"),
+        r#"{"format": "cbk-repository", "version": 99}"#,
+    )
+    .unwrap();
+    let out = cbk().args(["list", "--storage", &url]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("format version 99"), "{err}");
+    std::fs::write(
+        dir.path().join("cbk-repository.json"),
+        r#"{"format": "cbk-repository", "version": 1}"#,
+    )
+    .unwrap();
+    let out = cbk().args(["list", "--storage", &url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

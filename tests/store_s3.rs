@@ -524,3 +524,77 @@ async fn wrong_secret_fails_and_secrets_never_leak() {
     }
     assert!(!format!("{:?}", moto.credentials()).contains(&secret));
 }
+
+/// The store commands take `--region`/`--endpoint`/`--path-style` (and `CBK_REGION`-style
+/// variables); without a region they say how to give one, not an SDK dump; a bucket prefix with
+/// no repository marker is "not a cbk repository".
+#[tokio::test]
+async fn store_commands_take_s3_flags_and_say_what_is_missing() {
+    let moto = Moto::start();
+    let bucket = support::s3::new_bucket(&moto).await;
+    let creds = moto.credentials();
+    let url = format!("s3://{bucket}/nothing-here");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty-aws-config");
+    std::fs::write(&empty, "").expect("write");
+    let cbk = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cbk"));
+        for k in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "CBK_REGION",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("AWS_CONFIG_FILE", &empty)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+            .args(args)
+            .envs(env.iter().copied());
+        let out = c.output().expect("cbk");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = cbk(&["list", "--storage", &url], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no AWS region") && err.contains("AWS_REGION"),
+        "{err}"
+    );
+    assert!(err.contains("--region"), "{err}");
+    assert!(
+        err.lines().count() < 6,
+        "a short message, not an SDK dump: {err}"
+    );
+    let endpoint = moto.endpoint();
+    let (code, err) = cbk(
+        &[
+            "list",
+            "--storage",
+            &url,
+            "--region",
+            "us-east-1",
+            "--endpoint",
+            &endpoint,
+            "--path-style",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a cbk repository"), "{err}");
+    let (code, err) = cbk(
+        &["verify", "--storage", &url],
+        &[
+            ("CBK_REGION", "us-east-1"),
+            ("CBK_ENDPOINT", &endpoint),
+            ("CBK_PATH_STYLE", "true"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a cbk repository"), "{err}");
+}

@@ -228,6 +228,13 @@ fn validate(plan: &Path) -> (i32, String) {
 #[test]
 fn prune_applies_a_grace_of_one_week() {
     let dir = tempfile::tempdir().unwrap();
+    // An (empty) repository: prune refuses a folder without the marker.
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    std::fs::write(
+        dir.path().join("store/cbk-repository.json"),
+        r#"{"format": "cbk-repository", "version": 1}"#,
+    )
+    .unwrap();
     for (grace, secs) in [
         (None, 86_400u64),
         (Some("1w"), 604_800),

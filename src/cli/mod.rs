@@ -161,6 +161,18 @@ pub struct StoreArgs {
     /// Storage URL (`s3://bucket/prefix` or `file:///path`) instead of a plan.
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
+    /// S3 region (overrides the plan's `region`).
+    #[arg(long, env = "CBK_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// S3-compatible endpoint URL (overrides the plan's `endpoint`).
+    #[arg(long, env = "CBK_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Path-style S3 addressing (for S3-compatible servers).
+    #[arg(long, env = "CBK_PATH_STYLE")]
+    pub path_style: bool,
+    /// AWS profile for credentials and region (overrides the plan's `profile`).
+    #[arg(long, env = "CBK_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 impl StoreArgs {
@@ -177,8 +189,18 @@ impl StoreArgs {
         Ok(Some(run.plan))
     }
 
-    /// Opens the store named by `--storage` or by the plan's `[storage]`.
+    /// Opens the repository named by `--storage` or by the plan's `[storage]`, after checking
+    /// its marker (a store without one is refused as "not a cbk repository").
     pub async fn open(&self) -> miette::Result<std::sync::Arc<dyn crate::store::Store>> {
+        let store = self.open_store().await?;
+        crate::repo::inventory::check_marker(store.as_ref())
+            .await
+            .map_err(|e| miette::miette!("{e}"))?;
+        Ok(store)
+    }
+
+    /// Opens the store without looking for a repository in it.
+    async fn open_store(&self) -> miette::Result<std::sync::Arc<dyn crate::store::Store>> {
         let config = match (&self.storage, self.plan_file()?) {
             (Some(url), _) => crate::plan::model::StorageConfig {
                 url: url.clone(),
@@ -194,6 +216,19 @@ impl StoreArgs {
                 ));
             }
         };
+        let mut config = config;
+        if let Some(r) = &self.region {
+            config.region = Some(r.clone());
+        }
+        if let Some(e) = &self.endpoint {
+            config.endpoint = Some(e.clone());
+        }
+        if self.path_style {
+            config.path_style = true;
+        }
+        if let Some(p) = &self.profile {
+            config.profile = Some(p.clone());
+        }
         let creds =
             crate::store::credentials_from_env(&config).map_err(|e| miette::miette!("{e}"))?;
         crate::store::open(&config, creds)

@@ -22,6 +22,44 @@ pub enum RepoError {
     Corrupt { key: String, message: String },
     #[error("no backup named `{0}` in the store")]
     NoSuchBackup(String),
+    #[error(
+        "{0} is not a cbk repository: it holds no `{key}` (check the URL and prefix; a repository gets its marker with its first backup)",
+        key = super::keys::FORMAT_KEY
+    )]
+    NotARepository(String),
+    #[error(
+        "{store} is a cbk repository of format version {found}; this cbk reads version {known} (use a newer cbk)"
+    )]
+    NewerFormat {
+        store: String,
+        found: u64,
+        known: u32,
+    },
+}
+
+/// Reads the repository marker and checks its format version: a store without one is not a
+/// repository (rather than an empty one), one of a newer format is refused by name.
+pub async fn check_marker(store: &dyn Store) -> Result<(), RepoError> {
+    let marker: serde_json::Value = match read_json(store, super::keys::FORMAT_KEY).await {
+        Ok(v) => v,
+        Err(RepoError::Store(StoreError::NotFound(_))) => {
+            return Err(RepoError::NotARepository(store.describe()));
+        }
+        Err(e) => return Err(e),
+    };
+    let version = marker.get("version").and_then(serde_json::Value::as_u64);
+    match version {
+        Some(v) if v <= u64::from(super::REPO_FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(RepoError::NewerFormat {
+            store: store.describe(),
+            found: v,
+            known: super::REPO_FORMAT_VERSION,
+        }),
+        None => Err(RepoError::Corrupt {
+            key: super::keys::FORMAT_KEY.to_string(),
+            message: "no `version`".into(),
+        }),
+    }
 }
 
 /// Reads and parses one JSON document.

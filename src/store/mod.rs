@@ -35,6 +35,10 @@ pub enum StoreError {
     },
     #[error("credentials: {0}")]
     Credentials(String),
+    #[error(
+        "no AWS region for `{0}`: set AWS_REGION (or a profile's region), `region` in [storage], or --region"
+    )]
+    NoRegion(String),
     #[error("the store does not support {0}")]
     Unsupported(String),
     #[error("stream changed while resuming multipart upload of `{0}` (part checksum differs)")]

@@ -353,6 +353,9 @@ impl S3Store {
             loader = loader.profile_name(profile);
         }
         let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(StoreError::NoRegion(config.url.clone()));
+        }
         let mut b = aws_sdk_s3::config::Builder::from(&sdk);
         if let Some(ep) = &config.endpoint {
             b = b.endpoint_url(ep);
