@@ -31,6 +31,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
 fi
 
+# Debian's own python3 ships venv without ensurepip (package python3-venv).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "setup: apt-get install python3-venv"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+
 VENV=$CBK_TEST_HOME/venv
 LOCK=$REPO/tests/infra/requirements.lock
 # The venv is rebuilt whenever the lock changes (its sha256 is kept inside the venv).
