@@ -451,7 +451,7 @@ pub async fn upload(
     let store = rt.store().await?;
     let incremental = task.kind == TaskKind::UploadIncremental;
     let base_manifest = match incremental {
-        true => incremental_base(&store, &name, &rt.run.inputs.now)
+        true => incremental_base(&store, &rt.run.plan.cluster.name, &rt.run.inputs.now)
             .await?
             .map(|b| keys::node_manifest_key(&probe.host_id, &b)),
         false => None,
