@@ -487,6 +487,16 @@ fn a_toml_plan_killed_mid_run_resumes_with_its_now_in_its_own_state() {
         format!("{logged}b\n")
     );
 
+    // `cbk state` alone in the plans' folder points at the per-plan state.
+    let st = cbk()
+        .arg("state")
+        .current_dir(dir.path())
+        .output()
+        .expect("state");
+    assert_eq!(st.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(err.contains("`cbk state PLAN.toml`"), "{err}");
+    assert!(err.contains("nightly") && err.contains("weekly"), "{err}");
     // `cbk state PLAN.toml` finds the plan's state.
     let st = cbk()
         .args(["state", "--json"])

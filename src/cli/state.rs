@@ -171,6 +171,20 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             "no state in `{}` (nothing was applied there yet)",
             dir.display()
         );
+        // State is kept per plan (`.cbk/<plan stem>/`): name the plans that have some here.
+        let plans: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("state.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !plans.is_empty() {
+            eprintln!(
+                "hint: state is kept per plan; `cbk state PLAN.toml` shows one (state here for: {})",
+                plans.join(", ")
+            );
+        }
         return Ok(exit::FAILED);
     };
     // The open run (if any) is the latest; otherwise the last finished one.
