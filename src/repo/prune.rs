@@ -132,23 +132,25 @@ pub async fn prune(
     let mut host_ids: BTreeSet<String> = BTreeSet::new();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     let mut doomed: Vec<String> = Vec::new();
-    let present = |key: String| async move {
-        match read_json::<NodeManifest>(store, &key).await {
-            Err(RepoError::Store(StoreError::NotFound(_))) => Ok(None),
-            other => other.map(Some),
+    // The stored files a backup's node manifests name (a missing manifest names none).
+    let files_of = |manifests: Vec<String>| async move {
+        let mut files = Vec::new();
+        for key in manifests {
+            match read_json::<NodeManifest>(store, &key).await {
+                Err(RepoError::Store(StoreError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+                Ok(m) => files.extend(
+                    m.tables
+                        .into_iter()
+                        .flat_map(|t| t.files.into_iter().map(|f| f.key)),
+                ),
+            }
         }
+        Ok::<_, RepoError>(files)
     };
     // Another selection of this cluster: not counted, not deleted, its components kept.
     for b in &untouched {
-        for key in &b.manifests {
-            if let Some(m) = present(key.clone()).await? {
-                referenced.extend(
-                    m.tables
-                        .iter()
-                        .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
-                );
-            }
-        }
+        referenced.extend(files_of(b.manifests.clone()).await?);
     }
     for b in &mine {
         host_ids.extend(b.host_ids.iter().cloned());
@@ -160,15 +162,7 @@ pub async fn prune(
         };
         if kept {
             report.kept.push(b.entry.backup.clone());
-            for key in &b.manifests {
-                if let Some(m) = present(key.clone()).await? {
-                    referenced.extend(
-                        m.tables
-                            .iter()
-                            .flat_map(|t| t.files.iter().map(|f| f.key.clone())),
-                    );
-                }
-            }
+            referenced.extend(files_of(b.manifests.clone()).await?);
         } else {
             report.deleted_backups.push(b.entry.backup.clone());
             // The index entry goes first: a half-deleted backup is never listed as complete.

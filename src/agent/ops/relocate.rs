@@ -774,15 +774,21 @@ pub async fn run_cleanup(req: CleanupRequest) -> OpResult<CleanupResult> {
             }
             continue;
         }
-        let r = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        r.map_err(|e| OpError::io(&p, e))?;
+        remove_entry(&entry)?;
     }
     result.removed = true;
     Ok(result)
+}
+
+/// Removes one folder entry: a folder with all it holds, or a file.
+fn remove_entry(entry: &std::fs::DirEntry) -> OpResult<()> {
+    let p = entry.path();
+    let r = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        std::fs::remove_dir_all(&p)
+    } else {
+        std::fs::remove_file(&p)
+    };
+    r.map_err(|e| OpError::io(&p, e))
 }
 
 /// Prefix of the folder of one restore run inside the staging root.
@@ -800,12 +806,7 @@ fn clean_run_dir(dir: &Path, keep_displaced: bool, result: &mut CleanupResult) -
             kept = true;
             continue;
         }
-        let r = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        r.map_err(|e| OpError::io(&p, e))?;
+        remove_entry(&entry)?;
     }
     if !kept {
         std::fs::remove_dir(dir).map_err(|e| OpError::io(dir, e))?;
