@@ -289,3 +289,236 @@ fn systemd_units_verify() {
         "systemd-analyze verify: {stderr}"
     );
 }
+
+/// A key table of docs/plan-format.md: the section it documents and its rows
+/// (key, default column), with the row's line number.
+struct KeyTable {
+    section: String,
+    rows: Vec<(String, String, usize)>,
+}
+
+/// The key tables of docs/plan-format.md. A table belongs to the `## ` heading above it, or to a
+/// `` `[a.b]`: `` line right above it (sub-tables such as `[restore.loader]`).
+fn key_tables(text: &str) -> Vec<KeyTable> {
+    let mut out: Vec<KeyTable> = Vec::new();
+    let mut section = String::new();
+    let mut in_table = false;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h.split('`').nth(1).unwrap_or(h).to_owned();
+            if h.starts_with("Top level") {
+                section = String::new();
+            }
+            in_table = false;
+            continue;
+        }
+        if line.starts_with('`') && line.ends_with("`:") {
+            section = line.trim_matches(|c| c == '`' || c == ':').to_owned();
+            continue;
+        }
+        if line.starts_with("| key |") {
+            out.push(KeyTable {
+                section: section.clone(),
+                rows: Vec::new(),
+            });
+            in_table = true;
+            continue;
+        }
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        let default = if cells.len() >= 4 { cells[2] } else { "" };
+        let mut default = default.to_owned();
+        // The retention table has no default column; its `grace` row says `default "24h"`.
+        if cells.len() == 3
+            && let Some(d) = cells[1].split("default ").nth(1)
+        {
+            default = d.to_owned();
+        }
+        for key in cells[0].split(", ") {
+            let key = key.trim_matches('`');
+            if key.starts_with('[') {
+                continue; // a sub-table, documented by its own table
+            }
+            if let Some(t) = out.last_mut() {
+                t.rows.push((key.to_owned(), default.clone(), i + 1));
+            }
+        }
+    }
+    out
+}
+
+/// The plan schema's definition that holds the keys of a documented section.
+fn schema_def(section: &str) -> &'static [&'static str] {
+    match section {
+        "" => &["#"],
+        "[cluster]" => &["ClusterConfig", "HostSpec"],
+        "[connection]" => &["ConnectionConfig"],
+        "[cassandra]" => &["CassandraConfig"],
+        "[storage]" => &["StorageConfig"],
+        "[backup]" => &["BackupConfig"],
+        "[restore]" => &["RestoreConfig"],
+        "[restore.loader]" => &["LoaderConfig"],
+        "[limits]" => &["Limits"],
+        "[retention]" => &["Retention"],
+        "[[step]]" => &["CustomStep"],
+        other => panic!(
+            "docs/plan-format.md: a key table under {other:?}: map it to its schema definition"
+        ),
+    }
+}
+
+/// Every key the loader accepts is documented in docs/plan-format.md, every documented key is
+/// accepted, and every documented default agrees with the loader's (the schema's defaults, and the
+/// defaults applied later by S3, prune and the restore tasks).
+#[test]
+fn documented_keys_and_defaults_match_the_loader() {
+    let doc = std::fs::read_to_string(root().join("docs/plan-format.md")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/plan.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let props = |def: &str| -> serde_json::Map<String, serde_json::Value> {
+        let v = if def == "#" {
+            &schema["properties"]
+        } else {
+            &schema["$defs"][def]["properties"]
+        };
+        v.as_object()
+            .unwrap_or_else(|| panic!("schema has no properties for {def}"))
+            .clone()
+    };
+    let mut problems = Vec::new();
+    let mut documented: std::collections::BTreeMap<
+        &'static str,
+        std::collections::BTreeSet<String>,
+    > = Default::default();
+    let tables = key_tables(&doc);
+    for t in &tables {
+        let defs = schema_def(&t.section);
+        for (key, default, line) in &t.rows {
+            let found = defs
+                .iter()
+                .find_map(|d| props(d).get(key.as_str()).cloned());
+            let Some(prop) = found else {
+                problems.push(format!(
+                    "docs/plan-format.md:{line}: `{key}` in {} is not a key the loader accepts",
+                    if t.section.is_empty() {
+                        "the top level"
+                    } else {
+                        &t.section
+                    }
+                ));
+                continue;
+            };
+            for d in defs {
+                if props(d).contains_key(key.as_str()) {
+                    documented.entry(d).or_default().insert(key.clone());
+                }
+            }
+            // A literal default (`false`, `4`, `"strict"`) must be the schema's default.
+            let lit = default.trim().trim_matches('`');
+            let lit = lit.trim_matches('"');
+            if let Some(sd) = prop.get("default") {
+                let want = match sd {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if lit != want {
+                    problems.push(format!(
+                        "docs/plan-format.md:{line}: `{key}` is documented with default `{lit}`, the loader's is `{want}`"
+                    ));
+                }
+            }
+        }
+    }
+    // Keys the loader accepts that no table documents.
+    for t in &tables {
+        for d in schema_def(&t.section) {
+            for key in props(d).keys() {
+                let is_table = props(d)[key].get("$ref").is_some()
+                    || props(d)[key]["allOf"].is_array()
+                    || [
+                        "cluster",
+                        "connection",
+                        "cassandra",
+                        "storage",
+                        "backup",
+                        "restore",
+                        "limits",
+                        "retention",
+                        "step",
+                        "jmx",
+                        "loader",
+                    ]
+                    .contains(&key.as_str());
+                let doc_has = documented.get(d).is_some_and(|s| s.contains(key));
+                if !doc_has && !is_table && !doc.contains(&format!("`{key}`")) {
+                    problems.push(format!(
+                        "docs/plan-format.md: `{key}` ({d}) is accepted by the loader but not documented"
+                    ));
+                } else if !doc_has && !is_table {
+                    // Documented in prose only: it must at least be in the section's table.
+                    problems.push(format!(
+                        "docs/plan-format.md: `{key}` ({d}) is accepted by the loader but missing from the {} key table",
+                        if t.section.is_empty() { "top-level" } else { &t.section }
+                    ));
+                }
+            }
+        }
+    }
+    // Defaults applied after loading (not in the schema) by the parts of cbk that use them.
+    let default_of = |section: &str, key: &str| -> String {
+        tables
+            .iter()
+            .filter(|t| t.section == section)
+            .flat_map(|t| &t.rows)
+            .find(|(k, _, _)| k == key)
+            .map(|(_, d, _)| d.trim().trim_matches('`').trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("{section} {key} is not documented"))
+    };
+    let mut check = |what: &str, documented: String, loader: String| {
+        if documented != loader {
+            problems.push(format!(
+                "docs/plan-format.md: {what} is documented as `{documented}`, cbk uses `{loader}`"
+            ));
+        }
+    };
+    let part = default_of("[storage]", "part_size").parse::<cbk::units::ByteSize>();
+    check(
+        "[storage] part_size default (bytes)",
+        part.map(|p| p.bytes().to_string())
+            .unwrap_or_else(|e| e.to_string()),
+        cbk::store::s3::DEFAULT_PART_SIZE.to_string(),
+    );
+    check(
+        "[storage] part_concurrency default",
+        default_of("[storage]", "part_concurrency"),
+        cbk::store::s3::DEFAULT_PART_CONCURRENCY.to_string(),
+    );
+    let grace = default_of("[retention]", "grace").parse::<cbk::units::Duration>();
+    check(
+        "[retention] grace default (seconds)",
+        grace
+            .map(|g| g.as_secs().to_string())
+            .unwrap_or_else(|e| e.to_string()),
+        cbk::repo::prune::DEFAULT_GRACE_SECS.to_string(),
+    );
+    check(
+        "[cassandra] config default",
+        default_of("[cassandra]", "config"),
+        cbk::tasks::node::DEFAULT_CONFIG.to_owned(),
+    );
+    let codec = default_of("[backup]", "codec").parse::<cbk::codec::Codec>();
+    check(
+        "[backup] codec default",
+        format!("{:?}", codec.ok()),
+        format!("{:?}", Some(cbk::codec::Codec::default())),
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
