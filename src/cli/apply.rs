@@ -6,15 +6,13 @@ use crate::error::exit;
 use crate::exec::progress::{self, Mode};
 use crate::exec::walker::WalkOptions;
 use crate::exec::{
-    self, ApplyOptions, Check, ExecError, Outcome, RunReport, RunStatus, StateLocation,
-    TaskContext, TaskError, TaskRunner, TaskStatus,
+    self, ApplyOptions, ExecError, RunReport, RunStatus, StateLocation, TaskError, TaskRunner,
+    TaskStatus,
 };
-use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
-use async_trait::async_trait;
+use crate::graph::run::PlannedRun;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 /// Arguments of `cbk apply`.
@@ -105,8 +103,7 @@ fn load_planned_run(
 
 /// The task implementations used by `cbk apply` (replaced by the task registry in `tasks`).
 fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
-    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?
-        .with_controller_exec(Arc::new(ExecRunner));
+    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?;
     Ok(Arc::new(runner))
 }
 
@@ -384,173 +381,4 @@ fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
         TaskStatus::Interrupted => Some(": interrupted at a safe point".into()),
         _ => None,
     });
-}
-
-/// Prefix of a stdout line by which an `exec` command saves a checkpoint.
-pub const CHECKPOINT_PREFIX: &str = "::cbk-checkpoint ";
-
-/// `exec` tasks on the controller.
-///
-/// Parameters (`PlannedTask.params`):
-/// - `command` (as the plan compiler writes it) or `run`: the command, a string run with
-///   `sh -c` or an argv list;
-/// - `creates` (optional): a path; when it exists the task is already satisfied;
-/// - `check` (optional): a command; exit status 0 means already satisfied.
-///
-/// Without `creates`/`check` the command always runs, so it must be idempotent itself.
-/// The command may print `::cbk-checkpoint {JSON}` lines: each is saved durably in the journal,
-/// and a resumed command finds the last one in the `CBK_CHECKPOINT` environment variable.
-struct ExecRunner;
-
-fn command_of(task: &PlannedTask, key: &str) -> Result<Option<tokio::process::Command>, TaskError> {
-    let v = match task.params.get(key) {
-        None | Some(serde_json::Value::Null) => return Ok(None),
-        Some(v) => v,
-    };
-    let mut cmd = match v {
-        serde_json::Value::String(s) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(s);
-            c
-        }
-        serde_json::Value::Array(items) => {
-            let argv: Option<Vec<&str>> = items.iter().map(|i| i.as_str()).collect();
-            match argv.as_deref() {
-                Some([prog, rest @ ..]) => {
-                    let mut c = tokio::process::Command::new(prog);
-                    c.args(rest);
-                    c
-                }
-                _ => {
-                    return Err(TaskError::fatal(format!(
-                        "`{key}` must be a string or a non-empty list of strings"
-                    )));
-                }
-            }
-        }
-        _ => {
-            return Err(TaskError::fatal(format!(
-                "`{key}` must be a string or a list of strings"
-            )));
-        }
-    };
-    cmd.stdin(std::process::Stdio::null())
-        .env("CBK_TASK", &task.address)
-        // Not in the terminal's process group: Ctrl-C stops cbk, which lets commands finish.
-        .process_group(0)
-        .kill_on_drop(true);
-    Ok(Some(cmd))
-}
-
-fn controller_only(task: &PlannedTask) -> Result<(), TaskError> {
-    if task.kind != TaskKind::Exec {
-        return Err(TaskError::fatal(format!(
-            "task kind `{}` is not available in this build",
-            task.kind.as_str()
-        )));
-    }
-    if let Some(h) = &task.host {
-        return Err(TaskError::fatal(format!(
-            "exec on host `{h}` is not available in this build (controller only)"
-        )));
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl TaskRunner for ExecRunner {
-    async fn check(&self, task: &PlannedTask, _cx: &TaskContext) -> Result<Check, TaskError> {
-        controller_only(task)?;
-        if let Some(p) = task.params.get("creates").and_then(|v| v.as_str())
-            && Path::new(p).exists()
-        {
-            return Ok(Check::Satisfied(format!("{p} exists")));
-        }
-        if let Some(mut cmd) = command_of(task, "check")? {
-            let status = cmd
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .await
-                .map_err(|e| TaskError::fatal(format!("cannot run check: {e}")))?;
-            if status.success() {
-                return Ok(Check::Satisfied("check passed".into()));
-            }
-        }
-        Ok(Check::Needed)
-    }
-
-    async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
-        controller_only(task)?;
-        let cmd = match command_of(task, "command")? {
-            Some(c) => Some(c),
-            None => command_of(task, "run")?,
-        };
-        let Some(mut cmd) = cmd else {
-            return Err(TaskError::fatal("no `command` (or `run`) parameter"));
-        };
-        if let Some(cp) = cx.checkpoints.last(&task.address) {
-            cmd.env("CBK_CHECKPOINT", cp.to_string());
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| TaskError::fatal(format!("cannot start command: {e}")))?;
-        let stderr = child.stderr.take();
-        let err_task = tokio::spawn(async move {
-            let mut tail = Vec::new();
-            if let Some(s) = stderr {
-                let mut lines = tokio::io::BufReader::new(s).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    tail.push(l);
-                    if tail.len() > 5 {
-                        tail.remove(0);
-                    }
-                }
-            }
-            tail
-        });
-        let mut checkpoints = 0u32;
-        if let Some(out) = child.stdout.take() {
-            let mut lines = tokio::io::BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(json) = line.strip_prefix(CHECKPOINT_PREFIX) {
-                    let data: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-                        TaskError::fatal(format!("bad checkpoint line from the command: {e}"))
-                    })?;
-                    cx.checkpoints.save(&task.address, &data).map_err(|e| {
-                        TaskError::fatal(format!("cannot journal a checkpoint: {e}"))
-                    })?;
-                    checkpoints += 1;
-                } else {
-                    cx.progress.message(&format!("{}: {line}", task.address));
-                }
-            }
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| TaskError::fatal(format!("command did not finish: {e}")))?;
-        let tail = err_task.await.unwrap_or_default();
-        if status.success() {
-            Ok(Outcome {
-                summary: match checkpoints {
-                    0 => "command succeeded".into(),
-                    n => format!("command succeeded ({n} checkpoints)"),
-                },
-                data: serde_json::Value::Null,
-            })
-        } else {
-            let code = status
-                .code()
-                .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
-            let tail = tail.join(" | ");
-            Err(TaskError::fatal(if tail.is_empty() {
-                format!("command exited with {code}")
-            } else {
-                format!("command exited with {code}: {tail}")
-            }))
-        }
-    }
 }

@@ -158,8 +158,6 @@ pub fn remote_err(e: crate::remote::RemoteError) -> TaskError {
 /// The task runner `cbk apply` uses.
 pub struct Runner {
     pub rt: Arc<Runtime>,
-    /// Runs `exec` steps on the controller.
-    controller_exec: Option<Arc<dyn TaskRunner>>,
 }
 
 impl Runner {
@@ -167,20 +165,7 @@ impl Runner {
     pub fn new(run: Arc<PlannedRun>) -> Result<Runner, TaskError> {
         Ok(Runner {
             rt: Arc::new(Runtime::new(run)?),
-            controller_exec: None,
         })
-    }
-
-    /// Uses `runner` for `exec` steps that run on the controller.
-    pub fn with_controller_exec(mut self, runner: Arc<dyn TaskRunner>) -> Self {
-        self.controller_exec = Some(runner);
-        self
-    }
-
-    fn controller(&self, task: &PlannedTask) -> Option<&Arc<dyn TaskRunner>> {
-        (task.kind == TaskKind::Exec && task.host.is_none())
-            .then_some(self.controller_exec.as_ref())
-            .flatten()
     }
 }
 
@@ -193,9 +178,6 @@ fn host_of(task: &PlannedTask) -> Result<&str, TaskError> {
 #[async_trait]
 impl TaskRunner for Runner {
     async fn check(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Check, TaskError> {
-        if let Some(r) = self.controller(task) {
-            return r.check(task, cx).await;
-        }
         let rt = &self.rt;
         match task.kind {
             TaskKind::Snapshot => backup::snapshot_check(rt, task, host_of(task)?).await,
@@ -210,9 +192,6 @@ impl TaskRunner for Runner {
     }
 
     async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
-        if let Some(r) = self.controller(task) {
-            return r.apply(task, cx).await;
-        }
         let rt = &self.rt;
         match task.kind {
             TaskKind::Probe => backup::probe(rt, task, host_of(task)?).await,
