@@ -17,6 +17,7 @@ use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
 use crate::plan::model::CommandSpec;
 use crate::remote::Cmd;
+use crate::remote::quote::Sudo;
 use tokio::io::AsyncBufReadExt;
 
 /// Prefix of a stdout line by which a controller `exec` command saves a checkpoint.
@@ -48,13 +49,24 @@ fn sudo(rt: &Runtime, task: &PlannedTask) -> bool {
         .unwrap_or(rt.run.plan.connection.sudo)
 }
 
-/// The remote command for `spec`, through sudo when the step says so.
-fn host_cmd(rt: &Runtime, task: &PlannedTask, spec: &CommandSpec) -> Cmd {
-    let cmd = match spec {
-        CommandSpec::Shell(s) => Cmd::shell(s.clone()),
-        CommandSpec::Argv(v) => Cmd::new(v[0].clone()).args(v[1..].iter().cloned()),
+/// The remote command for `spec`, through `sudo -n [-u sudo_user] --` when the step says so,
+/// whatever `[connection] sudo` is (a step's `sudo = true` elevates only that step).
+fn host_cmd(rt: &Runtime, task: &PlannedTask, spec: &CommandSpec) -> Result<Cmd, TaskError> {
+    if !sudo(rt, task) {
+        return Ok(match spec {
+            CommandSpec::Shell(s) => Cmd::shell(s.clone()),
+            CommandSpec::Argv(v) => Cmd::new(v[0].clone()).args(v[1..].iter().cloned()),
+        });
+    }
+    let words = match spec {
+        CommandSpec::Shell(s) => vec!["sh".to_string(), "-c".to_string(), s.clone()],
+        CommandSpec::Argv(v) => v.clone(),
     };
-    if sudo(rt, task) { cmd.sudo() } else { cmd }
+    let user = rt.run.plan.connection.sudo_user.as_deref();
+    let words = Sudo::from_plan(true, user)
+        .map_err(super::remote_err)?
+        .wrap(words);
+    Ok(Cmd::new(words[0].clone()).args(words[1..].iter().cloned()))
 }
 
 /// A controller process for `spec`, in a process group of its own (Ctrl-C stops cbk, which lets
@@ -91,7 +103,7 @@ pub async fn check(
                 let test = CommandSpec::Argv(vec!["test".into(), "-e".into(), path.into()]);
                 let t = rt.transport(h).await?;
                 let out = t
-                    .exec(&host_cmd(rt, task, &test))
+                    .exec(&host_cmd(rt, task, &test)?)
                     .await
                     .map_err(super::remote_err)?;
                 out.code == 0
@@ -107,7 +119,7 @@ pub async fn check(
             Some(h) => {
                 let t = rt.transport(h).await?;
                 let out = t
-                    .exec(&host_cmd(rt, task, &spec))
+                    .exec(&host_cmd(rt, task, &spec)?)
                     .await
                     .map_err(super::remote_err)?;
                 out.code == 0
@@ -140,7 +152,7 @@ pub async fn apply(
     };
     let t = rt.transport(h).await?;
     let out = t
-        .exec(&host_cmd(rt, task, &spec))
+        .exec(&host_cmd(rt, task, &spec)?)
         .await
         .map_err(super::remote_err)?;
     if out.code != 0 {

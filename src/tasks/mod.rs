@@ -12,7 +12,7 @@ pub mod restore_legacy;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
 use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
-use crate::plan::model::{HostSpec, TransportKind};
+use crate::plan::model::HostSpec;
 use crate::remote::Transport;
 use crate::store::{Credentials, Store};
 use async_trait::async_trait;
@@ -103,22 +103,8 @@ impl Runtime {
         if let Some(t) = map.get(host) {
             return Ok(t.clone());
         }
-        let conn = &self.run.plan.connection;
-        let sudo = crate::remote::quote::Sudo::from_plan(conn.sudo, conn.sudo_user.as_deref())
+        let t = crate::remote::for_host(&self.run.plan.connection, &self.host_spec(host))
             .map_err(remote_err)?;
-        let t: Arc<dyn Transport> = match conn.transport {
-            TransportKind::Local => {
-                let mut t = crate::remote::local::LocalTransport::new(host, sudo);
-                if let Some(p) = &conn.agent_path {
-                    t = t.with_agent_path(p);
-                }
-                Arc::new(t)
-            }
-            TransportKind::Ssh => Arc::new(
-                crate::remote::ssh::SshTransport::from_plan(conn, &self.host_spec(host))
-                    .map_err(remote_err)?,
-            ),
-        };
         map.insert(host.to_string(), t.clone());
         Ok(t)
     }
