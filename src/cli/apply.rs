@@ -147,7 +147,7 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     };
 
     let state = match &args.state {
-        Some(s) if s.starts_with("s3://") || s.starts_with("file://") => {
+        Some(s) if crate::store::url::is_store_url(s) => {
             let mut config = run.plan.storage.clone().unwrap_or_default();
             if config.url != *s {
                 config = crate::plan::model::StorageConfig {
