@@ -71,8 +71,6 @@ pub const ALL_KINDS: &[TaskKind] = &[
     TaskKind::Loader,
     TaskKind::Repair,
     TaskKind::Cleanup,
-    TaskKind::Verify,
-    TaskKind::Prune,
 ];
 
 /// Whether a built-in step runs once per host or once on the controller.
@@ -314,10 +312,10 @@ fn task(
 ) -> PlannedTask {
     let params = params.into();
     let action = match kind {
-        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables | TaskKind::Verify => {
+        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables => {
             Action::Read
         }
-        TaskKind::ClearSnapshot | TaskKind::Cleanup | TaskKind::Prune => Action::Delete,
+        TaskKind::ClearSnapshot | TaskKind::Cleanup => Action::Delete,
         _ => Action::Run,
     };
     // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.

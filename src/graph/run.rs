@@ -38,9 +38,7 @@ pub enum TaskKind {
     Loader,
     Repair,
     Cleanup,
-    // housekeeping
-    Verify,
-    Prune,
+    // custom steps
     Exec,
 }
 
@@ -70,8 +68,6 @@ impl TaskKind {
             TaskKind::Loader => "loader",
             TaskKind::Repair => "repair",
             TaskKind::Cleanup => "cleanup",
-            TaskKind::Verify => "verify",
-            TaskKind::Prune => "prune",
             TaskKind::Exec => "exec",
         }
     }
@@ -84,7 +80,6 @@ impl TaskKind {
                 | TaskKind::ClearCommitlog
                 | TaskKind::Move
                 | TaskKind::Start
-                | TaskKind::Prune
         )
     }
 }

@@ -173,7 +173,23 @@ impl TaskRunner for Runner {
             TaskKind::Stop => restore::stop_check(rt, host_of(task)?).await,
             TaskKind::Start | TaskKind::WaitUp => restore::up_check(rt, task, host_of(task)?).await,
             TaskKind::Exec => custom::check(rt, task, cx).await,
-            _ => Ok(Check::Needed),
+            // Checked inside their apply (idempotent by construction or by their own journal
+            // records): listed so that a new kind cannot compile without a decision here.
+            TaskKind::Probe
+            | TaskKind::Flush
+            | TaskKind::Upload
+            | TaskKind::UploadIncremental
+            | TaskKind::Resolve
+            | TaskKind::Fetch
+            | TaskKind::MatchTables
+            | TaskKind::ClearCommitlog
+            | TaskKind::Move
+            | TaskKind::RebuildIndex
+            | TaskKind::Import
+            | TaskKind::Refresh
+            | TaskKind::Loader
+            | TaskKind::Repair
+            | TaskKind::Cleanup => Ok(Check::Needed),
         }
     }
 
@@ -209,10 +225,6 @@ impl TaskRunner for Runner {
             TaskKind::Repair => restore::repair(rt, task, host_of(task)?, cx).await,
             TaskKind::Cleanup => restore::cleanup(rt, task, host_of(task)?, cx).await,
             TaskKind::Exec => custom::apply(rt, task, cx).await,
-            other => Err(TaskError::fatal(format!(
-                "`{}` tasks are not supported yet",
-                other.as_str()
-            ))),
         }
     }
 }
