@@ -112,6 +112,10 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
         .is_some_and(|r| r.repair.unwrap_or(r.method == RestoreMethod::Restart))
 }
 
+/// What `rebuild_index[HOST]` rebuilds, as `cbk plan` shows it (`indexes=`).
+pub const REBUILT_INDEXES: &str =
+    "found at apply: each index of the included tables whose source holds no index sstable";
+
 /// Whether a restore's source is a legacy `cassandra_backups` bucket (`legacy:<base>/<name>`).
 pub fn restores_legacy(plan: &PlanFile) -> bool {
     plan.restore
@@ -447,6 +451,17 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                         "source_host": src,
                         "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
                         "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
+                    }));
+                }
+                // The index names live in the target's schema and the tables without index
+                // sstables are known once `resolve` listed the source: both at apply, so the
+                // task says what it will rebuild (its outcome names each `host/ks.table.index`).
+                TaskKind::RebuildIndex => {
+                    let rs = plan.restore.as_ref();
+                    tasks = one(json!({
+                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
+                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
+                        "indexes": REBUILT_INDEXES,
                     }));
                 }
                 TaskKind::Move | TaskKind::Import | TaskKind::Refresh => {
