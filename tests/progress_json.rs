@@ -348,8 +348,9 @@ fn progress_json_interrupted_run_then_resumed() {
 }
 
 /// What ends an apply before or outside a run is one `error` event with the exit code, last:
-/// no confirmation, an invalid plan, a held lock, a second Ctrl-C; an already applied saved
-/// plan is an `already_applied` event with exit code 0.
+/// no confirmation, an invalid plan, a held lock, a second Ctrl-C; superseding an unfinished
+/// run is a `warning`; an already applied saved plan is an `already_applied` event with exit
+/// code 0.
 #[test]
 fn progress_json_refusals_and_errors_are_events_with_exit_codes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -431,6 +432,23 @@ fn progress_json_refusals_and_errors_are_events_with_exit_codes() {
         last["text"].as_str().unwrap().starts_with("Aborted"),
         "{last}"
     );
+
+    // Another plan over that unfinished run supersedes it and says so, after run_started/plan.
+    let out = apply_json(&plan, &state2).output().unwrap();
+    let ev = events(&out);
+    assert_eq!(out.status.code(), Some(0), "{ev:?}");
+    assert_eq!(started(&ev)["run"], "00000002");
+    let w = ev
+        .iter()
+        .position(|e| {
+            e["event"] == "warning"
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("superseding unfinished run 00000001"))
+        })
+        .unwrap_or_else(|| panic!("a supersede warning: {ev:?}"));
+    assert!(w > 1, "{ev:?}");
+    assert_eq!(finished(&ev, &out)["status"], "ok");
 
     // A saved plan applied twice: the second time there is nothing to do.
     let saved = dir.join("p.json");
