@@ -291,6 +291,31 @@ fn progress_json_failing_run_reports_failed_and_exit_1() {
     );
 }
 
+/// A metrics file that cannot be written: an `error` event, then run_finished with status ok
+/// and exit code 1 (the run is done, monitoring cannot see it).
+#[test]
+fn progress_json_unwritable_metrics_file_is_an_error_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = runbook(tmp.path(), "nightly", "true");
+    let out = apply_json(&plan, &tmp.path().join("state"))
+        .arg("--metrics-file")
+        .arg(tmp.path().join("missing/dir/cbk.prom"))
+        .output()
+        .unwrap();
+    let ev = events(&out);
+    assert_eq!(out.status.code(), Some(1), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e["event"] == "error"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("cannot write metrics to"))),
+        "{ev:?}"
+    );
+    let f = finished(&ev, &out);
+    assert_eq!(f["status"], "ok", "{f}");
+    assert_eq!(f["exit_code"], 1, "{f}");
+}
+
 /// Ctrl-C: run_finished says `interrupted` (exit 130); the same command again resumes the run
 /// (run_started first with `resumed: true` and the first run's `now`, even though cbk also says
 /// it is resuming before taking the lock) and finishes it.
