@@ -3,6 +3,7 @@
 
 use super::ProgressMode;
 use crate::error::exit;
+use crate::exec::events::{self, Event};
 use crate::exec::progress::{self, Mode};
 use crate::exec::walker::WalkOptions;
 use crate::exec::{
@@ -76,18 +77,18 @@ enum ApplyError {
     TargetOnSavedPlan,
 }
 
-/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them).
+/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them; `color`: with
+/// terminal colours).
 fn load_planned_run(
     path: &Path,
     now: jiff::Timestamp,
     target: &[String],
     exclude: &[String],
+    color: bool,
 ) -> Result<PlannedRun, ApplyError> {
     let run = crate::plan::compile_file(path, now).map_err(|e| {
         let message = match &e {
-            crate::plan::PlanError::Invalid(d) => {
-                d.render(100, crate::exec::progress::color_enabled())
-            }
+            crate::plan::PlanError::Invalid(d) => d.render(100, color),
             other => other.to_string(),
         };
         ApplyError::Compile {
@@ -109,9 +110,51 @@ fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
 
 /// Runs `cbk apply`.
 pub async fn run(args: Args) -> miette::Result<u8> {
-    match run_inner(args).await {
+    let out = Out {
+        json: args.progress == ProgressMode::Json,
+    };
+    if out.json {
+        events::hold();
+    }
+    match run_inner(args, out).await {
         Ok(code) => Ok(code),
+        Err(e) if out.json => Ok(out.error(&e.to_string(), exit::FAILED)),
         Err(e) => Err(miette::miette!("{e}")),
+    }
+}
+
+/// Where `cbk apply` reports outside the progress sink: text, or events with `--progress json`
+/// (then everything it prints is a JSON line).
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Ends the apply with an error and returns `code` (JSON: the last event, with the code).
+    fn error(self, text: &str, code: u8) -> u8 {
+        if self.json {
+            events::release();
+            events::emit(&Event::Error {
+                text,
+                address: None,
+                target: None,
+                fields: None,
+                exit_code: Some(code),
+            });
+        } else {
+            eprintln!("error: {text}");
+        }
+        code
+    }
+
+    /// A note on stderr (JSON: a `message` event).
+    fn note(self, text: &str) {
+        if self.json {
+            events::emit(&Event::Message { text });
+        } else {
+            eprintln!("{text}");
+        }
     }
 }
 
@@ -119,7 +162,8 @@ fn is_toml(path: &Path, text: &str) -> bool {
     path.extension().is_some_and(|e| e == "toml") || !text.trim_start().starts_with('{')
 }
 
-async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+async fn run_inner(args: Args, out: Out) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+    let color = !out.json && crate::exec::progress::color_enabled();
     let path_s = args.plan.display().to_string();
     let text = std::fs::read_to_string(&args.plan).map_err(|source| ApplyError::Read {
         path: path_s.clone(),
@@ -128,8 +172,7 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     let saved = !is_toml(&args.plan, &text);
     let mut run: PlannedRun = if saved {
         if !args.target.is_empty() || !args.exclude.is_empty() {
-            eprintln!("error: {}", ApplyError::TargetOnSavedPlan);
-            return Ok(exit::USAGE);
+            return Ok(out.error(&ApplyError::TargetOnSavedPlan.to_string(), exit::USAGE));
         }
         serde_json::from_str(&text).map_err(|e| ApplyError::BadPlan {
             path: path_s.clone(),
@@ -137,13 +180,23 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
         })?
     } else {
         if !args.yes && !std::io::stdin().is_terminal() {
-            eprintln!(
-                "error: refusing to apply `{path_s}` without confirmation: no terminal to ask on; pass --yes to apply anyway"
-            );
-            return Ok(exit::REFUSED);
+            return Ok(out.error(
+                &format!(
+                    "refusing to apply `{path_s}` without confirmation: no terminal to ask on; pass --yes to apply anyway"
+                ),
+                exit::REFUSED,
+            ));
+        }
+        if !args.yes && out.json {
+            return Ok(out.error(
+                &format!(
+                    "refusing to apply `{path_s}` without confirmation: --progress json does not ask; pass --yes to apply anyway"
+                ),
+                exit::REFUSED,
+            ));
         }
         let now = super::validate::parse_now(args.now.as_deref()).map_err(|e| e.to_string())?;
-        load_planned_run(&args.plan, now, &args.target, &args.exclude)?
+        load_planned_run(&args.plan, now, &args.target, &args.exclude, color)?
     };
 
     let state = match &args.state {
@@ -176,11 +229,11 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
                     open.name
                 )
             })?;
-            run = load_planned_run(&args.plan, then, &args.target, &args.exclude)?;
-            eprintln!(
+            run = load_planned_run(&args.plan, then, &args.target, &args.exclude, color)?;
+            out.note(&format!(
                 "resuming run {} of `{path_s}` (planned at {}); pass --fresh to start a new run instead",
                 open.name, run.inputs.now
-            );
+            ));
         }
     }
 
@@ -191,7 +244,9 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
             exec::state::LocalState::open(dir)?.load_or_init()?;
             run.prior_state = exec::state::current_ref(dir)?;
         }
-        show_plan(&run);
+        if !out.json {
+            show_plan(&run);
+        }
         if !args.yes && !confirm()? {
             eprintln!("Apply cancelled.");
             return Ok(exit::REFUSED);
@@ -207,7 +262,7 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     };
     let progress = progress::make(mode, run.tasks.len());
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone(), progress.clone());
+    spawn_signal_handler(cancel.clone(), progress.clone(), out);
     let runner = task_runner(&run)?;
     let opts = ApplyOptions {
         state,
@@ -228,8 +283,11 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     let started = std::time::Instant::now();
     match exec::apply(&run, runner, opts).await {
         Ok(report) => {
-            print_summary(&report, started.elapsed());
-            let code = match report.status {
+            let elapsed = started.elapsed();
+            if !out.json {
+                print_summary(&report, elapsed);
+            }
+            let mut code = match report.status {
                 RunStatus::Ok => exit::OK,
                 RunStatus::Interrupted if cancel.is_cancelled() => exit::INTERRUPTED,
                 _ => exit::FAILED,
@@ -237,32 +295,51 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
             // A run that cannot be seen by monitoring is not a success: the metrics file
             // failing to write is an error (the run itself is done and recorded).
             if let Some(path) = &args.metrics_file
-                && let Err(e) =
-                    exec::metrics::write_metrics_file(path, &run, &report, started.elapsed())
+                && let Err(e) = exec::metrics::write_metrics_file(path, &run, &report, elapsed)
             {
-                eprintln!("error: cannot write metrics to `{}`: {e}", path.display());
-                return Ok(code.max(exit::FAILED));
+                let text = format!("cannot write metrics to `{}`: {e}", path.display());
+                if out.json {
+                    events::emit(&Event::Error {
+                        text: &text,
+                        address: None,
+                        target: None,
+                        fields: None,
+                        exit_code: None,
+                    });
+                } else {
+                    eprintln!("error: {text}");
+                }
+                code = code.max(exit::FAILED);
+            }
+            if out.json {
+                emit_run_finished(&report, elapsed, code);
             }
             Ok(code)
         }
         Err(ExecError::AlreadyApplied { run }) => {
-            println!(
-                "Nothing to do: this plan was already applied (run {} finished ok).",
-                run.trim_end_matches(".jsonl")
-            );
+            let run = events::run_id(&run);
+            let text =
+                format!("Nothing to do: this plan was already applied (run {run} finished ok).");
+            if out.json {
+                events::release();
+                events::emit(&Event::AlreadyApplied {
+                    run,
+                    text: &text,
+                    exit_code: exit::OK,
+                });
+            } else {
+                println!("{text}");
+            }
             Ok(exit::OK)
         }
-        Err(e) if e.is_refusal() => {
-            eprintln!("error: {e}");
-            Ok(exit::REFUSED)
-        }
+        Err(e) if e.is_refusal() => Ok(out.error(&e.to_string(), exit::REFUSED)),
         Err(e) => Err(Box::new(e)),
     }
 }
 
 /// First SIGINT/SIGTERM: stop starting tasks and let running ones reach a safe point.
 /// Second: exit at once (the journal is consistent after every record).
-fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>) {
+fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>, out: Out) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -279,12 +356,18 @@ fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progr
             }
             seen += 1;
             if seen == 1 {
-                progress.message(
+                progress.warning(
                     "Interrupted: no new tasks start; waiting for running tasks to reach a safe point (Ctrl-C again to abort now).",
+                    None,
                 );
                 cancel.cancel();
             } else {
-                eprintln!("Aborted. The next apply resumes from the journal.");
+                const ABORTED: &str = "Aborted. The next apply resumes from the journal.";
+                if out.json {
+                    out.error(ABORTED, exit::INTERRUPTED);
+                } else {
+                    eprintln!("{ABORTED}");
+                }
                 std::process::exit(exit::INTERRUPTED as i32);
             }
         }
@@ -308,6 +391,23 @@ fn confirm() -> std::io::Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")
+}
+
+/// The end summary as the `run_finished` event: status, counts per task status, every task's
+/// result, duration and exit code.
+fn emit_run_finished(r: &RunReport, elapsed: std::time::Duration, exit_code: u8) {
+    events::emit(&Event::RunFinished {
+        run: events::run_id(&r.run),
+        status: r.status,
+        resumed: r.resumed,
+        counts: events::TASK_STATUSES
+            .iter()
+            .map(|s| (*s, r.count(s)))
+            .collect(),
+        tasks: &r.tasks,
+        duration_ms: elapsed.as_millis() as u64,
+        exit_code,
+    });
 }
 
 /// Prints the end summary: what succeeded, was already satisfied, failed (with the cause) and
