@@ -69,12 +69,7 @@ fn targets(
     }
     inventory::latest(scoped, None)
         .map(|b| vec![b.entry.backup.clone()])
-        .ok_or_else(|| {
-            miette::miette!(
-                "no complete snapshot backup{} in {store}",
-                of_cluster()
-            )
-        })
+        .ok_or_else(|| miette::miette!("no complete snapshot backup{} in {store}", of_cluster()))
 }
 
 /// Runs `cbk verify`; exit 1 when a problem is found.

@@ -206,7 +206,9 @@ mod tests {
             now,
         );
         assert!(text.contains("cbk_newest_complete_backup_age_seconds{cluster=\"a\"} 7200\n"));
-        assert!(text.contains("cbk_newest_complete_backup_age_seconds{cluster=\"b\\\"x\"} 86400\n"));
+        assert!(
+            text.contains("cbk_newest_complete_backup_age_seconds{cluster=\"b\\\"x\"} 86400\n")
+        );
         assert!(text.contains("cbk_complete_backups{cluster=\"c\"} 0\n"));
         assert!(!text.contains("age_seconds{cluster=\"c\"}"));
     }

@@ -237,11 +237,7 @@ pub async fn forget(
 ) -> Result<PruneReport, ForgetError> {
     let all = backups(store, None).await?;
     let scope = Scope::of(&all, cluster, None);
-    let known: BTreeSet<&str> = scope
-        .mine
-        .iter()
-        .map(|b| b.entry.backup.as_str())
-        .collect();
+    let known: BTreeSet<&str> = scope.mine.iter().map(|b| b.entry.backup.as_str()).collect();
     let unknown: Vec<String> = names
         .iter()
         .filter(|n| !known.contains(n.as_str()))
@@ -255,7 +251,11 @@ pub async fn forget(
         });
     }
     let named: BTreeSet<&str> = names.iter().map(String::as_str).collect();
-    for b in scope.mine.iter().filter(|b| named.contains(b.entry.backup.as_str())) {
+    for b in scope
+        .mine
+        .iter()
+        .filter(|b| named.contains(b.entry.backup.as_str()))
+    {
         let orphans: Vec<String> = all
             .iter()
             .filter(|i| i.entry.base.as_deref() == Some(b.entry.backup.as_str()))
@@ -300,12 +300,12 @@ impl<'a> Scope<'a> {
         let (ours, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
             .iter()
             .partition(|b| cluster.is_none_or(|c| b.entry.cluster == c));
-        let (mine, untouched) =
-            ours.into_iter()
-                .partition(|b| match (selection, &b.selection) {
-                    (Some(want), Some(have)) => want == have,
-                    _ => true,
-                });
+        let (mine, untouched) = ours
+            .into_iter()
+            .partition(|b| match (selection, &b.selection) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            });
         let foreign = others
             .iter()
             .flat_map(|b| b.host_ids.iter().map(String::as_str))
