@@ -298,7 +298,7 @@ fn ops_cli_ls_verify_all_prune_reasons_forget_and_metrics_over_fs() {
     assert_eq!(code, 0, "{err}");
     let line = |b: &str| {
         out.lines()
-            .find(|l| l.starts_with(b.as_ref() as &str))
+            .find(|l| l.starts_with(b))
             .unwrap_or_else(|| panic!("no line for {b}: {out}"))
             .to_string()
     };
