@@ -51,6 +51,16 @@ fn flat(err: &str) -> String {
         .join(" ")
 }
 
+/// `err` contains `needle`, ignoring whitespace and miette's margin (it wraps inside names).
+fn says(err: &str, needle: &str) -> bool {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '│')
+            .collect()
+    };
+    squash(err).contains(&squash(needle))
+}
+
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -75,6 +85,8 @@ fn files(dir: &Path) -> BTreeSet<String> {
 /// Prometheus text -> (name{labels} -> value), checked line by line.
 fn metrics(path: &Path) -> BTreeMap<String, f64> {
     let text = std::fs::read_to_string(path).unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("not the text format ({e}): {text}"));
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
@@ -97,41 +109,44 @@ struct Env {
     states: Vec<PathBuf>,
 }
 
-/// One node, five backups with new flushes between them, and a compaction after b2 (so b1
-/// and b2 hold components no later backup references).
-fn backed_up() -> Env {
+const BACKUP_BODY: &str = "kind = \"backup\"\n[backup]\nname = \"b-{{ now | strftime('%Y%m%dT%H%M%SZ') }}\"\nmode = \"MODE\"\ninclude = [\"shop.*\"]\n[retention]\nkeep_daily = 2\ngrace = \"0s\"\n";
+
+/// One node (started with `extra` emulator flags) and its backup plan (mode `snapshot`) with
+/// the `fs` store; nothing backed up yet.
+fn node(extra: &[&str]) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let node = EmuNode::start(&dir, "4.1", 1, &[]);
+    let node = EmuNode::start(&dir, "4.1", 1, extra);
     node.create_shop();
     node.fill_shop(1, 100, 50);
     let store = dir.join("store");
-    let text = node
-        .local_plan(
-            "n1",
-            &store,
-            "kind = \"backup\"\n[backup]\nname = \"b-{{ now | strftime('%Y%m%dT%H%M%SZ') }}\"\nmode = \"snapshot\"\ninclude = [\"shop.*\"]\n[retention]\nkeep_daily = 2\ngrace = \"0s\"\n",
-        );
     let plan = dir.join("backup.toml");
+    let text = node.local_plan("n1", &store, &BACKUP_BODY.replace("MODE", "snapshot"));
     std::fs::write(&plan, text).unwrap();
-    let mut states = Vec::new();
-    for (i, now) in NOWS.iter().enumerate() {
-        node.write_flush("shop", "orders", 40);
-        if i == 2 {
-            node.emu(&["compact", "shop", "orders"]);
-        }
-        let (code, log, state) = plan_and_apply(&node.conf, &plan, now, &dir);
-        assert_eq!(code, 0, "backup at {now}: {log}");
-        states.push(state);
-    }
     Env {
         _tmp: tmp,
         node,
         dir,
         store,
         plan,
-        states,
+        states: Vec::new(),
     }
+}
+
+/// One node, five backups with new flushes between them, and a compaction before b3 (so b1
+/// and b2 hold components no later backup references).
+fn backed_up() -> Env {
+    let mut env = node(&[]);
+    for (i, now) in NOWS.iter().enumerate() {
+        env.node.write_flush("shop", "orders", 40);
+        if i == 2 {
+            env.node.emu(&["compact", "shop", "orders"]);
+        }
+        let (code, log, state) = plan_and_apply(&env.node.conf, &env.plan, now, &env.dir);
+        assert_eq!(code, 0, "backup at {now}: {log}");
+        env.states.push(state);
+    }
+    env
 }
 
 impl Env {
@@ -327,6 +342,32 @@ fn ops_cli_ls_verify_all_prune_reasons_forget_and_metrics_over_fs() {
     assert_eq!(code, 0);
     let v = json(&out);
     assert_schema("prune-output.schema.json", &v);
+    let decisions: BTreeMap<String, (String, Vec<String>)> = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let reasons = d["reasons"].as_array().unwrap().iter();
+            (
+                d["backup"].as_str().unwrap().to_string(),
+                (
+                    d["action"].as_str().unwrap().to_string(),
+                    reasons.map(|r| r.as_str().unwrap().to_string()).collect(),
+                ),
+            )
+        })
+        .collect();
+    let keep = |r: &[&str]| {
+        (
+            "keep".to_string(),
+            r.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let delete = ("delete".to_string(), vec!["not in any policy".to_string()]);
+    assert_eq!(decisions[b5], keep(&["daily 2026-12-07", "newest"]));
+    assert_eq!(decisions[b3], keep(&["daily 2026-12-06"]));
+    assert_eq!(decisions[b4], delete);
+    assert_eq!(decisions[b1], delete);
     let would: BTreeSet<String> = v["deleted_keys"]
         .as_array()
         .unwrap()
@@ -502,4 +543,73 @@ async fn ops_cli_ls_verify_all_prune_and_forget_over_s3() {
     let (code, out, err) = run(&["verify", "--all", "--deep"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("verified 3 backups: 0 with problems"), "{out}");
+}
+
+/// An incremental lives with its base: prune keeps it for its base (`incremental of BASE`), and
+/// forget refuses to delete a base whose incrementals would remain (nothing deleted), but takes
+/// both; `--keep-last 1` keeps exactly the newest snapshot and its incremental.
+#[test]
+fn ops_cli_forget_refuses_to_orphan_incrementals_and_prune_keeps_them_with_their_base() {
+    let env = node(&["--incremental-backups"]);
+    let plan = env.plan_s();
+    let inc_plan = env.dir.join("inc.toml");
+    std::fs::write(
+        &inc_plan,
+        std::fs::read_to_string(&env.plan)
+            .unwrap()
+            .replace("mode = \"snapshot\"", "mode = \"incremental\""),
+    )
+    .unwrap();
+    let steps = [
+        (&env.plan, "2026-12-06T01:00:00Z"),
+        (&env.plan, "2026-12-07T01:00:00Z"),
+        (&inc_plan, "2026-12-07T06:00:00Z"),
+    ];
+    for (p, now) in steps {
+        env.node.write_flush("shop", "orders", 40);
+        let (code, log, _) = plan_and_apply(&env.node.conf, p, now, &env.dir);
+        assert_eq!(code, 0, "backup at {now}: {log}");
+    }
+    let (old, base, inc) = (
+        name_at(steps[0].1),
+        name_at(steps[1].1),
+        name_at(steps[2].1),
+    );
+    let before = files(&env.store);
+    let (code, _, err) = env.cbk(&["forget", &base, "--plan", &plan]);
+    assert_eq!(code, 1, "{err}");
+    let e = flat(&err);
+    assert!(
+        says(
+            &err,
+            &format!("would break its incremental backups `{inc}`")
+        ) && e.contains("nothing was deleted"),
+        "{err}"
+    );
+    assert_eq!(files(&env.store), before);
+    let (code, out, err) = env.cbk(&["prune", "--plan", &plan, "--keep-last", "1", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("{inc}  keep:   incremental of {base}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{base}  keep:   last 1, daily 2026-12-07, newest")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{old}  keep:   daily 2026-12-06")),
+        "{out}"
+    );
+    let (code, out, err) = env.cbk(&["forget", &base, &inc, "--plan", &plan, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json(&out)["deleted_backups"],
+        serde_json::json!([base, inc])
+    );
+    let (code, out, _) = env.cbk(&["list", "--plan", &plan, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["backups"].as_array().unwrap().len(), 1);
+    let (code, out, _) = env.cbk(&["verify", "--all", "--deep", "--plan", &plan]);
+    assert_eq!(code, 0, "{out}");
 }

@@ -531,4 +531,38 @@ mod tests {
         );
         assert!(k.contains("a1"));
     }
+
+    #[test]
+    fn reasons_name_every_rule_that_keeps() {
+        let e = vec![
+            snap("mon", "2026-12-07T01:00:00Z"),
+            snap("mon-late", "2026-12-07T13:00:00Z"),
+            snap("sun", "2026-12-06T01:00:00Z"),
+            snap("nov", "2026-11-30T01:00:00Z"),
+        ];
+        let r = keep_reasons(
+            &e,
+            &Retention {
+                keep_last: Some(2),
+                keep_daily: Some(2),
+                keep_weekly: Some(2),
+                keep_monthly: Some(2),
+                ..Default::default()
+            },
+        );
+        let got = |n: &str| r.get(n).cloned().unwrap_or_default();
+        assert_eq!(
+            got("mon-late"),
+            vec![
+                "last 2",
+                "daily 2026-12-07",
+                "weekly 2026-W50",
+                "monthly 2026-12",
+                "newest"
+            ]
+        );
+        assert_eq!(got("mon"), vec!["last 2"]);
+        assert_eq!(got("sun"), vec!["daily 2026-12-06", "weekly 2026-W49"]);
+        assert_eq!(got("nov"), vec!["monthly 2026-11"]);
+    }
 }
