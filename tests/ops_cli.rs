@@ -612,4 +612,43 @@ fn ops_cli_forget_refuses_to_orphan_incrementals_and_prune_keeps_them_with_their
     assert_eq!(json(&out)["backups"].as_array().unwrap().len(), 1);
     let (code, out, _) = env.cbk(&["verify", "--all", "--deep", "--plan", &plan]);
     assert_eq!(code, 0, "{out}");
+
+    // verify --all counts an incomplete backup (a node manifest gone) as a problem: exit 1.
+    let c: Catalog = serde_json::from_slice(
+        &std::fs::read(env.store.join(format!("catalog/{old}.json"))).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(env.store.join(&c.hosts[0].manifest)).unwrap();
+    let (code, out, _) = env.cbk(&["verify", "--all", "--plan", &plan, "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v = json(&out);
+    assert_schema("verify-output.schema.json", &v);
+    assert_eq!(v["problems"], 1);
+    let msg = v["backups"][0]["problems"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("backup is incomplete: missing node manifest of n1"),
+        "{msg}"
+    );
+}
+
+/// `keep_last = 0` in the plan is refused like `--keep-last 0` (exit 64), before the store is
+/// opened.
+#[test]
+fn ops_cli_keep_last_zero_in_the_plan_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("zero.toml");
+    let text = std::fs::read_to_string(root().join("plans/nightly-backup.toml"))
+        .unwrap()
+        .replace("keep_daily = 14\nkeep_weekly = 8\n", "keep_last = 0\n");
+    assert!(text.contains("keep_last = 0"));
+    std::fs::write(&plan, text).unwrap();
+    let (code, _, err) = cbk(
+        dir.path(),
+        &["prune", "--plan", &plan.display().to_string()],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        flat(&err).contains("keep_last = 0 (in [retention]) is refused"),
+        "{err}"
+    );
 }
