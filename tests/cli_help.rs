@@ -63,6 +63,8 @@ fn every_subcommand_and_argument_is_documented() {
         "list",
         "verify",
         "prune",
+        "forget",
+        "ls",
         "completions",
         "man",
     ] {
@@ -185,7 +187,7 @@ fn usage_errors_exit_64_and_help_exits_0() {
 #[test]
 fn every_report_command_takes_format_and_the_json_alias() {
     for cmd in [
-        "list", "verify", "prune", "state", "validate", "plan", "show",
+        "list", "ls", "verify", "prune", "forget", "state", "validate", "plan", "show",
     ] {
         let sub = cli()
             .find_subcommand(cmd)

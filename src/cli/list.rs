@@ -18,6 +18,8 @@ pub struct Args {
     #[arg(long)]
     pub rebuild_index: bool,
     #[command(flatten)]
+    pub metrics: super::MetricsArgs,
+    #[command(flatten)]
     pub output: super::OutputArgs,
 }
 
@@ -90,7 +92,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             "index_repair": repair,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Ok(crate::error::exit::OK);
+        return Ok(write_metrics(&args.metrics, &backups));
     }
     println!(
         "{:<32} {:<11} {:<24} {:>5} {:>8} {:>12}  status      CLUSTER",
@@ -147,5 +149,12 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             r.removed.join(", ")
         );
     }
-    Ok(crate::error::exit::OK)
+    Ok(write_metrics(&args.metrics, &backups))
+}
+
+/// The store-level gauges of the listed backups (`--metrics-file`).
+fn write_metrics(metrics: &super::MetricsArgs, backups: &[inventory::BackupInfo]) -> u8 {
+    metrics.write(crate::error::exit::OK, || {
+        crate::exec::repo_metrics::store_gauges(backups, jiff::Timestamp::now())
+    })
 }

@@ -6,7 +6,9 @@
 pub mod agent;
 pub mod apply;
 pub mod completions;
+pub mod forget;
 pub mod list;
+pub mod ls;
 pub mod plan;
 pub mod prune;
 pub mod show;
@@ -58,7 +60,7 @@ pub enum PlanFormat {
     Dot,
 }
 
-/// Output of the report commands (`list`, `verify`, `prune`, `state`).
+/// Output of the report commands (`list`, `ls`, `verify`, `prune`, `forget`, `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// A table or lines for people.
@@ -82,6 +84,37 @@ impl OutputArgs {
     /// Whether JSON was asked for (`--format json` or `--json`).
     pub fn is_json(&self) -> bool {
         self.json || self.format == OutputFormat::Json
+    }
+}
+
+/// `--metrics-file PATH` of the store commands (`list`, `verify`, `prune`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// Write Prometheus textfile-collector metrics to PATH (replaced atomically), including
+    /// the age of the newest complete backup per cluster; failing to write is an error.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl MetricsArgs {
+    /// Writes the metrics `render` makes (only when asked); a file that cannot be written is
+    /// reported and turns `code` into a failure: unseen by monitoring is not a success.
+    pub fn write(&self, code: u8, render: impl FnOnce() -> String) -> u8 {
+        let Some(path) = &self.metrics_file else {
+            return code;
+        };
+        match crate::exec::metrics::write_textfile(path, &render()) {
+            Ok(()) => code,
+            Err(e) => {
+                eprintln!("error: cannot write metrics to `{}`: {e}", path.display());
+                code.max(crate::error::exit::FAILED)
+            }
+        }
+    }
+
+    /// Whether a metrics file was asked for.
+    pub fn wanted(&self) -> bool {
+        self.metrics_file.is_some()
     }
 }
 
@@ -117,10 +150,14 @@ pub enum Command {
     Unlock(state::UnlockArgs),
     /// List the backups in a store.
     List(list::Args),
+    /// List the hosts, tables and files of one backup.
+    Ls(ls::Args),
     /// Check that a backup is complete (and with --deep, that every byte is intact).
     Verify(verify::Args),
     /// Apply the retention policy and garbage-collect unreferenced objects.
     Prune(prune::Args),
+    /// Delete the named backups, then garbage-collect objects no backup references.
+    Forget(forget::Args),
     /// Generate shell completions.
     Completions(completions::Args),
     /// Print the man page (roff).
@@ -150,8 +187,10 @@ pub async fn run(cli: Cli) -> miette::Result<u8> {
         Command::State(a) => state::run(a).await,
         Command::Unlock(a) => state::unlock(a).await,
         Command::List(a) => list::run(a).await,
+        Command::Ls(a) => ls::run(a).await,
         Command::Verify(a) => verify::run(a).await,
         Command::Prune(a) => prune::run(a).await,
+        Command::Forget(a) => forget::run(a).await,
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),
         Command::Schema(a) => completions::schema(a),

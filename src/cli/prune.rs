@@ -2,6 +2,7 @@
 //! garbage-collect components no backup references (after the grace period).
 
 use super::StoreArgs;
+use crate::repo::prune::{Action, PruneReport};
 
 /// Arguments of `cbk prune`.
 #[derive(Debug, clap::Args)]
@@ -14,9 +15,15 @@ pub struct Args {
     /// Cluster whose backups to prune (default: the plan's `[cluster] name`).
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
-    /// Keep the newest N backups (overrides the plan).
-    #[arg(long)]
+    /// Keep the newest N backups (overrides the plan; at least 1: the newest backup is always
+    /// kept, `cbk forget` deletes backups by name).
+    #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
+    /// Also list every object key deleted (or, with --dry-run, that would be).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub metrics: super::MetricsArgs,
     #[command(flatten)]
     pub output: super::OutputArgs,
 }
@@ -26,6 +33,19 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     let mut policy = args.store.retention()?.unwrap_or_default();
     if args.keep_last.is_some() {
         policy.keep_last = args.keep_last;
+    }
+    if policy.keep_last == Some(0) {
+        let from = if args.keep_last.is_some() {
+            "--keep-last 0"
+        } else {
+            "keep_last = 0 (in [retention])"
+        };
+        eprintln!(
+            "error: {from} is refused: prune always keeps the newest complete backup, so 0 \
+             cannot mean 0\n  help: keep at least 1 (--keep-last 1), or delete backups by name \
+             with `cbk forget NAME…`"
+        );
+        return Ok(crate::error::exit::USAGE);
     }
     if policy.keep_last.is_none()
         && policy.keep_daily.is_none()
@@ -67,25 +87,88 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     )
     .await
     .map_err(|e| miette::miette!("{e}"))?;
-    if args.output.is_json() {
+    finish(
+        store.as_ref(),
+        cluster.as_deref(),
+        r,
+        args.verbose,
+        &args.output,
+        &args.metrics,
+    )
+    .await
+}
+
+/// Prints a prune or forget report (why each backup is kept or deleted, restic-style) and
+/// writes the metrics; shared by `cbk prune` and `cbk forget`.
+pub(super) async fn finish(
+    store: &dyn crate::store::Store,
+    cluster: Option<&str>,
+    mut r: PruneReport,
+    verbose: bool,
+    output: &super::OutputArgs,
+    metrics: &super::MetricsArgs,
+) -> miette::Result<u8> {
+    if !verbose {
+        r.deleted_keys.clear();
+    }
+    if output.is_json() {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
-        let verb = if r.dry_run { "would delete" } else { "deleted" };
-        println!("kept {} backups: {}", r.kept.len(), r.kept.join(", "));
-        println!(
-            "{verb} {} backups: {}",
-            r.deleted_backups.len(),
-            r.deleted_backups.join(", ")
-        );
-        println!(
-            "{verb} {} incomplete runs: {}",
-            r.deleted_incomplete.len(),
-            r.deleted_incomplete.join(", ")
-        );
-        println!(
-            "{verb} {} unreferenced objects ({} bytes)",
-            r.deleted_objects, r.deleted_bytes
-        );
+        print_human(&r);
     }
-    Ok(crate::error::exit::OK)
+    let code = crate::error::exit::OK;
+    if !metrics.wanted() {
+        return Ok(code);
+    }
+    // The store as it is now (after the deletions), for the store-level gauges.
+    let left = crate::repo::inventory::backups(store, cluster)
+        .await
+        .map_err(|e| miette::miette!("{e}"))?;
+    let label = cluster
+        .map(String::from)
+        .or_else(|| left.first().map(|b| b.entry.cluster.clone()))
+        .unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    Ok(metrics.write(code, || {
+        crate::exec::repo_metrics::prune_gauges(&label, &r, now)
+            + &crate::exec::repo_metrics::store_gauges(&left, now)
+    }))
+}
+
+fn print_human(r: &PruneReport) {
+    let width = r
+        .decisions
+        .iter()
+        .map(|d| d.backup.len())
+        .max()
+        .unwrap_or(0);
+    for d in &r.decisions {
+        let action = match d.action {
+            Action::Keep => "keep:  ",
+            Action::Delete => "delete:",
+        };
+        println!("{:<width$}  {action} {}", d.backup, d.reasons.join(", "));
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    println!("kept {} backups: {}", r.kept.len(), r.kept.join(", "));
+    println!(
+        "{verb} {} backups: {}",
+        r.deleted_backups.len(),
+        r.deleted_backups.join(", ")
+    );
+    println!(
+        "{verb} {} incomplete runs: {}",
+        r.deleted_incomplete.len(),
+        r.deleted_incomplete.join(", ")
+    );
+    println!(
+        "{verb} {} unreferenced objects ({} bytes)",
+        r.deleted_objects, r.deleted_bytes
+    );
+    if !r.deleted_keys.is_empty() {
+        println!("{verb} {} object keys:", r.deleted_keys.len());
+        for k in &r.deleted_keys {
+            println!("  {k}");
+        }
+    }
 }

@@ -64,7 +64,7 @@ fn kind_label(run: &PlannedRun) -> String {
 }
 
 /// Escapes a label value per the text exposition format (backslash, quote, newline).
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -117,8 +117,17 @@ pub fn bytes_moved(run: &PlannedRun, report: &RunReport) -> Bytes {
     bytes
 }
 
-fn seconds(t: jiff::Timestamp) -> f64 {
+pub fn seconds(t: jiff::Timestamp) -> f64 {
     t.as_millisecond() as f64 / 1000.0
+}
+
+/// Appends one gauge (HELP, TYPE and a line per `(labels, value)`) in the text format.
+pub fn write_gauge(out: &mut String, name: &str, help: &str, series: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
 }
 
 /// Renders the metrics in the Prometheus text exposition format (textfile collector).
@@ -141,11 +150,7 @@ pub fn render(input: &MetricsInput<'_>) -> String {
 
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, series: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (labels, value) in series {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
+        write_gauge(&mut out, name, help, series);
     };
     gauge(
         "cbk_apply_last_run_timestamp_seconds",
@@ -245,6 +250,12 @@ pub fn write_metrics_file(
         now: jiff::Timestamp::now(),
         previous_success: previous,
     });
+    write_textfile(path, &text)
+}
+
+/// Replaces `path` with `text` atomically (a temporary file in the same folder, synced, then
+/// renamed), as node_exporter's textfile collector requires.
+pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -10,6 +10,7 @@ pub mod journal;
 pub mod lock;
 pub mod metrics;
 pub mod progress;
+pub mod repo_metrics;
 pub mod state;
 pub mod walker;
 

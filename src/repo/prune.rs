@@ -10,7 +10,7 @@ use crate::plan::model::Retention;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What a prune did (or, in a dry run, would do).
+/// What a prune (or a forget) did, or in a dry run, would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PruneReport {
     pub kept: Vec<String>,
@@ -23,21 +23,52 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// The grace period applied (`retention.grace`, default 24 h), in seconds.
     pub grace_seconds: u64,
+    /// Why each backup (and each incomplete run) is kept or deleted, oldest first.
+    pub decisions: Vec<Decision>,
+    /// Every object key deleted (or that would be): documents of deleted backups and runs,
+    /// then unreferenced components. Filled for `--verbose`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_keys: Vec<String>,
+}
+
+/// Keep or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Keep,
+    Delete,
+}
+
+/// Why one backup is kept or deleted (restic-style: `keep: daily 2026-12-07`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub backup: String,
+    pub action: Action,
+    /// Every rule that keeps it (`last 3`, `daily 2026-12-07`, `weekly 2026-W49`,
+    /// `monthly 2026-12`, `newest`), or why it goes (`not in any policy`).
+    pub reasons: Vec<String>,
 }
 
 /// Names of the snapshot backups a policy keeps (incrementals follow their base).
 pub fn keep_set(entries: &[IndexEntry], policy: &Retention) -> BTreeSet<String> {
+    keep_reasons(entries, policy).into_keys().collect()
+}
+
+/// The backups a policy keeps, each with every rule that keeps it. The newest snapshot backup
+/// is always kept (`newest`), so a prune never leaves a cluster without a backup; incrementals
+/// are kept with their base (`incremental of <base>`).
+pub fn keep_reasons(entries: &[IndexEntry], policy: &Retention) -> BTreeMap<String, Vec<String>> {
     let mut snaps: Vec<&IndexEntry> = entries
         .iter()
         .filter(|e| e.kind == BackupKind::Snapshot)
         .collect();
     snaps.sort_by(|a, b| b.created.cmp(&a.created));
-    let mut keep = BTreeSet::new();
-    if let Some(newest) = snaps.first() {
-        keep.insert(newest.backup.clone());
-    }
+    let mut keep: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut add = |name: &str, why: String| keep.entry(name.to_string()).or_default().push(why);
     if let Some(n) = policy.keep_last {
-        keep.extend(snaps.iter().take(n as usize).map(|e| e.backup.clone()));
+        for e in snaps.iter().take(n as usize) {
+            add(&e.backup, format!("last {n}"));
+        }
     }
     let bucket = |e: &IndexEntry, fmt: &str| -> String {
         e.created
@@ -45,23 +76,29 @@ pub fn keep_set(entries: &[IndexEntry], policy: &Retention) -> BTreeSet<String> 
             .map(|t| t.strftime(fmt).to_string())
             .unwrap_or_default()
     };
-    for (n, fmt) in [
-        (policy.keep_daily, "%Y-%m-%d"),
-        (policy.keep_weekly, "%G-W%V"),
-        (policy.keep_monthly, "%Y-%m"),
+    for (n, fmt, rule) in [
+        (policy.keep_daily, "%Y-%m-%d", "daily"),
+        (policy.keep_weekly, "%G-W%V", "weekly"),
+        (policy.keep_monthly, "%Y-%m", "monthly"),
     ] {
         let Some(n) = n else { continue };
         let mut seen = BTreeSet::new();
         for e in &snaps {
             let b = bucket(e, fmt);
-            if seen.len() < n as usize && seen.insert(b) {
-                keep.insert(e.backup.clone());
+            if seen.len() < n as usize && seen.insert(b.clone()) {
+                add(&e.backup, format!("{rule} {b}"));
             }
         }
     }
+    if let Some(newest) = snaps.first() {
+        add(&newest.backup, "newest".to_string());
+    }
     for e in entries {
-        if e.kind == BackupKind::Incremental && e.base.as_ref().is_some_and(|b| keep.contains(b)) {
-            keep.insert(e.backup.clone());
+        if e.kind == BackupKind::Incremental
+            && let Some(base) = e.base.as_ref().filter(|b| keep.contains_key(*b))
+        {
+            let why = format!("incremental of {base}");
+            keep.entry(e.backup.clone()).or_default().push(why);
         }
     }
     keep
@@ -76,6 +113,42 @@ pub fn grace_seconds(policy: &Retention) -> u64 {
         .grace
         .as_ref()
         .map_or(DEFAULT_GRACE_SECS, |g| g.as_secs())
+}
+
+/// Errors of `forget`: named backups that cannot be forgotten (nothing is deleted).
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("no backup named {} in {store}{}", quoted(.names), scope(.cluster))]
+    Unknown {
+        names: Vec<String>,
+        store: String,
+        cluster: Option<String>,
+    },
+    #[error(
+        "forgetting {base} would break its incremental backups {} (they restore on top of it): name them too",
+        quoted(.incrementals)
+    )]
+    Orphans {
+        base: String,
+        incrementals: Vec<String>,
+    },
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn scope(cluster: &Option<String>) -> String {
+    cluster
+        .as_deref()
+        .map(|c| format!(" of cluster {c}"))
+        .unwrap_or_default()
 }
 
 /// Applies `policy` to the backups of `cluster` (every cluster with `None`: only for a store
@@ -95,38 +168,183 @@ pub async fn prune(
     selection: Option<&Selection>,
     dry_run: bool,
 ) -> Result<PruneReport, RepoError> {
-    let now = jiff::Timestamp::now().as_second();
-    let grace = i64::try_from(grace_seconds(policy)).unwrap_or(i64::MAX);
     let all = backups(store, None).await?;
-    let (ours, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
-        .iter()
-        .partition(|b| cluster.is_none_or(|c| b.entry.cluster == c));
-    let (mine, untouched): (Vec<&BackupInfo>, Vec<&BackupInfo>) =
-        ours.into_iter()
-            .partition(|b| match (selection, &b.selection) {
-                (Some(want), Some(have)) => want == have,
-                _ => true,
-            });
-    // Nodes of other clusters: their components are never collected here.
-    let foreign: BTreeSet<&str> = others
-        .iter()
-        .flat_map(|b| b.host_ids.iter().map(String::as_str))
-        .collect();
-    let complete: Vec<IndexEntry> = mine
+    let scope = Scope::of(&all, cluster, selection);
+    let complete: Vec<IndexEntry> = scope
+        .mine
         .iter()
         .filter(|b| b.complete)
         .map(|b| b.entry.clone())
         .collect();
-    let keep = keep_set(&complete, policy);
+    let keep = keep_reasons(&complete, policy);
     let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
     let oldest_kept = complete
         .iter()
-        .filter(|e| keep.contains(&e.backup))
+        .filter(|e| keep.contains_key(&e.backup))
         .filter_map(|e| at(&e.created))
         .min();
+    let decide = |b: &BackupInfo| -> Decision {
+        let (action, reasons) = if b.complete {
+            match keep.get(&b.entry.backup) {
+                Some(r) => (Action::Keep, r.clone()),
+                None => {
+                    let why = match &b.entry.base {
+                        Some(base) if b.entry.kind == BackupKind::Incremental => {
+                            format!("incremental of {base}, which is deleted")
+                        }
+                        _ => "not in any policy".to_string(),
+                    };
+                    (Action::Delete, vec![why])
+                }
+            }
+        } else if oldest_kept.is_none_or(|o| at(&b.entry.created).is_none_or(|c| c >= o)) {
+            let why = "incomplete, newer than the oldest kept backup".to_string();
+            (Action::Keep, vec![why])
+        } else {
+            let why = "incomplete, older than every kept backup".to_string();
+            (Action::Delete, vec![why])
+        };
+        Decision {
+            backup: b.entry.backup.clone(),
+            action,
+            reasons,
+        }
+    };
+    let decisions: Vec<Decision> = scope.mine.iter().map(|b| decide(b)).collect();
+    collect(
+        store,
+        &all,
+        &scope,
+        decisions,
+        Runs::CleanOld,
+        grace_seconds(policy),
+        dry_run,
+    )
+    .await
+}
+
+/// Deletes the backups named in `names` (of `cluster`, every cluster with `None`), then
+/// garbage-collects the components no remaining backup references, as [`prune`] does (after
+/// the grace period). Unknown names, names of another cluster, and a snapshot backup whose
+/// incrementals would remain are refused before anything is deleted. Runs that never completed
+/// are left alone (and what they uploaded is kept).
+pub async fn forget(
+    store: &dyn Store,
+    names: &[String],
+    cluster: Option<&str>,
+    grace: u64,
+    dry_run: bool,
+) -> Result<PruneReport, ForgetError> {
+    let all = backups(store, None).await?;
+    let scope = Scope::of(&all, cluster, None);
+    let known: BTreeSet<&str> = scope.mine.iter().map(|b| b.entry.backup.as_str()).collect();
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| !known.contains(n.as_str()))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ForgetError::Unknown {
+            names: unknown,
+            store: store.describe(),
+            cluster: cluster.map(String::from),
+        });
+    }
+    let named: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    for b in scope
+        .mine
+        .iter()
+        .filter(|b| named.contains(b.entry.backup.as_str()))
+    {
+        let orphans: Vec<String> = all
+            .iter()
+            .filter(|i| i.entry.base.as_deref() == Some(b.entry.backup.as_str()))
+            .filter(|i| !named.contains(i.entry.backup.as_str()))
+            .map(|i| i.entry.backup.clone())
+            .collect();
+        if !orphans.is_empty() {
+            return Err(ForgetError::Orphans {
+                base: b.entry.backup.clone(),
+                incrementals: orphans,
+            });
+        }
+    }
+    let decisions = scope
+        .mine
+        .iter()
+        .map(|b| {
+            let forget = named.contains(b.entry.backup.as_str());
+            Decision {
+                backup: b.entry.backup.clone(),
+                action: if forget { Action::Delete } else { Action::Keep },
+                reasons: vec![if forget { "named" } else { "not named" }.to_string()],
+            }
+        })
+        .collect();
+    Ok(collect(store, &all, &scope, decisions, Runs::Keep, grace, dry_run).await?)
+}
+
+/// Which backups an operation decides about, and which it must leave alone.
+struct Scope<'a> {
+    /// Backups of the cluster (and selection) being pruned.
+    mine: Vec<&'a BackupInfo>,
+    /// Backups of the cluster with another selection: not counted, not deleted, their
+    /// components kept.
+    untouched: Vec<&'a BackupInfo>,
+    /// Host ids of other clusters' nodes: their components are never collected here.
+    foreign: BTreeSet<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    fn of(all: &'a [BackupInfo], cluster: Option<&str>, selection: Option<&Selection>) -> Self {
+        let (ours, others): (Vec<&BackupInfo>, Vec<&BackupInfo>) = all
+            .iter()
+            .partition(|b| cluster.is_none_or(|c| b.entry.cluster == c));
+        let (mine, untouched) = ours
+            .into_iter()
+            .partition(|b| match (selection, &b.selection) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            });
+        let foreign = others
+            .iter()
+            .flat_map(|b| b.host_ids.iter().map(String::as_str))
+            .collect();
+        Scope {
+            mine,
+            untouched,
+            foreign,
+        }
+    }
+}
+
+/// What to do with runs that never completed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    /// Delete those older than the grace period (prune).
+    CleanOld,
+    /// Keep them all, and what they uploaded (forget).
+    Keep,
+}
+
+/// Deletes the backups `decisions` delete and, unless `runs` keeps them, runs that never
+/// completed; then the components under the scope's nodes that no remaining backup or young
+/// run references and that are older than the grace period (the garbage collection shared by
+/// prune and forget).
+async fn collect(
+    store: &dyn Store,
+    all: &[BackupInfo],
+    scope: &Scope<'_>,
+    decisions: Vec<Decision>,
+    runs: Runs,
+    grace_secs: u64,
+    dry_run: bool,
+) -> Result<PruneReport, RepoError> {
+    let now = jiff::Timestamp::now().as_second();
+    let grace = i64::try_from(grace_secs).unwrap_or(i64::MAX);
     let mut report = PruneReport {
         dry_run,
-        grace_seconds: grace_seconds(policy),
+        grace_seconds: grace_secs,
         ..Default::default()
     };
     let mut host_ids: BTreeSet<String> = BTreeSet::new();
@@ -148,19 +366,16 @@ pub async fn prune(
         }
         Ok::<_, RepoError>(files)
     };
-    // Another selection of this cluster: not counted, not deleted, its components kept.
-    for b in &untouched {
+    for b in &scope.untouched {
         referenced.extend(files_of(b.manifests.clone()).await?);
     }
-    for b in &mine {
+    let action: BTreeMap<&str, Action> = decisions
+        .iter()
+        .map(|d| (d.backup.as_str(), d.action))
+        .collect();
+    for b in &scope.mine {
         host_ids.extend(b.host_ids.iter().cloned());
-        let kept = if b.complete {
-            keep.contains(&b.entry.backup)
-        } else {
-            // Incomplete: kept while newer than the oldest backup the policy keeps.
-            oldest_kept.is_none_or(|o| at(&b.entry.created).is_none_or(|c| c >= o))
-        };
-        if kept {
+        if action.get(b.entry.backup.as_str()) != Some(&Action::Delete) {
             report.kept.push(b.entry.backup.clone());
             referenced.extend(files_of(b.manifests.clone()).await?);
         } else {
@@ -178,8 +393,9 @@ pub async fn prune(
             );
         }
     }
-    // Runs without a catalog: protect what young ones uploaded, clean up old ones (not those
-    // of another cluster's nodes).
+    report.decisions = decisions;
+    // Runs without a catalog: protect what young ones uploaded (all of them for forget), clean
+    // up old ones (not those of another cluster's nodes).
     let known: Vec<String> = all.iter().map(|b| b.entry.backup.clone()).collect();
     for (name, newest) in incomplete_runs(store, &known).await? {
         let objects = store.list(&keys::run_prefix(&name)).await?;
@@ -191,11 +407,11 @@ pub async fn prune(
                 probes.push(p.host_id);
             }
         }
-        if !probes.is_empty() && probes.iter().all(|h| foreign.contains(h.as_str())) {
+        if !probes.is_empty() && probes.iter().all(|h| scope.foreign.contains(h.as_str())) {
             continue;
         }
         host_ids.extend(probes.iter().cloned());
-        if newest.is_some_and(|t| now - t < grace) {
+        if runs == Runs::Keep || newest.is_some_and(|t| now - t < grace) {
             for o in objects.iter().filter(|o| o.key.contains("/parts/")) {
                 if let Ok(t) = read_json::<TableEntry>(store, &o.key).await {
                     referenced.extend(t.files.iter().map(|f| f.key.clone()));
@@ -204,10 +420,15 @@ pub async fn prune(
             continue;
         }
         report.deleted_incomplete.push(name.clone());
+        report.decisions.push(Decision {
+            backup: name.clone(),
+            action: Action::Delete,
+            reasons: vec!["run never completed, older than the grace period".into()],
+        });
         doomed.extend(objects.into_iter().map(|o| o.key));
         doomed.extend(probes.iter().map(|h| keys::node_manifest_key(h, &name)));
     }
-    host_ids.retain(|h| !foreign.contains(h.as_str()));
+    host_ids.retain(|h| !scope.foreign.contains(h.as_str()));
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     for h in &host_ids {
         for o in store.list(&format!("nodes/{h}/sst/")).await? {
@@ -219,6 +440,7 @@ pub async fn prune(
     }
     report.deleted_objects = sizes.len() as u64;
     report.deleted_bytes = sizes.values().sum();
+    report.deleted_keys = doomed.iter().chain(sizes.keys()).cloned().collect();
     if !dry_run {
         // Uploads cut off by a crash leave multipart uploads (S3) or temp files (fs) behind.
         report.aborted_uploads = store.abort_stale_uploads("", grace.max(0) as u64).await?;
@@ -308,5 +530,39 @@ mod tests {
             },
         );
         assert!(k.contains("a1"));
+    }
+
+    #[test]
+    fn reasons_name_every_rule_that_keeps() {
+        let e = vec![
+            snap("mon", "2026-12-07T01:00:00Z"),
+            snap("mon-late", "2026-12-07T13:00:00Z"),
+            snap("sun", "2026-12-06T01:00:00Z"),
+            snap("nov", "2026-11-30T01:00:00Z"),
+        ];
+        let r = keep_reasons(
+            &e,
+            &Retention {
+                keep_last: Some(2),
+                keep_daily: Some(2),
+                keep_weekly: Some(2),
+                keep_monthly: Some(2),
+                ..Default::default()
+            },
+        );
+        let got = |n: &str| r.get(n).cloned().unwrap_or_default();
+        assert_eq!(
+            got("mon-late"),
+            vec![
+                "last 2",
+                "daily 2026-12-07",
+                "weekly 2026-W50",
+                "monthly 2026-12",
+                "newest"
+            ]
+        );
+        assert_eq!(got("mon"), vec!["last 2"]);
+        assert_eq!(got("sun"), vec!["daily 2026-12-06", "weekly 2026-W49"]);
+        assert_eq!(got("nov"), vec!["monthly 2026-11"]);
     }
 }
