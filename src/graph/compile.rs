@@ -45,6 +45,8 @@ pub struct Resolved {
     pub restore_source: Option<String>,
     pub hosts: Vec<HostSpec>,
     pub steps: Vec<ResolvedStep>,
+    /// Templates as written where `plan` holds their rendering (`backup.name` -> template).
+    pub templates: std::collections::BTreeMap<String, String>,
 }
 
 /// Every task kind except `exec` (the names custom steps may not take).
@@ -317,7 +319,7 @@ fn task(
         TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables | TaskKind::Verify => {
             Action::Read
         }
-        TaskKind::ClearSnapshot | TaskKind::Cleanup | TaskKind::Prune => Action::Delete,
+        TaskKind::Prune => Action::Delete,
         _ => Action::Run,
     };
     // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.
