@@ -197,6 +197,16 @@ fn compare_shows_a_terraform_style_diff_in_every_form() {
     let (code, json, _) = run("json", &[]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/plan-compare.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema");
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "the comparison breaks its schema: {errors:?}"
+    );
     let keep = v["settings"]
         .as_array()
         .unwrap()
@@ -555,4 +565,43 @@ fn no_secret_value_reaches_the_settings_or_the_comparison() {
             }
         }
     }
+}
+
+#[test]
+fn a_large_comparison_stays_under_the_comment_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<String> = (0..400).map(|i| format!("\"node-{i:04}\"")).collect();
+    let map: Vec<String> = (0..400)
+        .map(|i| format!("\"old-{i:04}\" = \"node-{i:04}\""))
+        .collect();
+    let plan = write(
+        dir.path(),
+        "big.toml",
+        &format!(
+            "version = 1\nkind = \"restore\"\n[cluster]\nname = \"big\"\nhosts = [{}]\n[storage]\nurl = \"file:///b\"\n[restore]\nsource = \"latest\"\n[restore.host_map]\n{}\n",
+            hosts.join(","),
+            map.join("\n")
+        ),
+    );
+    let empty = write(dir.path(), "empty.toml", "");
+    let (code, md, err) = stdout(
+        cbk()
+            .args(["plan", "--format", "markdown"])
+            .arg(&plan)
+            .arg("--compare")
+            .arg(&empty),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(md.chars().count() < 65_535, "{}", md.len());
+    assert!(md.contains("more changes (run cbk plan --compare locally)"));
+    assert!(md.contains("… and 388 more (see the JSON plan)"), "{md}");
+    assert!(md.trim_end().ends_with("</details>"));
+    // The diff block is closed before the settings.
+    let diff = md.split("```diff\n").nth(1).unwrap();
+    assert!(
+        diff.split("```\n")
+            .nth(1)
+            .unwrap()
+            .contains("#### Settings")
+    );
 }

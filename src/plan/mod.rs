@@ -153,6 +153,10 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
             render(schemars::schema_for!(PlannedRun)),
         ),
         (
+            "plan-compare.schema.json",
+            render(schemars::schema_for!(crate::render::compare::Comparison)),
+        ),
+        (
             "node-manifest.schema.json",
             render(schemars::schema_for!(crate::repo::manifest::NodeManifest)),
         ),

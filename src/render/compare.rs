@@ -4,16 +4,18 @@
 
 use super::settings::{self, Setting};
 use crate::graph::run::{PlannedRun, PlannedTask};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
 
-/// Version of the comparison JSON (`cbk plan --compare BASE --format json`).
+/// Version of the comparison JSON (`cbk plan --compare BASE --format json`,
+/// schemas/plan-compare.schema.json).
 pub const COMPARE_FORMAT_VERSION: u32 = 1;
 
 /// How one setting or task differs from the base.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     /// `+` only in the plan.
@@ -36,7 +38,7 @@ impl Change {
 }
 
 /// A setting that differs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SettingChange {
     pub key: String,
     pub change: Change,
@@ -47,7 +49,7 @@ pub struct SettingChange {
 }
 
 /// One field of a task present in both plans that differs (`params.table`, `after`, `host`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct FieldChange {
     pub field: String,
     pub old: String,
@@ -55,16 +57,17 @@ pub struct FieldChange {
 }
 
 /// A task that differs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct TaskChange {
     pub address: String,
     pub change: Change,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// What differs in a `changed` task (absent for added and removed tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldChange>,
 }
 
 /// Which plan a side of the comparison is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Side {
     pub path: String,
     pub sha256: String,
@@ -82,7 +85,7 @@ impl Side {
 }
 
 /// The whole comparison (also the JSON document of `--compare --format json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Comparison {
     pub format_version: u32,
     /// The base; `None` when there is none (an empty BASE file: a new plan).
