@@ -18,17 +18,38 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // With `--progress json` every line is a JSON event, log records included.
+    let json = cli.json_events();
+    if json {
+        use tracing_subscriber::prelude::*;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(cbk::exec::events::JsonLog)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let text = format!("cannot start the async runtime: {e}");
+            if json {
+                cbk::exec::events::emit(&cbk::exec::events::Event::Error {
+                    text: &text,
+                    address: None,
+                    target: None,
+                    fields: None,
+                    exit_code: Some(cbk::error::exit::FAILED),
+                });
+            } else {
+                eprintln!("error: {text}");
+            }
             return ExitCode::from(cbk::error::exit::FAILED);
         }
     };

@@ -301,6 +301,16 @@ fn restart_method_is_the_node_restart_dag() {
     );
     assert_eq!(task("rebuild_index[cass-02]").step_limit, Some(1));
     assert!(!task("rebuild_index[cass-02]").disruptive);
+    // What it will rebuild, as `cbk plan` shows it: the index names are known at apply.
+    let p = &task("rebuild_index[cass-02]").params;
+    assert_eq!(p["include"], serde_json::json!(["shop.*"]));
+    assert!(
+        p["indexes"]
+            .as_str()
+            .unwrap()
+            .starts_with("found at apply: each index of the included tables"),
+        "{p:?}"
+    );
     for h in ["cass-01", "cass-02", "cass-03"] {
         assert!(
             task("repair[cass-01]")

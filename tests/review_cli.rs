@@ -355,7 +355,7 @@ fn clear_snapshot_is_local_clean_up_not_a_deletion() {
     assert_eq!(code, Some(0), "{err}");
     assert!(shown.contains("(3 local clean-ups)"), "{shown}");
     assert!(shown.contains("0 to delete."), "{shown}");
-    // Prune stays a deletion (and disruptive).
+    // A restore's staging clean-up is said so as well.
     let (_, restore, _) = stdout(cbk().args(["plan", "plans/restore-keyspace.toml"]));
     assert!(restore.contains("(local staging clean-up)"), "{restore}");
 }

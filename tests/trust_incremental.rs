@@ -358,11 +358,34 @@ async fn legacy_restart_restore_rebuilds_secondary_indexes() {
             !idx.is_empty(),
             "{h}: the restored shop.customers has no index sstable: {idx:?}\n{log}"
         );
-        assert!(shown.contains(&format!("rebuild_index[{h}]")), "{shown}");
+        // The live index files were displaced with the base files (into the run's folder).
+        let displaced = c.sh(
+            &h,
+            "find /var/lib/cassandra/cbk-staging -path '*/displaced/*/shop/customers-*/.customers_name/*' -type f | wc -l",
+        );
+        assert_ne!(
+            displaced.trim(),
+            "0",
+            "{h}: the live index files were not displaced"
+        );
+        // `cbk plan` says what the task will rebuild (the index names are known at apply).
+        let planned = shown
+            .lines()
+            .find(|l| l.contains(&format!("rebuild_index[{h}]")))
+            .unwrap_or_else(|| panic!("{h}: no rebuild_index task in:\n{shown}"));
+        assert!(
+            planned.contains("include=shop.customers")
+                && planned.contains("indexes=found at apply"),
+            "{planned}"
+        );
+        // The outcome names each index rebuilt by its full address, host/ks.table.index.
         let line = log
             .lines()
             .find(|l| l.contains(&format!("rebuild_index[{h}]")) && l.contains("customers_name"))
             .unwrap_or_else(|| panic!("{h}: no rebuild_index line in:\n{log}"));
-        assert!(line.contains("shop.customers.customers_name"), "{line}");
+        assert!(
+            line.contains(&format!("{h}/shop.customers.customers_name")),
+            "{line}"
+        );
     }
 }

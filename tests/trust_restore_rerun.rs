@@ -5,14 +5,18 @@
 //!   before displaced under the same names), then a restore whose `move` fails after every node
 //!   stopped (its live folders and commit log must be left as they were, and the output says how
 //!   to start the node again), then a restore after that failed one: each must end with the live
-//!   files equal to the backup on every node (sha256 of every file);
+//!   files equal to the backup on every node (sha256 of every file against the live files at
+//!   backup time, and the CRC32 of every live file against the backup's node manifests, with
+//!   no file more or less);
 //! - a restart restore whose `include` spans two keyspaces (one repair call per keyspace).
 
 mod support;
 
+use cbk::repo::manifest::{Catalog, NodeManifest};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use support::cluster::TestCluster;
-use support::e2e::{Env, live_sums, setup};
+use support::e2e::{Env, live_sums, read_json, setup};
 
 const BACKUP: &str = "nightly-20260301T020000Z";
 
@@ -65,6 +69,58 @@ fn assert_live(c: &TestCluster, expected: &[Vec<String>], what: &str) {
     }
 }
 
+/// Every host's live `shop` files are the backup's: each file its node manifest lists is live
+/// (in one of the node's data folders: a restore may place an sstable in another data folder
+/// than the one it was backed up from) with the CRC32 the manifest recorded, and no other live
+/// file exists.
+async fn assert_live_crc32_is_backup(env: &Env, what: &str) {
+    let store = env.store().await;
+    let catalog: Catalog = read_json(store.as_ref(), &format!("catalog/{BACKUP}.json")).await;
+    assert_eq!(catalog.hosts.len(), env.cluster.hosts().len());
+    let mut checked = 0;
+    for h in &catalog.hosts {
+        let m: NodeManifest = read_json(store.as_ref(), &h.manifest).await;
+        let root = env.cluster.data_dir(&h.name);
+        let data_dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("data"))
+            .collect();
+        let mut listed = BTreeSet::new();
+        for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
+            for f in &t.files {
+                let rel = format!("shop/{}/{}", t.folder(), f.path);
+                let live: Vec<PathBuf> = data_dirs
+                    .iter()
+                    .map(|d| d.join(&rel))
+                    .filter(|p| p.exists())
+                    .collect();
+                assert_eq!(live.len(), 1, "{what}: {rel} on {}: {live:?}", h.name);
+                let bytes = std::fs::read(&live[0]).unwrap();
+                assert_eq!(
+                    crc32fast::hash(&bytes),
+                    f.crc32,
+                    "{what}: CRC32 of {} on {} differs from the backup's",
+                    live[0].display(),
+                    h.name
+                );
+                listed.insert(rel);
+                checked += 1;
+            }
+        }
+        let live: BTreeSet<String> = live_sums(&env.cluster, &h.name)
+            .iter()
+            .map(|l| l.split_once(' ').map_or(l.as_str(), |(p, _)| p).to_string())
+            .collect();
+        assert_eq!(
+            live, listed,
+            "{what}: the live files of {} are not the backup's",
+            h.name
+        );
+    }
+    assert!(checked >= 3 * 4 * 8, "{what}: {checked} files");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_restore_three_times_then_after_a_failed_move() {
     let env = setup("4.1").await;
@@ -91,6 +147,7 @@ async fn restart_restore_three_times_then_after_a_failed_move() {
         let (code, log) = env.apply(&restore, &now);
         assert_eq!(code, 0, "restore {round}: {log}");
         assert_live(c, &backed_up, &format!("restore {round}"));
+        assert_live_crc32_is_backup(&env, &format!("restore {round}")).await;
     }
 
     // A restore whose move fails after every node stopped: the stop command leaves a folder
@@ -158,6 +215,7 @@ async fn restart_restore_three_times_then_after_a_failed_move() {
     let (code, log) = env.apply(&restore, "2026-03-01T07:00:00Z");
     assert_eq!(code, 0, "restore after a failed one: {log}");
     assert_live(c, &backed_up, "restore after a failed one");
+    assert_live_crc32_is_backup(&env, "restore after a failed one").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

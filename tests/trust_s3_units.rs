@@ -10,64 +10,12 @@ mod support;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
-use support::crash;
+use support::crash::{self, wait_max};
 use support::e2e::{Env, setup};
 use support::s3::{FaultAction, FaultProxy, Faults, S3Server};
 
 /// 36 MiB: seven 5 MiB parts and a last one.
 const BIG: u64 = 36 * 1024 * 1024;
-
-/// Replaces one live Data.db of `shop.orders` on `host` by `BIG` random bytes (with a matching
-/// Digest, so the backup reads it as a healthy sstable). Returns its path.
-fn big_component(env: &Env, host: &str) -> String {
-    env.cluster.sh(
-        host,
-        &format!(
-            "cd /var/lib/cassandra && f=$(ls data*/shop/orders-*/*-Data.db | head -1) && \
-             head -c {BIG} /dev/urandom > $f && \
-             python3 -c 'import sys,zlib; print(zlib.crc32(open(sys.argv[1],\"rb\").read()))' $f > ${{f%Data.db}}Digest.crc32 && \
-             echo $f"
-        ),
-    )
-    .trim()
-    .to_string()
-}
-
-/// A backup plan through `proxy` with 5 MiB parts.
-fn plan(env: &Env, proxy: &FaultProxy) -> std::path::PathBuf {
-    let p = env.backup_plan_via("backup.toml", "snapshot", &proxy.endpoint());
-    let mut text = std::fs::read_to_string(&p).unwrap();
-    assert!(
-        text.trim_end()
-            .ends_with("secret_access_key_env = \"CBK_TEST_S3_SECRET\"")
-    );
-    text.push_str("part_size = \"5MiB\"\n");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-/// Waits up to `max` for the child to exit; kills it (and its agents) and returns `None` when
-/// it is still running then.
-fn wait_max(child: &mut Child, max: Duration) -> Option<(i32, String)> {
-    let deadline = Instant::now() + max;
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            let mut out = String::new();
-            use std::io::Read;
-            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
-            return Some((child.wait().unwrap().code().unwrap_or(-1), out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    crash::crash(child);
-    let mut out = String::new();
-    use std::io::Read;
-    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
-    let _ = child.stderr.take().unwrap().read_to_string(&mut out);
-    eprintln!("killed after {max:?}; its output:\n{out}");
-    None
-}
 
 fn upload_part_rule(env: &Env) -> String {
     format!("^PUT /{}/prod/nodes/.*[?&]partNumber=", env.bucket)
@@ -96,15 +44,16 @@ fn last_run_status(state: &Path) -> Option<cbk::exec::RunStatus> {
 async fn upload_part_403_fails_fast_with_the_s3_code() {
     let env = setup("4.1").await;
     let host = env.cluster.hosts()[0].clone();
-    let big = big_component(&env, &host);
+    let big = env.big_data_file(&host, BIG);
     let proxy = FaultProxy::start(&env.moto.endpoint(), Faults::NONE);
     proxy.set_rules(&[(upload_part_rule(&env).as_str(), FaultAction::E403)]);
-    let plan = plan(&env, &proxy);
+    let plan = env.backup_plan_5mib_parts(&proxy.endpoint());
     let now = "2026-12-07T10:00:00Z";
     let saved = env.save_plan(&plan, now);
     let state = env.state(now);
     let started = Instant::now();
-    let mut child = crash::spawn_apply_env(&saved, &state, &env.store_env());
+    // Plain progress prints every retry, so a retried 403 would show.
+    let mut child = crash::spawn_apply_progress(&saved, &state, &env.store_env(), "plain");
     let r = wait_max(&mut child, Duration::from_secs(120));
     let took = started.elapsed();
     let Some((code, out)) = r else {
@@ -152,12 +101,12 @@ async fn upload_part_403_fails_fast_with_the_s3_code() {
 async fn sigterm_stops_stalled_uploads() {
     let env = setup("4.1").await;
     let host = env.cluster.hosts()[0].clone();
-    big_component(&env, &host);
+    env.big_data_file(&host, BIG);
     let proxy = FaultProxy::start(&env.moto.endpoint(), Faults::NONE);
     // A link that stopped moving: every UploadPart stalls for 10 minutes (retryable: the SDK
     // waits for its attempt timeout, then tries again).
     proxy.set_rules(&[(upload_part_rule(&env).as_str(), FaultAction::Stall(600_000))]);
-    let plan = plan(&env, &proxy);
+    let plan = env.backup_plan_5mib_parts(&proxy.endpoint());
     let now = "2026-12-07T11:00:00Z";
     let saved = env.save_plan(&plan, now);
     let state = env.state(now);

@@ -3,18 +3,17 @@
 
 use super::ProgressMode;
 use crate::error::exit;
+use crate::exec::events::{self, Event};
 use crate::exec::progress::{self, Mode};
 use crate::exec::walker::WalkOptions;
 use crate::exec::{
-    self, ApplyOptions, Check, ExecError, Outcome, RunReport, RunStatus, StateLocation,
-    TaskContext, TaskError, TaskRunner, TaskStatus,
+    self, ApplyOptions, ExecError, RunReport, RunStatus, StateLocation, TaskError, TaskRunner,
+    TaskStatus,
 };
-use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
-use async_trait::async_trait;
+use crate::graph::run::PlannedRun;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 /// Arguments of `cbk apply`.
@@ -78,18 +77,18 @@ enum ApplyError {
     TargetOnSavedPlan,
 }
 
-/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them).
+/// Compiles a TOML plan (diagnostics are printed as `cbk plan` prints them; `color`: with
+/// terminal colours).
 fn load_planned_run(
     path: &Path,
     now: jiff::Timestamp,
     target: &[String],
     exclude: &[String],
+    color: bool,
 ) -> Result<PlannedRun, ApplyError> {
     let run = crate::plan::compile_file(path, now).map_err(|e| {
         let message = match &e {
-            crate::plan::PlanError::Invalid(d) => {
-                d.render(100, crate::exec::progress::color_enabled())
-            }
+            crate::plan::PlanError::Invalid(d) => d.render(100, color),
             other => other.to_string(),
         };
         ApplyError::Compile {
@@ -105,16 +104,57 @@ fn load_planned_run(
 
 /// The task implementations used by `cbk apply` (replaced by the task registry in `tasks`).
 fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
-    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?
-        .with_controller_exec(Arc::new(ExecRunner));
+    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?;
     Ok(Arc::new(runner))
 }
 
 /// Runs `cbk apply`.
 pub async fn run(args: Args) -> miette::Result<u8> {
-    match run_inner(args).await {
+    let out = Out {
+        json: args.progress == ProgressMode::Json,
+    };
+    if out.json {
+        events::hold();
+    }
+    match run_inner(args, out).await {
         Ok(code) => Ok(code),
+        Err(e) if out.json => Ok(out.error(&e.to_string(), exit::FAILED)),
         Err(e) => Err(miette::miette!("{e}")),
+    }
+}
+
+/// Where `cbk apply` reports outside the progress sink: text, or events with `--progress json`
+/// (then everything it prints is a JSON line).
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Ends the apply with an error and returns `code` (JSON: the last event, with the code).
+    fn error(self, text: &str, code: u8) -> u8 {
+        if self.json {
+            events::release();
+            events::emit(&Event::Error {
+                text,
+                address: None,
+                target: None,
+                fields: None,
+                exit_code: Some(code),
+            });
+        } else {
+            eprintln!("error: {text}");
+        }
+        code
+    }
+
+    /// A note on stderr (JSON: a `message` event).
+    fn note(self, text: &str) {
+        if self.json {
+            events::emit(&Event::Message { text });
+        } else {
+            eprintln!("{text}");
+        }
     }
 }
 
@@ -122,7 +162,8 @@ fn is_toml(path: &Path, text: &str) -> bool {
     path.extension().is_some_and(|e| e == "toml") || !text.trim_start().starts_with('{')
 }
 
-async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+async fn run_inner(args: Args, out: Out) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+    let color = !out.json && crate::exec::progress::color_enabled();
     let path_s = args.plan.display().to_string();
     let text = std::fs::read_to_string(&args.plan).map_err(|source| ApplyError::Read {
         path: path_s.clone(),
@@ -131,8 +172,7 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     let saved = !is_toml(&args.plan, &text);
     let mut run: PlannedRun = if saved {
         if !args.target.is_empty() || !args.exclude.is_empty() {
-            eprintln!("error: {}", ApplyError::TargetOnSavedPlan);
-            return Ok(exit::USAGE);
+            return Ok(out.error(&ApplyError::TargetOnSavedPlan.to_string(), exit::USAGE));
         }
         let mut run: PlannedRun = serde_json::from_str(&text).map_err(|e| ApplyError::BadPlan {
             path: path_s.clone(),
@@ -142,17 +182,27 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
         run
     } else {
         if !args.yes && !std::io::stdin().is_terminal() {
-            eprintln!(
-                "error: refusing to apply `{path_s}` without confirmation: no terminal to ask on; pass --yes to apply anyway"
-            );
-            return Ok(exit::REFUSED);
+            return Ok(out.error(
+                &format!(
+                    "refusing to apply `{path_s}` without confirmation: no terminal to ask on; pass --yes to apply anyway"
+                ),
+                exit::REFUSED,
+            ));
+        }
+        if !args.yes && out.json {
+            return Ok(out.error(
+                &format!(
+                    "refusing to apply `{path_s}` without confirmation: --progress json does not ask; pass --yes to apply anyway"
+                ),
+                exit::REFUSED,
+            ));
         }
         let now = super::validate::parse_now(args.now.as_deref()).map_err(|e| e.to_string())?;
-        load_planned_run(&args.plan, now, &args.target, &args.exclude)?
+        load_planned_run(&args.plan, now, &args.target, &args.exclude, color)?
     };
 
     let state = match &args.state {
-        Some(s) if s.starts_with("s3://") || s.starts_with("file://") => {
+        Some(s) if crate::store::url::is_store_url(s) => {
             let mut config = run.plan.storage.clone().unwrap_or_default();
             if config.url != *s {
                 config = crate::plan::model::StorageConfig {
@@ -181,11 +231,11 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
                     open.name
                 )
             })?;
-            run = load_planned_run(&args.plan, then, &args.target, &args.exclude)?;
-            eprintln!(
+            run = load_planned_run(&args.plan, then, &args.target, &args.exclude, color)?;
+            out.note(&format!(
                 "resuming run {} of `{path_s}` (planned at {}); pass --fresh to start a new run instead",
                 open.name, run.inputs.now
-            );
+            ));
         }
     }
 
@@ -196,7 +246,9 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
             exec::state::LocalState::open(dir)?.load_or_init()?;
             run.prior_state = exec::state::current_ref(dir)?;
         }
-        show_plan(&run);
+        if !out.json {
+            show_plan(&run);
+        }
         if !args.yes && !confirm()? {
             eprintln!("Apply cancelled.");
             return Ok(exit::REFUSED);
@@ -212,7 +264,7 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     };
     let progress = progress::make(mode, run.tasks.len());
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone(), progress.clone());
+    spawn_signal_handler(cancel.clone(), progress.clone(), out);
     let runner = task_runner(&run)?;
     let opts = ApplyOptions {
         state,
@@ -233,8 +285,11 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
     let started = std::time::Instant::now();
     match exec::apply(&run, runner, opts).await {
         Ok(report) => {
-            print_summary(&report, started.elapsed());
-            let code = match report.status {
+            let elapsed = started.elapsed();
+            if !out.json {
+                print_summary(&report, elapsed);
+            }
+            let mut code = match report.status {
                 RunStatus::Ok => exit::OK,
                 RunStatus::Interrupted if cancel.is_cancelled() => exit::INTERRUPTED,
                 _ => exit::FAILED,
@@ -242,32 +297,51 @@ async fn run_inner(args: Args) -> Result<u8, Box<dyn std::error::Error + Send + 
             // A run that cannot be seen by monitoring is not a success: the metrics file
             // failing to write is an error (the run itself is done and recorded).
             if let Some(path) = &args.metrics_file
-                && let Err(e) =
-                    exec::metrics::write_metrics_file(path, &run, &report, started.elapsed())
+                && let Err(e) = exec::metrics::write_metrics_file(path, &run, &report, elapsed)
             {
-                eprintln!("error: cannot write metrics to `{}`: {e}", path.display());
-                return Ok(code.max(exit::FAILED));
+                let text = format!("cannot write metrics to `{}`: {e}", path.display());
+                if out.json {
+                    events::emit(&Event::Error {
+                        text: &text,
+                        address: None,
+                        target: None,
+                        fields: None,
+                        exit_code: None,
+                    });
+                } else {
+                    eprintln!("error: {text}");
+                }
+                code = code.max(exit::FAILED);
+            }
+            if out.json {
+                emit_run_finished(&report, elapsed, code);
             }
             Ok(code)
         }
         Err(ExecError::AlreadyApplied { run }) => {
-            println!(
-                "Nothing to do: this plan was already applied (run {} finished ok).",
-                run.trim_end_matches(".jsonl")
-            );
+            let run = events::run_id(&run);
+            let text =
+                format!("Nothing to do: this plan was already applied (run {run} finished ok).");
+            if out.json {
+                events::release();
+                events::emit(&Event::AlreadyApplied {
+                    run,
+                    text: &text,
+                    exit_code: exit::OK,
+                });
+            } else {
+                println!("{text}");
+            }
             Ok(exit::OK)
         }
-        Err(e) if e.is_refusal() => {
-            eprintln!("error: {e}");
-            Ok(exit::REFUSED)
-        }
+        Err(e) if e.is_refusal() => Ok(out.error(&e.to_string(), exit::REFUSED)),
         Err(e) => Err(Box::new(e)),
     }
 }
 
 /// First SIGINT/SIGTERM: stop starting tasks and let running ones reach a safe point.
 /// Second: exit at once (the journal is consistent after every record).
-fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>) {
+fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progress>, out: Out) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -284,12 +358,18 @@ fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progr
             }
             seen += 1;
             if seen == 1 {
-                progress.message(
+                progress.warning(
                     "Interrupted: no new tasks start; waiting for running tasks to reach a safe point (Ctrl-C again to abort now).",
+                    None,
                 );
                 cancel.cancel();
             } else {
-                eprintln!("Aborted. The next apply resumes from the journal.");
+                const ABORTED: &str = "Aborted. The next apply resumes from the journal.";
+                if out.json {
+                    out.error(ABORTED, exit::INTERRUPTED);
+                } else {
+                    eprintln!("{ABORTED}");
+                }
                 std::process::exit(exit::INTERRUPTED as i32);
             }
         }
@@ -310,6 +390,23 @@ fn confirm() -> std::io::Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")
+}
+
+/// The end summary as the `run_finished` event: status, counts per task status, every task's
+/// result, duration and exit code.
+fn emit_run_finished(r: &RunReport, elapsed: std::time::Duration, exit_code: u8) {
+    events::emit(&Event::RunFinished {
+        run: events::run_id(&r.run),
+        status: r.status,
+        resumed: r.resumed,
+        counts: events::TASK_STATUSES
+            .iter()
+            .map(|s| (*s, r.count(s)))
+            .collect(),
+        tasks: &r.tasks,
+        duration_ms: elapsed.as_millis() as u64,
+        exit_code,
+    });
 }
 
 /// Prints the end summary: what succeeded, was already satisfied, failed (with the cause) and
@@ -383,173 +480,4 @@ fn print_summary(r: &RunReport, elapsed: std::time::Duration) {
         TaskStatus::Interrupted => Some(": interrupted at a safe point".into()),
         _ => None,
     });
-}
-
-/// Prefix of a stdout line by which an `exec` command saves a checkpoint.
-pub const CHECKPOINT_PREFIX: &str = "::cbk-checkpoint ";
-
-/// `exec` tasks on the controller.
-///
-/// Parameters (`PlannedTask.params`):
-/// - `command` (as the plan compiler writes it) or `run`: the command, a string run with
-///   `sh -c` or an argv list;
-/// - `creates` (optional): a path; when it exists the task is already satisfied;
-/// - `check` (optional): a command; exit status 0 means already satisfied.
-///
-/// Without `creates`/`check` the command always runs, so it must be idempotent itself.
-/// The command may print `::cbk-checkpoint {JSON}` lines: each is saved durably in the journal,
-/// and a resumed command finds the last one in the `CBK_CHECKPOINT` environment variable.
-struct ExecRunner;
-
-fn command_of(task: &PlannedTask, key: &str) -> Result<Option<tokio::process::Command>, TaskError> {
-    let v = match task.params.get(key) {
-        None | Some(serde_json::Value::Null) => return Ok(None),
-        Some(v) => v,
-    };
-    let mut cmd = match v {
-        serde_json::Value::String(s) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(s);
-            c
-        }
-        serde_json::Value::Array(items) => {
-            let argv: Option<Vec<&str>> = items.iter().map(|i| i.as_str()).collect();
-            match argv.as_deref() {
-                Some([prog, rest @ ..]) => {
-                    let mut c = tokio::process::Command::new(prog);
-                    c.args(rest);
-                    c
-                }
-                _ => {
-                    return Err(TaskError::fatal(format!(
-                        "`{key}` must be a string or a non-empty list of strings"
-                    )));
-                }
-            }
-        }
-        _ => {
-            return Err(TaskError::fatal(format!(
-                "`{key}` must be a string or a list of strings"
-            )));
-        }
-    };
-    cmd.stdin(std::process::Stdio::null())
-        .env("CBK_TASK", &task.address)
-        // Not in the terminal's process group: Ctrl-C stops cbk, which lets commands finish.
-        .process_group(0)
-        .kill_on_drop(true);
-    Ok(Some(cmd))
-}
-
-fn controller_only(task: &PlannedTask) -> Result<(), TaskError> {
-    if task.kind != TaskKind::Exec {
-        return Err(TaskError::fatal(format!(
-            "task kind `{}` is not available in this build",
-            task.kind.as_str()
-        )));
-    }
-    if let Some(h) = &task.host {
-        return Err(TaskError::fatal(format!(
-            "exec on host `{h}` is not available in this build (controller only)"
-        )));
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl TaskRunner for ExecRunner {
-    async fn check(&self, task: &PlannedTask, _cx: &TaskContext) -> Result<Check, TaskError> {
-        controller_only(task)?;
-        if let Some(p) = task.params.get("creates").and_then(|v| v.as_str())
-            && Path::new(p).exists()
-        {
-            return Ok(Check::Satisfied(format!("{p} exists")));
-        }
-        if let Some(mut cmd) = command_of(task, "check")? {
-            let status = cmd
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .await
-                .map_err(|e| TaskError::fatal(format!("cannot run check: {e}")))?;
-            if status.success() {
-                return Ok(Check::Satisfied("check passed".into()));
-            }
-        }
-        Ok(Check::Needed)
-    }
-
-    async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
-        controller_only(task)?;
-        let cmd = match command_of(task, "command")? {
-            Some(c) => Some(c),
-            None => command_of(task, "run")?,
-        };
-        let Some(mut cmd) = cmd else {
-            return Err(TaskError::fatal("no `command` (or `run`) parameter"));
-        };
-        if let Some(cp) = cx.checkpoints.last(&task.address) {
-            cmd.env("CBK_CHECKPOINT", cp.to_string());
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| TaskError::fatal(format!("cannot start command: {e}")))?;
-        let stderr = child.stderr.take();
-        let err_task = tokio::spawn(async move {
-            let mut tail = Vec::new();
-            if let Some(s) = stderr {
-                let mut lines = tokio::io::BufReader::new(s).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    tail.push(l);
-                    if tail.len() > 5 {
-                        tail.remove(0);
-                    }
-                }
-            }
-            tail
-        });
-        let mut checkpoints = 0u32;
-        if let Some(out) = child.stdout.take() {
-            let mut lines = tokio::io::BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(json) = line.strip_prefix(CHECKPOINT_PREFIX) {
-                    let data: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-                        TaskError::fatal(format!("bad checkpoint line from the command: {e}"))
-                    })?;
-                    cx.checkpoints.save(&task.address, &data).map_err(|e| {
-                        TaskError::fatal(format!("cannot journal a checkpoint: {e}"))
-                    })?;
-                    checkpoints += 1;
-                } else {
-                    cx.progress.message(&format!("{}: {line}", task.address));
-                }
-            }
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| TaskError::fatal(format!("command did not finish: {e}")))?;
-        let tail = err_task.await.unwrap_or_default();
-        if status.success() {
-            Ok(Outcome {
-                summary: match checkpoints {
-                    0 => "command succeeded".into(),
-                    n => format!("command succeeded ({n} checkpoints)"),
-                },
-                data: serde_json::Value::Null,
-            })
-        } else {
-            let code = status
-                .code()
-                .map_or_else(|| "a signal".to_string(), |c| format!("status {c}"));
-            let tail = tail.join(" | ");
-            Err(TaskError::fatal(if tail.is_empty() {
-                format!("command exited with {code}")
-            } else {
-                format!("command exited with {code}: {tail}")
-            }))
-        }
-    }
 }

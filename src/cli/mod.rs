@@ -133,6 +133,13 @@ pub enum Command {
     Agent(agent::Args),
 }
 
+impl Cli {
+    /// Whether everything this command prints is JSON-lines events (`apply --progress json`).
+    pub fn json_events(&self) -> bool {
+        matches!(&self.command, Command::Apply(a) if a.progress == ProgressMode::Json)
+    }
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> miette::Result<u8> {
     match cli.command {

@@ -298,7 +298,7 @@ pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
         .state
         .clone()
         .unwrap_or_else(|| state_dir(None, args.plan.as_deref()).display().to_string());
-    let result = if state.starts_with("s3://") || state.starts_with("file://") {
+    let result = if crate::store::url::is_store_url(&state) {
         let config = crate::plan::model::StorageConfig {
             url: state.clone(),
             ..Default::default()

@@ -419,9 +419,12 @@ async fn apply_locked(
             next = n;
         } else {
             if p.finished != Some(RunStatus::Ok) {
-                opts.progress.message(&format!(
-                    "superseding unfinished run {name} (another plan, or --fresh): its remaining tasks will not run"
-                ));
+                opts.progress.warning(
+                    &format!(
+                        "superseding unfinished run {name} (another plan, or --fresh): its remaining tasks will not run"
+                    ),
+                    None,
+                );
             }
             backend
                 .open_journal(&name, n, Default::default())?
@@ -449,6 +452,16 @@ async fn apply_locked(
             now: Some(run.inputs.now.clone()),
         })
         .map_err(ExecError::JournalWrite)?;
+    opts.progress.event(&super::events::Event::RunStarted {
+        plan: &opts.plan_label,
+        run: super::events::run_id(&name),
+        now: &run.inputs.now,
+        backup: run.inputs.backup_name.as_deref(),
+        kind: run.plan.kind,
+        tasks: run.tasks.len(),
+        resumed,
+    });
+    opts.progress.event(&super::events::Event::plan(run));
     if resumed {
         opts.progress.message(&format!(
             "resuming run {name}: {} task(s) already done",

@@ -5,6 +5,7 @@
 //! two-phase task contract (`check` is read-only, `apply` is idempotent).
 
 mod engine;
+pub mod events;
 pub mod journal;
 pub mod lock;
 pub mod metrics;
@@ -78,6 +79,18 @@ pub trait Progress: Send + Sync {
     fn message(&self, line: &str);
     /// A task ended.
     fn task_finished(&self, task: &PlannedTask, status: &str);
+    /// Something to look at that does not stop the run (a retry, a superseded run, Ctrl-C),
+    /// about task `address` if any; shown as a message unless the sink tells them apart.
+    fn warning(&self, line: &str, _address: Option<&str>) {
+        self.message(line);
+    }
+    /// A task failed with `error`; shown as the message `failed: ADDRESS: ERROR` unless the sink
+    /// tells failures apart.
+    fn task_failed(&self, task: &PlannedTask, error: &str) {
+        self.message(&format!("failed: {}: {error}", task.address));
+    }
+    /// An event only machine-readable output shows (`run_started`); the others show nothing.
+    fn event(&self, _event: &events::Event<'_>) {}
     /// The run ended: stop redrawing (bars stay on screen).
     fn finish(&self) {}
 }

@@ -2,9 +2,11 @@
 //!
 //! Tasks only see the [`Progress`] trait. Bars: one per host (bytes, rate, ETA) above an
 //! overall bar counting tasks; every log line goes through `MultiProgress::println` so it never
-//! tears the bars. Plain and JSON sinks write to stderr (stdout is for the end summary).
+//! tears the bars. Plain and JSON sinks write to stderr (stdout is for the human end summary;
+//! with JSON lines, the summary is an event too).
 
 use super::Progress;
+use super::events::{self, Event};
 use crate::graph::run::PlannedTask;
 use indicatif::{BinaryBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
@@ -149,10 +151,12 @@ pub struct Lines {
     /// Bytes (done, total) per host, and when they were last printed.
     bytes: Mutex<(HostBytes, Instant)>,
     every: Duration,
+    /// When each running task started (JSON: `duration_ms` of `task_finished`).
+    running: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl Lines {
-    /// A line sink; `json` selects JSON lines.
+    /// A line sink; `json` selects JSON lines ([`events`]).
     pub fn new(json: bool) -> Lines {
         Lines {
             json,
@@ -163,21 +167,19 @@ impl Lines {
             } else {
                 Duration::from_secs(10)
             },
+            running: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn emit(&self, text: &str, json: serde_json::Value) {
-        let line = if self.json {
-            let mut v = json;
-            if let Some(o) = v.as_object_mut() {
-                o.insert("at".into(), super::journal::now().into());
-            }
-            v.to_string()
+    /// Writes `text` (plain) or `event` (JSON).
+    fn emit(&self, text: &str, event: Event<'_>) {
+        if self.json {
+            events::emit(&event);
         } else {
-            format!("[{:>6.1}s] {text}", self.start.elapsed().as_secs_f64())
-        };
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+            let line = format!("[{:>6.1}s] {text}", self.start.elapsed().as_secs_f64());
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }
     }
 
     fn bytes(&self, host: Option<&str>, total: u64, done: u64) {
@@ -194,7 +196,11 @@ impl Lines {
         for (h, (d, t)) in snapshot {
             self.emit(
                 &format!("{h}: {} of {}", BinaryBytes(d), BinaryBytes(t)),
-                serde_json::json!({"event": "bytes", "host": h, "done": d, "total": t}),
+                Event::Bytes {
+                    host: &h,
+                    done: d,
+                    total: t,
+                },
             );
         }
     }
@@ -202,9 +208,15 @@ impl Lines {
 
 impl Progress for Lines {
     fn task_started(&self, task: &PlannedTask) {
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(task.address.clone(), Instant::now());
+        }
         self.emit(
             &format!("started {}", task.address),
-            serde_json::json!({"event": "task_started", "address": task.address, "host": task.host}),
+            Event::TaskStarted {
+                address: &task.address,
+                host: task.host.as_deref(),
+            },
         );
     }
     fn add_total(&self, host: Option<&str>, total: u64) {
@@ -214,12 +226,50 @@ impl Progress for Lines {
         self.bytes(host, 0, n);
     }
     fn message(&self, line: &str) {
-        self.emit(line, serde_json::json!({"event": "message", "text": line}));
+        self.emit(line, Event::Message { text: line });
+    }
+    fn warning(&self, line: &str, address: Option<&str>) {
+        self.emit(
+            line,
+            Event::Warning {
+                text: line,
+                address,
+                target: None,
+                fields: None,
+            },
+        );
+    }
+    fn task_failed(&self, task: &PlannedTask, error: &str) {
+        self.emit(
+            &format!("failed: {}: {error}", task.address),
+            Event::Error {
+                text: error,
+                address: Some(&task.address),
+                target: None,
+                fields: None,
+                exit_code: None,
+            },
+        );
+    }
+    fn event(&self, event: &Event<'_>) {
+        if self.json {
+            events::emit(event);
+        }
     }
     fn task_finished(&self, task: &PlannedTask, status: &str) {
+        let started = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(&task.address));
         self.emit(
             &format!("{status} {}", task.address),
-            serde_json::json!({"event": "task_finished", "address": task.address, "host": task.host, "status": status}),
+            Event::TaskFinished {
+                address: &task.address,
+                host: task.host.as_deref(),
+                status,
+                duration_ms: started.map(|t| t.elapsed().as_millis() as u64),
+            },
         );
     }
 }

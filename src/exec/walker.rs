@@ -300,7 +300,7 @@ pub async fn walk(
                 match &f.status {
                     s if s.is_ok() => release(i, &dependents, &mut remaining, &mut ready),
                     TaskStatus::Failed { error } => {
-                        progress.message(&format!("failed: {}: {error}", tasks[i].address));
+                        progress.task_failed(&tasks[i], error);
                         let reason = format!("upstream failed: {}", tasks[i].address);
                         // `always` tasks still run once their upstream tasks are all settled.
                         release(i, &dependents, &mut remaining, &mut ready);
@@ -482,13 +482,16 @@ async fn run_one(
                 return (TaskStatus::Interrupted, attempts, None);
             }
             Err(e) if e.retryable && attempts <= sh.opts.retries => {
-                sh.progress.message(&format!(
-                    "retrying {} (attempt {} of {}): {}",
-                    task.address,
-                    attempts + 1,
-                    sh.opts.retries + 1,
-                    e.message
-                ));
+                sh.progress.warning(
+                    &format!(
+                        "retrying {} (attempt {} of {}): {}",
+                        task.address,
+                        attempts + 1,
+                        sh.opts.retries + 1,
+                        e.message
+                    ),
+                    Some(&task.address),
+                );
                 let wait = sh.opts.retry_backoff * 2u32.saturating_pow(attempts - 1);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

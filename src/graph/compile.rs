@@ -73,8 +73,6 @@ pub const ALL_KINDS: &[TaskKind] = &[
     TaskKind::Loader,
     TaskKind::Repair,
     TaskKind::Cleanup,
-    TaskKind::Verify,
-    TaskKind::Prune,
 ];
 
 /// Whether a built-in step runs once per host or once on the controller.
@@ -115,6 +113,10 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
         .as_ref()
         .is_some_and(|r| r.repair.unwrap_or(r.method == RestoreMethod::Restart))
 }
+
+/// What `rebuild_index[HOST]` rebuilds, as `cbk plan` shows it (`indexes=`).
+pub const REBUILT_INDEXES: &str =
+    "found at apply: each index of the included tables whose source holds no index sstable";
 
 /// Whether a restore's source is a legacy `cassandra_backups` bucket (`legacy:<base>/<name>`).
 pub fn restores_legacy(plan: &PlanFile) -> bool {
@@ -316,10 +318,7 @@ fn task(
 ) -> PlannedTask {
     let params = params.into();
     let action = match kind {
-        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables | TaskKind::Verify => {
-            Action::Read
-        }
-        TaskKind::Prune => Action::Delete,
+        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables => Action::Read,
         _ => Action::Run,
     };
     // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.
@@ -451,6 +450,17 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                         "source_host": src,
                         "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
                         "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
+                    }));
+                }
+                // The index names live in the target's schema and the tables without index
+                // sstables are known once `resolve` listed the source: both at apply, so the
+                // task says what it will rebuild (its outcome names each `host/ks.table.index`).
+                TaskKind::RebuildIndex => {
+                    let rs = plan.restore.as_ref();
+                    tasks = one(json!({
+                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
+                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
+                        "indexes": REBUILT_INDEXES,
                     }));
                 }
                 TaskKind::Move | TaskKind::Import | TaskKind::Refresh => {

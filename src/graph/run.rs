@@ -38,9 +38,7 @@ pub enum TaskKind {
     Loader,
     Repair,
     Cleanup,
-    // housekeeping
-    Verify,
-    Prune,
+    // custom steps
     Exec,
 }
 
@@ -70,8 +68,6 @@ impl TaskKind {
             TaskKind::Loader => "loader",
             TaskKind::Repair => "repair",
             TaskKind::Cleanup => "cleanup",
-            TaskKind::Verify => "verify",
-            TaskKind::Prune => "prune",
             TaskKind::Exec => "exec",
         }
     }
@@ -86,11 +82,7 @@ impl TaskKind {
     pub fn disruptive(self) -> bool {
         matches!(
             self,
-            TaskKind::Stop
-                | TaskKind::ClearCommitlog
-                | TaskKind::Move
-                | TaskKind::Start
-                | TaskKind::Prune
+            TaskKind::Stop | TaskKind::ClearCommitlog | TaskKind::Move | TaskKind::Start
         )
     }
 }

@@ -813,37 +813,33 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
 
 fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
     let at = |k: &'static str| doc.value(&[K("storage"), K(k)]);
-    let is_file = s.url.starts_with("file://");
-    if let Some(rest) = s.url.strip_prefix("s3://") {
-        let bucket = rest.split('/').next().unwrap_or_default();
-        let ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !ok {
-            sink.error(
-                at("url"),
+    use crate::store::url::{StoreUrl, UrlError};
+    let parsed = StoreUrl::parse(&s.url);
+    let is_file = matches!(parsed, Ok(StoreUrl::File { .. }));
+    if let Err(e) = parsed {
+        let (message, label, hint) = match &e {
+            UrlError::Bucket { bucket, reason } => (
                 format!("invalid S3 bucket name `{bucket}`"),
                 "bad bucket",
-                Some("bucket names have 3-63 lowercase letters, digits, `-` or `.`".into()),
-            );
-        }
-    } else if let Some(path) = s.url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            sink.error(
-                at("url"),
+                reason.to_string(),
+            ),
+            UrlError::Prefix { reason, .. } => (
+                format!("invalid prefix in `{}`: {reason}", s.url),
+                "bad prefix",
+                "a prefix is `/`-separated names without `.` or `..` segments".to_string(),
+            ),
+            UrlError::FileNotAbsolute(_) => (
                 format!("`{}` is not an absolute file URL", s.url),
                 "relative path",
-                Some("write `file:///absolute/path` (three slashes)".into()),
-            );
-        }
-    } else {
-        sink.error(
-            at("url"),
-            format!("unsupported storage URL `{}`", s.url),
-            "unknown scheme",
-            Some("use `s3://bucket/prefix` or `file:///absolute/path`".into()),
-        );
+                "write `file:///absolute/path` (three slashes)".to_string(),
+            ),
+            UrlError::UnknownScheme(_) => (
+                format!("unsupported storage URL `{}`", s.url),
+                "unknown scheme",
+                format!("use {}", crate::store::url::EXPECTED),
+            ),
+        };
+        sink.error(at("url"), message, label, Some(hint));
     }
     if let Some(e) = &s.endpoint {
         if is_file {

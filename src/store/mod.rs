@@ -7,6 +7,7 @@
 
 pub mod fs;
 pub mod s3;
+pub mod url;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -207,17 +208,13 @@ pub async fn open(
     config: &crate::plan::model::StorageConfig,
     credentials: Option<Credentials>,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if let Some(path) = config.url.strip_prefix("file://") {
-        return Ok(std::sync::Arc::new(fs::FsStore::new(path)?));
-    }
-    if config.url.starts_with("s3://") {
-        return Ok(std::sync::Arc::new(
-            s3::S3Store::new(config, credentials).await?,
-        ));
-    }
-    Err(StoreError::InvalidUrl {
-        url: config.url.clone(),
-        reason: "expected `s3://bucket/prefix` or `file:///absolute/path`".into(),
+    Ok(match url::StoreUrl::parse(&config.url)? {
+        url::StoreUrl::File { root } => {
+            std::sync::Arc::new(fs::FsStore::new(&root.to_string_lossy())?)
+        }
+        url::StoreUrl::S3 { .. } => {
+            std::sync::Arc::new(s3::S3Store::new(config, credentials).await?)
+        }
     })
 }
 

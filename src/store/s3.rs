@@ -66,30 +66,13 @@ pub struct S3Store {
 
 /// Splits `s3://bucket/prefix` into the bucket and a normalised prefix (empty or ending in `/`).
 fn parse_url(url: &str) -> StoreResult<(String, String)> {
-    let bad = |reason: &str| StoreError::InvalidUrl {
-        url: url.into(),
-        reason: reason.into(),
-    };
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| bad("expected `s3://bucket/prefix`"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(bad("the bucket name is empty"));
+    match super::url::StoreUrl::parse(url)? {
+        super::url::StoreUrl::S3 { bucket, prefix } => Ok((bucket, prefix)),
+        super::url::StoreUrl::File { .. } => Err(StoreError::InvalidUrl {
+            url: url.into(),
+            reason: "expected `s3://bucket/prefix`".into(),
+        }),
     }
-    if bucket.contains(['@', ':', '?', '#']) {
-        return Err(bad("the bucket name has characters S3 does not allow"));
-    }
-    let prefix = prefix.trim_matches('/');
-    if !prefix.is_empty() {
-        validate_key(prefix).map_err(|e| bad(&format!("bad prefix: {e}")))?;
-    }
-    let prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    Ok((bucket.into(), prefix))
 }
 
 /// Turns an SDK error into a store error without secrets: S3's error code and message, or the
@@ -1287,14 +1270,21 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("s3://b").unwrap(), ("b".into(), String::new()));
-        assert_eq!(parse_url("s3://b/").unwrap(), ("b".into(), String::new()));
         assert_eq!(
-            parse_url("s3://b/x/y/").unwrap(),
-            ("b".into(), "x/y/".into())
+            parse_url("s3://bkt").unwrap(),
+            ("bkt".into(), String::new())
+        );
+        assert_eq!(
+            parse_url("s3://bkt/").unwrap(),
+            ("bkt".into(), String::new())
+        );
+        assert_eq!(
+            parse_url("s3://bkt/x/y/").unwrap(),
+            ("bkt".into(), "x/y/".into())
         );
         assert!(parse_url("s3:///x").is_err());
-        assert!(parse_url("s3://b/x/../y").is_err());
+        assert!(parse_url("s3://bkt/x/../y").is_err());
+        assert!(parse_url("file:///x").is_err());
         assert!(parse_url("s3://user:pw@b/x").is_err());
         assert!(parse_url("gs://b").is_err());
     }

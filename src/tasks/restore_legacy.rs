@@ -393,6 +393,8 @@ async fn index_folders(
 /// a time): the old tool never stored index sstables and `move` displaced the live ones with the
 /// base files, so every index of a restored table whose source holds no index sstable is
 /// rebuilt from the restored base sstables: `nodetool rebuild_index <ks> <table> <index>`.
+/// One task per host (the plan is compiled offline, before the indexes can be known); its
+/// outcome names each index rebuilt as `host/ks.table.index`.
 pub async fn rebuild_index(
     rt: &Runtime,
     _task: &PlannedTask,
@@ -426,7 +428,7 @@ pub async fn rebuild_index(
             index.clone(),
         ];
         node::nodetool(rt, host, &args).await.map_err(nt_err)?;
-        done.push(format!("{ks}.{table}.{index}"));
+        done.push(format!("{host}/{ks}.{table}.{index}"));
     }
     done.sort();
     Ok(Outcome {

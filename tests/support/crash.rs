@@ -27,12 +27,22 @@ fn conf_env(conf: &Path) -> Vec<(String, String)> {
 
 /// Starts `cbk apply PLAN --state STATE --progress none` with extra environment variables.
 pub fn spawn_apply_env(plan: &Path, state: &Path, env: &[(String, String)]) -> Child {
+    spawn_apply_progress(plan, state, env, "none")
+}
+
+/// [`spawn_apply_env`] with `--progress PROGRESS` (`plain` prints retries as they happen).
+pub fn spawn_apply_progress(
+    plan: &Path,
+    state: &Path,
+    env: &[(String, String)],
+    progress: &str,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cbk"))
         .arg("apply")
         .arg(plan)
         .arg("--state")
         .arg(state)
-        .args(["--progress", "none"])
+        .args(["--progress", progress])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -269,4 +279,27 @@ pub fn save_plan(conf: &Path, toml: &Path, now: &str, out: &Path) {
         ],
     );
     assert_eq!(code, 0, "plan failed: {o}{e}");
+}
+
+/// Waits up to `max` for the child to exit; kills it (and its agents) and returns `None` when
+/// it is still running then.
+pub fn wait_max(child: &mut Child, max: Duration) -> Option<(i32, String)> {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            let mut out = String::new();
+            use std::io::Read;
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+            return Some((child.wait().unwrap().code().unwrap_or(-1), out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crash(child);
+    let mut out = String::new();
+    use std::io::Read;
+    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut out);
+    eprintln!("killed after {max:?}; its output:\n{out}");
+    None
 }

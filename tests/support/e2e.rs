@@ -234,6 +234,37 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
         )
     }
 
+    /// [`Env::backup_plan_via`] (snapshot) with `part_size = "5MiB"`, so a 36 MiB file is a
+    /// multipart upload of eight parts.
+    pub fn backup_plan_5mib_parts(&self, endpoint: &str) -> PathBuf {
+        let p = self.backup_plan_via("backup.toml", "snapshot", endpoint);
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.trim_end()
+                .ends_with("secret_access_key_env = \"CBK_TEST_S3_SECRET\"")
+        );
+        text.push_str("part_size = \"5MiB\"\n");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Replaces one live Data.db of `shop.orders` on `host` by `len` random bytes (with a
+    /// matching Digest, so the backup reads it as a healthy sstable). Returns its path.
+    pub fn big_data_file(&self, host: &str, len: u64) -> String {
+        self.cluster
+            .sh(
+                host,
+                &format!(
+                    "cd /var/lib/cassandra && f=$(ls data*/shop/orders-*/*-Data.db | head -1) && \
+                     head -c {len} /dev/urandom > $f && \
+                     python3 -c 'import sys,zlib; print(zlib.crc32(open(sys.argv[1],\"rb\").read()))' $f > ${{f%Data.db}}Digest.crc32 && \
+                     echo $f"
+                ),
+            )
+            .trim()
+            .to_string()
+    }
+
     /// `cbk verify BACKUP --plan PLAN --deep` passes.
     pub fn assert_verify_deep(&self, plan: &Path, backup: &str) {
         let (code, log) = self.cbk(&[

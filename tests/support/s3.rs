@@ -305,7 +305,7 @@ pub struct LoggedRequest {
     /// The status the client got, `None` when it got no response (the client went away or
     /// the proxy dropped the connection): the server may or may not have acted on it.
     pub status: Option<u16>,
-    /// What the proxy injected (`500`, `503`, `403`, `kill`), `None` when forwarded.
+    /// What the proxy injected (`500`, `503`, `403`, `404`, `400`, `kill`), `None` when forwarded.
     pub fault: Option<String>,
     /// Why the flow failed (mitmproxy's message), if it did.
     #[serde(default)]
@@ -354,6 +354,10 @@ pub enum FaultAction {
     E503,
     /// 403 AccessDenied (permanent).
     E403,
+    /// 404 NoSuchBucket (permanent).
+    E404,
+    /// 400 InvalidArgument (permanent).
+    E400,
     /// Drop the connection without a response.
     Kill,
     /// Wait this many milliseconds, then forward (a slow link).
@@ -448,6 +452,8 @@ impl FaultProxy {
                     FaultAction::E500 => "500".to_string(),
                     FaultAction::E503 => "503".to_string(),
                     FaultAction::E403 => "403".to_string(),
+                    FaultAction::E404 => "404".to_string(),
+                    FaultAction::E400 => "400".to_string(),
                     FaultAction::Kill => "kill".to_string(),
                     FaultAction::Stall(ms) => format!("stall:{ms}"),
                 };

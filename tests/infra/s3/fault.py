@@ -6,7 +6,7 @@ Counts of what it did are rewritten to $FAULT_COUNTS (JSON) after every request,
 assert that faults really happened.
 
 Targeted faults: $FAULT_RULES names a JSON file (re-read whenever it changes) holding a list of
-rules `{"match": REGEX, "action": "500" | "503" | "403" | "kill" | "stall:MS"}`. The first rule
+rules `{"match": REGEX, "action": "500" | "503" | "403" | "404" | "400" | "kill" | "stall:MS"}`. The first rule
 whose regex matches `METHOD PATH?QUERY` decides, before the random faults (`stall:MS` waits MS
 milliseconds, then forwards: a slow link); a test switches the store off and on by rewriting
 the file.
@@ -39,6 +39,8 @@ ERRORS = {
     "500": ("InternalError", "We encountered an internal error. Please try again."),
     "503": ("SlowDown", "Please reduce your request rate."),
     "403": ("AccessDenied", "Access Denied"),
+    "404": ("NoSuchBucket", "The specified bucket does not exist"),
+    "400": ("InvalidArgument", "Invalid argument."),
 }
 
 
