@@ -174,10 +174,12 @@ async fn run_inner(args: Args, out: Out) -> Result<u8, Box<dyn std::error::Error
         if !args.target.is_empty() || !args.exclude.is_empty() {
             return Ok(out.error(&ApplyError::TargetOnSavedPlan.to_string(), exit::USAGE));
         }
-        serde_json::from_str(&text).map_err(|e| ApplyError::BadPlan {
+        let mut run: PlannedRun = serde_json::from_str(&text).map_err(|e| ApplyError::BadPlan {
             path: path_s.clone(),
             message: e.to_string(),
-        })?
+        })?;
+        crate::plan::upgrade_saved(&mut run);
+        run
     } else {
         if !args.yes && !std::io::stdin().is_terminal() {
             return Ok(out.error(
@@ -375,14 +377,11 @@ fn spawn_signal_handler(cancel: CancellationToken, progress: Arc<dyn exec::Progr
 }
 
 /// Shows what a TOML plan will do (the full renderer replaces this).
+/// The confirmation screen: the same human view `cbk plan` prints (settings, tasks, summary).
 fn show_plan(run: &PlannedRun) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "cbk will perform the following tasks:\n");
-    for t in &run.tasks {
-        let sym = if t.disruptive { "!" } else { "+" };
-        let _ = writeln!(out, "  {sym} {}", t.address);
+    if let Err(e) = super::plan::print_run(run, super::PlanFormat::Human, false, None) {
+        eprintln!("warning: {e}");
     }
-    let _ = writeln!(out, "\nPlan: {} task(s).", run.tasks.len());
 }
 
 fn confirm() -> std::io::Result<bool> {

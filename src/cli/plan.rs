@@ -8,6 +8,7 @@ use crate::graph::run::PlannedRun;
 use crate::graph::select::select;
 use crate::plan::compile_source;
 use crate::render;
+use crate::render::compare::Comparison;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -42,11 +43,22 @@ pub struct Args {
     /// plan records its lineage and serial, and `cbk apply` refuses it once the state moved.
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Also show what changed against BASE, Terraform style (`~ retention.keep_daily: 14 → 1`,
+    /// `+ upload[…]`): a saved plan (JSON), or a plan file (TOML, e.g. the base branch's
+    /// version, planned with the same `now` and targets); an empty file stands for no base.
+    /// With `--format json`, prints the comparison instead of the plan. Exit codes unchanged.
+    #[arg(long, value_name = "BASE")]
+    pub compare: Option<PathBuf>,
 }
 
 /// Streams a planned run to stdout in a format (shared with `cbk show`).
-pub(crate) fn print_run(run: &PlannedRun, format: PlanFormat, by_host: bool) -> miette::Result<()> {
-    use std::io::Write;
+pub(crate) fn print_run(
+    run: &PlannedRun,
+    format: PlanFormat,
+    by_host: bool,
+    compare: Option<&Comparison>,
+) -> miette::Result<()> {
+    use std::io::Write as _;
     let stdout = std::io::stdout();
     let color = render::want_color(stdout.is_terminal());
     let mut out = render::IoFmt {
@@ -55,13 +67,26 @@ pub(crate) fn print_run(run: &PlannedRun, format: PlanFormat, by_host: bool) -> 
     };
     let res = match format {
         PlanFormat::Human => {
-            render::write_human(run, render::HumanOptions { color, by_host }, &mut out)
+            render::write_human(run, render::HumanOptions { color, by_host }, &mut out).and_then(
+                |()| match compare {
+                    Some(c) => render::compare::write_human(c, color, &mut out),
+                    None => Ok(()),
+                },
+            )
         }
-        PlanFormat::Json => render::write_json(run, &mut out.inner).map_err(|e| {
+        PlanFormat::Json => match compare {
+            Some(c) => serde_json::to_writer_pretty(&mut out.inner, c)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.inner.write_all(b"\n")),
+            None => render::write_json(run, &mut out.inner),
+        }
+        .map_err(|e| {
             out.error = Some(e);
             std::fmt::Error
         }),
-        PlanFormat::Markdown => std::fmt::Write::write_str(&mut out, &render::markdown(run)),
+        PlanFormat::Markdown => {
+            std::fmt::Write::write_str(&mut out, &render::markdown_with(run, compare))
+        }
         PlanFormat::Dot => render::write_dot(run, &mut out),
     };
     let flushed = out.inner.flush();
@@ -94,6 +119,42 @@ pub(crate) fn save_plan(path: &Path, run: &PlannedRun) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Reads the base of `--compare`: a saved plan as saved, a TOML plan compiled with the same
+/// `now` and targets as the plan, nothing for an empty file. Problems are printed; `Err(())`.
+fn load_base(
+    path: &Path,
+    now: jiff::Timestamp,
+    target: &[String],
+    exclude: &[String],
+) -> Result<Option<PlannedRun>, ()> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read the base plan `{name}`: {e}");
+    })?;
+    if src.trim().is_empty() {
+        return Ok(None);
+    }
+    if super::validate::is_saved_plan(&src) {
+        return super::show::read_saved_plan(path)
+            .map(Some)
+            .map_err(|e| eprintln!("error: the base plan: {e}"));
+    }
+    let base = compile_source(&name, &src, now).map_err(|e| {
+        eprintln!("error: the base plan `{name}` is not a valid plan:");
+        print_diagnostics(&e);
+        eprintln!(
+            "hint: an empty BASE file stands for no base (e.g. a plan the base branch does not have)"
+        );
+    })?;
+    match select(base.clone(), target, exclude) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) => {
+            eprintln!("warning: the base plan `{name}` is compared whole: {e}");
+            Ok(Some(base))
+        }
+    }
 }
 
 /// Runs `cbk plan`.
@@ -129,6 +190,17 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         }
     };
     let mut run = run;
+    let compared = match &args.compare {
+        None => None,
+        Some(_) if args.format == PlanFormat::Dot => {
+            eprintln!("error: --compare has no DOT form; use --format human, markdown or json");
+            return Ok(fail);
+        }
+        Some(base) => match load_base(base, now, &args.target, &args.exclude) {
+            Ok(b) => Some(render::compare::compare(b.as_ref(), &run)),
+            Err(()) => return Ok(fail),
+        },
+    };
     let state_dir = args
         .state
         .clone()
@@ -139,7 +211,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         save_plan(out, &run)
             .map_err(|e| miette::miette!("cannot write `{}`: {e}", out.display()))?;
     }
-    print_run(&run, args.format, args.by_host)?;
+    print_run(&run, args.format, args.by_host, compared.as_ref())?;
     if let Some(out) = &args.out
         && args.format == PlanFormat::Human
     {

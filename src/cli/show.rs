@@ -56,12 +56,15 @@ pub fn read_saved_plan(path: &Path) -> Result<PlannedRun, SavedPlanError> {
     if found != u64::from(FORMAT_VERSION) {
         return Err(SavedPlanError::Version { path: p, found });
     }
-    serde_json::from_value(value).map_err(|source| SavedPlanError::Parse { path: p, source })
+    let mut run: PlannedRun = serde_json::from_value(value)
+        .map_err(|source| SavedPlanError::Parse { path: p, source })?;
+    crate::plan::upgrade_saved(&mut run);
+    Ok(run)
 }
 
 /// Runs `cbk show`.
 pub async fn run(args: Args) -> miette::Result<u8> {
     let run = read_saved_plan(&args.file).map_err(|e| miette::miette!("{e}"))?;
-    super::plan::print_run(&run, args.format, args.by_host)?;
+    super::plan::print_run(&run, args.format, args.by_host, None)?;
     Ok(crate::error::exit::OK)
 }

@@ -45,6 +45,8 @@ pub struct Resolved {
     pub restore_source: Option<String>,
     pub hosts: Vec<HostSpec>,
     pub steps: Vec<ResolvedStep>,
+    /// Templates as written where `plan` holds their rendering (`backup.name` -> template).
+    pub templates: std::collections::BTreeMap<String, String>,
 }
 
 /// Every task kind except `exec` (the names custom steps may not take).
@@ -316,10 +318,7 @@ fn task(
 ) -> PlannedTask {
     let params = params.into();
     let action = match kind {
-        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables => {
-            Action::Read
-        }
-        TaskKind::ClearSnapshot | TaskKind::Cleanup => Action::Delete,
+        TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables => Action::Read,
         _ => Action::Run,
     };
     // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.

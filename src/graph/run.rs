@@ -72,14 +72,17 @@ impl TaskKind {
         }
     }
 
+    /// Whether tasks of this kind only clean up the nodes' own local files (a snapshot after
+    /// its upload, a restore's staging folder): shown as clean-up, not as deletions.
+    pub fn local_cleanup(self) -> bool {
+        matches!(self, TaskKind::ClearSnapshot | TaskKind::Cleanup)
+    }
+
     /// Whether tasks of this kind disrupt the cluster (stop, restart, delete live data).
     pub fn disruptive(self) -> bool {
         matches!(
             self,
-            TaskKind::Stop
-                | TaskKind::ClearCommitlog
-                | TaskKind::Move
-                | TaskKind::Start
+            TaskKind::Stop | TaskKind::ClearCommitlog | TaskKind::Move | TaskKind::Start
         )
     }
 }
@@ -161,6 +164,10 @@ pub struct Summary {
     pub disruptive: usize,
     pub to_delete: usize,
     pub read_only: usize,
+    /// Local clean-up tasks (`clear_snapshot`, restore `cleanup`): they remove the nodes' own
+    /// snapshot or staging files, never stored backups or live data (counted in `to_run`).
+    #[serde(default)]
+    pub cleanup: usize,
 }
 
 /// The whole planned run.
@@ -175,6 +182,10 @@ pub struct PlannedRun {
     pub prior_state: Option<StateRef>,
     /// The resolved plan (templates rendered, defaults applied, no secrets).
     pub plan: PlanFile,
+    /// The templates the plan file wrote where `plan` holds their rendering, by setting
+    /// (`backup.name`, `restore.source`): what a reviewer checks for a scheduled plan.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub templates: std::collections::BTreeMap<String, String>,
     /// Tasks in a deterministic topological order.
     pub tasks: Vec<PlannedTask>,
     pub summary: Summary,

@@ -786,10 +786,17 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         retention: p.retention,
         steps,
     };
+    let mut templates = std::collections::BTreeMap::new();
     if let (Some(b), Some(n)) = (plan.backup.as_mut(), &backup_name) {
+        if b.name != *n {
+            templates.insert("backup.name".to_owned(), std::mem::take(&mut b.name));
+        }
         b.name = n.clone();
     }
     if let (Some(r), Some(s)) = (plan.restore.as_mut(), &restore_source) {
+        if r.source != *s {
+            templates.insert("restore.source".to_owned(), std::mem::take(&mut r.source));
+        }
         r.source = s.clone();
     }
     Some(Resolved {
@@ -800,6 +807,7 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         restore_source,
         hosts,
         steps: resolved_steps?,
+        templates,
     })
 }
 

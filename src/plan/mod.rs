@@ -77,6 +77,7 @@ pub fn compile_source(name: &str, src: &str, now: Timestamp) -> Result<PlannedRu
         inputs_sha256,
         prior_state: None,
         plan: resolved.plan,
+        templates: resolved.templates,
         tasks,
         summary: Summary::default(),
         warnings: Vec::new(),
@@ -111,11 +112,28 @@ pub fn summarize(run: &PlannedRun) -> Summary {
             }
             Action::Run => s.to_run += 1,
         }
+        if t.kind.local_cleanup() && t.action != Action::Satisfied {
+            s.cleanup += 1;
+        }
         if t.disruptive && t.action != Action::Satisfied {
             s.disruptive += 1;
         }
     }
     s
+}
+
+/// Brings a saved plan written by an earlier cbk to this one's reading of the same format
+/// version: local clean-up tasks (`clear_snapshot`, `cleanup`) were marked `delete`; they are
+/// tasks that run (nothing stored is deleted), and the summary is counted again. Execution does
+/// not depend on either, so the plan still runs exactly as reviewed.
+pub fn upgrade_saved(run: &mut PlannedRun) {
+    use crate::graph::run::Action;
+    for t in &mut run.tasks {
+        if t.kind.local_cleanup() && t.action == Action::Delete {
+            t.action = Action::Run;
+        }
+    }
+    run.summary = summarize(run);
 }
 
 /// The JSON Schemas generated from the types: `(file name, pretty JSON)`.
@@ -133,6 +151,10 @@ pub fn json_schemas() -> Vec<(&'static str, String)> {
         (
             "plan-output.schema.json",
             render(schemars::schema_for!(PlannedRun)),
+        ),
+        (
+            "plan-compare.schema.json",
+            render(schemars::schema_for!(crate::render::compare::Comparison)),
         ),
         (
             "node-manifest.schema.json",

@@ -2,7 +2,10 @@
 //!
 //! Every view is a pure function of one [`PlannedRun`], so the views cannot drift apart.
 
-use crate::graph::run::{Action, PlannedRun, PlannedTask};
+pub mod compare;
+pub mod settings;
+
+use crate::graph::run::{Action, PlannedRun, PlannedTask, TaskKind};
 use std::fmt::{self, Write as _};
 
 /// GitHub's limit for a comment body.
@@ -32,13 +35,28 @@ fn color_of(sym: &str) -> &'static str {
     }
 }
 
-/// The summary line, e.g. `Plan: 14 to run, 2 already satisfied, 1 disruptive, 0 to delete.`
+/// The summary line, e.g. `Plan: 14 to run (3 local clean-ups), 2 already satisfied,
+/// 1 disruptive, 0 to delete.`
 pub fn summary_line(run: &PlannedRun) -> String {
     let s = &run.summary;
+    let cleanup = match s.cleanup {
+        0 => String::new(),
+        1 => " (1 local clean-up)".to_owned(),
+        n => format!(" ({n} local clean-ups)"),
+    };
     format!(
-        "Plan: {} to run, {} already satisfied, {} disruptive, {} to delete.",
+        "Plan: {} to run{cleanup}, {} already satisfied, {} disruptive, {} to delete.",
         s.to_run, s.satisfied, s.disruptive, s.to_delete
     )
+}
+
+/// What a local clean-up task removes (shown instead of a deletion), or `None`.
+fn cleanup_note(t: &PlannedTask) -> Option<&'static str> {
+    match t.kind {
+        TaskKind::ClearSnapshot => Some("(local snapshot clean-up)"),
+        TaskKind::Cleanup => Some("(local staging clean-up)"),
+        _ => None,
+    }
 }
 
 /// Short `key=value` text of a task's scalar parameters.
@@ -68,6 +86,9 @@ fn details(t: &PlannedTask) -> String {
     }
     if let Some(l) = t.step_limit {
         out.push(format!("(at most {l} at a time)"));
+    }
+    if let Some(n) = cleanup_note(t) {
+        out.push(n.to_owned());
     }
     if let Some(r) = &t.reason {
         out.push(format!("# {r}"));
@@ -173,6 +194,15 @@ pub fn write_human<W: fmt::Write>(run: &PlannedRun, opts: HumanOptions, o: &mut 
         writeln!(o, "  backup: {b}{}", resolved_at_apply(run))?;
     }
     o.write_char('\n')?;
+    let shown = settings::reviewed(run);
+    if !shown.is_empty() {
+        writeln!(o, "  {bold}Settings:{reset}")?;
+        let w = shown.iter().map(|s| s.key.len()).max().unwrap_or(0).min(32);
+        for s in &shown {
+            writeln!(o, "    {:<w$}  {}", s.key, s.value)?;
+        }
+        o.write_char('\n')?;
+    }
     let width = run
         .tasks
         .iter()
@@ -225,7 +255,7 @@ pub fn write_json<W: std::io::Write>(run: &PlannedRun, mut w: W) -> std::io::Res
     w.write_all(b"\n")
 }
 
-fn md_escape(s: &str) -> String {
+pub(crate) fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('`', "'")
 }
 
@@ -248,9 +278,15 @@ fn push_lines<T>(
     0
 }
 
-/// Markdown for a pull-request comment: summary and disruptive tasks above a `<details>` fold
-/// with every task; always under [`MARKDOWN_LIMIT`] characters (truncated with a note).
+/// Markdown for a pull-request comment: summary, settings and disruptive tasks above a
+/// `<details>` fold with every task; always under [`MARKDOWN_LIMIT`] characters (truncated with
+/// a note).
 pub fn markdown(run: &PlannedRun) -> String {
+    markdown_with(run, None)
+}
+
+/// [`markdown`] with the changes against a base plan (`cbk plan --compare`) above the settings.
+pub fn markdown_with(run: &PlannedRun, compare: Option<&compare::Comparison>) -> String {
     // Room kept for the closing of the fold and truncation notes.
     const RESERVE: usize = 600;
     let budget = MARKDOWN_LIMIT - RESERVE;
@@ -269,11 +305,32 @@ pub fn markdown(run: &PlannedRun) -> String {
         run.inputs
             .backup_name
             .as_ref()
-            .map(|b| format!(" · backup `{}`", md_escape(b)))
+            .map(|b| format!(
+                " · backup `{}`{}",
+                md_escape(b),
+                md_escape(&resolved_at_apply(run))
+            ))
             .unwrap_or_default()
     );
     for w in &run.warnings {
         let _ = writeln!(o, "> **Warning:** {}\n", md_escape(w));
+    }
+    if let Some(c) = compare {
+        compare::write_markdown(c, &mut o, budget / 3);
+    }
+    let shown = settings::reviewed(run);
+    if !shown.is_empty() {
+        o.push_str("#### Settings\n\n| Setting | Value |\n|---|---|\n");
+        let left = push_lines(
+            &mut o,
+            &shown,
+            |s| format!("| `{}` | `{}` |", md_escape(&s.key), md_escape(&s.value)),
+            budget / 2,
+        );
+        if left > 0 {
+            let _ = writeln!(o, "\n_… and {left} more settings (see the JSON plan)_");
+        }
+        o.push('\n');
     }
     let disruptive: Vec<&PlannedTask> = run.tasks.iter().filter(|t| symbol(t) == "!").collect();
     if !disruptive.is_empty() {
@@ -313,6 +370,22 @@ pub fn markdown(run: &PlannedRun) -> String {
             let _ = writeln!(o, "- … and {left} more deletions (see the JSON plan)");
         }
         o.push('\n');
+    }
+    let cleanups: Vec<&str> = run
+        .tasks
+        .iter()
+        .filter(|t| t.kind.local_cleanup() && t.action != Action::Satisfied)
+        .map(|t| t.kind.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !cleanups.is_empty() {
+        let _ = writeln!(
+            o,
+            "Local clean-up ({} tasks: `{}`): the nodes' own snapshot or staging files are removed after use; no backup or live data is deleted.\n",
+            run.summary.cleanup,
+            cleanups.join("`, `")
+        );
     }
     let _ = writeln!(
         o,
@@ -395,7 +468,16 @@ pub fn write_dot<W: fmt::Write>(run: &PlannedRun, o: &mut W) -> fmt::Result {
     writeln!(
         o,
         "  label={};",
-        dot_id(&format!("{} ({})", run.source.path, summary_line(run)))
+        dot_id(&format!(
+            "{} ({}){}",
+            run.source.path,
+            summary_line(run),
+            // A `latest` source is said as what it is, never as a backup's name.
+            match (run.inputs.backup_name.as_deref(), resolved_at_apply(run)) {
+                (Some(b), note) if !note.is_empty() => format!("\nsource {b}{note}"),
+                _ => String::new(),
+            }
+        ))
     )?;
     writeln!(
         o,

@@ -1270,8 +1270,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("s3://bkt").unwrap(), ("bkt".into(), String::new()));
-        assert_eq!(parse_url("s3://bkt/").unwrap(), ("bkt".into(), String::new()));
+        assert_eq!(
+            parse_url("s3://bkt").unwrap(),
+            ("bkt".into(), String::new())
+        );
+        assert_eq!(
+            parse_url("s3://bkt/").unwrap(),
+            ("bkt".into(), String::new())
+        );
         assert_eq!(
             parse_url("s3://bkt/x/y/").unwrap(),
             ("bkt".into(), "x/y/".into())
