@@ -118,6 +118,20 @@ fn sigint(child: &Child) {
     assert!(ok.success());
 }
 
+/// Ctrl-C again and again until the apply exits: two signals sent close together can arrive as
+/// one (the kernel and tokio coalesce them), so a "second Ctrl-C" is repeated, 250 ms apart.
+fn sigint_until_exit(child: &mut Child) {
+    for _ in 0..40 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// A runbook of controller steps: `a` echoes, `b` runs `b_cmd` after `a`, `c` runs after `b`.
 fn runbook(dir: &Path, name: &str, b_cmd: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
@@ -432,7 +446,7 @@ fn progress_json_refusals_and_errors_are_events_with_exit_codes() {
     let gate2 = dir.join("gate2");
     let slow2 = runbook(dir, "slow2", &wait_gate(&gate2));
     let state2 = dir.join("s-slow2");
-    let child = apply_json(&slow2, &state2)
+    let mut child = apply_json(&slow2, &state2)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -444,7 +458,7 @@ fn progress_json_refusals_and_errors_are_events_with_exit_codes() {
     });
     sigint(&child);
     std::thread::sleep(Duration::from_millis(200));
-    sigint(&child);
+    sigint_until_exit(&mut child);
     let out = child.wait_with_output().unwrap();
     std::fs::write(&gate2, "").unwrap();
     let ev = events(&out);
