@@ -325,12 +325,14 @@ async fn bench_full_vs_delta_restore_of_a_5_percent_changed_node() {
     assert_eq!(code, 0, "{log}");
     let backup = backed_up(&env, "nightly-20260603T020000Z").await;
     let total: u64 = backup["node1"].values().map(|v| v.0).sum();
-    // The change: the newest 1 of 20 orders and customers sstables grow (5% of the sstables).
+    // The change: 3 of node1's 60 sstables (5%): the largest Data.db of 2 orders and 1
+    // customers sstables grow.
     let change = || {
         c.sh(
             "node1",
-            "for t in orders customers; do f=$(find /var/lib/cassandra/data* -path \"*/shop/$t-*\" -name '*-Data.db' \
-             -not -path '*/snapshots/*' -not -path '*/backups/*' -not -path '*/.*' | sort | tail -1); printf 'damage' >> $f; done",
+            "for t in orders orders customers; do f=$(find /var/lib/cassandra/data* -path \"*/shop/$t-*\" -name '*-Data.db' \
+             -not -path '*/snapshots/*' -not -path '*/backups/*' -not -path '*/.*' -newermt 2001-01-01 -printf '%s %p\\n' | sort -n | tail -1 | cut -d' ' -f2); \
+             printf 'damage' >> $f; touch -d 2000-01-01 $f; done",
         );
     };
     for (delta, now) in [
@@ -350,8 +352,11 @@ async fn bench_full_vs_delta_restore_of_a_5_percent_changed_node() {
         let (files, bytes) = staged(&log, "node1");
         let fetch_line = log
             .lines()
-            .find(|l| l.contains("fetch[node1]") && l.contains("staged"))
-            .unwrap_or("");
+            .filter(|l| {
+                l.contains("fetch[node1]") || l.contains("Apply complete") || l.contains("elapsed")
+            })
+            .collect::<Vec<_>>()
+            .join("\n  ");
         println!(
             "BENCH delta={delta}: node1 staged {files} files, {bytes} of {total} bytes ({:.1}%); \
              apply {secs:.1} s (3 nodes)\n  {fetch_line}",
