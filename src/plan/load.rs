@@ -1155,6 +1155,7 @@ fn check_restore(
         );
     }
     check_loader(sink, doc, r);
+    check_delta(sink, doc, r);
     let path = [K("restore"), K("source")];
     let span = doc.value(&path);
     let src = ctx.render(sink, &path, &r.source, vars)?;
@@ -1195,6 +1196,27 @@ fn check_restore(
         return None;
     }
     Some(src)
+}
+
+/// `delta = true`: only for `restart`, the one method that replaces the live files (the others
+/// add the backup beside them, so there is nothing to keep in place).
+fn check_delta(sink: &mut Sink, doc: &Doc<'_>, r: &RestoreConfig) {
+    if r.delta && r.method != RestoreMethod::Restart {
+        let method = serde_json::to_value(r.method)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        sink.error(
+            doc.value(&[K("restore"), K("delta")]),
+            format!("`delta = true` does not apply to method `{method}`"),
+            "delta needs method = \"restart\"",
+            Some(format!(
+                "`{method}` adds the backed-up sstables beside the live ones instead of replacing \
+                 them, so no live file can be kept in place: remove `delta`, or use \
+                 `method = \"restart\"`"
+            )),
+        );
+    }
 }
 
 /// `[restore.loader]`: only with `method = "loader"`, and well-formed contact points.

@@ -399,6 +399,12 @@ pub struct RestoreConfig {
     /// unreadable through the normal replicas and deleted by the next `nodetool cleanup`.
     #[serde(default)]
     pub allow_token_mismatch: bool,
+    /// `restart` only: before fetching, compare each target's live sstables of the selected
+    /// tables with the backup (name, size, CRC32/Digest) and stage only the sstables that
+    /// differ; identical live sstables stay in place. Off by default (a full restore replaces
+    /// every file, also one corrupted in place without a size change).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
     /// Resolve ambiguous table ids: `"ks.table" = "32-hex id"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub table_ids: BTreeMap<String, String>,

@@ -8,6 +8,7 @@ pub mod custom;
 pub mod loader;
 pub mod node;
 pub mod restore;
+mod restore_delta;
 pub mod restore_legacy;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};

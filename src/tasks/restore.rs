@@ -317,6 +317,9 @@ pub struct Staged {
     /// (Absent in journals of older versions: the staging root itself.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<String>,
+    /// Live files identical to the backup that stay in place (delta restore), absolute paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_live: Vec<String>,
 }
 
 impl Staged {
@@ -430,29 +433,39 @@ pub async fn fetch(
         )));
     }
     let root = staging_root(rt, &resolved.backup);
-    let op = serde_json::json!({
+    let disk = node::inspect(rt, host, None).await?;
+    let live =
+        super::restore_delta::compare(rt, host, cfg, &disk, &root, &tables, &mut files).await?;
+    let mut op = serde_json::json!({
         "op": "fetch",
         "staging_root": root,
         "files": files.values().collect::<Vec<_>>(),
         "file_concurrency": rt.run.plan.limits.file_concurrency,
     });
+    if let Some(l) = live.as_ref().filter(|l| l.displaced_bytes_copied > 0) {
+        op["displaced_bytes"] = l.displaced_bytes_copied.into();
+    }
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
-    let disk = node::inspect(rt, host, None).await?;
     let staged = Staged {
         run_dir: Some(run_dir(rt, &root)),
         staging_root: root,
         tables: tables.into_values().collect(),
         data_dirs: disk.data_dirs,
         commitlog_dir: disk.commitlog_dir,
+        kept_live: live
+            .as_ref()
+            .map(|l| l.kept.iter().map(|k| k.live.clone()).collect())
+            .unwrap_or_default(),
     };
     save(cx, &task.address, &staged)?;
     let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
-            "{} files ({} bytes) staged and verified, {} were already staged{}",
+            "{} files ({} bytes) staged and verified, {} were already staged{}{}",
             n("files"),
             n("bytes"),
             n("already_staged"),
+            super::restore_delta::kept_text(cfg, live.as_ref()),
             if covered > 0 {
                 format!(
                     "; {covered} incremental files left out (sstables flushed before the snapshot, which holds their data)"
@@ -627,6 +640,7 @@ pub async fn match_tables(
         });
     }
     if cfg.method == RestoreMethod::Restart {
+        super::restore_delta::check_mapping(host, &staged.kept_live, &mappings)?;
         // Every refusal the move can hit, checked while nothing is stopped yet.
         let mut op = move_op(rt, &staged, &mappings, true)?;
         op["check_only"] = true.into();
@@ -642,9 +656,10 @@ pub async fn match_tables(
             })?;
         let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         lines.push(format!(
-            "move checked: {} files to move in, {} live files to displace",
+            "move checked: {} files to move in, {} live files to displace{}",
             n("restored_files"),
-            n("displaced_files")
+            n("displaced_files"),
+            kept_moved(n("kept_live"))
         ));
     }
     save(cx, &task.address, &mappings)?;
@@ -776,6 +791,15 @@ pub async fn clear_commitlog(
     })
 }
 
+/// `, N live files kept in place` (delta restore).
+fn kept_moved(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {n} live files kept in place")
+    }
+}
+
 fn displaced_commitlog(staged: &Staged) -> String {
     format!("{}/displaced-commitlog", staged.run_dir())
 }
@@ -801,6 +825,7 @@ fn move_op(
         "run_dir": staged.run_dir(),
         "commitlog_dir": displace.then(|| staged.commitlog_dir.clone()),
         "displaced_commitlog": displace.then(|| displaced_commitlog(staged)),
+        "keep_live": staged.kept_live,
     }))
 }
 
@@ -838,10 +863,11 @@ pub async fn relocate(
     }
     Ok(Outcome {
         summary: format!(
-            "{} files moved into place, {} live files displaced to {}",
+            "{} files moved into place, {} live files displaced to {}{}",
             n("restored_files"),
             n("displaced_files"),
-            r.get("displaced_to").and_then(|v| v.as_str()).unwrap_or("")
+            r.get("displaced_to").and_then(|v| v.as_str()).unwrap_or(""),
+            kept_moved(n("kept_live"))
         ),
         data: r,
     })

@@ -41,6 +41,10 @@ pub struct FetchRequest {
     pub files: Vec<FetchFile>,
     #[serde(default = "default_concurrency")]
     pub file_concurrency: usize,
+    /// Live bytes the move will copy into the staging filesystem (displaced from another
+    /// filesystem): counted by the free-space check with the bytes to stage.
+    #[serde(default)]
+    pub displaced_bytes: u64,
 }
 
 fn default_concurrency() -> usize {
@@ -79,7 +83,7 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
             )));
         }
     }
-    check_space(&root, &req.files, cx)?;
+    check_space(&root, &req.files, req.displaced_bytes, cx)?;
     cx.total(req.files.iter().filter_map(|f| f.size).sum());
     let outcomes: Vec<(bool, u64)> = stream::iter(0..req.files.len())
         .map(|i| {
@@ -129,10 +133,11 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
 const MARGIN_FIXED: u64 = 16 << 20;
 
 /// Refuses to start when the staging folder's filesystem cannot hold the files still to stage
-/// (each rounded up to a 4 KiB block) plus the margin. Files already staged with their recorded
-/// size count as staged; legacy objects (no recorded size) are not counted. Where the free
-/// space cannot be read (no `df`), the fetch goes on and says so.
-fn check_space(root: &Path, files: &[FetchFile], cx: &OpContext) -> OpResult<()> {
+/// (each rounded up to a 4 KiB block) and the live bytes the move will displace into it, plus
+/// the margin. Files already staged with their recorded size count as staged; legacy objects
+/// (no recorded size) are not counted. Where the free space cannot be read (no `df`), the fetch
+/// goes on and says so.
+fn check_space(root: &Path, files: &[FetchFile], displaced: u64, cx: &OpContext) -> OpResult<()> {
     const BLOCK: u64 = 4096;
     let (mut need, mut count) = (0u64, 0u64);
     for f in files {
@@ -145,15 +150,23 @@ fn check_space(root: &Path, files: &[FetchFile], cx: &OpContext) -> OpResult<()>
             count += 1;
         }
     }
-    if count == 0 {
+    if count == 0 && displaced == 0 {
         return Ok(());
     }
-    let want = need + need / 10 + MARGIN_FIXED;
+    let want = need + displaced + (need + displaced) / 10 + MARGIN_FIXED;
+    let moved_in = if displaced > 0 {
+        format!(
+            " and {} of live files the move displaces there from another filesystem",
+            bytes_text(displaced)
+        )
+    } else {
+        String::new()
+    };
     match free_bytes(root) {
         Some(free) if free < want => Err(OpError::fatal(format!(
-            "not enough free space at {}: {} needed to stage {count} files ({} of files, plus \
-             10% and 16 MiB of margin), {} free; free space there or set cassandra.staging to \
-             a larger filesystem",
+            "not enough free space at {}: {} needed to stage {count} files ({} of files{moved_in}, \
+             plus 10% and 16 MiB of margin), {} free; free space there or set cassandra.staging \
+             to a larger filesystem",
             root.display(),
             bytes_text(want),
             bytes_text(need),

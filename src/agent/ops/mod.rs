@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod channel;
+pub mod delta;
 pub mod fetch;
 pub mod inspect;
 pub mod pipeline;
@@ -102,6 +103,11 @@ pub fn register(registry: &mut Registry) {
     registry.register("fetch", |c| {
         Box::pin(adapt(c, |op, cx| async move {
             to_json(fetch::run(parse(op)?, &cx).await?)
+        }))
+    });
+    registry.register("compare_live", |c| {
+        Box::pin(adapt(c, |op, _| async move {
+            to_json(delta::run(parse(op)?).await?)
         }))
     });
     registry.register("move", |c| {

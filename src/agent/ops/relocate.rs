@@ -58,6 +58,10 @@ pub struct MoveRequest {
     pub commitlog_dir: Option<String>,
     #[serde(default)]
     pub displaced_commitlog: Option<String>,
+    /// Live files a delta restore keeps in place (absolute paths): never displaced, and each
+    /// must still be there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_live: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -97,6 +101,9 @@ pub struct MoveResult {
     /// Renames undone by the rollback (commit log segments included).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rolled_back: u64,
+    /// Live files kept in place (delta restore).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kept_live: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -133,6 +140,7 @@ fn move_blocking(req: &MoveRequest) -> OpResult<MoveResult> {
     };
     let mut result = MoveResult {
         displaced_to: run_dir.join("displaced").display().to_string(),
+        kept_live: req.keep_live.len() as u64,
         ..Default::default()
     };
     if req.check_only {
@@ -418,7 +426,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> OpResult<()> {
 }
 
 /// Files of a table folder: top level and `.<index>/` subfolders, as (relative path, path).
-fn sstable_files(folder: &Path) -> OpResult<Vec<(String, PathBuf)>> {
+pub(super) fn sstable_files(folder: &Path) -> OpResult<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(folder) else {
         return Ok(out);
@@ -458,6 +466,8 @@ fn make_plan(req: &MoveRequest, root: &Path, run_dir: &Path) -> OpResult<MovePla
         return Err(OpError::fatal("no data folders"));
     }
     let mut plan = MovePlan::default();
+    let keep: BTreeSet<&Path> = req.keep_live.iter().map(Path::new).collect();
+    let mut kept_seen = 0;
     for (t_index, t) in req.tables.iter().enumerate() {
         check_segment(&t.keyspace).map_err(|e| OpError::fatal(e.to_string()))?;
         check_segment(&t.table).map_err(|e| OpError::fatal(e.to_string()))?;
@@ -490,7 +500,9 @@ fn make_plan(req: &MoveRequest, root: &Path, run_dir: &Path) -> OpResult<MovePla
                 if let Generation::Int(g) = parsed.generation {
                     max_gen = max_gen.max(g);
                 }
-                if req.displace_live {
+                let kept = keep.contains(path.as_path());
+                kept_seen += usize::from(kept);
+                if req.displace_live && !kept {
                     plan.steps.push(Step {
                         from: path,
                         to: run_dir
@@ -575,6 +587,18 @@ fn make_plan(req: &MoveRequest, root: &Path, run_dir: &Path) -> OpResult<MovePla
                 });
             }
         }
+    }
+    if kept_seen != keep.len() {
+        let gone = keep
+            .iter()
+            .find(|p| !p.is_file())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "a kept file".into());
+        return Err(OpError::fatal(format!(
+            "{gone} was identical to the backup when `fetch` compared the live files (delta \
+             restore) and is no longer a live sstable of the restored tables (compacted since?); \
+             make a new plan (`cbk plan`) and apply it: its fetch compares again"
+        )));
     }
     Ok(plan)
 }
@@ -904,7 +928,50 @@ mod tests {
                     .display()
                     .to_string(),
             ),
+            keep_live: Vec::new(),
         }
+    }
+
+    #[test]
+    fn kept_live_files_stay_in_place_and_a_vanished_one_is_refused() {
+        let n = node();
+        let live = n.data.join(format!("shop/orders-{ID}"));
+        let kept: Vec<String> = tree(&live)
+            .keys()
+            .filter(|k| k.starts_with("nb-2-"))
+            .map(|k| live.join(k).display().to_string())
+            .collect();
+        assert_eq!(kept.len(), 3);
+        let mut req = request(&n, "run-1");
+        req.keep_live = kept.clone();
+        let mut check = req.clone();
+        check.check_only = true;
+        let r = move_blocking(&check).unwrap();
+        assert_eq!(
+            (r.restored_files, r.displaced_files, r.kept_live),
+            (6, 3, 3)
+        );
+        let r = move_blocking(&req).unwrap();
+        assert_eq!(r.failed, None, "{r:?}");
+        let got = tree(&live);
+        assert_eq!(got.len(), 9, "{got:?}");
+        assert!(
+            got.iter()
+                .filter(|(k, _)| k.starts_with("nb-2-"))
+                .all(|(_, v)| v.starts_with("live2")),
+            "{got:?}"
+        );
+        // A kept file that is gone before the move (compacted away): refused before any rename.
+        let m = node();
+        let mut req = request(&m, "run-1");
+        let live = m.data.join(format!("shop/orders-{ID}"));
+        req.keep_live = vec![live.join("nb-2-big-Data.db").display().to_string()];
+        std::fs::remove_file(live.join("nb-2-big-Data.db")).unwrap();
+        let before = tree(&m.data);
+        req.check_only = true;
+        let e = move_blocking(&req).unwrap_err();
+        assert!(e.message.contains("make a new plan"), "{}", e.message);
+        assert_eq!(tree(&m.data), before);
     }
 
     fn clear_commitlog(n: &Node, run: &str) {
