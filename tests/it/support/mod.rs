@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests (each test file includes this with `mod support;`).
+//! Helpers shared by the integration tests (the modules of tests/it use them as `crate::support`).
 #![allow(dead_code)]
 
 pub mod cluster;
