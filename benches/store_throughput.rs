@@ -3,7 +3,7 @@
 //! streaming a 5 GiB object. Run: `cargo bench --bench store_throughput` (see BENCHMARKS.md).
 //! Environment: BENCH_TOTAL_MIB (default 1024), BENCH_FILES (4), BENCH_BIG_GIB (5).
 
-#[path = "../tests/support/s3.rs"]
+#[path = "../tests/it/support/s3.rs"]
 mod s3support;
 
 use cbk::store::s3::S3Store;
