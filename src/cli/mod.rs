@@ -250,6 +250,21 @@ impl StoreArgs {
         Ok(self.plan_file()?.and_then(|p| p.backup))
     }
 
+    /// The identity for reading the store: `None` for a plain repository; for an encrypted one,
+    /// from the plan's `identity_env` or `CBK_IDENTITY_FILE` (an error says which to set).
+    pub async fn identity(
+        &self,
+        store: &dyn crate::store::Store,
+    ) -> miette::Result<Option<crate::crypt::Identities>> {
+        let env = self
+            .plan_file()?
+            .and_then(|p| p.encryption)
+            .and_then(|e| e.identity_env);
+        crate::repo::encrypted::identity_for(store, env.as_deref())
+            .await
+            .map_err(|e| miette::miette!("{e}"))
+    }
+
     /// The plan's retention policy, if a plan was given.
     pub fn retention(&self) -> miette::Result<Option<crate::plan::model::Retention>> {
         Ok(self.plan_file()?.and_then(|p| p.retention))

@@ -63,7 +63,8 @@ pub async fn run(args: Args) -> miette::Result<u8> {
                 })?
         }
     };
-    let report = verify::verify(store.clone(), &name, args.deep, args.concurrency)
+    let ids = args.store.identity(store.as_ref()).await?;
+    let report = verify::verify(store.clone(), &name, args.deep, args.concurrency, ids)
         .await
         .map_err(|e| miette::miette!("{e}"))?;
     let moved = if args.repair {

@@ -5,7 +5,7 @@
 
 use super::inventory::{BackupInfo, RepoError, backups, incomplete_runs, read_json};
 use super::keys;
-use super::manifest::{BackupKind, IndexEntry, NodeManifest, ProbeInfo, Selection, TableEntry};
+use super::manifest::{BackupKind, IndexEntry, ProbeInfo, Selection, TableEntry};
 use crate::plan::model::Retention;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,6 +94,7 @@ pub async fn prune(
     cluster: Option<&str>,
     selection: Option<&Selection>,
     dry_run: bool,
+    ids: Option<&crate::crypt::Identities>,
 ) -> Result<PruneReport, RepoError> {
     let now = jiff::Timestamp::now().as_second();
     let grace = i64::try_from(grace_seconds(policy)).unwrap_or(i64::MAX);
@@ -136,14 +137,16 @@ pub async fn prune(
     let files_of = |manifests: Vec<String>| async move {
         let mut files = Vec::new();
         for key in manifests {
-            match read_json::<NodeManifest>(store, &key).await {
+            match super::encrypted::read_manifest(store, &key, ids).await {
                 Err(RepoError::Store(StoreError::NotFound(_))) => {}
                 Err(e) => return Err(e),
-                Ok(m) => files.extend(
-                    m.tables
-                        .into_iter()
-                        .flat_map(|t| t.files.into_iter().map(|f| f.key)),
-                ),
+                // An encrypted object's data key (`<key>.key`) lives as long as the object.
+                Ok(m) => files.extend(m.tables.into_iter().flat_map(|t| {
+                    t.files.into_iter().flat_map(|f| {
+                        let k = crate::crypt::stream::key_object(&f.key);
+                        [f.key, k]
+                    })
+                })),
             }
         }
         Ok::<_, RepoError>(files)
