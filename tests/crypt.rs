@@ -268,6 +268,83 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     for l in uploads {
         assert!(l.contains(": 0 uploaded (0 bytes sent)"), "{l}");
     }
+
+    // Key rotation: add a second recipient (small objects re-sealed), then remove the first.
+    let (id2_file, recipient2) = identity(env.dir.path(), "id2.txt");
+    let id2 = id2_file.display().to_string();
+    let key = |args: &[&str], id: &str| {
+        let mut vars = env.store_env();
+        vars.push(("CBK_IDENTITY_FILE".into(), id.to_string()));
+        let v: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        support::run_cbk(args, &v)
+    };
+    let verify = |p: &Path, backup: &str, id: &str| {
+        key(
+            &[
+                "verify",
+                backup,
+                "--plan",
+                &p.display().to_string(),
+                "--deep",
+            ],
+            id,
+        )
+    };
+    let (code, log) = verify(&plan, BACKUP1, &id2);
+    assert_ne!(code, 0, "{log}");
+    let p = plan.display().to_string();
+    let (code, log) = key(&["key", "add", &recipient2, "--plan", &p], &right);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("re-sealed"), "{log}");
+    let (code, log) = verify(&plan, BACKUP1, &id2);
+    assert_eq!(code, 0, "the added identity reads the old backup: {log}");
+    let with_plan = |file: &str, recipients: &str| {
+        env.plan(
+            file,
+            c,
+            &format!(
+                "kind = \"backup\"\n[backup]\nname = \"nightly-{{{{ now | strftime('%Y%m%dT%H%M%SZ') }}}}\"\n\
+                 include = [\"shop.*\"]\ncodec = \"none\"\n[encryption]\nrecipients = [{recipients}]\n"
+            ),
+        )
+    };
+    let both = with_plan("both.toml", &format!("\"{recipient}\", \"{recipient2}\""));
+    // The old plan no longer matches the repository's recipients: refused.
+    let (code, log) = apply(&env, &plan, "2026-05-03T02:00:00Z", &[]);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("are not the repository's"), "{log}");
+    let (code, log) = key(
+        &[
+            "key",
+            "remove",
+            &recipient,
+            "--plan",
+            &both.display().to_string(),
+        ],
+        &id2,
+    );
+    assert_eq!(code, 0, "{log}");
+    let only2 = with_plan("only2.toml", &format!("\"{recipient2}\""));
+    let (code, log) = key(
+        &["key", "list", "--plan", &only2.display().to_string()],
+        &id2,
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(&recipient2), "{log}");
+    assert!(!log.contains(&recipient), "{log}");
+    let (code, log) = apply(&env, &only2, "2026-05-04T02:00:00Z", &[]);
+    assert_eq!(code, 0, "{log}");
+    // The removed identity opens neither the new backup nor the re-sealed old one.
+    for b in ["nightly-20260504T020000Z", BACKUP1] {
+        let (code, log) = verify(&only2, b, &right);
+        assert_ne!(code, 0, "{log}");
+        assert!(
+            log.contains("cannot be decrypted with the given identity"),
+            "{log}"
+        );
+        let (code, log) = verify(&only2, b, &id2);
+        assert_eq!(code, 0, "{b}: {log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

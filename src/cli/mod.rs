@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod apply;
 pub mod completions;
+pub mod key;
 pub mod list;
 pub mod plan;
 pub mod prune;
@@ -121,6 +122,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Apply the retention policy and garbage-collect unreferenced objects.
     Prune(prune::Args),
+    /// The recipients of an encrypted repository (list, add, remove).
+    Key(key::Args),
     /// Generate shell completions.
     Completions(completions::Args),
     /// Print the man page (roff).
@@ -145,6 +148,7 @@ pub async fn run(cli: Cli) -> miette::Result<u8> {
         Command::List(a) => list::run(a).await,
         Command::Verify(a) => verify::run(a).await,
         Command::Prune(a) => prune::run(a).await,
+        Command::Key(a) => key::run(a).await,
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),
         Command::Schema(a) => completions::schema(a),
@@ -263,6 +267,15 @@ impl StoreArgs {
         crate::repo::encrypted::identity_for(store, env.as_deref())
             .await
             .map_err(|e| miette::miette!("{e}"))
+    }
+
+    /// The plan's `[encryption]` recipients (empty without a plan or section).
+    pub fn recipients(&self) -> miette::Result<Vec<String>> {
+        Ok(self
+            .plan_file()?
+            .and_then(|p| p.encryption)
+            .map(|e| e.recipients)
+            .unwrap_or_default())
     }
 
     /// The plan's retention policy, if a plan was given.

@@ -25,6 +25,7 @@ pub mod legacy;
 pub mod manifest;
 pub mod prune;
 pub mod quarantine;
+pub mod rekey;
 pub mod verify;
 
 pub use manifest::{
