@@ -348,7 +348,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_plain_plan_cannot_write_to_an_encrypted_repository_nor_the_reverse() {
+async fn a_plain_plan_cannot_write_to_an_encrypted_repository() {
     let env = setup("4.1").await;
     let c = &env.cluster;
     let (_, recipient) = identity(env.dir.path(), "id.txt");
