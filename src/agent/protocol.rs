@@ -17,6 +17,9 @@ pub struct AgentRequest {
     /// Static credentials, if the plan names environment variables for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
+    /// The age identity (restore of an encrypted repository): like credentials, only here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::crypt::SecretText>,
     /// What to do.
     pub op: serde_json::Value,
 }

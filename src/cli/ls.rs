@@ -71,7 +71,8 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     } else {
         args.name.clone()
     };
-    let (catalog, nodes) = inventory::load_backup(store.as_ref(), &name)
+    let ids = args.store.identity(store.as_ref()).await?;
+    let (catalog, nodes) = inventory::load_backup(store.as_ref(), &name, ids.as_ref())
         .await
         .map_err(|e| match e {
             inventory::RepoError::NoSuchBackup(_) => {

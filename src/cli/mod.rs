@@ -7,6 +7,7 @@ pub mod agent;
 pub mod apply;
 pub mod completions;
 pub mod forget;
+pub mod key;
 pub mod list;
 pub mod ls;
 pub mod plan;
@@ -158,6 +159,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Delete the named backups, then garbage-collect objects no backup references.
     Forget(forget::Args),
+    /// The recipients of an encrypted repository (list, add, remove).
+    Key(key::Args),
     /// Generate shell completions.
     Completions(completions::Args),
     /// Print the man page (roff).
@@ -191,6 +194,7 @@ pub async fn run(cli: Cli) -> miette::Result<u8> {
         Command::Verify(a) => verify::run(a).await,
         Command::Prune(a) => prune::run(a).await,
         Command::Forget(a) => forget::run(a).await,
+        Command::Key(a) => key::run(a).await,
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),
         Command::Schema(a) => completions::schema(a),
@@ -294,6 +298,30 @@ impl StoreArgs {
     /// The plan's `[backup]` section, if a backup plan was given.
     pub fn backup_config(&self) -> miette::Result<Option<crate::plan::model::BackupConfig>> {
         Ok(self.plan_file()?.and_then(|p| p.backup))
+    }
+
+    /// The identity for reading the store: `None` for a plain repository; for an encrypted one,
+    /// from the plan's `identity_env` or `CBK_IDENTITY_FILE` (an error says which to set).
+    pub async fn identity(
+        &self,
+        store: &dyn crate::store::Store,
+    ) -> miette::Result<Option<crate::crypt::Identities>> {
+        let env = self
+            .plan_file()?
+            .and_then(|p| p.encryption)
+            .and_then(|e| e.identity_env);
+        crate::repo::encrypted::identity_for(store, env.as_deref())
+            .await
+            .map_err(|e| miette::miette!("{e}"))
+    }
+
+    /// The plan's `[encryption]` recipients (empty without a plan or section).
+    pub fn recipients(&self) -> miette::Result<Vec<String>> {
+        Ok(self
+            .plan_file()?
+            .and_then(|p| p.encryption)
+            .map(|e| e.recipients)
+            .unwrap_or_default())
     }
 
     /// The plan's retention policy, if a plan was given.

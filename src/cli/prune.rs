@@ -78,12 +78,14 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         .store
         .backup_config()?
         .map(|b| crate::repo::manifest::Selection::of(&b));
+    let ids = args.store.identity(store.as_ref()).await?;
     let r = crate::repo::prune::prune(
         store.as_ref(),
         &policy,
         cluster.as_deref(),
         selection.as_ref(),
         args.dry_run,
+        ids.as_ref(),
     )
     .await
     .map_err(|e| miette::miette!("{e}"))?;

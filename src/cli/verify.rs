@@ -75,6 +75,7 @@ fn targets(
 /// Runs `cbk verify`; exit 1 when a problem is found.
 pub async fn run(args: Args) -> miette::Result<u8> {
     let store = args.store.open().await?;
+    let ids = args.store.identity(store.as_ref()).await?;
     let cluster = args.store.cluster(args.cluster.as_deref())?;
     let scoped = if args.name.is_none() || args.all || args.metrics.wanted() {
         inventory::backups(store.as_ref(), cluster.as_deref())
@@ -99,9 +100,15 @@ pub async fn run(args: Args) -> miette::Result<u8> {
                 }],
                 ..Default::default()
             },
-            _ => verify::verify(store.clone(), name, args.deep, args.concurrency)
-                .await
-                .map_err(|e| miette::miette!("{e}"))?,
+            _ => verify::verify(
+                store.clone(),
+                name,
+                args.deep,
+                args.concurrency,
+                ids.clone(),
+            )
+            .await
+            .map_err(|e| miette::miette!("{e}"))?,
         };
         if args.repair {
             moved.extend(

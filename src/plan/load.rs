@@ -26,6 +26,7 @@ pub const TOP_KEYS: &[&str] = &[
     "connection",
     "cassandra",
     "storage",
+    "encryption",
     "backup",
     "restore",
     "limits",
@@ -118,11 +119,15 @@ fn find_secrets(
             DeValue::Table(inner) => find_secrets(inner, &path, out, masked),
             DeValue::Array(a) => {
                 for item in a.iter() {
-                    if let DeValue::Table(inner) = item.get_ref() {
-                        find_secrets(inner, &path, out, masked);
+                    match item.get_ref() {
+                        DeValue::Table(inner) => find_secrets(inner, &path, out, masked),
+                        DeValue::String(s) if is_age_identity(s) => masked.push(item.span()),
+                        _ => {}
                     }
                 }
             }
+            // An age identity (private key) is masked wherever it is (`[encryption]` reports it).
+            DeValue::String(s) if is_age_identity(s) => masked.push(v.span()),
             DeValue::String(s) if !s.is_empty() && secret_like(k.get_ref()) => {
                 out.push((k.span(), v.span(), path));
             }
@@ -134,6 +139,11 @@ fn find_secrets(
             _ => {}
         }
     }
+}
+
+/// Whether a string is an age identity (private key).
+fn is_age_identity(s: &str) -> bool {
+    s.trim_start().starts_with("AGE-SECRET-KEY-")
 }
 
 /// Replaces the bytes of `ranges` with `*` (same length, so every span stays valid).
@@ -308,6 +318,7 @@ struct Parts {
     connection: Option<ConnectionConfig>,
     cassandra: Option<CassandraConfig>,
     storage: Option<StorageConfig>,
+    encryption: Option<EncryptionConfig>,
     backup: Option<BackupConfig>,
     restore: Option<RestoreConfig>,
     limits: Option<Limits>,
@@ -419,6 +430,7 @@ fn shape(sink: &mut Sink, doc: &Doc<'_>) -> Parts {
             "connection" => p.connection = section(sink, v),
             "cassandra" => p.cassandra = section(sink, v),
             "storage" => p.storage = section(sink, v),
+            "encryption" => p.encryption = section(sink, v),
             "backup" => p.backup = section(sink, v),
             "restore" => p.restore = section(sink, v),
             "limits" => p.limits = section(sink, v),
@@ -683,6 +695,9 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
     if let Some(s) = &p.storage {
         check_storage(sink, doc, s);
     }
+    if let Some(e) = &p.encryption {
+        check_encryption(sink, doc, e);
+    }
     // Backup.
     let mut backup_name = None;
     let cluster_name = p.cluster.as_ref().map(|c| c.name.clone());
@@ -749,6 +764,7 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         connection: ConnectionConfig::default(),
         cassandra: CassandraConfig::default(),
         storage: None,
+        encryption: None,
         backup: p.backup.clone(),
         restore: p.restore.clone(),
         limits: Limits::default(),
@@ -780,6 +796,7 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         connection: p.connection.unwrap_or_default(),
         cassandra: p.cassandra.unwrap_or_default(),
         storage: p.storage,
+        encryption: p.encryption,
         backup: p.backup,
         restore: p.restore,
         limits: p.limits.unwrap_or_default(),
@@ -809,6 +826,57 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         steps: resolved_steps?,
         templates,
     })
+}
+
+fn check_encryption(sink: &mut Sink, doc: &Doc<'_>, e: &EncryptionConfig) {
+    if e.recipients.is_empty() {
+        sink.error(
+            doc.value(&[K("encryption"), K("recipients")]),
+            "`[encryption]` needs at least one recipient",
+            "empty list",
+            Some("add an age public key, e.g. `recipients = [\"age1...\"]` (`age-keygen -y KEYFILE` prints it)".into()),
+        );
+    }
+    for (i, r) in e.recipients.iter().enumerate() {
+        if is_age_identity(r) {
+            sink.error(
+                doc.value(&[K("encryption"), K("recipients"), I(i)]),
+                "`recipients` holds an age identity (private key), not a recipient",
+                "a private key",
+                Some("write its public key (`age-keygen -y KEYFILE` prints it); the identity goes in the file CBK_IDENTITY_FILE names, never in a plan".into()),
+            );
+            continue;
+        }
+        if let Err(why) = crate::crypt::Recipients::parse_one(r) {
+            sink.error(
+                doc.value(&[K("encryption"), K("recipients"), I(i)]),
+                format!("invalid age recipient `{r}`: {why}"),
+                "not an age X25519 public key",
+                Some("write the public key `age1...` (bech32, from `age-keygen`); never put the identity `AGE-SECRET-KEY-1...` in a plan".into()),
+            );
+        }
+    }
+    if e.kms_key_id.is_some() {
+        sink.error(
+            doc.value(&[K("encryption"), K("kms_key_id")]),
+            "`kms_key_id` is not yet supported",
+            "KMS wrapping of data keys",
+            Some("remove it and use age `recipients`; keep SSE-KMS in `[storage]` for server-side encryption".into()),
+        );
+    }
+    if let Some(v) = &e.identity_env
+        && (v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        sink.error(
+            doc.value(&[K("encryption"), K("identity_env")]),
+            "`identity_env` is not an environment variable name",
+            "bad name",
+            Some(
+                "name the variable that holds the identity, e.g. `identity_env = \"CBK_IDENTITY\"`"
+                    .into(),
+            ),
+        );
+    }
 }
 
 fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {

@@ -41,6 +41,9 @@ pub struct PlanFile {
     pub cassandra: CassandraConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageConfig>,
+    /// Client-side encryption to public-key recipients (absent = objects stored as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +236,23 @@ pub enum Sse {
     Aes256,
     #[serde(rename = "aws:kms")]
     AwsKms,
+}
+
+/// `[encryption]`: every object that reveals data is encrypted so that only the holders of an
+/// identity (private key) of one of `recipients` can read it. Backing up needs only the
+/// recipients (public keys); the identity is read from the environment when a command needs it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age X25519 recipients (`age1...`), at least one.
+    pub recipients: Vec<String>,
+    /// A KMS key to wrap data keys with (parsed, refused: not supported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// Environment variable holding the age identity (its text), for restore and
+    /// `verify --deep`; without it, `CBK_IDENTITY_FILE` names an identity file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_env: Option<String>,
 }
 
 /// Where backups are stored.

@@ -106,6 +106,7 @@ mod tests {
                 rack: String::new(),
                 cassandra_version: "4.1.3".into(),
                 tokens: Vec::new(),
+                sealed_tokens: None,
                 data_dirs: vec!["/d".into()],
                 commitlog_dir: None,
             },

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum RepoError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypt(#[from] crate::crypt::CryptError),
     #[error("`{key}` is not a valid cbk document: {message}")]
     Corrupt { key: String, message: String },
     #[error("no backup named `{0}` in the store")]
@@ -323,6 +325,7 @@ pub async fn incomplete_runs(
 pub async fn load_backup(
     store: &dyn Store,
     name: &str,
+    ids: Option<&crate::crypt::Identities>,
 ) -> Result<(Catalog, Vec<NodeManifest>), RepoError> {
     let catalog: Catalog = match read_json(store, &keys::catalog_key(name)).await {
         Err(RepoError::Store(StoreError::NotFound(_))) => {
@@ -332,7 +335,7 @@ pub async fn load_backup(
     };
     let mut nodes = Vec::new();
     for h in &catalog.hosts {
-        nodes.push(read_json::<NodeManifest>(store, &h.manifest).await?);
+        nodes.push(super::encrypted::read_manifest(store, &h.manifest, ids).await?);
     }
     Ok((catalog, nodes))
 }

@@ -70,6 +70,9 @@ pub struct ProbeInfo {
     pub cassandra_version: String,
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// Encrypted repositories: the tokens sealed to the recipients (`tokens` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_tokens: Option<String>,
     pub data_dirs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commitlog_dir: Option<String>,

@@ -14,15 +14,18 @@
 //! Each SSTable component is stored once per node: big immutable components are identified by
 //! their file name, size and the sstable's Digest value (never re-read on a repeat backup);
 //! small components that Cassandra rewrites in place (Statistics, Summary, TOC) by content.
-//! The format is documented in docs/repository.md.
+//! The format is documented in docs/repository.md; what encryption changes in it is in
+//! `encrypted` and docs/security.md.
 
 pub mod coverage;
+pub mod encrypted;
 pub mod inventory;
 pub mod keys;
 pub mod legacy;
 pub mod manifest;
 pub mod prune;
 pub mod quarantine;
+pub mod rekey;
 pub mod verify;
 
 pub use manifest::{

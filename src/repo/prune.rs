@@ -5,7 +5,7 @@
 
 use super::inventory::{BackupInfo, RepoError, backups, incomplete_runs, read_json};
 use super::keys;
-use super::manifest::{BackupKind, IndexEntry, NodeManifest, ProbeInfo, Selection, TableEntry};
+use super::manifest::{BackupKind, IndexEntry, ProbeInfo, Selection, TableEntry};
 use crate::plan::model::Retention;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +167,7 @@ pub async fn prune(
     cluster: Option<&str>,
     selection: Option<&Selection>,
     dry_run: bool,
+    ids: Option<&crate::crypt::Identities>,
 ) -> Result<PruneReport, RepoError> {
     let all = backups(store, None).await?;
     let scope = Scope::of(&all, cluster, selection);
@@ -211,16 +212,13 @@ pub async fn prune(
         }
     };
     let decisions: Vec<Decision> = scope.mine.iter().map(|b| decide(b)).collect();
-    collect(
-        store,
-        &all,
-        &scope,
-        decisions,
-        Runs::CleanOld,
-        grace_seconds(policy),
+    let gc = Gc {
+        runs: Runs::CleanOld,
+        grace_secs: grace_seconds(policy),
         dry_run,
-    )
-    .await
+        ids,
+    };
+    collect(store, &all, &scope, decisions, gc).await
 }
 
 /// Deletes the backups named in `names` (of `cluster`, every cluster with `None`), then
@@ -234,6 +232,7 @@ pub async fn forget(
     cluster: Option<&str>,
     grace: u64,
     dry_run: bool,
+    ids: Option<&crate::crypt::Identities>,
 ) -> Result<PruneReport, ForgetError> {
     let all = backups(store, None).await?;
     let scope = Scope::of(&all, cluster, None);
@@ -281,7 +280,22 @@ pub async fn forget(
             }
         })
         .collect();
-    Ok(collect(store, &all, &scope, decisions, Runs::Keep, grace, dry_run).await?)
+    let gc = Gc {
+        runs: Runs::Keep,
+        grace_secs: grace,
+        dry_run,
+        ids,
+    };
+    Ok(collect(store, &all, &scope, decisions, gc).await?)
+}
+
+/// How [`collect`] collects: which unfinished runs it may delete, the grace period, whether it
+/// only reports, and the identity that opens an encrypted repository's manifests.
+struct Gc<'a> {
+    runs: Runs,
+    grace_secs: u64,
+    dry_run: bool,
+    ids: Option<&'a crate::crypt::Identities>,
 }
 
 /// Which backups an operation decides about, and which it must leave alone.
@@ -336,10 +350,14 @@ async fn collect(
     all: &[BackupInfo],
     scope: &Scope<'_>,
     decisions: Vec<Decision>,
-    runs: Runs,
-    grace_secs: u64,
-    dry_run: bool,
+    gc: Gc<'_>,
 ) -> Result<PruneReport, RepoError> {
+    let Gc {
+        runs,
+        grace_secs,
+        dry_run,
+        ids,
+    } = gc;
     let now = jiff::Timestamp::now().as_second();
     let grace = i64::try_from(grace_secs).unwrap_or(i64::MAX);
     let mut report = PruneReport {
@@ -354,14 +372,16 @@ async fn collect(
     let files_of = |manifests: Vec<String>| async move {
         let mut files = Vec::new();
         for key in manifests {
-            match read_json::<NodeManifest>(store, &key).await {
+            match super::encrypted::read_manifest(store, &key, ids).await {
                 Err(RepoError::Store(StoreError::NotFound(_))) => {}
                 Err(e) => return Err(e),
-                Ok(m) => files.extend(
-                    m.tables
-                        .into_iter()
-                        .flat_map(|t| t.files.into_iter().map(|f| f.key)),
-                ),
+                // An encrypted object's data key (`<key>.key`) lives as long as the object.
+                Ok(m) => files.extend(m.tables.into_iter().flat_map(|t| {
+                    t.files.into_iter().flat_map(|f| {
+                        let k = crate::crypt::stream::key_object(&f.key);
+                        [f.key, k]
+                    })
+                })),
             }
         }
         Ok::<_, RepoError>(files)

@@ -35,8 +35,9 @@ pub async fn verify(
     name: &str,
     deep: bool,
     concurrency: usize,
+    ids: Option<crate::crypt::Identities>,
 ) -> Result<Report, RepoError> {
-    let (catalog, nodes) = load_backup(store.as_ref(), name).await?;
+    let (catalog, nodes) = load_backup(store.as_ref(), name, ids.as_ref()).await?;
     let mut report = Report {
         backup: name.to_string(),
         deep,
@@ -66,9 +67,9 @@ pub async fn verify(
         .collect();
     let checks = stream::iter(files)
         .map(|(host, f)| {
-            let store = store.clone();
+            let (store, ids) = (store.clone(), ids.as_ref());
             async move {
-                let r = check_file(&store, &f, deep).await;
+                let r = check_file(&store, &f, deep, ids).await;
                 (host, f, r)
             }
         })
@@ -111,7 +112,12 @@ impl From<String> for Fault {
     }
 }
 
-async fn check_file(store: &Arc<dyn Store>, f: &FileEntry, deep: bool) -> Result<(), Fault> {
+async fn check_file(
+    store: &Arc<dyn Store>,
+    f: &FileEntry,
+    deep: bool,
+    ids: Option<&crate::crypt::Identities>,
+) -> Result<(), Fault> {
     let absent = |message: String| Fault {
         message,
         present: false,
@@ -136,16 +142,31 @@ async fn check_file(store: &Arc<dyn Store>, f: &FileEntry, deep: bool) -> Result
     let codec =
         crate::agent::ops::pipeline::stored_codec(&f.codec).map_err(|e| absent(e.to_string()))?;
     let limit = f.size;
-    let (size, crc) =
-        crate::agent::ops::pipeline::decode_object(store, &f.key, codec, &|_| {}, move |r| {
-            crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit))
-        })
-        .await
-        // A store failure while reading (`true`) says nothing about the object's content.
-        .map_err(|(message, store_failed)| Fault {
-            message,
-            present: !store_failed,
-        })?;
+    let data_key = match ids {
+        Some(ids) => Some(
+            crate::agent::ops::pipeline::data_key(store, &f.key, ids)
+                .await
+                .map_err(|(message, store_failed)| Fault {
+                    message,
+                    present: !store_failed,
+                })?,
+        ),
+        None => None,
+    };
+    let (size, crc) = crate::agent::ops::pipeline::decode_object(
+        store,
+        &f.key,
+        codec,
+        data_key,
+        &|_| {},
+        move |r| crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit)),
+    )
+    .await
+    // A store failure while reading (`true`) says nothing about the object's content.
+    .map_err(|(message, store_failed)| Fault {
+        message,
+        present: !store_failed,
+    })?;
     if size != f.size {
         return Err(format!(
             "decompressed to {size} bytes, the manifest records {}",

@@ -94,9 +94,52 @@ async fn refuse_complete_backup(rt: &Runtime) -> Result<(), TaskError> {
     )))
 }
 
+/// A plan with `[encryption]` writes only to an encrypted repository of the same recipients,
+/// a plan without it only to a plain one: a repository never mixes encrypted and plain objects.
+async fn check_encryption(rt: &Runtime) -> Result<(), TaskError> {
+    if rt.run.plan.storage.is_none() || rt.run.plan.backup.is_none() {
+        return Ok(());
+    }
+    let store = rt.store().await?;
+    if store
+        .head(keys::FORMAT_KEY)
+        .await
+        .map_err(store_err)?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let stored = crate::repo::encrypted::marker_encryption(store.as_ref())
+        .await
+        .map_err(super::repo_err)?;
+    let planned = rt
+        .recipients()?
+        .map(|r| crate::crypt::MarkerEncryption::of(&r));
+    match (stored, planned) {
+        (None, None) => Ok(()),
+        (Some(s), Some(p)) if s == p => Ok(()),
+        (None, Some(_)) => Err(TaskError::fatal(
+            "the plan has [encryption] but the repository holds plain backups (its marker \
+             records no encryption): use a new storage prefix for encrypted backups, so no \
+             repository mixes encrypted and plain objects",
+        )),
+        (Some(_), None) => Err(TaskError::fatal(
+            "the repository is encrypted (see its marker) but the plan has no [encryption]: \
+             add the repository's recipients to the plan",
+        )),
+        (Some(s), Some(p)) => Err(TaskError::fatal(format!(
+            "the plan's [encryption] recipients ({}) are not the repository's ({}): list the \
+             same recipients (`cbk key list` shows them)",
+            p.recipients.join(", "),
+            s.recipients.join(", ")
+        ))),
+    }
+}
+
 /// `probe[HOST]`: host id, dc/rack, version, tokens and folders; stored for the later tasks.
 pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     refuse_complete_backup(rt).await?;
+    check_encryption(rt).await?;
     let info = nodetool::parse_info(
         &node::nodetool(rt, host, &["info".into()])
             .await
@@ -118,9 +161,15 @@ pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
         rack: info.rack.clone().unwrap_or_default(),
         cassandra_version: version.raw.clone(),
         tokens,
+        sealed_tokens: None,
         data_dirs: disk.data_dirs,
         commitlog_dir: Some(disk.commitlog_dir),
     };
+    let mut probe = probe;
+    if let Some(to) = rt.recipients()? {
+        crate::repo::encrypted::seal_probe(&mut probe, &to)
+            .map_err(|e| TaskError::fatal(e.to_string()))?;
+    }
     if let Some(name) = rt.run.inputs.backup_name.as_deref()
         && rt.run.plan.storage.is_some()
     {
@@ -450,7 +499,11 @@ pub async fn upload(
     let probe = probe_info(rt, host).await?;
     let store = rt.store().await?;
     let incremental = task.kind == TaskKind::UploadIncremental;
-    let base_manifest = match incremental {
+    let recipients = rt.recipients()?;
+    // Sealed manifests cannot be read by the node: no CRC32s from the previous one, and no base
+    // coverage (restore leaves covered files out).
+    let encrypted = recipients.is_some();
+    let base_manifest = match incremental && !encrypted {
         true => incremental_base(&store, &rt.run.plan.cluster.name, &rt.run.inputs.now)
             .await?
             .map(|b| keys::node_manifest_key(&probe.host_id, &b)),
@@ -487,7 +540,11 @@ pub async fn upload(
         "codec": cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
         "compress_compressed": cfg.compress_compressed,
         "file_concurrency": rt.run.plan.limits.file_concurrency,
-        "previous_manifest": latest_manifest(&store, &probe.host_id, &name).await?,
+        "previous_manifest": match encrypted {
+            true => None,
+            false => latest_manifest(&store, &probe.host_id, &name).await?,
+        },
+        "recipients": recipients.map(|r| r.to_strings()).unwrap_or_default(),
         "resume": resume,
         "delete_uploaded": incremental,
         "base_manifest": base_manifest,
@@ -552,22 +609,32 @@ async fn incremental_base(
     Ok(crate::repo::inventory::latest(&backups, Some(me)).map(|b| b.entry.backup.clone()))
 }
 
+/// The per-table results of a host, sorted.
+async fn host_tables(
+    store: &Arc<dyn Store>,
+    name: &str,
+    host: &str,
+) -> Result<Vec<TableEntry>, TaskError> {
+    let mut tables: Vec<TableEntry> = Vec::new();
+    for o in store
+        .list(&keys::parts_prefix(name, host))
+        .await
+        .map_err(store_err)?
+    {
+        if let Some(t) = get_json::<TableEntry>(store, &o.key).await? {
+            tables.push(t);
+        }
+    }
+    tables.sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
+    Ok(tables)
+}
+
 /// `manifest[HOST]`: merges the per-table results and writes the node manifest, last.
 pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     let name = backup_name(rt)?;
     let store = rt.store().await?;
     let probe = probe_info(rt, host).await?;
-    let mut tables: Vec<TableEntry> = Vec::new();
-    for o in store
-        .list(&keys::parts_prefix(&name, host))
-        .await
-        .map_err(store_err)?
-    {
-        if let Some(t) = get_json::<TableEntry>(&store, &o.key).await? {
-            tables.push(t);
-        }
-    }
-    tables.sort_by(|a, b| (&a.keyspace, &a.table, &a.id).cmp(&(&b.keyspace, &b.table, &b.id)));
+    let tables = host_tables(&store, &name, host).await?;
     let kind = kind(rt);
     let base = match kind {
         BackupKind::Incremental => {
@@ -590,7 +657,13 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
         totals: totals.clone(),
     };
     let key = keys::node_manifest_key(&probe.host_id, &name);
-    store.put_bytes(&key, json(&m)).await.map_err(store_err)?;
+    let body = match rt.recipients()? {
+        Some(to) => crate::repo::encrypted::seal_manifest(&m, &to)
+            .map_err(|e| TaskError::fatal(e.to_string()))?
+            .into(),
+        None => json(&m),
+    };
+    store.put_bytes(&key, body).await.map_err(store_err)?;
     Ok(Outcome {
         summary: format!(
             "node manifest {key}: {} tables, {} files, {} bytes",
@@ -644,6 +717,8 @@ pub async fn catalog_check(rt: &Runtime) -> Result<Check, TaskError> {
 pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
     let name = backup_name(rt)?;
     let store = rt.store().await?;
+    let recipients = rt.recipients()?;
+    let encrypted = recipients.is_some();
     let mut hosts = Vec::new();
     let mut totals = Totals::default();
     let mut base = None;
@@ -651,20 +726,42 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         let host = h.spec().name;
         let probe = probe_info(rt, &host).await?;
         let key = keys::node_manifest_key(&probe.host_id, &name);
-        let m: NodeManifest = get_json(&store, &key).await?.ok_or_else(|| {
-            TaskError::fatal(format!("node manifest of {host} is missing (`{key}`)"))
-        })?;
-        totals.files += m.totals.files;
-        totals.bytes += m.totals.bytes;
-        totals.stored_bytes += m.totals.stored_bytes;
-        base = base.or(m.base.clone());
+        let (node_totals, node_base) = match encrypted {
+            // The controller cannot read a sealed manifest: the same sums from the results.
+            true => {
+                if store.head(&key).await.map_err(store_err)?.is_none() {
+                    return Err(TaskError::fatal(format!(
+                        "node manifest of {host} is missing (`{key}`)"
+                    )));
+                }
+                let tables = host_tables(&store, &name, &host).await?;
+                let base = match kind(rt) {
+                    BackupKind::Incremental => {
+                        incremental_base(&store, &rt.run.plan.cluster.name, &rt.run.inputs.now)
+                            .await?
+                    }
+                    BackupKind::Snapshot => None,
+                };
+                (Totals::of(&tables), base)
+            }
+            false => {
+                let m: NodeManifest = get_json(&store, &key).await?.ok_or_else(|| {
+                    TaskError::fatal(format!("node manifest of {host} is missing (`{key}`)"))
+                })?;
+                (m.totals, m.base)
+            }
+        };
+        totals.files += node_totals.files;
+        totals.bytes += node_totals.bytes;
+        totals.stored_bytes += node_totals.stored_bytes;
+        base = base.or(node_base);
         hosts.push(CatalogHost {
             name: host,
             host_id: probe.host_id,
             dc: probe.dc,
             rack: probe.rack,
             manifest: key,
-            totals: m.totals,
+            totals: node_totals,
         });
     }
     let c = Catalog {
@@ -681,7 +778,11 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         hosts,
         totals: totals.clone(),
     };
-    let marker = serde_json::json!({"format": "cbk-repository", "version": crate::repo::REPO_FORMAT_VERSION});
+    let mut marker = serde_json::json!({"format": "cbk-repository", "version": crate::repo::REPO_FORMAT_VERSION});
+    if let Some(r) = &recipients {
+        marker["encryption"] =
+            serde_json::to_value(crate::crypt::MarkerEncryption::of(r)).unwrap_or_default();
+    }
     store
         .put_if_absent(keys::FORMAT_KEY, json(&marker))
         .await

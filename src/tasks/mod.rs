@@ -27,6 +27,8 @@ pub struct Runtime {
     transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
     store: OnceCell<Arc<dyn Store>>,
     credentials: Option<Credentials>,
+    /// The identity, read once when the repository turns out to be encrypted (restore).
+    identities: OnceCell<Option<crate::crypt::Identities>>,
 }
 
 impl Runtime {
@@ -42,6 +44,7 @@ impl Runtime {
             transports: Mutex::new(HashMap::new()),
             store: OnceCell::new(),
             credentials,
+            identities: OnceCell::new(),
         })
     }
 
@@ -63,6 +66,37 @@ impl Runtime {
             .cloned()
     }
 
+    /// The plan's `[encryption]` recipients (`None`: the plan stores objects as they are).
+    pub fn recipients(&self) -> Result<Option<crate::crypt::Recipients>, TaskError> {
+        self.run
+            .plan
+            .encryption
+            .as_ref()
+            .map(|e| crate::crypt::Recipients::parse(&e.recipients))
+            .transpose()
+            .map_err(|e| TaskError::fatal(format!("[encryption] recipients: {e}")))
+    }
+
+    /// The identity for reading the repository: `None` when the repository is plain; an error
+    /// naming `CBK_IDENTITY_FILE` when it is encrypted and no identity is given.
+    pub async fn identities(&self) -> Result<Option<crate::crypt::Identities>, TaskError> {
+        let store = self.store().await?;
+        let env = self
+            .run
+            .plan
+            .encryption
+            .as_ref()
+            .and_then(|e| e.identity_env.clone());
+        self.identities
+            .get_or_try_init(|| async {
+                crate::repo::encrypted::identity_for(store.as_ref(), env.as_deref())
+                    .await
+                    .map_err(repo_err)
+            })
+            .await
+            .cloned()
+    }
+
     /// The agent request envelope (store and credentials travel only here, on stdin).
     /// Operations that need no store get neither store settings nor credentials.
     pub fn agent_request(&self, op: serde_json::Value, with_store: bool) -> serde_json::Value {
@@ -77,6 +111,15 @@ impl Runtime {
                 self.credentials.clone()
             } else {
                 None
+            },
+            identity: match with_store {
+                true => self
+                    .identities
+                    .get()
+                    .cloned()
+                    .flatten()
+                    .map(|i| i.to_text()),
+                false => None,
             },
             op,
         };
@@ -130,6 +173,14 @@ pub fn store_err(e: crate::store::StoreError) -> TaskError {
     TaskError {
         message: e.to_string(),
         retryable,
+    }
+}
+
+/// Maps a repository error to a task error (store errors keep their retryability).
+pub fn repo_err(e: crate::repo::inventory::RepoError) -> TaskError {
+    match e {
+        crate::repo::inventory::RepoError::Store(e) => store_err(e),
+        other => TaskError::fatal(other.to_string()),
     }
 }
 

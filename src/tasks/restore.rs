@@ -45,6 +45,22 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Reads a node manifest, opening it with the identity when the repository is encrypted.
+async fn read_manifest(
+    store: &Arc<dyn Store>,
+    key: &str,
+    ids: Option<&crate::crypt::Identities>,
+) -> Result<NodeManifest, TaskError> {
+    crate::repo::encrypted::read_manifest(store.as_ref(), key, ids)
+        .await
+        .map_err(|e| match e {
+            inventory::RepoError::Store(StoreError::NotFound(_)) => {
+                TaskError::fatal(format!("`{key}` is missing from the store"))
+            }
+            other => super::repo_err(other),
+        })
+}
+
 /// The names of the plan's hosts: the hosts a restore may write to.
 pub(super) fn plan_host_names(rt: &Runtime) -> Vec<String> {
     rt.run
@@ -222,6 +238,8 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         incrementals.clear();
     }
     let catalog: Catalog = get_json(&store, &keys::catalog_key(&backup)).await?;
+    // An encrypted repository needs the identity: refused here, before any node is touched.
+    let ids = rt.identities().await?;
     let targets = plan_host_names(rt);
     let mut hosts = BTreeMap::new();
     for h in &catalog.hosts {
@@ -235,7 +253,7 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
                 manifests.push(key);
             }
         }
-        let m: NodeManifest = get_json(&store, &h.manifest).await?;
+        let m = read_manifest(&store, &h.manifest, ids.as_ref()).await?;
         hosts.insert(
             target,
             ResolvedHost {
@@ -380,8 +398,9 @@ pub async fn fetch(
     // The snapshot comes first; incremental files it already covers are left out.
     let mut base: Option<crate::repo::coverage::BaseCoverage> = None;
     let mut covered = 0u64;
+    let ids = rt.identities().await?;
     for key in &source.manifests {
-        let m: NodeManifest = get_json(&store, key).await?;
+        let m = read_manifest(&store, key, ids.as_ref()).await?;
         let coverage = base.get_or_insert_with(|| crate::repo::coverage::BaseCoverage::of(&m));
         let is_base = m.kind == BackupKind::Snapshot;
         for t in m
@@ -441,6 +460,7 @@ pub async fn fetch(
         "staging_root": root,
         "files": files.values().collect::<Vec<_>>(),
         "file_concurrency": rt.run.plan.limits.file_concurrency,
+        "encrypted": ids.is_some(),
     });
     if let Some(l) = live.as_ref().filter(|l| l.displaced_bytes_copied > 0) {
         op["displaced_bytes"] = l.displaced_bytes_copied.into();

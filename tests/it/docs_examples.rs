@@ -377,6 +377,7 @@ fn schema_def(section: &str) -> &'static [&'static str] {
         "[limits]" => &["Limits"],
         "[retention]" => &["Retention"],
         "[[step]]" => &["CustomStep"],
+        "[encryption]" => &["EncryptionConfig"],
         other => panic!(
             "docs/plan-format.md: a key table under {other:?}: map it to its schema definition"
         ),
@@ -465,6 +466,7 @@ fn documented_keys_and_defaults_match_the_loader() {
                         "step",
                         "jmx",
                         "loader",
+                        "encryption",
                     ]
                     .contains(&key.as_str());
                 let doc_has = documented.get(d).is_some_and(|s| s.contains(key));

@@ -118,6 +118,7 @@ async fn upload_part_403_fails_the_upload_at_once() {
             &path,
             cbk::codec::Codec::None,
             None,
+            None,
             &NoCheckpoint,
             &|_| {},
         ),

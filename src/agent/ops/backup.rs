@@ -65,6 +65,21 @@ pub struct UploadRequest {
     /// sstables it already covers (compaction inputs, see `repo::coverage`) are left out.
     #[serde(default)]
     pub base_manifest: Option<String>,
+    /// `[encryption]` recipients (`age1...`): every object is encrypted to them (empty: stored
+    /// as is). The node never gets an identity: it cannot read what it stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+}
+
+impl UploadRequest {
+    fn recipients(&self) -> OpResult<Option<crate::crypt::Recipients>> {
+        if self.recipients.is_empty() {
+            return Ok(None);
+        }
+        crate::crypt::Recipients::parse(&self.recipients)
+            .map(Some)
+            .map_err(|e| OpError::fatal(format!("recipients: {e}")))
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -123,6 +138,10 @@ pub async fn run(req: UploadRequest, cx: &OpContext) -> OpResult<UploadResult> {
     };
     for table in tables {
         let mut part = upload_table(&store, &req, codec, &table, &known, cx, &mut result).await?;
+        if let Some(to) = req.recipients()? {
+            crate::repo::encrypted::seal_table(&mut part, &to)
+                .map_err(|e| OpError::fatal(e.to_string()))?;
+        }
         let key = keys::part_key(&req.backup, &req.host, &table.keyspace, &table.table);
         merge_earlier_part(&store, &key, &mut part).await?;
         let body = serde_json::to_vec_pretty(&part).map_err(|e| OpError::fatal(e.to_string()))?;
@@ -264,9 +283,14 @@ async fn upload_table(
             let (dd, file) = &table.files[i];
             async move {
                 let plan = plan_file(req, codec, &table.keyspace, folder, file)?;
-                let listed = stored.get(&plan.key).copied();
+                let encrypted = !req.recipients.is_empty();
+                // An encrypted object without its data key cannot be read: store both again.
+                let listed = stored.get(&plan.key).copied().filter(|_| {
+                    !encrypted
+                        || stored.contains_key(&crate::crypt::stream::key_object(&plan.key))
+                });
                 let intact = listed.filter(|size| {
-                    plan.stored_size_fits(*size, file.size, known.get(&plan.key))
+                    plan.stored_size_fits(*size, file.size, known.get(&plan.key), encrypted)
                 });
                 if let (Some(size), None) = (listed, intact) {
                     cx.log(format!(
@@ -275,9 +299,12 @@ async fn upload_table(
                     ));
                 }
                 if let Some(size) = intact.as_ref() {
-                    let crc32 = match known.get(&plan.key) {
-                        Some(prev) => prev.crc32,
-                        None => {
+                    let crc32 = match (known.get(&plan.key), plan.data_digest) {
+                        (Some(prev), _) => prev.crc32,
+                        // An encrypted repository's manifests are sealed: a Data.db's CRC32 is
+                        // its Digest (checked when it was stored), other files are read again.
+                        (None, Some((d, DigestAlgorithm::Crc32))) if encrypted => d,
+                        _ => {
                             let p = file.path.clone();
                             tokio::task::spawn_blocking(move || pipeline::crc32_of(&p))
                                 .await
@@ -332,9 +359,19 @@ impl FilePlan {
     /// compressed, never 0 bytes (a zstd or lz4 frame is never empty) and the size the
     /// previous manifest records for the key, if it does. Anything else (a truncated or
     /// replaced object) counts as absent, so it is stored again.
-    fn stored_size_fits(&self, listed: u64, size: u64, recorded: Option<&FileEntry>) -> bool {
+    fn stored_size_fits(
+        &self,
+        listed: u64,
+        size: u64,
+        recorded: Option<&FileEntry>,
+        encrypted: bool,
+    ) -> bool {
         if self.codec == Codec::None {
-            return listed == size;
+            let want = match encrypted {
+                true => crate::crypt::stream::sealed_len(size),
+                false => size,
+            };
+            return listed == want;
         }
         listed > 0 && recorded.is_none_or(|prev| prev.stored_size == listed)
     }
@@ -424,11 +461,23 @@ async fn upload_one(
     file: &FoundFile,
     cx: &OpContext,
 ) -> OpResult<Uploaded> {
-    let resume = req.resume.get(&plan.key).cloned();
+    let recipients = req.recipients()?;
+    // A new data key per upload: an interrupted encrypted upload starts over (its key was
+    // never written anywhere in clear, so its parts cannot be continued).
+    let (data_key, resume) = match &recipients {
+        Some(_) => (Some(crate::crypt::stream::new_data_key()), None),
+        None => (None, req.resume.get(&plan.key).cloned()),
+    };
+    let sealed_key = match (&recipients, &data_key) {
+        (Some(to), Some(k)) => {
+            Some(crate::crypt::seal::seal(&k[..], to).map_err(|e| OpError::fatal(e.to_string()))?)
+        }
+        _ => None,
+    };
     let sink = Forward(cx);
     let progress = |n: u64| cx.progress(n);
     let up = pipeline::upload_file(
-        store, &plan.key, &file.path, plan.codec, resume, &sink, &progress,
+        store, &plan.key, &file.path, plan.codec, data_key, resume, &sink, &progress,
     )
     .await?;
     if up.size != file.size {
@@ -452,6 +501,13 @@ async fn upload_one(
                 file.path.display()
             )));
         }
+    }
+    // The data key is stored once the object is: a listed object without it is stored again.
+    if let Some(sealed) = sealed_key {
+        store
+            .put_bytes(&crate::crypt::stream::key_object(&plan.key), sealed.into())
+            .await
+            .map_err(OpError::from_store)?;
     }
     Ok(up)
 }

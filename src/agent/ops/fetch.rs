@@ -45,6 +45,10 @@ pub struct FetchRequest {
     /// filesystem): counted by the free-space check with the bytes to stage.
     #[serde(default)]
     pub displaced_bytes: u64,
+    /// The objects are encrypted: each is opened with its data key (`<key>.key`), which the
+    /// identity from the request unseals.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -83,6 +87,16 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
             )));
         }
     }
+    let ids = match (req.encrypted, &cx.identity) {
+        (false, _) => None,
+        (true, Some(ids)) => Some(ids),
+        (true, None) => {
+            return Err(OpError::fatal(format!(
+                "the repository is encrypted and no identity came with the request: set {}",
+                crate::crypt::IDENTITY_FILE_ENV
+            )));
+        }
+    };
     check_space(&root, &req.files, req.displaced_bytes, cx)?;
     cx.total(req.files.iter().filter_map(|f| f.size).sum());
     let outcomes: Vec<(bool, u64)> = stream::iter(0..req.files.len())
@@ -105,8 +119,18 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                     crc32: f.crc32,
                 };
                 let progress = |_n: u64| {};
-                let size =
-                    pipeline::download_file(store, &f.key, &dest, codec, expect, &progress).await?;
+                let data_key = match ids {
+                    Some(ids) => Some(
+                        pipeline::data_key(store, &f.key, ids)
+                            .await
+                            .map_err(|(message, retryable)| OpError { message, retryable })?,
+                    ),
+                    None => None,
+                };
+                let size = pipeline::download_file(
+                    store, &f.key, &dest, codec, data_key, expect, &progress,
+                )
+                .await?;
                 cx.progress(size);
                 Ok::<_, OpError>((true, size))
             }

@@ -59,6 +59,8 @@ pub type EventSink = Arc<dyn Fn(AgentEvent) + Send + Sync>;
 pub struct OpContext {
     pub events: EventSink,
     pub store: Option<Arc<dyn Store>>,
+    /// The age identity, when the controller sent one (reading an encrypted repository).
+    pub identity: Option<crate::crypt::Identities>,
 }
 
 impl OpContext {
@@ -151,6 +153,12 @@ where
         ),
         None => None,
     };
+    let identity = match &ctx.request.identity {
+        Some(text) => Some(
+            crate::crypt::Identities::parse(&text.0).map_err(|e| OpError::fatal(e.to_string()))?,
+        ),
+        None => None,
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
     let events = ctx.events.clone();
     let forward = tokio::spawn(async move {
@@ -168,6 +176,7 @@ where
         OpContext {
             events: sink,
             store,
+            identity,
         },
     )
     .await;

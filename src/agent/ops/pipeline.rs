@@ -21,19 +21,34 @@ pub struct Uploaded {
     pub sent: u64,
 }
 
-/// Reads `path`, checksums and compresses it with `codec`, and stores it under `key`.
+/// Reads `path`, checksums and compresses it with `codec`, encrypts it with `data_key` when
+/// given ([`crate::crypt::stream`]), and stores it under `key`.
+#[allow(clippy::too_many_arguments)]
 pub async fn upload_file(
     store: &Arc<dyn Store>,
     key: &str,
     path: &Path,
     codec: Codec,
+    data_key: Option<DataKey>,
     resume: Option<MultipartState>,
     checkpoint: &dyn CheckpointSink,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> OpResult<Uploaded> {
     let (writer, mut reader) = channel::to_async();
     let src = path.to_path_buf();
-    let hashing = tokio::task::spawn_blocking(move || hash_and_encode(&src, codec, writer));
+    let name = key.to_string();
+    let hashing = tokio::task::spawn_blocking(move || match data_key {
+        None => encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
+            w.flush()?;
+            Ok(sums)
+        }),
+        Some(k) => {
+            let sealed = crate::crypt::stream::SealWriter::new(writer, &k, &name)?;
+            let (sums, sealed) = encode_into(&src, codec, sealed)?;
+            sealed.finish()?.flush()?;
+            Ok(sums)
+        }
+    });
     let put = store
         .put_stream(
             key,
@@ -65,11 +80,41 @@ pub async fn upload_file(
     })
 }
 
-fn hash_and_encode(
+/// A data key of one encrypted object (zeroed when dropped).
+pub type DataKey = zeroize::Zeroizing<[u8; 32]>;
+
+/// Reads and opens the sealed data key of the encrypted object `key` (its `<key>.key`).
+pub async fn data_key(
+    store: &Arc<dyn Store>,
+    key: &str,
+    ids: &crate::crypt::Identities,
+) -> Result<DataKey, (String, bool)> {
+    let kk = crate::crypt::stream::key_object(key);
+    let sealed = match store.get_bytes(&kk).await {
+        Ok(b) => b,
+        Err(crate::store::StoreError::NotFound(_)) => {
+            return Err((
+                format!(
+                    "`{kk}`, the data key of `{key}`, is missing: the object cannot be decrypted"
+                ),
+                false,
+            ));
+        }
+        Err(e) => return Err((e.to_string(), true)),
+    };
+    let plain = crate::crypt::seal::open(&sealed, ids, &kk).map_err(|e| (e.to_string(), false))?;
+    let k: [u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| (format!("`{kk}` does not hold a 32-byte data key"), false))?;
+    Ok(zeroize::Zeroizing::new(k))
+}
+
+fn encode_into<W: Write>(
     path: &Path,
     codec: Codec,
-    writer: channel::ChunkWriter,
-) -> std::io::Result<(u64, u32, u32)> {
+    writer: W,
+) -> std::io::Result<((u64, u32, u32), W)> {
     let mut file = std::fs::File::open(path)?;
     let mut enc = Encoder::new(codec, writer).map_err(std::io::Error::other)?;
     let mut crc = crc32fast::Hasher::new();
@@ -86,8 +131,8 @@ fn hash_and_encode(
         enc.write_all(&buf[..n])?;
         size += n as u64;
     }
-    enc.finish()?.flush()?;
-    Ok((size, crc.finalize(), adler.checksum()))
+    let w = enc.finish()?;
+    Ok(((size, crc.finalize(), adler.checksum()), w))
 }
 
 /// What a downloaded file must match. `None` = not recorded (legacy lzop objects, whose
@@ -105,6 +150,7 @@ pub async fn decode_object<T, F>(
     store: &Arc<dyn Store>,
     key: &str,
     codec: Codec,
+    data_key: Option<DataKey>,
     progress: &(dyn Fn(u64) + Send + Sync),
     consume: F,
 ) -> Result<T, (String, bool)>
@@ -117,9 +163,17 @@ where
         .await
         .map_err(|e| (e.to_string(), true))?;
     let (tx, reader) = channel::to_sync();
+    let name = key.to_string();
     let work = tokio::task::spawn_blocking(move || {
+        let source: Box<dyn Read> = match data_key {
+            Some(k) => Box::new(
+                crate::crypt::stream::OpenReader::new(reader, &k, &name)
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => Box::new(reader),
+        };
         let mut dec =
-            crate::codec::decoder(codec, reader).map_err(|e| format!("cannot decode: {e}"))?;
+            crate::codec::decoder(codec, source).map_err(|e| format!("cannot decode: {e}"))?;
         consume(&mut dec)
     });
     let mut buf = vec![0u8; 256 * 1024];
@@ -182,12 +236,13 @@ pub async fn download_file(
     key: &str,
     dest: &Path,
     codec: Codec,
+    data_key: Option<DataKey>,
     expect: Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> OpResult<u64> {
     let tmp = temp_path(dest);
     let (tmp2, dest2) = (tmp.clone(), dest.to_path_buf());
-    let res = decode_object(store, key, codec, progress, move |r| {
+    let res = decode_object(store, key, codec, data_key, progress, move |r| {
         write_checked(r, &tmp2, &dest2, expect)
     })
     .await;

@@ -1,0 +1,289 @@
+//! Data objects: the (compressed) bytes of one stored file encrypted with a random data key in
+//! 64 KiB segments (RustCrypto `chacha20poly1305`, XChaCha20-Poly1305 in the `aead::stream`
+//! STREAM construction). Each segment's nonce carries its index and a last-segment flag, and
+//! every segment is bound to the object's key as associated data, so segments cannot be
+//! dropped, reordered, truncated or moved to another object undetected. The data key itself
+//! is sealed to the recipients in a small `<key>.key` object ([`key_object`]), so changing the
+//! recipients re-wraps small objects only.
+//!
+//! Layout: `cbk-enc1` (8 bytes), a random 19-byte nonce prefix, then the segments (each at
+//! most [`SEGMENT`] plaintext bytes + a 16-byte tag; the last one may be shorter, even empty).
+
+use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use std::io::{self, Read, Write};
+use zeroize::Zeroizing;
+
+/// Plaintext bytes per segment.
+pub const SEGMENT: usize = 64 * 1024;
+const TAG: usize = 16;
+const MAGIC: &[u8; 8] = b"cbk-enc1";
+const NONCE: usize = 19;
+
+/// A fresh random data key.
+pub fn new_data_key() -> Zeroizing<[u8; 32]> {
+    let mut k = Zeroizing::new([0u8; 32]);
+    rand::Rng::fill(&mut rand::rng(), &mut k[..]);
+    k
+}
+
+/// Key of the small object holding the sealed data key of the data object `key`.
+pub fn key_object(key: &str) -> String {
+    format!("{key}.key")
+}
+
+/// Whether `key` names a data-key object (listed next to its data object).
+pub fn is_key_object(key: &str) -> bool {
+    key.ends_with(".key")
+}
+
+/// Size of the encrypted form of `plain` bytes.
+pub fn sealed_len(plain: u64) -> u64 {
+    let seg = SEGMENT as u64;
+    let segments = if plain == 0 { 1 } else { plain.div_ceil(seg) };
+    (MAGIC.len() + NONCE) as u64 + plain + segments * TAG as u64
+}
+
+/// Encrypts everything written to it into `inner`; call [`SealWriter::finish`] at the end.
+pub struct SealWriter<W: Write> {
+    inner: W,
+    enc: Option<EncryptorBE32<XChaCha20Poly1305>>,
+    buf: Vec<u8>,
+    aad: Vec<u8>,
+}
+
+impl<W: Write> SealWriter<W> {
+    /// Starts an encrypted object named `object_key` with `data_key`.
+    pub fn new(mut inner: W, data_key: &[u8; 32], object_key: &str) -> io::Result<Self> {
+        let mut nonce = [0u8; NONCE];
+        rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
+        inner.write_all(MAGIC)?;
+        inner.write_all(&nonce)?;
+        let aead = XChaCha20Poly1305::new(data_key.into());
+        Ok(SealWriter {
+            inner,
+            enc: Some(EncryptorBE32::from_aead(aead, (&nonce).into())),
+            buf: Vec::with_capacity(SEGMENT + TAG),
+            aad: object_key.as_bytes().to_vec(),
+        })
+    }
+
+    fn segment(&mut self) -> io::Result<()> {
+        let enc = self.enc.as_mut().ok_or_else(finished)?;
+        enc.encrypt_next_in_place(&self.aad, &mut self.buf)
+            .map_err(|_| io::Error::other("encryption failed"))?;
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the last segment and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        let enc = self.enc.take().ok_or_else(finished)?;
+        enc.encrypt_last_in_place(&self.aad, &mut self.buf)
+            .map_err(|_| io::Error::other("encryption failed"))?;
+        self.inner.write_all(&self.buf)?;
+        Ok(self.inner)
+    }
+}
+
+fn finished() -> io::Error {
+    io::Error::other("encrypted stream already finished")
+}
+
+impl<W: Write> Write for SealWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        // A full segment is written only once more data follows: the last one is written by
+        // `finish`, flagged as last.
+        if self.buf.len() == SEGMENT {
+            self.segment()?;
+        }
+        let n = (SEGMENT - self.buf.len()).min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Decrypts an object written by [`SealWriter`]; any damage is an error, never wrong bytes.
+pub struct OpenReader<R: Read> {
+    inner: R,
+    dec: Option<DecryptorBE32<XChaCha20Poly1305>>,
+    aad: Vec<u8>,
+    plain: Vec<u8>,
+    pos: usize,
+    pending: Option<Vec<u8>>,
+    what: String,
+}
+
+/// Why an object cannot be opened (kept apart from I/O errors of the store).
+pub fn damaged(what: &str, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("`{what}` is damaged, truncated or was tampered with: {why}"),
+    )
+}
+
+impl<R: Read> OpenReader<R> {
+    /// Reads the header of the object `object_key`.
+    pub fn new(mut inner: R, data_key: &[u8; 32], object_key: &str) -> io::Result<Self> {
+        let mut head = [0u8; 8 + NONCE];
+        let n = read_full(&mut inner, &mut head)?;
+        if n < head.len() || &head[..8] != MAGIC {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "`{object_key}` is not an encrypted cbk object, but the repository is encrypted (it mixes encrypted and plain objects)"
+                ),
+            ));
+        }
+        let nonce: [u8; NONCE] = head[8..].try_into().unwrap_or([0; NONCE]);
+        let aead = XChaCha20Poly1305::new(data_key.into());
+        Ok(OpenReader {
+            inner,
+            dec: Some(DecryptorBE32::from_aead(aead, (&nonce).into())),
+            aad: object_key.as_bytes().to_vec(),
+            plain: Vec::new(),
+            pos: 0,
+            pending: None,
+            what: object_key.to_string(),
+        })
+    }
+
+    fn chunk(&mut self) -> io::Result<Vec<u8>> {
+        let mut c = vec![0u8; SEGMENT + TAG];
+        let n = read_full(&mut self.inner, &mut c)?;
+        c.truncate(n);
+        Ok(c)
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        if self.dec.is_none() {
+            return Ok(());
+        }
+        let mut c = match self.pending.take() {
+            Some(c) => c,
+            None => self.chunk()?,
+        };
+        let last = if c.len() < SEGMENT + TAG {
+            true
+        } else {
+            let next = self.chunk()?;
+            let last = next.is_empty();
+            if !last {
+                self.pending = Some(next);
+            }
+            last
+        };
+        if c.len() < TAG {
+            return Err(damaged(&self.what, "it ends inside a segment"));
+        }
+        let ok = if last {
+            let dec = self.dec.take().ok_or_else(finished)?;
+            dec.decrypt_last_in_place(&self.aad, &mut c)
+        } else {
+            let dec = self.dec.as_mut().ok_or_else(finished)?;
+            dec.decrypt_next_in_place(&self.aad, &mut c)
+        };
+        ok.map_err(|_| damaged(&self.what, "a segment fails authentication"))?;
+        self.plain = c;
+        self.pos = 0;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for OpenReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.plain.len() {
+            if self.dec.is_none() {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = (self.plain.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal(data: &[u8], key: &[u8; 32], name: &str) -> Vec<u8> {
+        let mut w = SealWriter::new(Vec::new(), key, name).unwrap();
+        for c in data.chunks(7000) {
+            w.write_all(c).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn open(data: &[u8], key: &[u8; 32], name: &str) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        OpenReader::new(data, key, name)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn round_trips_every_size_around_segment_boundaries() {
+        let key = new_data_key();
+        for len in [
+            0,
+            1,
+            SEGMENT - 1,
+            SEGMENT,
+            SEGMENT + 1,
+            3 * SEGMENT,
+            3 * SEGMENT + 5,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let s = seal(&data, &key, "k");
+            assert_eq!(s.len() as u64, sealed_len(len as u64), "len {len}");
+            assert_eq!(open(&s, &key, "k").unwrap(), data, "len {len}");
+        }
+    }
+
+    #[test]
+    fn refuses_truncation_tampering_other_names_and_keys() {
+        let key = new_data_key();
+        let data = vec![7u8; 2 * SEGMENT + 100];
+        let s = seal(&data, &key, "a");
+        // Dropping the last segment (a cut at a segment boundary) or a few bytes.
+        let cut = 8 + NONCE + 2 * (SEGMENT + TAG);
+        assert!(open(&s[..cut], &key, "a").is_err());
+        assert!(open(&s[..s.len() - 1], &key, "a").is_err());
+        let mut t = s.clone();
+        t[100] ^= 1;
+        assert!(open(&t, &key, "a").is_err());
+        // Swapping two segments.
+        let mut sw = s.clone();
+        let (a, b) = (8 + NONCE, 8 + NONCE + SEGMENT + TAG);
+        let first = s[a..b].to_vec();
+        sw.copy_within(b..b + SEGMENT + TAG, a);
+        sw[b..b + SEGMENT + TAG].copy_from_slice(&first);
+        assert!(open(&sw, &key, "a").is_err());
+        assert!(open(&s, &key, "b").is_err());
+        assert!(open(&s, &new_data_key(), "a").is_err());
+        assert!(open(b"plain bytes, not encrypted at all", &key, "a").is_err());
+    }
+}
