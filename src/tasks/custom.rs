@@ -13,6 +13,7 @@
 //! the journal, and a resumed command finds the last one in `CBK_CHECKPOINT`.
 
 use super::Runtime;
+use super::node;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
 use crate::plan::model::CommandSpec;
@@ -53,10 +54,7 @@ fn sudo(rt: &Runtime, task: &PlannedTask) -> bool {
 /// whatever `[connection] sudo` is (a step's `sudo = true` elevates only that step).
 fn host_cmd(rt: &Runtime, task: &PlannedTask, spec: &CommandSpec) -> Result<Cmd, TaskError> {
     if !sudo(rt, task) {
-        return Ok(match spec {
-            CommandSpec::Shell(s) => Cmd::shell(s.clone()),
-            CommandSpec::Argv(v) => Cmd::new(v[0].clone()).args(v[1..].iter().cloned()),
-        });
+        return node::plan_cmd(spec, &[]);
     }
     let words = match spec {
         CommandSpec::Shell(s) => vec!["sh".to_string(), "-c".to_string(), s.clone()],
@@ -91,6 +89,21 @@ fn local_cmd(task: &PlannedTask, spec: &CommandSpec) -> tokio::process::Command 
     cmd
 }
 
+/// Whether `spec` exits 0 on `host`, run as the step runs (its `sudo`).
+async fn passes_on_host(
+    rt: &Runtime,
+    task: &PlannedTask,
+    host: &str,
+    spec: &CommandSpec,
+) -> Result<bool, TaskError> {
+    let t = rt.transport(host).await?;
+    let out = t
+        .exec(&host_cmd(rt, task, spec)?)
+        .await
+        .map_err(super::remote_err)?;
+    Ok(out.code == 0)
+}
+
 /// Satisfied when `creates` exists or `check` exits 0, where the step runs.
 pub async fn check(
     rt: &Runtime,
@@ -101,12 +114,7 @@ pub async fn check(
         let exists = match &task.host {
             Some(h) => {
                 let test = CommandSpec::Argv(vec!["test".into(), "-e".into(), path.into()]);
-                let t = rt.transport(h).await?;
-                let out = t
-                    .exec(&host_cmd(rt, task, &test)?)
-                    .await
-                    .map_err(super::remote_err)?;
-                out.code == 0
+                passes_on_host(rt, task, h, &test).await?
             }
             None => std::path::Path::new(path).exists(),
         };
@@ -116,14 +124,7 @@ pub async fn check(
     }
     if let Some(spec) = command(task, "check")? {
         let passed = match &task.host {
-            Some(h) => {
-                let t = rt.transport(h).await?;
-                let out = t
-                    .exec(&host_cmd(rt, task, &spec)?)
-                    .await
-                    .map_err(super::remote_err)?;
-                out.code == 0
-            }
+            Some(h) => passes_on_host(rt, task, h, &spec).await?,
             None => local_cmd(task, &spec)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -85,18 +85,7 @@ pub async fn run_plan_command(
     timeout: Option<Duration>,
 ) -> Result<Output, TaskError> {
     let t = rt.transport(host).await?;
-    let mut cmd = match spec {
-        CommandSpec::Shell(s) if extra.is_empty() => Cmd::shell(s.clone()),
-        CommandSpec::Shell(s) => Cmd::new("sh")
-            .args(["-c".to_string(), format!("{s} \"$@\""), "cbk".to_string()])
-            .args(extra.iter().cloned()),
-        CommandSpec::Argv(v) if v.is_empty() => {
-            return Err(TaskError::fatal("empty command in the plan"));
-        }
-        CommandSpec::Argv(v) => Cmd::new(v[0].clone())
-            .args(v[1..].iter().cloned())
-            .args(extra.iter().cloned()),
-    };
+    let mut cmd = plan_cmd(spec, extra)?;
     if rt.run.plan.connection.sudo {
         cmd = cmd.sudo();
     }
@@ -107,6 +96,23 @@ pub async fn run_plan_command(
         cmd = cmd.timeout(d);
     }
     t.exec(&cmd).await.map_err(remote_err)
+}
+
+/// The remote command for a plan's command, with `extra` arguments after it (a shell string
+/// gets them as `"$@"`).
+pub fn plan_cmd(spec: &CommandSpec, extra: &[String]) -> Result<Cmd, TaskError> {
+    Ok(match spec {
+        CommandSpec::Shell(s) if extra.is_empty() => Cmd::shell(s.clone()),
+        CommandSpec::Shell(s) => Cmd::new("sh")
+            .args(["-c".to_string(), format!("{s} \"$@\""), "cbk".to_string()])
+            .args(extra.iter().cloned()),
+        CommandSpec::Argv(v) if v.is_empty() => {
+            return Err(TaskError::fatal("empty command in the plan"));
+        }
+        CommandSpec::Argv(v) => Cmd::new(v[0].clone())
+            .args(v[1..].iter().cloned())
+            .args(extra.iter().cloned()),
+    })
 }
 
 /// Like [`run_plan_command`] but a non-zero exit is an error naming the command.

@@ -3,9 +3,10 @@
 
 use crate::exec_support::{planned_run, task};
 use crate::support::cbk_command as cbk;
+use crate::support::{sigint, sigint_until_exit, wait_for};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn text(o: &Output) -> (String, String) {
@@ -41,38 +42,8 @@ fn apply(plan: &Path, state: &Path) -> Command {
     c
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn journal_has(state: &Path, needle: &str) -> bool {
     std::fs::read_to_string(state.join("runs/00000001.jsonl")).is_ok_and(|t| t.contains(needle))
-}
-
-fn sigint(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
-/// Ctrl-C again and again until the apply exits: two signals sent close together can arrive as
-/// one (the kernel and tokio coalesce them), so a "second Ctrl-C" is repeated, 250 ms apart.
-fn sigint_until_exit(child: &mut Child) {
-    for _ in 0..40 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 #[test]

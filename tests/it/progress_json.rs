@@ -7,11 +7,12 @@
 use crate::support;
 
 use crate::support::emu::EmuNode;
+use crate::support::{sigint, sigint_until_exit, wait_for};
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -100,36 +101,6 @@ fn task_statuses(ev: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sigint(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
-/// Ctrl-C again and again until the apply exits: two signals sent close together can arrive as
-/// one (the kernel and tokio coalesce them), so a "second Ctrl-C" is repeated, 250 ms apart.
-fn sigint_until_exit(child: &mut Child) {
-    for _ in 0..40 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// A runbook of controller steps: `a` echoes, `b` runs `b_cmd` after `a`, `c` runs after `b`.

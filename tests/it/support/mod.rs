@@ -44,3 +44,38 @@ pub fn decode_stored(stored: &[u8], f: &cbk::repo::manifest::FileEntry) -> Vec<u
     assert_eq!(crc32fast::hash(&plain), f.crc32, "{} is corrupt", f.key);
     plain
 }
+
+/// Waits (at most 30 s) until `f` holds; panics naming `what` otherwise.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends the child one SIGINT (a Ctrl-C).
+pub fn sigint(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+/// Ctrl-C again and again until the apply exits: two signals sent close together can arrive as
+/// one (the kernel and tokio coalesce them), so a "second Ctrl-C" is repeated, 250 ms apart.
+pub fn sigint_until_exit(child: &mut std::process::Child) {
+    for _ in 0..40 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
