@@ -112,7 +112,7 @@ pub fn summarize(run: &PlannedRun) -> Summary {
             }
             Action::Run => s.to_run += 1,
         }
-        if t.kind.local_cleanup() && t.action != Action::Satisfied {
+        if t.kind().local_cleanup() && t.action != Action::Satisfied {
             s.cleanup += 1;
         }
         if t.disruptive && t.action != Action::Satisfied {
@@ -129,7 +129,7 @@ pub fn summarize(run: &PlannedRun) -> Summary {
 pub fn upgrade_saved(run: &mut PlannedRun) {
     use crate::graph::run::Action;
     for t in &mut run.tasks {
-        if t.kind.local_cleanup() && t.action == Action::Delete {
+        if t.kind().local_cleanup() && t.action == Action::Delete {
             t.action = Action::Run;
         }
     }
