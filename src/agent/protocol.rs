@@ -5,8 +5,8 @@
 //! it gets the store (settings, credentials, identity). Both sides use these types, so the
 //! controller cannot send what the agent does not read, nor read what it does not send.
 
-use crate::plan::model::StorageConfig;
 use crate::store::Credentials;
+use crate::store::config::StorageConfig;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

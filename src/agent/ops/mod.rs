@@ -6,7 +6,6 @@
 
 pub mod backup;
 mod builtin;
-pub mod channel;
 pub mod delta;
 pub mod fetch;
 pub mod inspect;
