@@ -157,7 +157,7 @@ fn reply<O: AgentOp>(r: OpResult<O::Response>) -> OpResult<serde_json::Value> {
 
 /// What came with the request besides the op.
 struct Envelope {
-    store: Option<crate::plan::model::StorageConfig>,
+    store: Option<crate::store::config::StorageConfig>,
     credentials: Option<crate::store::Credentials>,
     identity: Option<crate::crypt::SecretText>,
     events: Events,
