@@ -3,7 +3,9 @@
 
 use super::node::{self, nt_err};
 use super::{Runtime, store_err};
+use crate::agent::ops::backup::UploadSource;
 use crate::agent::ops::inspect::{InspectResult, SnapshotCover};
+use crate::agent::protocol::{InspectRequest, UploadRequest};
 use crate::cassandra::layout::SnapshotCoverage;
 use crate::cassandra::nodetool::{self, NodetoolError, SnapshotTargets};
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
@@ -257,17 +259,13 @@ async fn snapshot_state(
 ) -> Result<(String, InspectResult, SnapshotCoverage), TaskError> {
     let cfg = backup_config(rt)?;
     let tag = backup_name(rt)?;
-    let spec = rt.host_spec(host);
-    let op = serde_json::json!({
-        "op": "inspect",
-        "config": node::config_path(rt),
-        "data_dirs": spec.data_dirs,
-        "snapshot_tag": tag,
-        "snapshot_cover": snapshot_cover(cfg),
-    });
-    let v = node::agent(rt, host, op, None).await?;
-    let disk: InspectResult = serde_json::from_value(v)
-        .map_err(|e| TaskError::fatal(format!("bad inspect result from {host}: {e}")))?;
+    let op = InspectRequest {
+        config: node::config_path(rt),
+        data_dirs: rt.host_spec(host).data_dirs,
+        snapshot_tag: Some(tag.clone()),
+        snapshot_cover: Some(snapshot_cover(cfg)),
+    };
+    let disk = node::agent(rt, host, op, None).await?;
     let cov = disk.snapshot_coverage.clone().ok_or_else(|| {
         TaskError::fatal(format!(
             "the agent on {host} did not check the snapshot's coverage (an older cbk?)"
@@ -509,11 +507,19 @@ pub async fn upload(
             .map(|b| keys::node_manifest_key(&probe.host_id, &b)),
         false => None,
     };
-    let resume = cx
+    let resume = match cx
         .checkpoints
         .last(&task.address)
         .and_then(|v| v.get("multipart").cloned())
-        .unwrap_or_else(|| serde_json::json!({}));
+    {
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            TaskError::fatal(format!(
+                "the journal's multipart checkpoints of {} are unreadable: {e}",
+                task.address
+            ))
+        })?,
+        None => Default::default(),
+    };
     // System keyspaces are stored once per node: by the host's first upload task of the run,
     // not again by every `upload[host/pattern]` task.
     let first = rt
@@ -527,46 +533,47 @@ pub async fn upload(
     } else {
         SystemKeyspaces::None
     };
-    let op = serde_json::json!({
-        "op": "backup_upload",
-        "backup": name,
-        "host": host,
-        "host_id": probe.host_id,
-        "source": if incremental { serde_json::json!("backups") } else { serde_json::json!({"snapshot": name}) },
-        "data_dirs": probe.data_dirs,
-        "include": task_include(task, cfg),
-        "exclude": cfg.exclude,
-        "system_keyspaces": system_keyspaces,
-        "codec": cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
-        "compress_compressed": cfg.compress_compressed,
-        "file_concurrency": rt.run.plan.limits.file_concurrency,
-        "previous_manifest": match encrypted {
+    let op = UploadRequest {
+        backup: name.clone(),
+        host: host.to_owned(),
+        host_id: probe.host_id.clone(),
+        source: match incremental {
+            true => UploadSource::Backups,
+            false => UploadSource::Snapshot(name.clone()),
+        },
+        data_dirs: probe.data_dirs.clone(),
+        include: task_include(task, cfg),
+        exclude: cfg.exclude.clone(),
+        system_keyspaces,
+        codec: cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
+        compress_compressed: cfg.compress_compressed,
+        file_concurrency: rt.run.plan.limits.file_concurrency as usize,
+        previous_manifest: match encrypted {
             true => None,
             false => latest_manifest(&store, &probe.host_id, &name).await?,
         },
-        "recipients": recipients.map(|r| r.to_strings()).unwrap_or_default(),
-        "resume": resume,
-        "delete_uploaded": incremental,
-        "base_manifest": base_manifest,
-    });
+        resume,
+        delete_uploaded: incremental,
+        base_manifest,
+        recipients: recipients.map(|r| r.to_strings()).unwrap_or_default(),
+    };
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
-    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
             "{} files ({} bytes): {} uploaded ({} bytes sent), {} already stored{}",
-            n("files"),
-            n("bytes"),
-            n("uploaded_files"),
-            n("uploaded_bytes"),
-            n("skipped_files"),
-            match n("covered_files") {
+            r.files,
+            r.bytes,
+            r.uploaded_files,
+            r.uploaded_bytes,
+            r.skipped_files,
+            match r.covered_files {
                 0 => String::new(),
                 c => format!(
                     "; {c} backups/ files left out (sstables flushed before the base snapshot, which holds their data)"
                 ),
             }
         ),
-        data: r,
+        data: node::data(&r),
     })
 }
 

@@ -97,9 +97,10 @@ impl Runtime {
             .cloned()
     }
 
-    /// The agent request envelope (store and credentials travel only here, on stdin).
+    /// The agent request for `op` (store and credentials travel only here, on stdin).
     /// Operations that need no store get neither store settings nor credentials.
-    pub fn agent_request(&self, op: serde_json::Value, with_store: bool) -> serde_json::Value {
+    pub fn agent_request(&self, op: crate::agent::protocol::Op) -> serde_json::Value {
+        let with_store = op.needs_store();
         let req = crate::agent::protocol::AgentRequest {
             protocol: crate::agent::protocol::PROTOCOL_VERSION,
             store: if with_store {
