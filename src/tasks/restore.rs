@@ -14,6 +14,7 @@ use crate::agent::protocol::{
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
+use crate::graph::spec::{RepairParams, SelectionParams};
 use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
 use crate::repo::inventory::{self, BackupInfo};
 use crate::repo::keys;
@@ -385,6 +386,7 @@ fn run_dir(rt: &Runtime, staging_root: &str) -> String {
 pub async fn fetch(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &SelectionParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
@@ -395,7 +397,7 @@ pub async fn fetch(
         .get(host)
         .ok_or_else(|| TaskError::fatal(format!("no source for {host}")))?;
     let store = rt.store().await?;
-    let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
+    let filter = TableFilter::new(&p.include, &p.exclude, SystemKeyspaces::None)
         .map_err(|e| TaskError::fatal(e.to_string()))?;
     let mut files: BTreeMap<String, crate::agent::ops::fetch::FetchFile> = BTreeMap::new();
     let mut tables: BTreeMap<String, StagedTable> = BTreeMap::new();
@@ -903,7 +905,7 @@ pub async fn load_live(
 ) -> Result<Outcome, TaskError> {
     let (staged, mappings) = staged_and_mapped(cx, host)?;
     let mut done = Vec::new();
-    if task.kind == TaskKind::Refresh {
+    if task.kind() == TaskKind::Refresh {
         let r = node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
         if let Some(failed) = &r.failed {
             return Err(TaskError::fatal(format!(
@@ -932,7 +934,7 @@ pub async fn load_live(
         done.push(format!("{}.{}", m.keyspace, m.table));
     }
     Ok(Outcome {
-        summary: format!("{} loaded: {}", task.kind.as_str(), done.join(", ")),
+        summary: format!("{} loaded: {}", task.kind().as_str(), done.join(", ")),
         data: serde_json::Value::Null,
     })
 }
@@ -942,16 +944,15 @@ pub async fn load_live(
 /// then tables of that keyspace).
 pub async fn repair(
     rt: &Runtime,
-    _task: &PlannedTask,
+    p: &RepairParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
-    let cfg = restore_config(rt)?;
     let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
     let mut done = Vec::new();
     for (keyspace, tables) in repair_calls(&mappings) {
         let mut args = vec!["repair".to_string()];
-        args.extend(cfg.repair_options.iter().cloned());
+        args.extend(p.options.iter().cloned());
         args.push("--".into());
         args.push(keyspace.clone());
         args.extend(tables.iter().cloned());
