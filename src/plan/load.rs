@@ -1009,6 +1009,9 @@ fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
             ),
         }
     }
+    if let Some(lock) = &s.object_lock {
+        check_object_lock(sink, doc, s, lock, is_file);
+    }
     if let Some(c) = &s.checksum
         && !crate::store::s3::CHECKSUM_MODES.contains(&c.as_str())
     {
@@ -1022,6 +1025,44 @@ fn check_storage(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
                     .map(|m| format!("`{m}`"))
                     .join(", ")
             )),
+        );
+    }
+}
+
+/// `object_lock` needs S3 (a folder has no retention), a sane number of days, and checksums.
+fn check_object_lock(
+    sink: &mut Sink,
+    doc: &Doc<'_>,
+    s: &StorageConfig,
+    lock: &crate::store::object_lock::ObjectLock,
+    is_file: bool,
+) {
+    let at = |k: &'static str| doc.value(&[K("storage"), K("object_lock"), K(k)]);
+    if is_file {
+        sink.error(
+            doc.value(&[K("storage"), K("object_lock")]),
+            "`object_lock` needs S3 storage: a local folder cannot hold objects immutable",
+            "not possible with file://",
+            Some(
+                "use an `s3://` bucket created with Object Lock enabled, or remove `object_lock`"
+                    .into(),
+            ),
+        );
+    }
+    if !(1..=crate::store::object_lock::MAX_DAYS).contains(&lock.days) {
+        sink.error(
+            at("days"),
+            format!("invalid Object Lock retention of {} days", lock.days),
+            "1 to 36500",
+            Some("S3 retention is 1 day to 100 years, e.g. `days = 30`".into()),
+        );
+    }
+    if s.checksum.as_deref() == Some("when_required") {
+        sink.error(
+            doc.value(&[K("storage"), K("checksum")]),
+            "`checksum = \"when_required\"` sends no checksum, and S3 refuses Object Lock uploads without one",
+            "no checksum",
+            Some("remove `checksum` (Object Lock then sends CRC32) or set `crc32` / `crc32c`".into()),
         );
     }
 }

@@ -6,6 +6,7 @@
 //! can be resumed from a [`MultipartState`] checkpoint.
 
 pub mod fs;
+pub mod object_lock;
 pub mod s3;
 pub mod url;
 
@@ -184,6 +185,20 @@ pub trait Store: Send + Sync {
     /// store has no such notion (a local folder).
     async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
         Ok(None)
+    }
+    /// Whether the bucket has S3 Object Lock enabled (`false` for a local folder and for servers
+    /// without Object Lock).
+    async fn object_lock_enabled(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// The Object Lock retention of an object (`None`: none, or no such notion).
+    async fn retention(&self, _key: &str) -> StoreResult<Option<object_lock::ObjectRetention>> {
+        Ok(None)
+    }
+    /// Extends the retention of an existing object to at least `until` (never shortens it).
+    /// A no-op on stores without Object Lock configured.
+    async fn extend_retention(&self, _key: &str, _until: jiff::Timestamp) -> StoreResult<()> {
+        Ok(())
     }
 }
 
