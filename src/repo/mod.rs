@@ -24,6 +24,7 @@ pub mod keys;
 pub mod legacy;
 pub mod locked;
 pub mod manifest;
+pub mod object;
 pub mod prune;
 pub mod quarantine;
 pub mod rekey;

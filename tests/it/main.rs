@@ -21,6 +21,7 @@ mod exec_support;
 mod object_lock;
 mod support;
 
+mod architecture;
 mod cassandra_emulator;
 mod cassandra_layout;
 mod cassandra_nodetool;
