@@ -263,6 +263,19 @@ async fn every_object_is_locked_reuse_extends_and_prune_leaves_locked_objects() 
             .unwrap()
             .is_some()
     );
+    // forget shares the collection: the named backup is locked, so it stays and is reported.
+    let (code, out) = env.cbk(&[
+        "forget",
+        BACKUP2,
+        "--plan",
+        &plan.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "forget: {out}");
+    let r: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..])
+        .unwrap_or_else(|e| panic!("forget JSON: {e}: {out}"));
+    assert_eq!(r["deleted_backups"], serde_json::json!([]), "{r}");
+    assert_eq!(r["locked_backups"][0]["backup"], BACKUP2, "{r}");
     env.assert_verify_deep(&plan, BACKUP2);
 }
 
