@@ -28,6 +28,7 @@ const REVIEWED: &[&str] = &[
     "storage.sse_kms_key_id",
     "storage.checksum",
     "storage.part_size",
+    "storage.object_lock.*",
     "backup.name",
     "templates.backup.name",
     "backup.mode",

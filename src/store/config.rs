@@ -53,6 +53,10 @@ pub struct StorageConfig {
     /// `auto`, `when_required` or `crc32c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// S3 Object Lock retention put on every stored object (S3 only; the bucket must have
+    /// Object Lock enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<super::object_lock::ObjectLock>,
 }
 
 impl StorageConfig {

@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod config;
 pub mod fs;
+pub mod object_lock;
 pub mod s3;
 pub mod url;
 
@@ -186,6 +187,20 @@ pub trait Store: Send + Sync {
     /// store has no such notion (a local folder).
     async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
         Ok(None)
+    }
+    /// Whether the bucket has S3 Object Lock enabled (`false` for a local folder and for servers
+    /// without Object Lock).
+    async fn object_lock_enabled(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// The Object Lock retention of an object (`None`: none, or no such notion).
+    async fn retention(&self, _key: &str) -> StoreResult<Option<object_lock::ObjectRetention>> {
+        Ok(None)
+    }
+    /// Extends the retention of an existing object to at least `until` (never shortens it).
+    /// A no-op on stores without Object Lock configured.
+    async fn extend_retention(&self, _key: &str, _until: jiff::Timestamp) -> StoreResult<()> {
+        Ok(())
     }
 }
 

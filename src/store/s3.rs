@@ -8,6 +8,7 @@
 //! never from requests, so they cannot carry credentials.
 
 use super::config::{Sse, StorageConfig};
+use super::object_lock::{LockMode, ObjectLock, ObjectRetention};
 use super::{
     CheckpointSink, CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PutIfAbsent,
     PutStats, PutStreamOptions, Store, StoreError, StoreResult, validate_key,
@@ -23,6 +24,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+    ObjectLockEnabled, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
     ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
@@ -62,7 +64,12 @@ pub struct S3Store {
     part_concurrency: usize,
     /// Checksum sent with each part (and object), or `None` when only required ones are sent.
     checksum: Option<ChecksumAlgorithm>,
+    /// Object Lock retention put on every object (but cbk's own probe objects).
+    object_lock: Option<ObjectLock>,
 }
+
+/// Keys never locked: cbk's probe objects, deleted right after they are written.
+const UNLOCKED_PREFIX: &str = ".cbk-probe/";
 
 /// Splits `s3://bucket/prefix` into the bucket and a normalised prefix (empty or ending in `/`).
 fn parse_url(url: &str) -> StoreResult<(String, String)> {
@@ -300,6 +307,11 @@ impl S3Store {
                 });
             }
         };
+        // S3 refuses an upload with Object Lock headers that carries no checksum.
+        let checksum = match (&config.object_lock, checksum) {
+            (Some(_), None) => Some(ChecksumAlgorithm::Crc32),
+            (_, c) => c,
+        };
         // One UploadPart must fit in one attempt even at a slow 256 KiB/s.
         let attempt_timeout = Duration::from_secs(120 + part_size / (256 * 1024));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -360,6 +372,7 @@ impl S3Store {
             part_size,
             part_concurrency,
             checksum,
+            object_lock: config.object_lock,
         })
     }
 
@@ -406,12 +419,27 @@ impl S3Store {
         }
     }
 
-    /// A PutObject with the store's encryption, class and checksum settings.
+    /// The Object Lock mode and date a new object at bucket key `full` gets (`None`: no lock).
+    fn lock_for(&self, full: &str) -> Option<(LockMode, aws_smithy_types::DateTime)> {
+        let lock = self.object_lock?;
+        let key = full.strip_prefix(&self.prefix).unwrap_or(full);
+        if key.starts_with(UNLOCKED_PREFIX) {
+            return None;
+        }
+        let until = lock.retain_until(jiff::Timestamp::now());
+        Some((
+            lock.mode,
+            aws_smithy_types::DateTime::from_secs(until.as_second()),
+        ))
+    }
+
+    /// A PutObject with the store's encryption, class, checksum and Object Lock settings.
     fn put_request(
         &self,
         full: &str,
         data: Bytes,
     ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let lock = self.lock_for(full);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -422,6 +450,31 @@ impl S3Store {
             .set_ssekms_key_id(self.kms_key())
             .set_storage_class(self.storage_class.clone())
             .set_checksum_algorithm(self.checksum.clone())
+            .set_object_lock_mode(lock.map(|(m, _)| ObjectLockMode::from(m.s3_name())))
+            .set_object_lock_retain_until_date(lock.map(|(_, d)| d))
+    }
+
+    /// PutObjectRetention of the current version of `full`.
+    async fn put_retention(
+        &self,
+        full: &str,
+        mode: LockMode,
+        until: aws_smithy_types::DateTime,
+    ) -> StoreResult<()> {
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(full)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::from(mode.s3_name()))
+                    .retain_until_date(until)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, "PutObjectRetention", e))?;
+        Ok(())
     }
 
     async fn abort(&self, full: &str, upload_id: &str) {
@@ -524,6 +577,7 @@ impl S3Store {
 
     /// Creates a multipart upload with the store's settings; returns the upload id.
     async fn create_upload(&self, full: &str) -> StoreResult<String> {
+        let lock = self.lock_for(full);
         let out = self
             .client
             .create_multipart_upload()
@@ -533,6 +587,8 @@ impl S3Store {
             .set_ssekms_key_id(self.kms_key())
             .set_storage_class(self.storage_class.clone())
             .set_checksum_algorithm(self.checksum.clone())
+            .set_object_lock_mode(lock.map(|(m, _)| ObjectLockMode::from(m.s3_name())))
+            .set_object_lock_retain_until_date(lock.map(|(_, d)| d))
             .send()
             .await
             .map_err(|e| sdk_err(full, "CreateMultipartUpload", e))?;
@@ -746,6 +802,11 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(up.full, "CompleteMultipartUpload", e))?;
+        // Some servers (moto 5.2.5) drop the lock headers of CreateMultipartUpload: set the
+        // retention on the completed object too (one request per multipart object).
+        if let Some((mode, until)) = self.lock_for(up.full) {
+            self.put_retention(up.full, mode, until).await?;
+        }
         Ok(up.stats)
     }
 
@@ -1197,6 +1258,89 @@ impl Store for S3Store {
 
     async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
         self.probe_sse().await
+    }
+
+    async fn object_lock_enabled(&self) -> StoreResult<bool> {
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                == Some(&ObjectLockEnabled::Enabled)),
+            Err(e) => {
+                let (status, code) = status_and_code(&e);
+                match code.as_deref() {
+                    Some(
+                        "ObjectLockConfigurationNotFoundError"
+                        | "NoSuchObjectLockConfiguration"
+                        | "NotImplemented",
+                    ) => Ok(false),
+                    Some("AccessDenied") if self.object_lock.is_none() => {
+                        tracing::warn!(
+                            store = %self.describe(),
+                            "cannot tell whether the bucket has Object Lock (GetObjectLockConfiguration: AccessDenied): \
+                             locked objects are not recognised; grant s3:GetBucketObjectLockConfiguration"
+                        );
+                        Ok(false)
+                    }
+                    _ if status == Some(501) => Ok(false),
+                    _ => Err(sdk_err(&self.bucket, "GetObjectLockConfiguration", e)),
+                }
+            }
+        }
+    }
+
+    async fn retention(&self, key: &str) -> StoreResult<Option<ObjectRetention>> {
+        // HeadObject reports the retention (to callers allowed s3:GetObjectRetention); moto
+        // 5.2.5 has no GetObjectRetention.
+        let full = self.full(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.object_lock_retain_until_date().and_then(|d| {
+                Some(ObjectRetention {
+                    mode: out
+                        .object_lock_mode()
+                        .and_then(|m| LockMode::from_s3(m.as_str())),
+                    until: jiff::Timestamp::from_second(d.secs()).ok()?,
+                })
+            })),
+            Err(e) => match not_found_or(key, &full, "HeadObject", e) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn extend_retention(&self, key: &str, until: jiff::Timestamp) -> StoreResult<()> {
+        let Some(lock) = self.object_lock else {
+            return Ok(());
+        };
+        let full = self.full(key)?;
+        let date = aws_smithy_types::DateTime::from_secs(until.as_second());
+        let Err(first) = self.put_retention(&full, lock.mode, date).await else {
+            return Ok(());
+        };
+        // Refused: S3 never shortens a lock (without a bypass) nor turns compliance into
+        // governance. Fine when the object is already locked long enough; a compliance
+        // object is extended in compliance mode.
+        match self.retention(key).await? {
+            Some(r) if r.until >= until => Ok(()),
+            Some(ObjectRetention {
+                mode: Some(mode), ..
+            }) if mode != lock.mode => self.put_retention(&full, mode, date).await,
+            _ => Err(first),
+        }
     }
 }
 

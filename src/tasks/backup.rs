@@ -139,10 +139,30 @@ async fn check_encryption(rt: &Runtime) -> Result<(), TaskError> {
     }
 }
 
+/// A plan with `object_lock` writes only to a bucket with Object Lock enabled: otherwise every
+/// upload would be refused (or, on a server that ignores the headers, nothing would be locked).
+async fn check_object_lock(rt: &Runtime) -> Result<(), TaskError> {
+    let Some(storage) = rt.run.plan.storage.as_ref() else {
+        return Ok(());
+    };
+    if storage.object_lock.is_none() || rt.run.plan.backup.is_none() {
+        return Ok(());
+    }
+    let store = rt.store().await?;
+    if store.object_lock_enabled().await.map_err(store_err)? {
+        return Ok(());
+    }
+    Err(TaskError::fatal(format!(
+        "[storage] object_lock is set but {} has no Object Lock enabled (GetObjectLockConfiguration);          nothing was snapshotted or stored: use a bucket created with Object Lock          (`aws s3api create-bucket --object-lock-enabled-for-bucket`), or remove object_lock",
+        store.describe()
+    )))
+}
+
 /// `probe[HOST]`: host id, dc/rack, version, tokens and folders; stored for the later tasks.
 pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     refuse_complete_backup(rt).await?;
     check_encryption(rt).await?;
+    check_object_lock(rt).await?;
     let info = nodetool::parse_info(
         &node::nodetool(rt, host, &["info".into()])
             .await
@@ -666,16 +686,56 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
             .into(),
         None => json(&m),
     };
+    let extended = extend_retention(rt, &store, &m.tables).await?;
     store.put_bytes(&key, body).await.map_err(store_err)?;
+    let locked = match extended {
+        0 => String::new(),
+        n => format!("; retention of {n} objects extended"),
+    };
     Ok(Outcome {
         summary: format!(
-            "node manifest {key}: {} tables, {} files, {} bytes",
+            "node manifest {key}: {} tables, {} files, {} bytes{locked}",
             m.tables.len(),
             totals.files,
             totals.bytes
         ),
-        data: serde_json::json!({ "key": key }),
+        data: serde_json::json!({ "key": key, "retention_extended": extended }),
     })
+}
+
+/// With `object_lock`, every object the node manifest references (also those stored by an
+/// earlier backup and reused) is locked at least as long as the manifest about to be written:
+/// to the date a write an hour from now gets. Done before the manifest, the commit point, so a
+/// failure is retried. Returns the number of objects extended.
+async fn extend_retention(
+    rt: &Runtime,
+    store: &Arc<dyn Store>,
+    tables: &[TableEntry],
+) -> Result<usize, TaskError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let Some(lock) = rt.run.plan.storage.as_ref().and_then(|s| s.object_lock) else {
+        return Ok(0);
+    };
+    let until = lock.retain_until(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1));
+    let encrypted = rt.run.plan.encryption.is_some();
+    let mut objects: Vec<String> = Vec::new();
+    for f in tables.iter().flat_map(|t| &t.files) {
+        objects.push(f.key.clone());
+        if encrypted {
+            objects.push(crate::crypt::stream::key_object(&f.key));
+        }
+    }
+    let n = objects.len();
+    stream::iter(objects)
+        .map(|k| {
+            let store = store.clone();
+            async move { store.extend_retention(&k, until).await }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .map_err(store_err)?;
+    Ok(n)
 }
 
 /// `clear_snapshot[HOST]` is satisfied when the tag is gone.

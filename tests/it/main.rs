@@ -18,6 +18,7 @@
 
 mod cassandra_support;
 mod exec_support;
+mod object_lock;
 mod support;
 
 mod architecture;

@@ -1,5 +1,6 @@
 //! `[storage]`: the URL (through the store's one URL parser), S3-only settings, server-side
-//! encryption, storage class, credential variable names, part size and checksum mode.
+//! encryption, storage class, credential variable names, part size, checksum mode and Object
+//! Lock.
 
 use super::{Doc, K, valid_env_name};
 use crate::plan::diag::{Sink, suggest};
@@ -12,6 +13,47 @@ pub fn check(sink: &mut Sink, doc: &Doc<'_>, s: &StorageConfig) {
     server_side(sink, doc, s);
     credentials(sink, doc, s);
     transfer(sink, doc, s);
+    if let Some(lock) = &s.object_lock {
+        object_lock(sink, doc, s, lock, is_file);
+    }
+}
+
+/// `object_lock` needs S3 (a folder has no retention), a sane number of days, and checksums.
+fn object_lock(
+    sink: &mut Sink,
+    doc: &Doc<'_>,
+    s: &StorageConfig,
+    lock: &crate::store::object_lock::ObjectLock,
+    is_file: bool,
+) {
+    let at = |k: &'static str| doc.value(&[K("storage"), K("object_lock"), K(k)]);
+    if is_file {
+        sink.error(
+            doc.value(&[K("storage"), K("object_lock")]),
+            "`object_lock` needs S3 storage: a local folder cannot hold objects immutable",
+            "not possible with file://",
+            Some(
+                "use an `s3://` bucket created with Object Lock enabled, or remove `object_lock`"
+                    .into(),
+            ),
+        );
+    }
+    if !(1..=crate::store::object_lock::MAX_DAYS).contains(&lock.days) {
+        sink.error(
+            at("days"),
+            format!("invalid Object Lock retention of {} days", lock.days),
+            "1 to 36500",
+            Some("S3 retention is 1 day to 100 years, e.g. `days = 30`".into()),
+        );
+    }
+    if s.checksum.as_deref() == Some("when_required") {
+        sink.error(
+            doc.value(&[K("storage"), K("checksum")]),
+            "`checksum = \"when_required\"` sends no checksum, and S3 refuses Object Lock uploads without one",
+            "no checksum",
+            Some("remove `checksum` (Object Lock then sends CRC32) or set `crc32` / `crc32c`".into()),
+        );
+    }
 }
 
 /// The URL, through the store's one URL parser; returns whether it is a `file://` URL.
