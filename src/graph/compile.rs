@@ -118,6 +118,10 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
 pub const REBUILT_INDEXES: &str =
     "found at apply: each index of the included tables whose source holds no index sstable";
 
+/// How `resolve` assigns the backup hosts that have no target of their name (`loader` without a
+/// host map), as `cbk plan` shows it: the hosts are known only once the backup is chosen.
+pub const SPREAD_RULE: &str = "each backup host without a target of its name goes to the target with the fewest sources (plan order on ties), at resolve";
+
 /// Whether a restore's source is a legacy `cassandra_backups` bucket (`legacy:<base>/<name>`).
 pub fn restores_legacy(plan: &PlanFile) -> bool {
     plan.restore
@@ -367,11 +371,16 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     };
     let bi = builtins(plan);
     let backup = r.backup_name.clone().unwrap_or_default();
-    // Source host for each target host (restore with a host map).
-    let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+    // Source hosts of each target host (restore with a host map; `loader` may map several).
+    let mut source_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut mapped = false;
     if let Some(rs) = &plan.restore {
         for (src, dst) in &rs.host_map {
-            source_of.insert(dst.as_str(), src.as_str());
+            source_of
+                .entry(dst.as_str())
+                .or_default()
+                .push(src.as_str());
+            mapped = true;
         }
     }
     let limits = &plan.limits;
@@ -379,7 +388,12 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         let name = kind.as_str();
         if *scope == Scope::Controller {
             let params = match kind {
-                TaskKind::Resolve => json!({ "source": r.restore_source }),
+                TaskKind::Resolve => match plan.restore.as_ref() {
+                    Some(rs) if rs.method == RestoreMethod::Loader && rs.host_map.is_empty() => {
+                        json!({ "source": r.restore_source, "unmatched_sources": SPREAD_RULE })
+                    }
+                    _ => json!({ "source": r.restore_source }),
+                },
                 TaskKind::Catalog => json!({ "backup": backup }),
                 _ => json!({}),
             };
@@ -387,7 +401,12 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
             continue;
         }
         for h in &host_names {
-            let src = source_of.get(h).copied().unwrap_or(h);
+            let src = match source_of.get(h) {
+                Some(v) => Value::from(v.as_slice()),
+                None if mapped => Value::from(Vec::<&str>::new()),
+                None => Value::from(*h),
+            };
+            let src = src_param(src);
             let mut tasks: Vec<(String, Params)> = Vec::new();
             let one = |p: Value| vec![(format!("{name}[{h}]"), Params::from(p))];
             match kind {
@@ -438,19 +457,21 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                 TaskKind::Loader => {
                     let rs = plan.restore.as_ref();
                     let spec = r.hosts.iter().find(|x| x.name == *h);
-                    tasks = one(json!({
-                        "source_host": src,
+                    let mut p = json!({
                         "nodes": loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
-                    }));
+                    });
+                    p[src.0] = src.1.clone();
+                    tasks = one(p);
                 }
                 TaskKind::Fetch | TaskKind::MatchTables => {
                     let rs = plan.restore.as_ref();
-                    tasks = one(json!({
+                    let mut p = json!({
                         "source": r.restore_source,
-                        "source_host": src,
                         "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
                         "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
-                    }));
+                    });
+                    p[src.0] = src.1.clone();
+                    tasks = one(p);
                 }
                 // The index names live in the target's schema and the tables without index
                 // sstables are known once `resolve` listed the source: both at apply, so the
@@ -464,7 +485,9 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                     }));
                 }
                 TaskKind::Move | TaskKind::Import | TaskKind::Refresh => {
-                    tasks = one(json!({ "source_host": src }));
+                    let mut p = json!({});
+                    p[src.0] = src.1.clone();
+                    tasks = one(p);
                 }
                 TaskKind::Repair => {
                     let opts = plan
@@ -543,6 +566,17 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
         }
     }
     order(b)
+}
+
+/// The source parameter of a restore task on a target: `source_host` (one name, as before
+/// `loader` restored other node counts) or `source_hosts` (the `host_map` names several, or
+/// none: a `loader` target that only receives).
+fn src_param(v: Value) -> (&'static str, Value) {
+    match v {
+        Value::Array(a) if a.len() == 1 => ("source_host", a[0].clone()),
+        Value::Array(a) => ("source_hosts", Value::Array(a)),
+        other => ("source_host", other),
+    }
 }
 
 /// sstableloader contact points: the plan's, else the node itself (its address, else its name).

@@ -1181,12 +1181,18 @@ fn check_restore(
                 "not a host of this cluster",
                 Some(unknown_host_help(dst)),
             );
-        } else if let Some(prev) = targets.insert(dst.as_str(), src.as_str()) {
+        } else if let Some(prev) = targets.insert(dst.as_str(), src.as_str())
+            && r.method != RestoreMethod::Loader
+        {
             sink.error(
                 doc.value(&path),
                 format!("hosts `{prev}` and `{src}` both map to `{dst}`"),
                 "mapped twice",
-                Some("each target host receives one source host's data".into()),
+                Some(
+                    "with this method each target host receives one source host's data; \
+                     method = \"loader\" streams several source hosts from one target"
+                        .into(),
+                ),
             );
         }
     }

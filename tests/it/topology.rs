@@ -1,0 +1,358 @@
+//! Restores into another topology over real sshd + the node emulator + moto (docs/restore.md,
+//! "Restoring into another topology"): a 3-node backup loaded (`method = "loader"`) into 2
+//! nodes (a target streams two backup hosts) and into 5 nodes (two targets stream nothing),
+//! with `cbk plan` showing which target streams which backup host.
+//!
+//! The emulator's sstableloader streams into the node of the host it runs on (docs/emulator.md,
+//! "Simplification"), so after a restore each target node holds exactly what it streamed:
+//! the test compares that, per table, as a multiset of (component, sha256) with the backed-up
+//! files of the backup hosts assigned to it. A source streamed twice would double its files,
+//! one streamed by no target would be missing.
+
+use crate::support::cluster::TestCluster;
+use crate::support::e2e::{Env, read_json, setup, start_nodes};
+use cbk::repo::manifest::{Catalog, NodeManifest};
+use std::collections::BTreeMap;
+
+/// table -> sorted (component, sha256) of its base sstable files.
+type TableFiles = BTreeMap<String, Vec<(String, String)>>;
+
+fn component(file: &str) -> String {
+    file.splitn(4, '-').nth(3).unwrap_or(file).to_string()
+}
+
+/// The base-table sstable files in the live folders of keyspace shop on a host.
+fn live_table_files(c: &TestCluster, host: &str) -> TableFiles {
+    let out = c.sh(
+        host,
+        "cd /var/lib/cassandra && for f in $(find data*/shop -mindepth 2 -maxdepth 2 -type f 2>/dev/null | sort); do \
+         echo \"$f $(sha256sum < $f | cut -c1-64)\"; done",
+    );
+    let mut m = TableFiles::new();
+    for line in out.lines() {
+        let (path, sum) = line.split_once(' ').unwrap();
+        let parts: Vec<&str> = path.split('/').collect();
+        let table = parts[2].split('-').next().unwrap().to_string();
+        m.entry(table)
+            .or_default()
+            .push((component(parts[3]), sum.to_string()));
+    }
+    for v in m.values_mut() {
+        v.sort();
+    }
+    m
+}
+
+/// What each backup host stored, decoded from the store.
+async fn backed_up(env: &Env, backup: &str) -> BTreeMap<String, TableFiles> {
+    let store = env.store().await;
+    let catalog: Catalog = read_json(store.as_ref(), &format!("catalog/{backup}.json")).await;
+    let mut expected: BTreeMap<String, TableFiles> = BTreeMap::new();
+    for h in &catalog.hosts {
+        let m: NodeManifest = read_json(store.as_ref(), &h.manifest).await;
+        let tables = expected.entry(h.name.clone()).or_default();
+        for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
+            for f in t.files.iter().filter(|f| !f.path.contains('/')) {
+                let plain = crate::support::e2e::stored_plain(store.as_ref(), f).await;
+                use sha2::Digest;
+                tables.entry(t.table.clone()).or_default().push((
+                    component(&f.path),
+                    hex::encode(sha2::Sha256::digest(&plain)),
+                ));
+            }
+        }
+        for v in tables.values_mut() {
+            v.sort();
+        }
+    }
+    expected
+}
+
+/// The union (multiset) of the files of `sources`.
+fn union(expected: &BTreeMap<String, TableFiles>, sources: &[&str]) -> TableFiles {
+    let mut m = TableFiles::new();
+    for s in sources {
+        for (t, files) in &expected[*s] {
+            m.entry(t.clone())
+                .or_default()
+                .extend(files.iter().cloned());
+        }
+    }
+    for v in m.values_mut() {
+        v.sort();
+    }
+    m
+}
+
+/// A target cluster of `n` nodes with keyspace shop (RF = `rf`) and no tables: the restore
+/// creates them from the backed-up schema.
+fn target_cluster(n: usize, rf: usize) -> TestCluster {
+    let b = TestCluster::start(n);
+    start_nodes(&b, "4.1", "");
+    for h in b.hosts() {
+        b.sh(
+            &h,
+            &format!(
+                "cassandra-emu cql \"CREATE KEYSPACE shop WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}\""
+            ),
+        );
+    }
+    b
+}
+
+/// A loader restore plan of `shop.*` into `b` (`extra`: more `[restore]` lines).
+fn loader_plan(env: &Env, b: &TestCluster, name: &str, extra: &str) -> std::path::PathBuf {
+    env.plan(
+        name,
+        b,
+        &format!(
+            "kind = \"restore\"\n[restore]\nsource = \"latest\"\nmethod = \"loader\"\ninclude = [\"shop.*\"]\n\
+             create_missing_tables = true\n{extra}"
+        ),
+    )
+}
+
+/// The task line of `address` in a human plan view.
+fn task_line<'a>(shown: &'a str, address: &str) -> &'a str {
+    shown
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(address))
+        .unwrap_or_else(|| panic!("no {address} in {shown}"))
+}
+
+/// The params of `address` in a JSON plan view.
+fn json_params(json: &str, address: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["address"] == address)
+        .unwrap_or_else(|| panic!("no {address} in {json}"))["params"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loader_restores_three_nodes_into_two_and_into_five() {
+    let env = setup("4.1").await;
+    let a = &env.cluster;
+    // Different sstable counts per node, so a wrong assignment cannot match by chance.
+    for (h, flushes) in [("node1", 1), ("node3", 2)] {
+        for _ in 0..flushes {
+            a.sh(
+                h,
+                "cassandra-emu write shop orders --rows 1 && nodetool flush shop",
+            );
+        }
+    }
+    let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    let expected = backed_up(&env, "nightly-20260301T020000Z").await;
+    assert_eq!(expected.len(), 3);
+
+    // Into 2 nodes whose keyspace shop keeps RF 3: refused by `resolve`, before any node is
+    // touched (nothing staged, no table created).
+    let rf3 = target_cluster(2, 3);
+    let plan = loader_plan(&env, &rf3, "into-two-rf3.toml", "");
+    let (code, log) = env.apply(&plan, "2026-03-01T12:00:00Z");
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("keyspace shop has replication factor 3 but the restore targets 2 node(s)"),
+        "{log}"
+    );
+    for h in rf3.hosts() {
+        assert_eq!(
+            rf3.sh(&h, "ls /var/lib/cassandra/cbk-staging 2>/dev/null | wc -l")
+                .trim(),
+            "0",
+            "{h} was touched"
+        );
+        assert!(!rf3.sh(&h, "cassandra-emu show").contains("orders"), "{h}");
+    }
+    drop(rf3);
+
+    // 3 -> 2 without a host map: node1 and node2 by name, node3 to the first target with the
+    // fewest sources (node1).
+    let two = target_cluster(2, 2);
+    let plan = loader_plan(&env, &two, "into-two.toml", "");
+    let (shown, code, log) = env.plan_and_apply(&plan, "2026-03-02T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        task_line(&shown, "resolve").contains(
+            "unmatched_sources=each backup host without a target of its name goes to the target with the fewest sources"
+        ),
+        "{shown}"
+    );
+    assert!(
+        task_line(&shown, "loader[node1]").contains("source_host=node1"),
+        "{shown}"
+    );
+    let resolve = log
+        .lines()
+        .find(|l| l.contains("restoring backup nightly-20260301T020000Z"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for pair in ["node1 (", "node2 (", "node3 ("] {
+        assert!(resolve.contains(pair), "{resolve}");
+    }
+    assert!(resolve.contains("-> node1 ["), "{resolve}");
+    assert!(
+        resolve
+            .split("; ")
+            .any(|p| p.starts_with("node3 (") && p.contains("-> node1 [")),
+        "node3 is not streamed by node1: {resolve}"
+    );
+    assert_eq!(
+        live_table_files(&two, "node1"),
+        union(&expected, &["node1", "node3"]),
+        "node1 does not hold exactly node1's and node3's backup"
+    );
+    assert_eq!(
+        live_table_files(&two, "node2"),
+        union(&expected, &["node2"])
+    );
+    assert!(
+        resolve.contains("replication factors of shop fit 2 target nodes"),
+        "{resolve}"
+    );
+    assert!(
+        log.contains("shop.orders from node3: "),
+        "the loads of node1 do not name their source: {log}"
+    );
+    for h in two.hosts() {
+        assert_eq!(
+            two.sh(&h, "find /var/lib/cassandra/cbk-staging -type f | wc -l")
+                .trim(),
+            "0",
+            "staging of {h}"
+        );
+    }
+    // The same saved plan again: every load is recorded, nothing streams twice.
+    let saved = plan.with_extension("2026-03-02T02:00:00Z.json");
+    let (code, again) = env.cbk(&[
+        "apply",
+        &saved.display().to_string(),
+        "--state",
+        &env.state("2026-03-02T02:00:00Z").display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(
+        live_table_files(&two, "node1"),
+        union(&expected, &["node1", "node3"])
+    );
+
+    // 3 -> 5 through a host map: node4, node5 and node1 stream one backup host each, node2
+    // and node3 none.
+    let five = target_cluster(5, 3);
+    let map = "[restore.host_map]\nnode1 = \"node5\"\nnode2 = \"node4\"\nnode3 = \"node1\"\n";
+    let plan = loader_plan(&env, &five, "into-five.toml", map);
+    let (code, json) = env.cbk(&[
+        "plan",
+        &plan.display().to_string(),
+        "--now",
+        "2026-03-03T02:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json_params(&json, "loader[node5]")["source_host"], "node1");
+    assert_eq!(
+        json_params(&json, "fetch[node2]")["source_hosts"],
+        serde_json::json!([])
+    );
+    let (shown, code, log) = env.plan_and_apply(&plan, "2026-03-03T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        task_line(&shown, "loader[node2]").contains("source_hosts=none"),
+        "{shown}"
+    );
+    assert!(
+        task_line(&shown, "fetch[node4]").contains("source_host=node2"),
+        "{shown}"
+    );
+    assert!(
+        log.contains("nothing to stage: no backup host is assigned to node2"),
+        "{log}"
+    );
+    for (src, dst) in [("node1", "node5"), ("node2", "node4"), ("node3", "node1")] {
+        assert_eq!(
+            live_table_files(&five, dst),
+            union(&expected, &[src]),
+            "{dst} does not hold exactly {src}'s backup"
+        );
+    }
+    for dst in ["node2", "node3"] {
+        assert_eq!(live_table_files(&five, dst), TableFiles::new(), "{dst}");
+    }
+}
+
+/// `cbk plan` of a host map that sends two backup hosts to one target: allowed for `loader`
+/// and shown on every task of that target; refused for the other methods.
+#[test]
+fn host_map_with_two_sources_per_target_is_planned_for_loader_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |method: &str| {
+        let p = dir.path().join(format!("{method}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "version = 1\nkind = \"restore\"\n[cluster]\nname = \"c\"\nhosts = [\"b1\", \"b2\"]\n\
+                 [storage]\nurl = \"file:///tmp/none\"\n[restore]\nsource = \"latest\"\nmethod = \"{method}\"\n\
+                 [restore.host_map]\na1 = \"b1\"\na2 = \"b2\"\na3 = \"b1\"\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let p = plan("loader");
+    let (code, shown) = crate::support::run_cbk(
+        &[
+            "plan",
+            &p.display().to_string(),
+            "--now",
+            "2026-03-01T00:00:00Z",
+        ],
+        &[("NO_COLOR", "1")],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        task_line(&shown, "loader[b1]").contains("source_hosts=a1 a3"),
+        "{shown}"
+    );
+    assert!(
+        task_line(&shown, "fetch[b2]").contains("source_host=a2"),
+        "{shown}"
+    );
+    let (code, json) = crate::support::run_cbk(
+        &[
+            "plan",
+            &p.display().to_string(),
+            "--now",
+            "2026-03-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(
+        json_params(&json, "fetch[b1]")["source_hosts"],
+        serde_json::json!(["a1", "a3"])
+    );
+    let p = plan("import");
+    let (code, err) = crate::support::run_cbk(
+        &[
+            "plan",
+            &p.display().to_string(),
+            "--now",
+            "2026-03-01T00:00:00Z",
+        ],
+        &[("NO_COLOR", "1")],
+    );
+    assert_eq!(code, 64, "{err}");
+    let err = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        err.contains("hosts `a1` and `a3` both map to `b1`"),
+        "{err}"
+    );
+    assert!(err.contains("method = \"loader\" streams several"), "{err}");
+}
