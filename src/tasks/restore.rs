@@ -374,6 +374,10 @@ pub struct StagedTable {
     /// The backed-up host, when the target restores several (`loader`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// `ks.table` in the backup, when restored under another name (`target_keyspace`,
+    /// `target_table`); `keyspace`/`table` are then the target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 /// What `fetch[HOST]` leaves for the later tasks.
@@ -484,14 +488,20 @@ pub async fn fetch(
                 keys::check_table(t)
                     .map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
                 let table_folder = format!("{}/{}", t.keyspace, t.folder());
-                let folder = format!("{prefix}{table_folder}");
+                // Staged under the names it is loaded into (sstableloader and older `nodetool
+                // import` take the keyspace and table from the folder).
+                let (ks, table) = super::restore_topology::target_names(cfg, &t.keyspace, &t.table);
+                let folder = format!("{prefix}{ks}/{table}-{}", t.id);
+                let renamed = (ks != t.keyspace || table != t.table)
+                    .then(|| format!("{}.{}", t.keyspace, t.table));
                 let entry = tables.entry(folder.clone()).or_insert_with(|| StagedTable {
-                    keyspace: t.keyspace.clone(),
-                    table: t.table.clone(),
+                    keyspace: ks,
+                    table,
                     backup_id: t.id.clone(),
                     staged: folder.clone(),
                     schema_cql: None,
                     source: several.then(|| source.source_host.clone()),
+                    renamed_from: renamed,
                 });
                 if t.schema_cql.is_some() {
                     entry.schema_cql = t.schema_cql.clone();
@@ -724,8 +734,24 @@ pub async fn match_tables(
                 )));
             }
             create_table(rt, host, t).await?;
-            live.push((t.keyspace.clone(), t.table.clone(), t.backup_id.clone()));
-            t.backup_id.clone()
+            match (&t.renamed_from, &rt.run.plan.cassandra.cqlsh) {
+                // Created under a new name without the backed-up id: Cassandra chose one.
+                (Some(_), Some(c)) => {
+                    live = live_ids_cqlsh(rt, host, c).await?;
+                    live.iter()
+                        .find(|(k, n, _)| *k == t.keyspace && *n == t.table)
+                        .map(|(_, _, id)| id.clone())
+                        .ok_or_else(|| {
+                            TaskError::fatal(format!(
+                                "{name} is still missing on {host} after creating it"
+                            ))
+                        })?
+                }
+                _ => {
+                    live.push((t.keyspace.clone(), t.table.clone(), t.backup_id.clone()));
+                    t.backup_id.clone()
+                }
+            }
         } else {
             return Err(TaskError::fatal(format!(
                 "{name} has several table folders on {host} ({}) and the live id cannot be read; \
@@ -745,10 +771,18 @@ pub async fn match_tables(
             staged: t.staged.clone(),
             source: t.source.clone(),
         };
+        let from = t
+            .renamed_from
+            .as_deref()
+            .and_then(|f| f.split_once('.'))
+            .map_or(t.table.as_str(), |(_, table)| table);
         lines.push(format!(
-            "{}: {}-{} -> {}-{}",
+            "{}{}: {from}-{} -> {}-{}",
             m.load_name(),
-            t.table,
+            t.renamed_from
+                .as_deref()
+                .map(|f| format!(" (backed up as {f})"))
+                .unwrap_or_default(),
             t.backup_id,
             t.table,
             m.live_id
@@ -795,7 +829,11 @@ async fn create_table(rt: &Runtime, host: &str, t: &StagedTable) -> Result<(), T
     let cqlsh = rt.run.plan.cassandra.cqlsh.as_ref().ok_or_else(|| {
         TaskError::fatal("creating missing tables needs cassandra.cqlsh in the plan")
     })?;
-    node::run_checked(rt, host, "cqlsh", cqlsh, &["-e".into(), cql.clone()], None).await?;
+    let cql = match t.renamed_from.as_deref().and_then(|f| f.split_once('.')) {
+        Some(from) => super::restore_topology::retarget_schema(cql, from, (&t.keyspace, &t.table)),
+        None => cql.clone(),
+    };
+    node::run_checked(rt, host, "cqlsh", cqlsh, &["-e".into(), cql], None).await?;
     Ok(())
 }
 

@@ -245,6 +245,7 @@ pub async fn stage(
             staged: folder,
             schema_cql: None,
             source: None,
+            renamed_from: None,
         });
         if let Some(old) = files.get(&dest) {
             return Err(TaskError::fatal(format!(

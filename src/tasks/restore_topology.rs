@@ -247,6 +247,88 @@ pub(super) async fn check_live_replication(
     })
 }
 
+/// The keyspace and table a backed-up table is restored into: `target_keyspace` /
+/// `target_table` when set, else its own names.
+pub fn target_names(cfg: &RestoreConfig, keyspace: &str, table: &str) -> (String, String) {
+    (
+        cfg.target_keyspace
+            .clone()
+            .unwrap_or_else(|| keyspace.into()),
+        cfg.target_table.clone().unwrap_or_else(|| table.into()),
+    )
+}
+
+/// A backed-up `schema.cql` for a table restored under another name: `from` (`ks`, `table`)
+/// becomes `to` in every statement, the `WITH ID` clause goes (the new table must not take the
+/// id of the live one it is restored beside), index names get the new table's name in front
+/// (index names are unique per keyspace) and user types move to the new keyspace.
+pub fn retarget_schema(cql: &str, from: (&str, &str), to: (&str, &str)) -> String {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let old = format!("{}.{}", from.0, from.1);
+    let new = format!("{}.{}", to.0, to.1);
+    // `ks.table` as a whole name (not `ks.table_x`).
+    let mut text = String::new();
+    let mut rest = cql;
+    while let Some(i) = rest.find(&old) {
+        let after = &rest[i + old.len()..];
+        let before_ok = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !ident(c) && c != '.');
+        let after_ok = after.chars().next().is_none_or(|c| !ident(c));
+        text.push_str(&rest[..i]);
+        text.push_str(if before_ok && after_ok { &new } else { &old });
+        rest = after;
+    }
+    text.push_str(rest);
+    // `WITH ID = <uuid>` then `AND x` -> `WITH x`; alone -> removed.
+    if let Some(i) = text.find("WITH ID = ") {
+        let tail = &text[i + "WITH ID = ".len()..];
+        let id_len = tail
+            .find(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+            .unwrap_or(tail.len());
+        let after = &tail[id_len..];
+        let trimmed = after.trim_start();
+        let replaced = match trimmed.strip_prefix("AND ") {
+            Some(more) => format!("{}WITH {more}", &text[..i]),
+            None => format!("{}{trimmed}", text[..i].trim_end()),
+        };
+        text = replaced;
+    }
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut line = line.to_string();
+        if let Some(rest) = line
+            .strip_prefix("CREATE TYPE IF NOT EXISTS ")
+            .and_then(|r| r.strip_prefix(&format!("{}.", from.0)))
+        {
+            line = format!("CREATE TYPE IF NOT EXISTS {}.{rest}", to.0);
+        }
+        if from.1 != to.1 {
+            for head in [
+                "CREATE INDEX IF NOT EXISTS ",
+                "CREATE CUSTOM INDEX IF NOT EXISTS ",
+                "CREATE INDEX ",
+                "CREATE CUSTOM INDEX ",
+            ] {
+                if let Some(rest) = line.strip_prefix(head)
+                    && !rest.starts_with("IF NOT EXISTS ")
+                    && !rest.starts_with("ON ")
+                {
+                    line = format!("{head}{}_{rest}", to.1);
+                    break;
+                }
+            }
+        }
+        out.push(line);
+    }
+    let mut joined = out.join("\n");
+    if cql.ends_with('\n') {
+        joined.push('\n');
+    }
+    joined
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +481,25 @@ mod tests {
         assert!(check_replication("shop", &nts, &t(&[("a", None), ("b", None)])).is_ok());
         let local = parse_replication("{'class': 'org.apache.cassandra.locator.LocalStrategy'}");
         assert!(check_replication("system", &local, &t(&[("a", None)])).is_ok());
+    }
+
+    #[test]
+    fn schema_is_retargeted_without_the_id() {
+        let cql = "CREATE TABLE IF NOT EXISTS shop.orders (\n    id uuid PRIMARY KEY,\n    name text\n) WITH ID = 5a1f6c10-0000-11f1-8000-000000000001\n    AND bloom_filter_fp_chance = 0.01\n    AND comment = '';\nCREATE INDEX IF NOT EXISTS orders_name ON shop.orders (name);\n";
+        let out = retarget_schema(cql, ("shop", "orders"), ("shop", "orders_restored"));
+        assert_eq!(
+            out,
+            "CREATE TABLE IF NOT EXISTS shop.orders_restored (\n    id uuid PRIMARY KEY,\n    name text\n) WITH bloom_filter_fp_chance = 0.01\n    AND comment = '';\nCREATE INDEX IF NOT EXISTS orders_restored_orders_name ON shop.orders_restored (name);\n"
+        );
+        let only_id = "CREATE TABLE shop.orders (id int PRIMARY KEY) WITH ID = 5a1f6c10-0000-11f1-8000-000000000001;\n";
+        assert_eq!(
+            retarget_schema(only_id, ("shop", "orders"), ("old", "orders")),
+            "CREATE TABLE old.orders (id int PRIMARY KEY);\n"
+        );
+        let types = "CREATE TYPE IF NOT EXISTS shop.addr (a text);\nCREATE TABLE IF NOT EXISTS shop.orders_x (id int PRIMARY KEY);\n";
+        assert_eq!(
+            retarget_schema(types, ("shop", "orders"), ("old", "orders")),
+            "CREATE TYPE IF NOT EXISTS old.addr (a text);\nCREATE TABLE IF NOT EXISTS shop.orders_x (id int PRIMARY KEY);\n"
+        );
     }
 }

@@ -23,10 +23,15 @@ fn component(file: &str) -> String {
 
 /// The base-table sstable files in the live folders of keyspace shop on a host.
 fn live_table_files(c: &TestCluster, host: &str) -> TableFiles {
+    live_files_of(c, host, "shop")
+}
+
+/// The base-table sstable files in the live folders of `keyspace` on a host.
+fn live_files_of(c: &TestCluster, host: &str, keyspace: &str) -> TableFiles {
     let out = c.sh(
         host,
-        "cd /var/lib/cassandra && for f in $(find data*/shop -mindepth 2 -maxdepth 2 -type f 2>/dev/null | sort); do \
-         echo \"$f $(sha256sum < $f | cut -c1-64)\"; done",
+        &format!("cd /var/lib/cassandra && for f in $(find data*/{keyspace} -mindepth 2 -maxdepth 2 -type f 2>/dev/null | sort); do \
+         echo \"$f $(sha256sum < $f | cut -c1-64)\"; done"),
     );
     let mut m = TableFiles::new();
     for line in out.lines() {
@@ -355,4 +360,110 @@ fn host_map_with_two_sources_per_target_is_planned_for_loader_only() {
         "{err}"
     );
     assert!(err.contains("method = \"loader\" streams several"), "{err}");
+}
+
+/// The live table folders (`table-id`) of `keyspace` on a host.
+fn live_folders(c: &TestCluster, host: &str, keyspace: &str) -> Vec<String> {
+    let out = c.sh(
+        host,
+        &format!("ls -d /var/lib/cassandra/data*/{keyspace}/*/ 2>/dev/null | xargs -rn1 basename | sort -u"),
+    );
+    out.lines().map(String::from).collect()
+}
+
+/// `target_table` (import) and `target_keyspace` (loader) restore beside the live tables of the
+/// same cluster: new tables created from the backed-up schema under the new names (with ids of
+/// their own), each holding exactly the backed-up files of its node, the live tables untouched;
+/// `restart` with a target name is refused at plan time.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_keyspace_and_table_restore_beside_the_live_data() {
+    let env = setup("4.1").await;
+    let a = &env.cluster;
+    let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    let expected = backed_up(&env, "nightly-20260301T020000Z").await;
+    // Writes after the backup: the live tables now differ from it.
+    for h in a.hosts() {
+        crate::support::e2e::write_flush(a, &h, 10, 10);
+    }
+    let live_before: Vec<TableFiles> = a.hosts().iter().map(|h| live_table_files(a, h)).collect();
+    let orders_id = crate::support::e2e::ORDERS_ID.replace('-', "");
+
+    // import into shop.orders_restored (created from the backed-up schema, without its id).
+    let plan = env.plan(
+        "beside-import.toml",
+        a,
+        "kind = \"restore\"\n[restore]\nsource = \"latest\"\nmethod = \"import\"\ninclude = [\"shop.orders\"]\n\
+         target_table = \"orders_restored\"\ncreate_missing_tables = true\n",
+    );
+    let (code, log) = env.apply(&plan, "2026-03-02T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("(backed up as shop.orders)"), "{log}");
+    for (i, h) in a.hosts().iter().enumerate() {
+        let live = live_table_files(a, h);
+        assert_eq!(
+            live["orders_restored"], expected[h]["orders"],
+            "{h}: orders_restored does not hold exactly the backed-up orders"
+        );
+        let mut others = live.clone();
+        others.remove("orders_restored");
+        assert_eq!(others, live_before[i], "{h}: a live table changed");
+        let folders = live_folders(a, h, "shop");
+        let restored: Vec<&String> = folders
+            .iter()
+            .filter(|f| f.starts_with("orders_restored-"))
+            .collect();
+        assert_eq!(restored.len(), 1, "{folders:?}");
+        assert!(
+            !restored[0].ends_with(&orders_id),
+            "took the live id: {folders:?}"
+        );
+    }
+
+    // loader into keyspace shop_copy (it exists; the table and its index are created there).
+    for h in a.hosts() {
+        a.sh(
+            &h,
+            "cassandra-emu cql \"CREATE KEYSPACE shop_copy WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}\"",
+        );
+    }
+    let plan = env.plan(
+        "beside-loader.toml",
+        a,
+        "kind = \"restore\"\n[restore]\nsource = \"latest\"\nmethod = \"loader\"\ninclude = [\"shop.customers\"]\n\
+         target_keyspace = \"shop_copy\"\ncreate_missing_tables = true\n",
+    );
+    let (code, log) = env.apply(&plan, "2026-03-03T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    for (i, h) in a.hosts().iter().enumerate() {
+        let copy = live_files_of(a, h, "shop_copy");
+        assert_eq!(
+            copy.keys().collect::<Vec<_>>(),
+            ["customers"],
+            "{h}: {copy:?}"
+        );
+        assert_eq!(copy["customers"], expected[h]["customers"], "{h}");
+        let mut shop = live_table_files(a, h);
+        shop.remove("orders_restored");
+        assert_eq!(shop, live_before[i], "{h}: a live table of shop changed");
+        let show = a.sh(h, "cassandra-emu show");
+        assert!(show.contains("shop_copy"), "{show}");
+    }
+
+    // restart with a target name: refused at plan time, with the place in the file.
+    let plan = env.plan(
+        "beside-restart.toml",
+        a,
+        "kind = \"restore\"\n[restore]\nsource = \"latest\"\nmethod = \"restart\"\ninclude = [\"shop.orders\"]\n\
+         target_table = \"orders_restored\"\n",
+    );
+    let (code, err) = env.cbk(&["plan", &plan.display().to_string()]);
+    assert_eq!(code, 64, "{err}");
+    let flat = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("`target_table` does not apply to method `restart`"),
+        "{err}"
+    );
+    assert!(flat.contains("beside-restart.toml:7:16"), "{err}");
+    assert!(flat.contains("use `method = \"import\"`"), "{err}");
 }
