@@ -1295,6 +1295,16 @@ fn check_restore(
     check_loader(sink, doc, r);
     check_delta(sink, doc, r);
     check_target_names(sink, doc, r);
+    for (i, dc) in r.datacenters.iter().enumerate() {
+        if dc.trim().is_empty() {
+            sink.error(
+                doc.value(&[K("restore"), K("datacenters"), I(i)]),
+                "empty data center name".to_string(),
+                "empty",
+                Some("name data centers as `nodetool status` shows them".into()),
+            );
+        }
+    }
     let path = [K("restore"), K("source")];
     let span = doc.value(&path);
     let src = ctx.render(sink, &path, &r.source, vars)?;

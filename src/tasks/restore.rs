@@ -263,6 +263,7 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         .map(|h| SourceHost {
             name: h.name.clone(),
             host_id: h.host_id.clone(),
+            dc: h.dc.clone(),
         })
         .collect();
     let assigned = super::restore_topology::assign(cfg, &targets, &sources)
@@ -323,6 +324,12 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         notes += &format!(
             "; streaming into, no source of their own: {}",
             receivers.join(", ")
+        );
+    }
+    if !assigned.other_dcs.is_empty() {
+        notes += &format!(
+            "; not restored (data center not in restore.datacenters): {}",
+            super::restore_topology::names(&sources, &assigned.other_dcs)
         );
     }
     if !assigned.unused.is_empty() {

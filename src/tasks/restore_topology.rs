@@ -11,6 +11,8 @@
 //!    leaves two targets without one (they receive what the others stream).
 //! 3. A target without a source is an error except with `loader`.
 //!
+//! With `datacenters`, only the backed-up hosts of those data centers take part.
+//!
 //! It also refuses a restore into fewer nodes than a restored keyspace's replication factor,
 //! from the target's live replication (the backup records no keyspace definition, so this is
 //! known at `resolve`, before any node is changed).
@@ -25,6 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct SourceHost {
     pub name: String,
     pub host_id: String,
+    /// Data center the backup recorded (empty when unknown).
+    pub dc: String,
 }
 
 /// Sources per target (indexes into the sources given, in catalog order) and the sources that
@@ -33,6 +37,8 @@ pub struct SourceHost {
 pub struct Assignment {
     pub by_target: BTreeMap<String, Vec<usize>>,
     pub unused: Vec<usize>,
+    /// Sources left out by `datacenters`.
+    pub other_dcs: Vec<usize>,
 }
 
 /// Assigns every source to a target by the rule of this module.
@@ -45,6 +51,10 @@ pub fn assign(
     let mut a = Assignment::default();
     let mut left = Vec::new();
     for (i, s) in sources.iter().enumerate() {
+        if !cfg.datacenters.is_empty() && !cfg.datacenters.contains(&s.dc) {
+            a.other_dcs.push(i);
+            continue;
+        }
         let mapped = cfg
             .host_map
             .get(&s.name)
@@ -340,6 +350,7 @@ mod tests {
             .map(|(i, n)| SourceHost {
                 name: n.to_string(),
                 host_id: format!("id{i}"),
+                dc: if i < 2 { "dc1".into() } else { "dc2".into() },
             })
             .collect()
     }
@@ -411,6 +422,21 @@ mod tests {
         .unwrap();
         assert_eq!(by(&a), [("t1".into(), vec![0, 2])]);
         assert_eq!(a.unused, [1]);
+    }
+
+    #[test]
+    fn datacenters_keep_only_their_hosts() {
+        let s = src(&["n1", "n2", "n3"]);
+        let mut c = cfg(RestoreMethod::Restart, &[]);
+        c.datacenters = vec!["dc1".into()];
+        let a = assign(&c, &targets(&["n1", "n2"]), &s).unwrap();
+        assert_eq!(by(&a), [("n1".into(), vec![0]), ("n2".into(), vec![1])]);
+        assert_eq!(a.other_dcs, [2]);
+        c.datacenters = vec!["dc2".into()];
+        c.method = RestoreMethod::Loader;
+        let a = assign(&c, &targets(&["b1", "b2"]), &s).unwrap();
+        assert_eq!(by(&a), [("b1".into(), vec![2])]);
+        assert_eq!(a.other_dcs, [0, 1]);
     }
 
     #[test]

@@ -467,3 +467,48 @@ async fn target_keyspace_and_table_restore_beside_the_live_data() {
     assert!(flat.contains("beside-restart.toml:7:16"), "{err}");
     assert!(flat.contains("use `method = \"import\"`"), "{err}");
 }
+
+/// `datacenters = ["dc1"]`: a loader restore of a backup of two data centers (node1, node2 in
+/// dc1, node3 in dc2, as each node reported at backup time) restores only the dc1 hosts.
+#[tokio::test(flavor = "multi_thread")]
+async fn datacenters_restores_only_the_hosts_of_that_data_center() {
+    let cluster = TestCluster::start(3);
+    for (i, h) in cluster.hosts().iter().enumerate() {
+        let dc = if i < 2 { "dc1" } else { "dc2" };
+        cluster.sh(
+            h,
+            &format!(
+                "chown cassandra:cassandra /etc/cassandra /var/lib/cassandra && cassandra-emu init --force --version 4.1 \
+                 --data-root /var/lib/cassandra --data-dirs 2 --cluster prod --listen-address {} --dc {dc} --rack rack1 && \
+                 cassandra-emu start && \
+                 cassandra-emu cql \"CREATE KEYSPACE shop WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 2}}\" && \
+                 cassandra-emu cql \"CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal)\" && \
+                 cassandra-emu write shop orders --rows {} && nodetool flush shop",
+                cluster.address(h),
+                10 * (i + 1)
+            ),
+        );
+    }
+    let moto = crate::support::s3::Moto::start();
+    let bucket = crate::support::s3::new_bucket(&moto).await;
+    let env = Env {
+        cluster,
+        moto,
+        bucket,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    let expected = backed_up(&env, "nightly-20260301T020000Z").await;
+    let b = target_cluster(2, 2);
+    let plan = loader_plan(&env, &b, "dc1.toml", "datacenters = [\"dc1\"]\n");
+    let (code, log) = env.apply(&plan, "2026-03-02T02:00:00Z");
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("not restored (data center not in restore.datacenters): node3"),
+        "{log}"
+    );
+    for h in ["node1", "node2"] {
+        assert_eq!(live_table_files(&b, h), union(&expected, &[h]), "{h}");
+    }
+}
