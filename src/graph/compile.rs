@@ -107,6 +107,10 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
 pub const REBUILT_INDEXES: &str =
     "found at apply: each index of the included tables whose source holds no index sstable";
 
+/// How `resolve` assigns the backup hosts that have no target of their name (`loader` without a
+/// host map), as `cbk plan` shows it: the hosts are known only once the backup is chosen.
+pub const SPREAD_RULE: &str = "each backup host without a target of its name goes to the target with the fewest sources (plan order on ties), at resolve";
+
 /// Whether a restore's source is a legacy `cassandra_backups` bucket (`legacy:<base>/<name>`).
 pub fn restores_legacy(plan: &PlanFile) -> bool {
     plan.restore
@@ -352,22 +356,35 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let bi = builtins(plan);
     let backup = r.backup_name.clone().unwrap_or_default();
     // Source host for each target host (restore with a host map).
-    let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut source_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mapped = plan
+        .restore
+        .as_ref()
+        .is_some_and(|r| !r.host_map.is_empty());
     if let Some(rs) = &plan.restore {
         for (src, dst) in &rs.host_map {
-            source_of.insert(dst.as_str(), src.as_str());
+            source_of
+                .entry(dst.as_str())
+                .or_default()
+                .push(src.as_str());
         }
     }
     let limits = &plan.limits;
     for (rank, (kind, scope)) in bi.steps.iter().enumerate() {
         let name = kind.as_str();
         if *scope == Scope::Controller {
-            let spec = builtin_spec(*kind, r, &backup, "", "");
+            let spec = builtin_spec(*kind, r, &backup, "", &[]);
             b.add(task(spec, name, name.to_owned(), None), rank);
             continue;
         }
         for h in &host_names {
-            let src = source_of.get(h).copied().unwrap_or(h);
+            // Several (or none) only for `loader` (the loader refuses it for the others).
+            let src: Vec<&str> = match source_of.get(h) {
+                Some(v) => v.clone(),
+                None if mapped => Vec::new(),
+                None => vec![*h],
+            };
+            let src = src.as_slice();
             let tasks: Vec<(String, TaskSpec)> = match kind {
                 // One upload task per include pattern.
                 TaskKind::Upload if plan.backup.as_ref().is_some_and(|b| !b.include.is_empty()) => {
@@ -486,8 +503,17 @@ fn exec_spec(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> TaskSpec {
 /// The spec of a built-in step's task on host `h` (`""`: the controller), restoring `src`'s
 /// data. `upload` here is the one task of a plan without include patterns (with them, the
 /// caller makes one task per pattern).
-fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &str) -> TaskSpec {
+fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &[&str]) -> TaskSpec {
     let plan = &r.plan;
+    // One source: `source_host` (as before `loader` restored other node counts); several or
+    // none (`loader`): `source_hosts`.
+    let (one, many) = match src {
+        [s] => (Some((*s).to_owned()), None),
+        v => (
+            None,
+            Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+        ),
+    };
     let rs = plan.restore.as_ref();
     let include = || rs.map(|x| x.include.clone()).unwrap_or_default();
     let exclude = || rs.map(|x| x.exclude.clone()).unwrap_or_default();
@@ -496,11 +522,13 @@ fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &str) 
             exclude: exclude(),
             include: include(),
             source: r.restore_source.clone(),
-            source_host: src.to_owned(),
+            source_host: one.clone(),
+            source_hosts: many.clone(),
         })
     };
     let source_host = || SourceHostParams {
-        source_host: src.to_owned(),
+        source_host: one.clone(),
+        source_hosts: many.clone(),
     };
     let none = NoParams {};
     match kind {
@@ -544,6 +572,9 @@ fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &str) 
         }),
         TaskKind::Resolve => TaskSpec::Resolve(ResolveParams {
             source: r.restore_source.clone(),
+            unmatched_sources: rs
+                .filter(|x| x.method == RestoreMethod::Loader && x.host_map.is_empty())
+                .map(|_| SPREAD_RULE.to_owned()),
         }),
         TaskKind::Fetch => TaskSpec::Fetch(selection()),
         TaskKind::MatchTables => TaskSpec::MatchTables(selection()),
@@ -566,7 +597,8 @@ fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &str) 
             let spec = r.hosts.iter().find(|x| x.name == h);
             TaskSpec::Loader(Box::new(LoaderParams {
                 nodes: loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
-                source_host: src.to_owned(),
+                source_host: one,
+                source_hosts: many,
             }))
         }
         TaskKind::Repair => TaskSpec::Repair(RepairParams {

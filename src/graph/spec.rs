@@ -55,6 +55,10 @@ pub struct CatalogParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolveParams {
     pub source: Option<String>,
+    /// `loader` without a host map: how backup hosts without a target of their name are
+    /// assigned (known at `resolve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmatched_sources: Option<String>,
 }
 
 /// `fetch[HOST]` and `match_tables[HOST]`: what is restored on the host, and from which host.
@@ -63,7 +67,13 @@ pub struct SelectionParams {
     pub exclude: Vec<String>,
     pub include: Vec<String>,
     pub source: Option<String>,
-    pub source_host: String,
+    /// The backed-up host restored here (one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_host: Option<String>,
+    /// `loader`: the backed-up hosts streamed from here when the host map names several, or
+    /// none (empty: the host only receives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_hosts: Option<Vec<String>>,
 }
 
 /// `rebuild_index[HOST]`: the selection whose indexes are rebuilt, and what that means.
@@ -77,14 +87,26 @@ pub struct RebuildIndexParams {
 /// `move`, `import`, `refresh`: the backed-up host whose data lands here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceHostParams {
-    pub source_host: String,
+    /// The backed-up host restored here (one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_host: Option<String>,
+    /// `loader`: the backed-up hosts streamed from here when the host map names several, or
+    /// none (empty: the host only receives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_hosts: Option<Vec<String>>,
 }
 
 /// `loader[HOST]`: sstableloader contact points and the backed-up host it streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderParams {
     pub nodes: Vec<String>,
-    pub source_host: String,
+    /// The backed-up host restored here (one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_host: Option<String>,
+    /// `loader`: the backed-up hosts streamed from here when the host map names several, or
+    /// none (empty: the host only receives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_hosts: Option<Vec<String>>,
 }
 
 /// `repair[HOST]`: extra `nodetool repair` options.

@@ -72,6 +72,8 @@ fn details(t: &PlannedTask) -> String {
             serde_json::Value::String(s) if !s.is_empty() => s.clone(),
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(true) => "true".into(),
+            // A `loader` target no backup host maps to: it only receives.
+            serde_json::Value::Array(a) if a.is_empty() && k == "source_hosts" => "none".into(),
             serde_json::Value::Array(a) if !a.is_empty() => a
                 .iter()
                 .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))

@@ -229,7 +229,7 @@ async fn load_each(
         .unwrap_or_default();
     let mut lines = Vec::new();
     for m in &mappings {
-        let name = format!("{}.{}", m.keyspace, m.table);
+        let name = m.load_name();
         if progress.done.contains(&name) {
             lines.push(format!("{name}: loaded by an earlier attempt"));
             continue;

@@ -10,6 +10,7 @@ pub mod node;
 pub mod restore;
 mod restore_delta;
 pub mod restore_legacy;
+pub mod restore_topology;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
 use crate::graph::run::{PlannedRun, PlannedTask};

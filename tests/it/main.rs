@@ -65,6 +65,7 @@ mod store_fs;
 mod store_garage;
 mod store_s3;
 mod store_s3_faults;
+mod topology;
 mod trust_catalog;
 mod trust_finish;
 mod trust_heal;

@@ -30,12 +30,18 @@ pub fn check(
                 "not a host of this cluster",
                 Some(hosts.unknown_help(dst)),
             );
-        } else if let Some(prev) = targets.insert(dst.as_str(), src.as_str()) {
+        } else if let Some(prev) = targets.insert(dst.as_str(), src.as_str())
+            && r.method != RestoreMethod::Loader
+        {
             sink.error(
                 doc.value(&path),
                 format!("hosts `{prev}` and `{src}` both map to `{dst}`"),
                 "mapped twice",
-                Some("each target host receives one source host's data".into()),
+                Some(
+                    "with this method each target host receives one source host's data; \
+                     method = \"loader\" streams several source hosts from one target"
+                        .into(),
+                ),
             );
         }
     }
@@ -73,6 +79,17 @@ pub fn check(
     }
     check_loader(sink, doc, r);
     check_delta(sink, doc, r);
+    check_target_names(sink, doc, r);
+    for (i, dc) in r.datacenters.iter().enumerate() {
+        if dc.trim().is_empty() {
+            sink.error(
+                doc.value(&[K("restore"), K("datacenters"), I(i)]),
+                "empty data center name".to_string(),
+                "empty",
+                Some("name data centers as `nodetool status` shows them".into()),
+            );
+        }
+    }
     let path = [K("restore"), K("source")];
     let span = doc.value(&path);
     let src = ctx.render(sink, &path, &r.source, vars)?;
@@ -134,6 +151,66 @@ fn check_delta(sink: &mut Sink, doc: &Doc<'_>, r: &RestoreConfig) {
             )),
         );
     }
+}
+
+/// `target_keyspace` / `target_table`: Cassandra names, only for the methods that add the
+/// backup beside the live data through a load by name (`import`, `loader`), and a target table
+/// only for exactly one selected table.
+fn check_target_names(sink: &mut Sink, doc: &Doc<'_>, r: &RestoreConfig) {
+    for (key, value) in [
+        ("target_keyspace", &r.target_keyspace),
+        ("target_table", &r.target_table),
+    ] {
+        let Some(name) = value else { continue };
+        let span = doc.value(&[K("restore"), K(key)]);
+        if name.is_empty()
+            || name.len() > 48
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            sink.error(
+                span,
+                format!("`{name}` is not a Cassandra {} name", &key[7..]),
+                "invalid name",
+                Some("Cassandra names are 1-48 characters from `A-Z a-z 0-9 _`".into()),
+            );
+            continue;
+        }
+        if !matches!(r.method, RestoreMethod::Import | RestoreMethod::Loader) {
+            let method = serde_json::to_value(r.method)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            sink.error(
+                span,
+                format!("`{key}` does not apply to method `{method}`"),
+                "needs method = \"import\" or \"loader\"",
+                Some(format!(
+                    "`{method}` puts the backed-up files into the live folders of the table they \
+                     came from; restoring beside the live data under another name loads them by \
+                     name: use `method = \"import\"` (4.0+) or `method = \"loader\"`"
+                )),
+            );
+            continue;
+        }
+        if key == "target_table" && !(r.include.len() == 1 && exact_table_name(&r.include[0])) {
+            sink.error(
+                span,
+                "`target_table` needs exactly one table selected".to_string(),
+                "one table only",
+                Some(
+                    "it renames one table: set `include = [\"keyspace.table\"]` (no globs)".into(),
+                ),
+            );
+        }
+    }
+}
+
+/// Whether `pattern` names one `keyspace.table` (no glob characters).
+fn exact_table_name(pattern: &str) -> bool {
+    !pattern.contains(['*', '?', '[', ']', '{', '}', '!'])
+        && pattern
+            .split_once('.')
+            .is_some_and(|(k, t)| !k.is_empty() && !t.is_empty() && !t.contains('.'))
 }
 
 /// `[restore.loader]`: only with `method = "loader"`, and well-formed contact points.
