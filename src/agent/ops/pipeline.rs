@@ -5,13 +5,16 @@
 use super::channel;
 use super::{OpError, OpResult};
 use crate::codec::{Codec, CodecError, Encoder};
-use crate::store::{CheckpointSink, MultipartState, PutStreamOptions, Store};
+use crate::crypt::parts::ObjectKeys;
+use crate::store::{
+    CheckpointSink, MultipartState, PartSealer, PutStreamOptions, SealedParts, Store,
+};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Checksums and sizes of one uploaded file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
     pub size: u64,
     pub stored_size: u64,
@@ -19,35 +22,30 @@ pub struct Uploaded {
     pub adler32: u32,
     /// Bytes actually sent (less than stored_size after a resume).
     pub sent: u64,
+    /// How its parts were sealed (an encrypted upload).
+    pub sealed: Option<SealedParts>,
 }
 
-/// Reads `path`, checksums and compresses it with `codec`, encrypts it with `data_key` when
-/// given ([`crate::crypt::stream`]), and stores it under `key`.
+/// Reads `path`, checksums and compresses it with `codec`, and stores it under `key`, each
+/// part sealed by `sealer` when given ([`crate::crypt::parts`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_file(
     store: &Arc<dyn Store>,
     key: &str,
     path: &Path,
     codec: Codec,
-    data_key: Option<DataKey>,
+    sealer: Option<Arc<dyn PartSealer>>,
     resume: Option<MultipartState>,
     checkpoint: &dyn CheckpointSink,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> OpResult<Uploaded> {
     let (writer, mut reader) = channel::to_async();
     let src = path.to_path_buf();
-    let name = key.to_string();
-    let hashing = tokio::task::spawn_blocking(move || match data_key {
-        None => encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
+    let hashing = tokio::task::spawn_blocking(move || {
+        encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
             w.flush()?;
             Ok(sums)
-        }),
-        Some(k) => {
-            let sealed = crate::crypt::stream::SealWriter::new(writer, &k, &name)?;
-            let (sums, sealed) = encode_into(&src, codec, sealed)?;
-            sealed.finish()?.flush()?;
-            Ok(sums)
-        }
+        })
     });
     let put = store
         .put_stream(
@@ -57,6 +55,7 @@ pub async fn upload_file(
                 resume,
                 checkpoint,
                 progress: &|_| {},
+                sealer,
             },
         )
         .await;
@@ -77,18 +76,16 @@ pub async fn upload_file(
         crc32,
         adler32,
         sent: stats.sent,
+        sealed: stats.sealed,
     })
 }
 
-/// A data key of one encrypted object (zeroed when dropped).
-pub type DataKey = zeroize::Zeroizing<[u8; 32]>;
-
-/// Reads and opens the sealed data key of the encrypted object `key` (its `<key>.key`).
+/// Reads and opens the keys of the encrypted object `key` (its `<key>.key`).
 pub async fn data_key(
     store: &Arc<dyn Store>,
     key: &str,
     ids: &crate::crypt::Identities,
-) -> Result<DataKey, (String, bool)> {
+) -> Result<ObjectKeys, (String, bool)> {
     let kk = crate::crypt::stream::key_object(key);
     let sealed = match store.get_bytes(&kk).await {
         Ok(b) => b,
@@ -102,12 +99,7 @@ pub async fn data_key(
         }
         Err(e) => return Err((e.to_string(), true)),
     };
-    let plain = crate::crypt::seal::open(&sealed, ids, &kk).map_err(|e| (e.to_string(), false))?;
-    let k: [u8; 32] = plain
-        .as_slice()
-        .try_into()
-        .map_err(|_| (format!("`{kk}` does not hold a 32-byte data key"), false))?;
-    Ok(zeroize::Zeroizing::new(k))
+    ObjectKeys::open(&sealed, ids, &kk).map_err(|e| (e.to_string(), false))
 }
 
 fn encode_into<W: Write>(
@@ -150,7 +142,7 @@ pub async fn decode_object<T, F>(
     store: &Arc<dyn Store>,
     key: &str,
     codec: Codec,
-    data_key: Option<DataKey>,
+    data_key: Option<ObjectKeys>,
     progress: &(dyn Fn(u64) + Send + Sync),
     consume: F,
 ) -> Result<T, (String, bool)>
@@ -166,10 +158,7 @@ where
     let name = key.to_string();
     let work = tokio::task::spawn_blocking(move || {
         let source: Box<dyn Read> = match data_key {
-            Some(k) => Box::new(
-                crate::crypt::stream::OpenReader::new(reader, &k, &name)
-                    .map_err(|e| e.to_string())?,
-            ),
+            Some(k) => k.reader(reader, &name).map_err(|e| e.to_string())?,
             None => Box::new(reader),
         };
         let mut dec =
@@ -236,7 +225,7 @@ pub async fn download_file(
     key: &str,
     dest: &Path,
     codec: Codec,
-    data_key: Option<DataKey>,
+    data_key: Option<ObjectKeys>,
     expect: Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> OpResult<u64> {
