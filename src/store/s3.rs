@@ -10,8 +10,8 @@
 use super::config::{Sse, StorageConfig};
 use super::object_lock::{LockMode, ObjectLock, ObjectRetention};
 use super::{
-    CheckpointSink, CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PutIfAbsent,
-    PutStats, PutStreamOptions, Store, StoreError, StoreResult, validate_key,
+    CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PartSealer, PutIfAbsent, PutStats,
+    PutStreamOptions, SealedParts, Store, StoreError, StoreResult, validate_key,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -187,6 +187,25 @@ async fn read_part(
     Ok(Bytes::from(buf))
 }
 
+/// Seals one part on a blocking thread.
+async fn seal_part(
+    sealer: Arc<dyn PartSealer>,
+    number: i32,
+    data: Bytes,
+    full: &str,
+) -> StoreResult<Bytes> {
+    let failed = |message: String| StoreError::Request {
+        key: full.into(),
+        message,
+        retryable: false,
+    };
+    tokio::task::spawn_blocking(move || sealer.seal(number, &data))
+        .await
+        .map_err(|e| failed(format!("sealing part {number}: {e}")))?
+        .map(Bytes::from)
+        .map_err(|e| failed(format!("sealing part {number}: {e}")))
+}
+
 /// One completed part as the upload knows it (with the server's checksum, if any).
 #[derive(Clone)]
 struct DonePart {
@@ -228,13 +247,15 @@ struct Upload<'k, 'o> {
     opts: &'k PutStreamOptions<'o>,
     done: BTreeMap<i32, DonePart>,
     stats: PutStats,
+    /// A sealed upload: the sealers' labels and the index of this attempt's.
+    sealers: Vec<String>,
+    current: u32,
 }
 
 impl Upload<'_, '_> {
     /// Records a finished part task and checkpoints.
     fn record(
         &mut self,
-        store: &S3Store,
         joined: Result<StoreResult<DonePart>, tokio::task::JoinError>,
     ) -> StoreResult<()> {
         let part = joined.map_err(|e| StoreError::Request {
@@ -246,14 +267,18 @@ impl Upload<'_, '_> {
         self.stats.parts_sent += 1;
         (self.opts.progress)(part.info.size);
         self.done.insert(part.info.number, part);
-        store.checkpoint(
-            self.opts.checkpoint,
-            self.key,
-            self.upload_id,
-            self.part_size,
-            &self.done,
-        );
+        self.checkpoint();
         Ok(())
+    }
+
+    fn checkpoint(&self) {
+        self.opts.checkpoint.save(&MultipartState {
+            key: self.key.into(),
+            upload_id: self.upload_id.into(),
+            part_size: self.part_size,
+            parts: self.done.values().map(|d| d.info.clone()).collect(),
+            sealers: self.sealers.clone(),
+        });
     }
 }
 
@@ -608,8 +633,24 @@ impl S3Store {
         full: &str,
         key: &str,
         state: &MultipartState,
+        sealed: bool,
     ) -> StoreResult<Option<BTreeMap<i32, DonePart>>> {
         if state.key != key || state.part_size < MIN_PART_SIZE || state.part_size > MAX_PART_SIZE {
+            return Ok(None);
+        }
+        // A sealed upload continues only a sealed one whose parts all name their sealer, and
+        // a plain upload only a plain one.
+        let sealed_ok = match sealed {
+            true => {
+                !state.sealers.is_empty()
+                    && state.parts.iter().all(|p| {
+                        p.source_crc32.is_some()
+                            && p.sealer.is_some_and(|i| (i as usize) < state.sealers.len())
+                    })
+            }
+            false => state.sealers.is_empty() && state.parts.iter().all(|p| p.sealer.is_none()),
+        };
+        if !sealed_ok {
             return Ok(None);
         }
         let server = match self.server_parts(full, &state.upload_id).await? {
@@ -651,22 +692,6 @@ impl S3Store {
         Ok(Some(done))
     }
 
-    fn checkpoint(
-        &self,
-        sink: &dyn CheckpointSink,
-        key: &str,
-        upload_id: &str,
-        part_size: u64,
-        done: &BTreeMap<i32, DonePart>,
-    ) {
-        sink.save(&MultipartState {
-            key: key.into(),
-            upload_id: upload_id.into(),
-            part_size,
-            parts: done.values().map(|d| d.info.clone()).collect(),
-        });
-    }
-
     /// The multipart body of `put_stream`: errors here leave the upload for a resume unless
     /// they are fatal (the caller aborts then).
     async fn upload_parts(
@@ -689,7 +714,7 @@ impl S3Store {
                         tokio::select! {
                             biased;
                             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                                up.record(self, joined)?;
+                                up.record(joined)?;
                             }
                             r = &mut read => break r,
                         }
@@ -700,7 +725,7 @@ impl S3Store {
                             // Let the parts in flight land (and be checkpointed) so a resume
                             // after this failure has as little as possible left to send.
                             while let Some(joined) = in_flight.join_next().await {
-                                let _ = up.record(self, joined);
+                                let _ = up.record(joined);
                             }
                             return Err(e);
                         }
@@ -722,17 +747,23 @@ impl S3Store {
                     retryable: false,
                 });
             }
-            up.stats.size += len;
             let crc32 = crc32fast::hash(&data);
+            let sealer = up.opts.sealer.clone();
+            let stored_len = sealer.as_ref().map_or(len, |s| s.sealed_len(len));
+            up.stats.size += stored_len;
             if let Some(prev) = up.done.get(&number) {
-                if prev.info.crc32 != crc32 || prev.info.size != len {
+                let same = match sealer {
+                    None => prev.info.crc32 == crc32,
+                    Some(_) => prev.info.source_crc32 == Some(crc32),
+                };
+                if !same || prev.info.size != stored_len {
                     return Err(StoreError::ResumeMismatch(up.key.into()));
                 }
-                (up.opts.progress)(len);
+                (up.opts.progress)(stored_len);
             } else {
                 while in_flight.len() >= self.part_concurrency {
                     if let Some(joined) = in_flight.join_next().await {
-                        up.record(self, joined)?;
+                        up.record(joined)?;
                     }
                 }
                 let request = self
@@ -742,12 +773,22 @@ impl S3Store {
                     .key(up.full)
                     .upload_id(up.upload_id)
                     .part_number(number)
-                    .content_length(len as i64)
-                    .set_checksum_algorithm(self.checksum.clone())
-                    .body(ByteStream::from(data));
+                    .content_length(stored_len as i64)
+                    .set_checksum_algorithm(self.checksum.clone());
                 let full = up.full.to_string();
+                let current = up.current;
                 in_flight.spawn(async move {
+                    // Parts in flight are sealed in parallel, off the async threads.
+                    let (body, crc32, source) = match sealer {
+                        None => (data, crc32, None),
+                        Some(s) => {
+                            let body = seal_part(s, number, data, &full).await?;
+                            let stored = crc32fast::hash(&body);
+                            (body, stored, Some((crc32, current)))
+                        }
+                    };
                     let out = request
+                        .body(ByteStream::from(body))
                         .send()
                         .await
                         .map_err(|e| sdk_err(&full, &format!("UploadPart {number}"), e))?;
@@ -763,8 +804,10 @@ impl S3Store {
                         info: CompletedPartInfo {
                             number,
                             etag,
-                            size: len,
+                            size: stored_len,
                             crc32,
+                            source_crc32: source.map(|s| s.0),
+                            sealer: source.map(|s| s.1),
                         },
                         checksum: out
                             .checksum_crc32()
@@ -778,7 +821,7 @@ impl S3Store {
             }
         }
         while let Some(joined) = in_flight.join_next().await {
-            up.record(self, joined)?;
+            up.record(joined)?;
         }
         // A checkpoint with parts past the end of today's stream: the source got shorter.
         if up.done.keys().any(|n| *n > number) {
@@ -807,7 +850,16 @@ impl S3Store {
         if let Some((mode, until)) = self.lock_for(up.full) {
             self.put_retention(up.full, mode, until).await?;
         }
-        Ok(up.stats)
+        let mut stats = std::mem::take(&mut up.stats);
+        if up.opts.sealer.is_some() {
+            let parts: Vec<u32> = up
+                .done
+                .values()
+                .map(|d| d.info.sealer.unwrap_or(up.current))
+                .collect();
+            stats.sealed = Some(SealedParts::used(&up.sealers, &parts, up.part_size));
+        }
+        Ok(stats)
     }
 
     /// Downloads `[start, end)` of an object into `file` at the same offset, retrying broken
@@ -934,23 +986,42 @@ impl Store for S3Store {
     ) -> StoreResult<PutStats> {
         let full = self.full(key)?;
         // Resume first: the checkpoint fixes the part size.
+        let sealed = opts.sealer.is_some();
         let mut resumed = None;
         if let Some(state) = &opts.resume {
-            if let Some(done) = self.verified_resume(&full, key, state).await? {
+            if let Some(done) = self.verified_resume(&full, key, state, sealed).await? {
                 resumed = Some((state.upload_id.clone(), state.part_size, done));
             } else {
                 self.abort(&full, &state.upload_id).await;
             }
         }
+        let mut sealers = match (&opts.resume, &resumed) {
+            (Some(state), Some(_)) => state.sealers.clone(),
+            _ => Vec::new(),
+        };
+        let current = match &opts.sealer {
+            Some(s) => match sealers.iter().position(|l| l == s.label()) {
+                Some(i) => i as u32,
+                None => {
+                    sealers.push(s.label().to_string());
+                    (sealers.len() - 1) as u32
+                }
+            },
+            None => 0,
+        };
         let (upload_id, part_size, done, first) = match resumed {
             Some((id, size, done)) => (id, size, done, None),
             None => {
                 let first = read_part(reader, self.part_size as usize, key).await?;
                 if (first.len() as u64) < self.part_size {
                     // Fits in one request: a plain PutObject with an in-memory body.
-                    let len = first.len() as u64;
-                    (opts.progress)(len);
-                    self.put_request(&full, first)
+                    (opts.progress)(first.len() as u64);
+                    let body = match &opts.sealer {
+                        Some(s) => seal_part(s.clone(), 1, first, &full).await?,
+                        None => first,
+                    };
+                    let len = body.len() as u64;
+                    self.put_request(&full, body)
                         .send()
                         .await
                         .map_err(|e| sdk_err(&full, "PutObject", e))?;
@@ -958,13 +1029,13 @@ impl Store for S3Store {
                         size: len,
                         sent: len,
                         parts_sent: 0,
+                        sealed: sealed.then(|| SealedParts::used(&sealers, &[0], self.part_size)),
                     });
                 }
                 let id = self.create_upload(&full).await?;
                 (id, self.part_size, BTreeMap::new(), Some(first))
             }
         };
-        self.checkpoint(opts.checkpoint, key, &upload_id, part_size, &done);
         let mut up = Upload {
             key,
             full: &full,
@@ -973,7 +1044,10 @@ impl Store for S3Store {
             opts: &opts,
             done,
             stats: PutStats::default(),
+            sealers,
+            current,
         };
+        up.checkpoint();
         let result = self.upload_parts(&mut up, first, reader).await;
         match result {
             Ok(stats) => Ok(stats),

@@ -34,6 +34,7 @@ mod crash_backup;
 mod crash_backup_s3;
 mod crash_loader;
 mod crash_restore;
+mod cresume;
 mod crypt;
 mod delta_restore;
 mod docs_examples;
