@@ -14,12 +14,13 @@
 //! controller's rerun starts a new agent doing the same. A silent operation is watched with a
 //! heartbeat (an empty progress event after [`HEARTBEAT`] without events).
 
-use super::protocol::{AgentEvent, AgentRequest, PROTOCOL_VERSION};
+use super::protocol::{AgentControl, AgentEvent, AgentRequest, PROTOCOL_VERSION};
+use super::throttle::Throttle;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -133,6 +134,8 @@ pub struct OpContext {
     /// The whole request (store, credentials, op).
     pub request: AgentRequest,
     pub events: Events,
+    /// The bandwidth of the operation's store transfers (the controller may change it).
+    pub throttle: Arc<Throttle>,
 }
 
 impl OpContext {
@@ -194,6 +197,7 @@ where
         version: crate::VERSION.to_string(),
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
+        controls: true,
     };
     if events.send(&hello).await.is_err() {
         return EXIT_OP_ERROR;
@@ -227,10 +231,12 @@ async fn run_request<R: AsyncRead + Unpin>(
     input: &mut R,
     events: Events,
 ) -> Result<serde_json::Value, OpError> {
+    // The request is the first line (or all of stdin, from a controller that closes it).
+    let mut input = BufReader::new(input);
     let mut raw = Vec::new();
-    input
+    (&mut input)
         .take(MAX_REQUEST)
-        .read_to_end(&mut raw)
+        .read_until(b'\n', &mut raw)
         .await
         .map_err(|e| OpError::fatal(format!("cannot read the request: {e}")))?;
     let request: AgentRequest = serde_json::from_slice(&raw)
@@ -255,9 +261,36 @@ async fn run_request<R: AsyncRead + Unpin>(
             registry.names().join(", ")
         ))
     })?;
+    let throttle = Arc::new(Throttle::new(request.bandwidth));
     // A panicking operation becomes an error event instead of a silent death.
-    let task = tokio::spawn(handler(OpContext { request, events }));
-    match task.await {
+    let task = tokio::spawn(handler(OpContext {
+        request,
+        events,
+        throttle: throttle.clone(),
+    }));
+    // Control lines until the controller closes stdin (or the operation ends).
+    let controls = async {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match input.read_line(&mut line).await {
+                Ok(0) | Err(_) => return std::future::pending::<std::convert::Infallible>().await,
+                Ok(_) => {}
+            }
+            match serde_json::from_str::<AgentControl>(line.trim()) {
+                Ok(AgentControl::Bandwidth { bytes_per_second }) => {
+                    throttle.set_rate(bytes_per_second)
+                }
+                Err(_) if line.trim().is_empty() => {}
+                Err(e) => tracing::warn!("ignoring a control line ({e}): {}", line.trim()),
+            }
+        }
+    };
+    let joined = tokio::select! {
+        joined = task => joined,
+        never = controls => match never {},
+    };
+    match joined {
         Ok(r) => r,
         Err(e) => Err(OpError::fatal(format!("operation `{name}` crashed: {e}"))),
     }
@@ -440,6 +473,31 @@ mod tests {
             assert!(msg.contains(want), "{input}: {msg}");
             assert_eq!(last["retryable"], false);
         }
+    }
+
+    #[tokio::test]
+    async fn control_lines_change_the_bandwidth_of_a_running_operation() {
+        let mut r = Registry::new();
+        r.register("rate", |ctx| {
+            Box::pin(async move {
+                let first = ctx.throttle.rate();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(serde_json::json!([first, ctx.throttle.rate()]))
+            })
+        });
+        let input = concat!(
+            r#"{"protocol":1,"bandwidth":100,"op":{"op":"rate"}}"#,
+            "\n",
+            r#"{"control":"bandwidth","bytes_per_second":555}"#,
+            "\n"
+        );
+        let (code, ev) = run(&r, input).await;
+        assert_eq!(code, 0, "{ev:?}");
+        assert_eq!(ev[0]["controls"], true);
+        assert_eq!(ev[1]["data"][1], 555, "{ev:?}");
+        // Without control lines the request's rate stays.
+        let (_, ev) = run(&r, input.lines().next().unwrap_or_default()).await;
+        assert_eq!(ev[1]["data"], serde_json::json!([100, 100]));
     }
 
     #[tokio::test]

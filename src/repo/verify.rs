@@ -159,6 +159,7 @@ async fn check_file(
         codec,
         data_key,
         &|_| {},
+        None,
         move |r| crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit)),
     )
     .await

@@ -936,7 +936,8 @@ pub async fn load_live(
 
 /// `repair[HOST]`: `nodetool repair` of the restored tables, one host at a time: one call per
 /// keyspace (`nodetool repair [options] -- KEYSPACE TABLE...`: nodetool takes one keyspace,
-/// then tables of that keyspace).
+/// then tables of that keyspace). With `repair_parallelism` above 1: by primary token range,
+/// several hosts at once ([`super::repair_ranges`]).
 pub async fn repair(
     rt: &Runtime,
     _task: &PlannedTask,
@@ -945,6 +946,10 @@ pub async fn repair(
 ) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
     let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    if crate::graph::compile::repair_parallelism(&rt.run.plan) > 1 {
+        let calls = repair_calls(&mappings);
+        return super::repair_ranges::repair(rt, host, &cfg.repair_options, &calls).await;
+    }
     let mut done = Vec::new();
     for (keyspace, tables) in repair_calls(&mappings) {
         let mut args = vec!["repair".to_string()];

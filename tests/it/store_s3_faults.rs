@@ -121,6 +121,7 @@ async fn upload_part_403_fails_the_upload_at_once() {
             None,
             &NoCheckpoint,
             &|_| {},
+            Default::default(),
         ),
     )
     .await;

@@ -61,6 +61,8 @@ pub struct OpContext {
     pub store: Option<Arc<dyn Store>>,
     /// The age identity, when the controller sent one (reading an encrypted repository).
     pub identity: Option<crate::crypt::Identities>,
+    /// Paces the operation's store transfers (`limits.bandwidth`, `limits.cluster_bandwidth`).
+    pub throttle: Arc<crate::agent::throttle::Throttle>,
 }
 
 impl OpContext {
@@ -177,6 +179,7 @@ where
             events: sink,
             store,
             identity,
+            throttle: ctx.throttle.clone(),
         },
     )
     .await;

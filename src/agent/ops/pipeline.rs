@@ -4,6 +4,7 @@
 
 use super::channel;
 use super::{OpError, OpResult};
+use crate::agent::throttle::{Throttle, Throttled};
 use crate::codec::{Codec, CodecError, Encoder};
 use crate::store::{CheckpointSink, MultipartState, PutStreamOptions, Store};
 use std::io::{Read, Write};
@@ -33,8 +34,11 @@ pub async fn upload_file(
     resume: Option<MultipartState>,
     checkpoint: &dyn CheckpointSink,
     progress: &(dyn Fn(u64) + Send + Sync),
+    pace: Arc<Throttle>,
 ) -> OpResult<Uploaded> {
     let (writer, mut reader) = channel::to_async();
+    // The stored bytes (compressed, sealed) are what crosses the network: paced there.
+    let writer = Throttled::new(writer, pace);
     let src = path.to_path_buf();
     let name = key.to_string();
     let hashing = tokio::task::spawn_blocking(move || match data_key {
@@ -146,12 +150,14 @@ pub struct Expect {
 /// Streams `key` from the store through `codec`'s decoder on a blocking thread and hands the
 /// decoded bytes to `consume` (a `Read`). Memory stays at a few chunks whatever the size.
 /// Errors carry whether the store side failed (worth a retry) or the content (not).
+#[allow(clippy::too_many_arguments)]
 pub async fn decode_object<T, F>(
     store: &Arc<dyn Store>,
     key: &str,
     codec: Codec,
     data_key: Option<DataKey>,
     progress: &(dyn Fn(u64) + Send + Sync),
+    pace: Option<&Throttle>,
     consume: F,
 ) -> Result<T, (String, bool)>
 where
@@ -184,6 +190,9 @@ where
             Ok(0) => break,
             Ok(n) => {
                 progress(n as u64);
+                if let Some(t) = pace {
+                    t.take(n as u64).await;
+                }
                 if tx
                     .send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
                     .await
@@ -239,10 +248,11 @@ pub async fn download_file(
     data_key: Option<DataKey>,
     expect: Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
+    pace: Option<&Throttle>,
 ) -> OpResult<u64> {
     let tmp = temp_path(dest);
     let (tmp2, dest2) = (tmp.clone(), dest.to_path_buf());
-    let res = decode_object(store, key, codec, data_key, progress, move |r| {
+    let res = decode_object(store, key, codec, data_key, progress, pace, move |r| {
         write_checked(r, &tmp2, &dest2, expect)
     })
     .await;
