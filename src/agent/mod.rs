@@ -10,4 +10,3 @@
 pub mod ops;
 pub mod protocol;
 pub mod serve;
-pub mod throttle;

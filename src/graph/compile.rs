@@ -1,53 +1,21 @@
 //! The compiler: a resolved plan becomes a graph of tasks with stable addresses, then a
 //! deterministic topological list of [`PlannedTask`]s. Pure: no I/O, no clock, no randomness.
 
-use super::params::Params;
 use super::run::{Action, PlannedTask, TaskKind};
-use crate::plan::model::{
-    BackupMode, ClearSnapshot, CommandSpec, HostSpec, PlanFile, PlanKind, RestoreMethod,
+use super::spec::{
+    CatalogParams, ClearSnapshotParams, ExecParams, LoaderParams, NoParams, RebuildIndexParams,
+    RepairParams, ResolveParams, SelectionParams, SnapshotParams, SourceHostParams, TaskSpec,
+    UploadParams,
 };
+use crate::plan::load::{BuiltinNames, Resolved, ResolvedStep, StepCatalog};
+use crate::plan::model::{BackupMode, ClearSnapshot, HostSpec, PlanFile, PlanKind, RestoreMethod};
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// The compiler's lookup maps are keyed by step and host names and only ever looked up (never
 /// iterated), so a fast non-cryptographic hasher is safe and saves a SipHash per task.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A custom step after resolution: where it runs and its rendered command per host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedStep {
-    /// Index into `plan.steps`.
-    pub index: usize,
-    /// Hosts it runs on; `None` = once on the controller.
-    pub hosts: Option<Vec<String>>,
-    /// Rendered command per host (same order as `hosts`), or one for the controller.
-    pub runs: Vec<CommandSpec>,
-    /// Rendered `check` command per host (same order), if the step has one.
-    pub checks: Vec<Option<CommandSpec>>,
-    /// Rendered `creates` path per host (same order), if the step has one.
-    pub creates: Vec<Option<String>>,
-}
-
-/// A plan with templates rendered and defaults applied: the compiler's input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
-    pub plan: PlanFile,
-    /// Captured clock, RFC 3339 UTC.
-    pub now: String,
-    /// Rendered backup name (backup plans).
-    pub backup_name: Option<String>,
-    /// The start of every name the backup name template renders (`nightly-`): snapshot tags
-    /// with it are this plan's own.
-    pub backup_tag_prefix: Option<String>,
-    /// Rendered restore source (restore plans).
-    pub restore_source: Option<String>,
-    pub hosts: Vec<HostSpec>,
-    pub steps: Vec<ResolvedStep>,
-    /// Templates as written where `plan` holds their rendering (`backup.name` -> template).
-    pub templates: std::collections::BTreeMap<String, String>,
-}
 
 /// Every task kind except `exec` (the names custom steps may not take).
 pub const ALL_KINDS: &[TaskKind] = &[
@@ -104,6 +72,27 @@ impl Builtins {
     /// Whether the plan has a built-in step with this name (`snapshot`, `stop`, ...).
     pub fn find(&self, name: &str) -> Option<(TaskKind, Scope)> {
         self.steps.iter().copied().find(|(k, _)| k.as_str() == name)
+    }
+}
+
+/// The loader's view of the built-in steps (names only), so it can check custom steps against
+/// them without knowing task kinds.
+pub struct BuiltinSteps;
+
+impl StepCatalog for BuiltinSteps {
+    fn reserved(&self) -> Vec<&'static str> {
+        ALL_KINDS.iter().map(|k| k.as_str()).collect()
+    }
+    fn builtins(&self, plan: &PlanFile) -> BuiltinNames {
+        let bi = builtins(plan);
+        BuiltinNames {
+            steps: bi.steps.iter().map(|(k, _)| k.as_str()).collect(),
+            edges: bi
+                .edges
+                .iter()
+                .map(|(a, b, _)| (a.as_str(), b.as_str()))
+                .collect(),
+        }
     }
 }
 
@@ -325,24 +314,20 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn task(
-    kind: TaskKind,
-    step: &str,
-    address: String,
-    host: Option<&str>,
-    params: impl Into<Params>,
-) -> PlannedTask {
-    let params = params.into();
+fn task(spec: TaskSpec, step: &str, address: String, host: Option<&str>) -> PlannedTask {
+    let kind = spec.kind();
     let action = match kind {
         TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables => Action::Read,
         _ => Action::Run,
     };
     // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.
-    let always = kind == TaskKind::ClearSnapshot
-        && params.get("policy").and_then(Value::as_str) == Some("always");
+    let always = matches!(
+        &spec,
+        TaskSpec::ClearSnapshot(p) if p.policy == ClearSnapshot::Always
+    );
     PlannedTask {
         address,
-        kind,
+        spec,
         step: step.to_owned(),
         host: host.map(str::to_owned),
         action,
@@ -350,7 +335,6 @@ fn task(
         step_limit: None,
         always,
         after: Vec::new(),
-        params,
         reason: None,
     }
 }
@@ -394,109 +378,41 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     for (rank, (kind, scope)) in bi.steps.iter().enumerate() {
         let name = kind.as_str();
         if *scope == Scope::Controller {
-            let params = match kind {
-                TaskKind::Resolve => json!({ "source": r.restore_source }),
-                TaskKind::Catalog => json!({ "backup": backup }),
-                _ => json!({}),
-            };
-            b.add(task(*kind, name, name.to_owned(), None, params), rank);
+            let spec = builtin_spec(*kind, r, &backup, "", "");
+            b.add(task(spec, name, name.to_owned(), None), rank);
             continue;
         }
         for h in &host_names {
             let src = source_of.get(h).copied().unwrap_or(h);
-            let mut tasks: Vec<(String, Params)> = Vec::new();
-            let one = |p: Value| vec![(format!("{name}[{h}]"), Params::from(p))];
-            match kind {
-                TaskKind::Upload => {
+            let tasks: Vec<(String, TaskSpec)> = match kind {
+                // One upload task per include pattern.
+                TaskKind::Upload if plan.backup.as_ref().is_some_and(|b| !b.include.is_empty()) => {
                     let bc = plan.backup.as_ref();
                     let include = bc.map(|b| b.include.as_slice()).unwrap_or(&[]);
                     let exclude = || bc.map(|b| b.exclude.clone()).unwrap_or_default();
-                    if include.is_empty() {
-                        tasks.push((
-                            format!("upload[{h}]"),
-                            json!({ "pattern": "*.*", "exclude": exclude() }).into(),
-                        ));
-                    }
+                    let mut tasks = Vec::with_capacity(include.len());
                     for inc in include {
-                        // The common case (every table named) allocates no map per task.
                         let p = match exact_table(inc) {
-                            Some((ks, t)) => Params::from_pairs([
-                                ("keyspace", Value::from(ks)),
-                                ("table", Value::from(t)),
-                            ]),
-                            None => json!({ "pattern": inc, "exclude": exclude() }).into(),
+                            Some((ks, t)) => UploadParams::Table {
+                                keyspace: ks.to_owned(),
+                                table: t.to_owned(),
+                            },
+                            None => UploadParams::Pattern {
+                                exclude: exclude(),
+                                pattern: inc.clone(),
+                            },
                         };
-                        tasks.push((format!("upload[{h}/{inc}]"), p));
+                        tasks.push((format!("upload[{h}/{inc}]"), TaskSpec::Upload(p)));
                     }
+                    tasks
                 }
-                TaskKind::Snapshot => {
-                    // Snapshots of this plan's complete backups that a killed run left behind
-                    // are cleared, unless the plan keeps its snapshots.
-                    let keeps = plan
-                        .backup
-                        .as_ref()
-                        .is_some_and(|b| b.clear_snapshot == ClearSnapshot::Never);
-                    tasks = match r.backup_tag_prefix.as_deref() {
-                        Some(p) if !keeps => {
-                            one(json!({ "tag": backup, "clear_stale": format!("{p}*") }))
-                        }
-                        _ => one(json!({ "tag": backup })),
-                    };
-                }
-                TaskKind::ClearSnapshot => {
-                    let policy = plan
-                        .backup
-                        .as_ref()
-                        .map(|b| b.clear_snapshot)
-                        .unwrap_or_default();
-                    tasks = one(json!({ "tag": backup, "policy": policy }));
-                }
-                TaskKind::Loader => {
-                    let rs = plan.restore.as_ref();
-                    let spec = r.hosts.iter().find(|x| x.name == *h);
-                    tasks = one(json!({
-                        "source_host": src,
-                        "nodes": loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
-                    }));
-                }
-                TaskKind::Fetch | TaskKind::MatchTables => {
-                    let rs = plan.restore.as_ref();
-                    tasks = one(json!({
-                        "source": r.restore_source,
-                        "source_host": src,
-                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
-                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
-                    }));
-                }
-                // The index names live in the target's schema and the tables without index
-                // sstables are known once `resolve` listed the source: both at apply, so the
-                // task says what it will rebuild (its outcome names each `host/ks.table.index`).
-                TaskKind::RebuildIndex => {
-                    let rs = plan.restore.as_ref();
-                    tasks = one(json!({
-                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
-                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
-                        "indexes": REBUILT_INDEXES,
-                    }));
-                }
-                TaskKind::Move | TaskKind::Import | TaskKind::Refresh => {
-                    tasks = one(json!({ "source_host": src }));
-                }
-                TaskKind::Repair => {
-                    let opts = plan
-                        .restore
-                        .as_ref()
-                        .map(|x| x.repair_options.clone())
-                        .unwrap_or_default();
-                    tasks = match repair_parallelism(plan) {
-                        1 => one(json!({ "options": opts })),
-                        _ => one(json!({ "options": opts, "ranges": REPAIRED_RANGES })),
-                    };
-                }
-                _ => tasks = one(json!({})),
-            }
-            for (addr, params) in tasks {
-                let mut t = task(*kind, name, addr, Some(h), params);
+                _ => vec![(
+                    format!("{name}[{h}]"),
+                    builtin_spec(*kind, r, &backup, h, src),
+                )],
+            };
+            for (addr, spec) in tasks {
+                let mut t = task(spec, name, addr, Some(h));
                 if matches!(kind, TaskKind::Start) {
                     t.step_limit = Some(limits.rolling.max(1));
                 }
@@ -535,13 +451,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                 Some(h) => format!("exec[{name}/{h}]"),
                 None => format!("exec[{name}]"),
             };
-            let mut t = task(
-                TaskKind::Exec,
-                name,
-                addr,
-                *h,
-                exec_params(st, j, spec.sudo),
-            );
+            let mut t = task(exec_spec(st, j, spec.sudo), name, addr, *h);
             t.disruptive = spec.disruptive;
             if spec.rolling {
                 t.step_limit = Some(1);
@@ -581,20 +491,109 @@ pub fn loader_nodes(
     }
 }
 
-/// Parameters of an `exec` task: `run`, and `sudo`, `check`, `creates` when set.
-fn exec_params(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("run".into(), json!(st.runs.get(j)));
-    if let Some(s) = sudo {
-        m.insert("sudo".into(), json!(s));
+/// An `exec` task: `run`, and `sudo`, `check`, `creates` when set.
+fn exec_spec(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> TaskSpec {
+    TaskSpec::Exec(Box::new(ExecParams {
+        check: st.checks.get(j).cloned().flatten(),
+        creates: st.creates.get(j).cloned().flatten(),
+        run: st.runs.get(j).cloned(),
+        sudo,
+    }))
+}
+
+/// The spec of a built-in step's task on host `h` (`""`: the controller), restoring `src`'s
+/// data. `upload` here is the one task of a plan without include patterns (with them, the
+/// caller makes one task per pattern).
+fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &str) -> TaskSpec {
+    let plan = &r.plan;
+    let rs = plan.restore.as_ref();
+    let include = || rs.map(|x| x.include.clone()).unwrap_or_default();
+    let exclude = || rs.map(|x| x.exclude.clone()).unwrap_or_default();
+    let selection = || {
+        Box::new(SelectionParams {
+            exclude: exclude(),
+            include: include(),
+            source: r.restore_source.clone(),
+            source_host: src.to_owned(),
+        })
+    };
+    let source_host = || SourceHostParams {
+        source_host: src.to_owned(),
+    };
+    let none = NoParams {};
+    match kind {
+        TaskKind::Probe => TaskSpec::Probe(none),
+        TaskKind::Flush => TaskSpec::Flush(none),
+        TaskKind::Snapshot => {
+            // Snapshots of this plan's complete backups that a killed run left behind are
+            // cleared, unless the plan keeps its snapshots.
+            let keeps = plan
+                .backup
+                .as_ref()
+                .is_some_and(|b| b.clear_snapshot == ClearSnapshot::Never);
+            TaskSpec::Snapshot(SnapshotParams {
+                clear_stale: match r.backup_tag_prefix.as_deref() {
+                    Some(p) if !keeps => Some(format!("{p}*")),
+                    _ => None,
+                },
+                tag: backup.to_owned(),
+            })
+        }
+        TaskKind::Upload => TaskSpec::Upload(UploadParams::Pattern {
+            exclude: plan
+                .backup
+                .as_ref()
+                .map(|b| b.exclude.clone())
+                .unwrap_or_default(),
+            pattern: "*.*".into(),
+        }),
+        TaskKind::UploadIncremental => TaskSpec::UploadIncremental(none),
+        TaskKind::Manifest => TaskSpec::Manifest(none),
+        TaskKind::ClearSnapshot => TaskSpec::ClearSnapshot(ClearSnapshotParams {
+            policy: plan
+                .backup
+                .as_ref()
+                .map(|b| b.clear_snapshot)
+                .unwrap_or_default(),
+            tag: backup.to_owned(),
+        }),
+        TaskKind::Catalog => TaskSpec::Catalog(CatalogParams {
+            backup: backup.to_owned(),
+        }),
+        TaskKind::Resolve => TaskSpec::Resolve(ResolveParams {
+            source: r.restore_source.clone(),
+        }),
+        TaskKind::Fetch => TaskSpec::Fetch(selection()),
+        TaskKind::MatchTables => TaskSpec::MatchTables(selection()),
+        TaskKind::Stop => TaskSpec::Stop(none),
+        TaskKind::ClearCommitlog => TaskSpec::ClearCommitlog(none),
+        TaskKind::Move => TaskSpec::Move(source_host()),
+        TaskKind::Start => TaskSpec::Start(none),
+        TaskKind::WaitUp => TaskSpec::WaitUp(none),
+        // The index names live in the target's schema and the tables without index sstables
+        // are known once `resolve` listed the source: both at apply, so the task says what it
+        // will rebuild (its outcome names each `host/ks.table.index`).
+        TaskKind::RebuildIndex => TaskSpec::RebuildIndex(Box::new(RebuildIndexParams {
+            exclude: exclude(),
+            include: include(),
+            indexes: REBUILT_INDEXES.to_owned(),
+        })),
+        TaskKind::Import => TaskSpec::Import(source_host()),
+        TaskKind::Refresh => TaskSpec::Refresh(source_host()),
+        TaskKind::Loader => {
+            let spec = r.hosts.iter().find(|x| x.name == h);
+            TaskSpec::Loader(Box::new(LoaderParams {
+                nodes: loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
+                source_host: src.to_owned(),
+            }))
+        }
+        TaskKind::Repair => TaskSpec::Repair(RepairParams {
+            options: rs.map(|x| x.repair_options.clone()).unwrap_or_default(),
+            ranges: (repair_parallelism(plan) > 1).then(|| REPAIRED_RANGES.to_string()),
+        }),
+        TaskKind::Cleanup => TaskSpec::Cleanup(none),
+        TaskKind::Exec => TaskSpec::Exec(Box::default()),
     }
-    if let Some(Some(c)) = st.checks.get(j) {
-        m.insert("check".into(), json!(c));
-    }
-    if let Some(Some(c)) = st.creates.get(j) {
-        m.insert("creates".into(), json!(c));
-    }
-    Value::Object(m)
 }
 
 /// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Tasks are put in

@@ -163,7 +163,8 @@ fn fields(t: &PlannedTask) -> Vec<(String, String)> {
                 .join(", "),
         ),
     ];
-    for (k, v) in t.params.iter() {
+    let params = t.spec.params_json();
+    for (k, v) in params.as_object().into_iter().flatten() {
         f.push((format!("params.{k}"), text(v)));
     }
     f
@@ -445,7 +446,7 @@ mod tests {
     use super::*;
 
     fn run(src: &str, now: &str) -> PlannedRun {
-        crate::plan::compile_source("t.toml", src, now.parse().unwrap()).unwrap()
+        crate::graph::compile_source("t.toml", src, now.parse().unwrap()).unwrap()
     }
 
     fn plan(hosts: &str, bucket: &str, keep: u32) -> String {

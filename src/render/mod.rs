@@ -52,7 +52,7 @@ pub fn summary_line(run: &PlannedRun) -> String {
 
 /// What a local clean-up task removes (shown instead of a deletion), or `None`.
 fn cleanup_note(t: &PlannedTask) -> Option<&'static str> {
-    match t.kind {
+    match t.kind() {
         TaskKind::ClearSnapshot => Some("(local snapshot clean-up)"),
         TaskKind::Cleanup => Some("(local staging clean-up)"),
         _ => None,
@@ -62,7 +62,8 @@ fn cleanup_note(t: &PlannedTask) -> Option<&'static str> {
 /// Short `key=value` text of a task's scalar parameters.
 fn details(t: &PlannedTask) -> String {
     let mut out = Vec::new();
-    for (k, v) in t.params.iter() {
+    let params = t.spec.params_json();
+    for (k, v) in params.as_object().into_iter().flatten() {
         // The backup name is in the header; repeating it on every line is noise.
         if k == "backup" {
             continue;
@@ -374,8 +375,8 @@ pub fn markdown_with(run: &PlannedRun, compare: Option<&compare::Comparison>) ->
     let cleanups: Vec<&str> = run
         .tasks
         .iter()
-        .filter(|t| t.kind.local_cleanup() && t.action != Action::Satisfied)
-        .map(|t| t.kind.as_str())
+        .filter(|t| t.kind().local_cleanup() && t.action != Action::Satisfied)
+        .map(|t| t.kind().as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -15,6 +15,7 @@ use super::{Runtime, node};
 use crate::cassandra::nodetool::Nodetool;
 use crate::exec::{Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
+use crate::graph::spec::LoaderParams;
 use crate::plan::model::{CommandSpec, LoaderConfig};
 use serde::{Deserialize, Serialize};
 
@@ -150,19 +151,14 @@ pub fn interpret(
     ))
 }
 
-fn nodes_param(task: &PlannedTask) -> Result<Vec<String>, TaskError> {
-    let nodes: Vec<String> = task
-        .params
-        .get("nodes")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    if nodes.is_empty() {
+fn nodes_param(task: &PlannedTask, p: &LoaderParams) -> Result<Vec<String>, TaskError> {
+    if p.nodes.is_empty() {
         return Err(TaskError::fatal(format!(
             "{} has no contact points",
             task.address
         )));
     }
-    Ok(nodes)
+    Ok(p.nodes.clone())
 }
 
 /// How a staged table goes into the cluster.
@@ -181,6 +177,7 @@ enum Via {
 pub async fn load(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &LoaderParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
@@ -195,7 +192,7 @@ pub async fn load(
     let via = Via::Sstableloader {
         spec,
         cfg: cfg.loader.clone(),
-        nodes: nodes_param(task)?,
+        nodes: nodes_param(task, p)?,
     };
     load_each(rt, task, host, cx, &via).await
 }
@@ -270,8 +267,13 @@ async fn load_each(
                         out.stderr_str().trim()
                     )));
                 }
-                let stdout =
-                    crate::cassandra::nodetool::check_output(host, &out).map_err(node::nt_err)?;
+                let stdout = crate::cassandra::nodetool::check_output(
+                    host,
+                    out.code,
+                    &out.stdout,
+                    &out.stderr,
+                )
+                .map_err(node::nt_err)?;
                 if stdout.lines().any(|l| l == ALREADY) {
                     format!("{name}: already imported (marker on the node)")
                 } else {

@@ -7,9 +7,14 @@
 
 use super::node::{self, nt_err};
 use super::{Runtime, store_err};
+use crate::agent::ops::relocate::MoveTable;
+use crate::agent::protocol::{
+    CleanupRequest, ClearCommitlogRequest, FetchRequest, HandOverRequest, MoveRequest,
+};
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
+use crate::graph::spec::{RepairParams, SelectionParams};
 use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
 use crate::repo::inventory::{self, BackupInfo};
 use crate::repo::keys;
@@ -381,6 +386,7 @@ fn run_dir(rt: &Runtime, staging_root: &str) -> String {
 pub async fn fetch(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &SelectionParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
@@ -391,7 +397,7 @@ pub async fn fetch(
         .get(host)
         .ok_or_else(|| TaskError::fatal(format!("no source for {host}")))?;
     let store = rt.store().await?;
-    let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
+    let filter = TableFilter::new(&p.include, &p.exclude, SystemKeyspaces::None)
         .map_err(|e| TaskError::fatal(e.to_string()))?;
     let mut files: BTreeMap<String, crate::agent::ops::fetch::FetchFile> = BTreeMap::new();
     let mut tables: BTreeMap<String, StagedTable> = BTreeMap::new();
@@ -455,16 +461,13 @@ pub async fn fetch(
     let disk = node::inspect(rt, host, None).await?;
     let live =
         super::restore_delta::compare(rt, host, cfg, &disk, &root, &tables, &mut files).await?;
-    let mut op = serde_json::json!({
-        "op": "fetch",
-        "staging_root": root,
-        "files": files.values().collect::<Vec<_>>(),
-        "file_concurrency": rt.run.plan.limits.file_concurrency,
-        "encrypted": ids.is_some(),
-    });
-    if let Some(l) = live.as_ref().filter(|l| l.displaced_bytes_copied > 0) {
-        op["displaced_bytes"] = l.displaced_bytes_copied.into();
-    }
+    let op = FetchRequest {
+        staging_root: root.clone(),
+        files: files.into_values().collect(),
+        file_concurrency: rt.run.plan.limits.file_concurrency as usize,
+        displaced_bytes: live.as_ref().map_or(0, |l| l.displaced_bytes_copied),
+        encrypted: ids.is_some(),
+    };
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
     let staged = Staged {
         run_dir: Some(run_dir(rt, &root)),
@@ -478,13 +481,12 @@ pub async fn fetch(
             .unwrap_or_default(),
     };
     save(cx, &task.address, &staged)?;
-    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
             "{} files ({} bytes) staged and verified, {} were already staged{}{}",
-            n("files"),
-            n("bytes"),
-            n("already_staged"),
+            r.files,
+            r.bytes,
+            r.already_staged,
             super::restore_delta::kept_text(cfg, live.as_ref()),
             if covered > 0 {
                 format!(
@@ -494,7 +496,7 @@ pub async fn fetch(
                 String::new()
             }
         ),
-        data: r,
+        data: node::data(&r),
     })
 }
 
@@ -663,7 +665,7 @@ pub async fn match_tables(
         super::restore_delta::check_mapping(host, &staged.kept_live, &mappings)?;
         // Every refusal the move can hit, checked while nothing is stopped yet.
         let mut op = move_op(rt, &staged, &mappings, true)?;
-        op["check_only"] = true.into();
+        op.check_only = true;
         let r = node::agent(rt, host, op, None)
             .await
             .map_err(|e| TaskError {
@@ -674,12 +676,11 @@ pub async fn match_tables(
                 ),
                 retryable: e.retryable,
             })?;
-        let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         lines.push(format!(
             "move checked: {} files to move in, {} live files to displace{}",
-            n("restored_files"),
-            n("displaced_files"),
-            kept_moved(n("kept_live"))
+            r.restored_files,
+            r.displaced_files,
+            kept_moved(r.kept_live)
         ));
     }
     save(cx, &task.address, &mappings)?;
@@ -795,19 +796,14 @@ pub async fn clear_commitlog(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let op = serde_json::json!({
-        "op": "clear_commitlog",
-        "commitlog_dir": staged.commitlog_dir,
-        "displaced_dir": displaced_commitlog(&staged),
-    });
+    let op = ClearCommitlogRequest {
+        commitlog_dir: staged.commitlog_dir.clone(),
+        displaced_dir: displaced_commitlog(&staged),
+    };
     let r = node::agent(rt, host, op, None).await?;
-    let n = r
-        .get("segments_moved")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
     Ok(Outcome {
-        summary: format!("{n} commit log segments moved aside"),
-        data: r,
+        summary: format!("{} commit log segments moved aside", r.segments_moved),
+        data: node::data(&r),
     })
 }
 
@@ -829,24 +825,32 @@ fn move_op(
     staged: &Staged,
     mappings: &[Mapping],
     displace: bool,
-) -> Result<serde_json::Value, TaskError> {
+) -> Result<MoveRequest, TaskError> {
     let cfg = restore_config(rt)?;
-    let tables: Vec<serde_json::Value> = mappings
+    let tables = mappings
         .iter()
-        .map(|m| serde_json::json!({"keyspace": m.keyspace, "table": m.table, "staged": m.staged, "live_id": m.live_id}))
+        .map(|m| MoveTable {
+            keyspace: m.keyspace.clone(),
+            table: m.table.clone(),
+            staged: m.staged.clone(),
+            live_id: m.live_id.clone(),
+        })
         .collect();
-    Ok(serde_json::json!({
-        "op": "move",
-        "staging_root": staged.staging_root,
-        "data_dirs": staged.data_dirs,
-        "tables": tables,
-        "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
-        "displace_live": displace,
-        "run_dir": staged.run_dir(),
-        "commitlog_dir": displace.then(|| staged.commitlog_dir.clone()),
-        "displaced_commitlog": displace.then(|| displaced_commitlog(staged)),
-        "keep_live": staged.kept_live,
-    }))
+    Ok(MoveRequest {
+        staging_root: staged.staging_root.clone(),
+        data_dirs: staged.data_dirs.clone(),
+        tables,
+        owner: cfg
+            .owner
+            .clone()
+            .or_else(|| rt.run.plan.cassandra.owner.clone()),
+        displace_live: displace,
+        run_dir: Some(staged.run_dir().to_owned()),
+        check_only: false,
+        commitlog_dir: displace.then(|| staged.commitlog_dir.clone()),
+        displaced_commitlog: displace.then(|| displaced_commitlog(staged)),
+        keep_live: staged.kept_live.clone(),
+    })
 }
 
 /// `move[HOST]`: staged files into the live table folders (Node Restart Method).
@@ -871,25 +875,24 @@ pub async fn relocate(
             ),
             retryable: e.retryable,
         })?;
-    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    if let Some(failed) = r.get("failed").and_then(|v| v.as_str()) {
+    if let Some(failed) = &r.failed {
         return Err(TaskError::fatal(format!(
             "{failed}; the move was rolled back ({} files put back): the live table folders and \
              the commit log of {host} are as before this restore. Cassandra is stopped on \
              {host}: start it again with `{start}` (cassandra.start), or fix the cause and \
              apply a new plan",
-            n("rolled_back")
+            r.rolled_back
         )));
     }
     Ok(Outcome {
         summary: format!(
             "{} files moved into place, {} live files displaced to {}{}",
-            n("restored_files"),
-            n("displaced_files"),
-            r.get("displaced_to").and_then(|v| v.as_str()).unwrap_or(""),
-            kept_moved(n("kept_live"))
+            r.restored_files,
+            r.displaced_files,
+            r.displaced_to,
+            kept_moved(r.kept_live)
         ),
-        data: r,
+        data: node::data(&r),
     })
 }
 
@@ -902,9 +905,9 @@ pub async fn load_live(
 ) -> Result<Outcome, TaskError> {
     let (staged, mappings) = staged_and_mapped(cx, host)?;
     let mut done = Vec::new();
-    if task.kind == TaskKind::Refresh {
+    if task.kind() == TaskKind::Refresh {
         let r = node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
-        if let Some(failed) = r.get("failed").and_then(|v| v.as_str()) {
+        if let Some(failed) = &r.failed {
             return Err(TaskError::fatal(format!(
                 "{failed}; the move was rolled back: the live table folders of {host} are as \
                  before this restore"
@@ -913,13 +916,15 @@ pub async fn load_live(
     } else {
         // import: each table at most once per staged restore (marker + flock, as `loader`).
         let cfg = restore_config(rt)?;
-        let op = serde_json::json!({
-            "op": "hand_over",
-            "staging_root": staged.staging_root,
-            "folders": mappings.iter().map(|m| m.staged.clone()).collect::<Vec<_>>(),
-            "data_dirs": staged.data_dirs,
-            "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
-        });
+        let op = HandOverRequest {
+            staging_root: staged.staging_root.clone(),
+            folders: mappings.iter().map(|m| m.staged.clone()).collect(),
+            data_dirs: staged.data_dirs.clone(),
+            owner: cfg
+                .owner
+                .clone()
+                .or_else(|| rt.run.plan.cassandra.owner.clone()),
+        };
         node::agent(rt, host, op, None).await?;
         return super::loader::import(rt, task, host, cx).await;
     }
@@ -929,7 +934,7 @@ pub async fn load_live(
         done.push(format!("{}.{}", m.keyspace, m.table));
     }
     Ok(Outcome {
-        summary: format!("{} loaded: {}", task.kind.as_str(), done.join(", ")),
+        summary: format!("{} loaded: {}", task.kind().as_str(), done.join(", ")),
         data: serde_json::Value::Null,
     })
 }
@@ -940,20 +945,20 @@ pub async fn load_live(
 /// several hosts at once ([`super::repair_ranges`]).
 pub async fn repair(
     rt: &Runtime,
-    _task: &PlannedTask,
+    p: &RepairParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
-    let cfg = restore_config(rt)?;
     let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
-    if crate::graph::compile::repair_parallelism(&rt.run.plan) > 1 {
+    // The saved plan says how (`ranges=` when `repair_parallelism` is above 1).
+    if p.ranges.is_some() {
         let calls = repair_calls(&mappings);
-        return super::repair_ranges::repair(rt, host, &cfg.repair_options, &calls).await;
+        return super::repair_ranges::repair(rt, host, &p.options, &calls).await;
     }
     let mut done = Vec::new();
     for (keyspace, tables) in repair_calls(&mappings) {
         let mut args = vec!["repair".to_string()];
-        args.extend(cfg.repair_options.iter().cloned());
+        args.extend(p.options.iter().cloned());
         args.push("--".into());
         args.push(keyspace.clone());
         args.extend(tables.iter().cloned());
@@ -997,31 +1002,24 @@ pub async fn cleanup(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let op = serde_json::json!({
-        "op": "cleanup",
-        "staging_root": staged.staging_root,
-        "run_dir": staged.run_dir,
-        "keep_displaced": true,
-    });
+    let op = CleanupRequest {
+        staging_root: staged.staging_root.clone(),
+        run_dir: staged.run_dir.clone(),
+        keep_displaced: true,
+    };
     let r = node::agent(rt, host, op, None).await?;
-    let kept: Vec<String> = r
-        .get("kept")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let summary = if kept.is_empty() {
+    let summary = if r.kept.is_empty() {
         "staging removed".to_string()
     } else {
         format!(
             "staging removed; displaced files kept in {}",
-            kept.join(", ")
+            r.kept.join(", ")
         )
     };
-    Ok(Outcome { summary, data: r })
+    Ok(Outcome {
+        summary,
+        data: node::data(&r),
+    })
 }
 
 #[cfg(test)]
