@@ -54,3 +54,13 @@ pub struct StorageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
 }
+
+impl StorageConfig {
+    /// Whether the URL names an S3 bucket (through the one parser of storage URLs).
+    pub fn is_s3(&self) -> bool {
+        matches!(
+            super::url::StoreUrl::parse(&self.url),
+            Ok(super::url::StoreUrl::S3 { .. })
+        )
+    }
+}
