@@ -1,4 +1,5 @@
-//! The agent's wire format: one request on stdin, JSON-line events on stdout.
+//! The agent's wire format: one request line on stdin (then, optionally, [`AgentControl`] lines
+//! while the operation runs), JSON-line events on stdout.
 //!
 //! A request names one operation in `op.op`; [`Op`] has one variant per operation, each with
 //! its typed request, and [`AgentOp`] ties a request type to its typed result and says whether
@@ -35,8 +36,21 @@ pub struct AgentRequest<O = Op> {
     /// The age identity (restore of an encrypted repository): like credentials, only here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::crypt::SecretText>,
+    /// Bytes per second the operation's store transfers start at (`None`: unlimited); the
+    /// controller may change it with [`AgentControl::Bandwidth`] lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<u64>,
     /// What to do.
     pub op: O,
+}
+
+/// A line the controller may send on stdin after the request, while the operation runs (only
+/// to an agent whose `hello` says `controls`; others get stdin closed after the request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum AgentControl {
+    /// The new bandwidth of the operation's transfers (`None`: unlimited).
+    Bandwidth { bytes_per_second: Option<u64> },
 }
 
 /// Every operation an agent runs, tagged by `op` (`{"op": "inspect", "config": ...}`).
@@ -180,6 +194,9 @@ pub enum AgentEvent {
         version: String,
         protocol: u32,
         pid: u32,
+        /// Reads [`AgentControl`] lines after the request (older agents read stdin to its end).
+        #[serde(default)]
+        controls: bool,
     },
     /// Bytes moved since the last progress event.
     Progress { bytes: u64 },

@@ -15,11 +15,12 @@
 //! controller's rerun starts a new agent doing the same. A silent operation is watched with a
 //! heartbeat (an empty progress event after [`HEARTBEAT`] without events).
 
-use super::protocol::{AgentEvent, AgentRequest, PROTOCOL_VERSION};
+use super::protocol::{AgentControl, AgentEvent, AgentRequest, PROTOCOL_VERSION};
+use crate::store::throttle::Throttle;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +69,9 @@ pub struct Events {
     /// Cancelled when a write failed: the controller went away.
     gone: CancellationToken,
     last_sent: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    /// Paces the operation's store transfers; its rate comes with the request and changes with
+    /// the controller's control lines.
+    pub throttle: Arc<Throttle>,
 }
 
 impl Events {
@@ -76,6 +80,7 @@ impl Events {
             out: Arc::new(Mutex::new(out)),
             gone: CancellationToken::new(),
             last_sent: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
+            throttle: Arc::new(Throttle::default()),
         }
     }
 
@@ -155,6 +160,7 @@ where
         version: crate::VERSION.to_string(),
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
+        controls: true,
     };
     if events.send(&hello).await.is_err() {
         return EXIT_OP_ERROR;
@@ -188,10 +194,12 @@ async fn run_request<O: Operations, R: AsyncRead + Unpin>(
     input: &mut R,
     events: Events,
 ) -> Result<serde_json::Value, OpError> {
+    // The request is the first line (or all of stdin, from a controller that closes it).
+    let mut input = BufReader::new(input);
     let mut raw = Vec::new();
-    input
+    (&mut input)
         .take(MAX_REQUEST)
-        .read_to_end(&mut raw)
+        .read_until(b'\n', &mut raw)
         .await
         .map_err(|e| OpError::fatal(format!("cannot read the request: {e}")))?;
     // The envelope first, so that a wrong protocol or an unknown operation is named as such.
@@ -222,6 +230,7 @@ async fn run_request<O: Operations, R: AsyncRead + Unpin>(
         store,
         credentials,
         identity,
+        bandwidth,
         op,
     } = request;
     let op: O::Op =
@@ -231,11 +240,38 @@ async fn run_request<O: Operations, R: AsyncRead + Unpin>(
         store,
         credentials,
         identity,
+        bandwidth,
         op,
     };
+    let throttle = events.throttle.clone();
+    throttle.set_rate(bandwidth);
     // A panicking operation becomes an error event instead of a silent death.
     let task = tokio::spawn(ops.run(request, events));
-    match task.await {
+    // Control lines until the controller closes stdin (or the operation ends).
+    let controls = async {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match input.read_line(&mut line).await {
+                Ok(0) | Err(_) => {
+                    return std::future::pending::<std::convert::Infallible>().await;
+                }
+                Ok(_) => {}
+            }
+            match serde_json::from_str::<AgentControl>(line.trim()) {
+                Ok(AgentControl::Bandwidth { bytes_per_second }) => {
+                    throttle.set_rate(bytes_per_second)
+                }
+                Err(_) if line.trim().is_empty() => {}
+                Err(e) => tracing::warn!("ignoring a control line ({e}): {}", line.trim()),
+            }
+        }
+    };
+    let joined = tokio::select! {
+        joined = task => joined,
+        never = controls => match never {},
+    };
+    match joined {
         Ok(r) => r,
         Err(e) => Err(OpError::fatal(format!("operation `{name}` crashed: {e}"))),
     }

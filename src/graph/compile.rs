@@ -103,6 +103,19 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
         .is_some_and(|r| r.repair.unwrap_or(r.method == RestoreMethod::Restart))
 }
 
+/// Hosts repairing at once after a restore (`[restore] repair_parallelism`, default 1).
+pub fn repair_parallelism(plan: &PlanFile) -> u32 {
+    plan.restore
+        .as_ref()
+        .and_then(|r| r.repair_parallelism)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// What a parallel `repair[HOST]` repairs, as `cbk plan` shows it (`ranges=`).
+pub const REPAIRED_RANGES: &str =
+    "primary (found at apply: (previous ring token, own token] per token, one -st/-et call each)";
+
 /// What `rebuild_index[HOST]` rebuilds, as `cbk plan` shows it (`indexes=`).
 pub const REBUILT_INDEXES: &str =
     "found at apply: each index of the included tables whose source holds no index sstable";
@@ -182,7 +195,10 @@ pub fn builtins(plan: &PlanFile) -> Builtins {
             }
             if restore_repairs(plan) {
                 chain.push((K::Repair, per, Barrier));
-                chained.push(K::Repair);
+                // One host after the other, unless the plan repairs token ranges in parallel.
+                if repair_parallelism(plan) <= 1 {
+                    chained.push(K::Repair);
+                }
             }
             chain.push((K::Cleanup, per, H));
         }
@@ -419,6 +435,8 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                 }
                 if bi.chained.contains(kind) {
                     t.step_limit = Some(1);
+                } else if matches!(kind, TaskKind::Repair) {
+                    t.step_limit = Some(repair_parallelism(plan));
                 }
                 b.add(t, rank);
             }
@@ -603,6 +621,7 @@ fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &[&str
         }
         TaskKind::Repair => TaskSpec::Repair(RepairParams {
             options: rs.map(|x| x.repair_options.clone()).unwrap_or_default(),
+            ranges: (repair_parallelism(plan) > 1).then(|| REPAIRED_RANGES.to_string()),
         }),
         TaskKind::Cleanup => TaskSpec::Cleanup(none),
         TaskKind::Exec => TaskSpec::Exec(Box::default()),

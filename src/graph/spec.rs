@@ -113,6 +113,9 @@ pub struct LoaderParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairParams {
     pub options: Vec<String>,
+    /// `repair_parallelism` above 1: which ranges each host repairs (shown by `cbk plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<String>,
 }
 
 /// `exec[STEP/HOST]`: a custom step's rendered command, and its check, creates and sudo.

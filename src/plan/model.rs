@@ -221,6 +221,11 @@ pub struct RestoreConfig {
     pub repair: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repair_options: Vec<String>,
+    /// Hosts repairing at once (default 1: one host after the other, each with one
+    /// `nodetool repair` per keyspace). Above 1, each host repairs its primary token ranges one
+    /// `nodetool repair -st START -et END` at a time, so every range is repaired once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_parallelism: Option<u32>,
     /// Create tables missing on the target from the backed-up schema.cql (`WITH ID`).
     #[serde(default)]
     pub create_missing_tables: bool,
@@ -309,6 +314,9 @@ pub struct Limits {
     /// Per-node bandwidth, e.g. `"200MiB/s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Rate>,
+    /// Bandwidth of all nodes' store transfers together, shared among those under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_bandwidth: Option<Rate>,
     /// Files transferred at once on one node (default 4).
     #[serde(default = "default_file_concurrency")]
     pub file_concurrency: u32,
@@ -334,6 +342,7 @@ impl Default for Limits {
             per_host: default_per_host(),
             rolling: default_rolling(),
             bandwidth: None,
+            cluster_bandwidth: None,
             file_concurrency: default_file_concurrency(),
         }
     }

@@ -2,7 +2,7 @@
 //! handshake, send the request, then hand out JSON-line events until the agent exits.
 
 use super::{AgentSession, RemoteError, RemoteResult};
-use crate::agent::protocol::PROTOCOL_VERSION;
+use crate::agent::protocol::{AgentControl, PROTOCOL_VERSION};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -28,6 +28,8 @@ pub(crate) struct Started {
     pub wait: BoxFuture<'static, RemoteResult<i32>>,
     /// Held while the agent runs (e.g. a per-host session permit).
     pub guard: Option<Box<dyn Send>>,
+    /// New bandwidths to forward to the agent while it runs.
+    pub rates: Option<super::Rates>,
 }
 
 /// Sends `request`, reads and checks `hello`, and returns the session.
@@ -42,6 +44,7 @@ pub(crate) async fn start(
         mut stderr,
         wait,
         guard,
+        rates,
     } = started;
     let stderr_task = tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -79,12 +82,20 @@ pub(crate) async fn start(
         message: format!("cannot encode the request: {e}"),
     })?;
     body.push(b'\n');
+    // Control lines only to an agent that reads them (an older one reads stdin to its end).
+    let rates = rates.filter(|_| first.get("controls").and_then(|v| v.as_bool()) == Some(true));
     let write = async {
         stdin.write_all(&body).await?;
-        stdin.shutdown().await
+        match rates {
+            Some(rates) => {
+                stdin.flush().await?;
+                tokio::spawn(forward_rates(stdin, rates));
+                Ok(())
+            }
+            None => stdin.shutdown().await,
+        }
     }
     .await;
-    drop(stdin);
     drop(body);
     if let Err(e) = write {
         // The agent died early; its exit code and stderr say why.
@@ -93,6 +104,24 @@ pub(crate) async fn start(
             .await);
     }
     Ok(Box::new(session))
+}
+
+/// Sends each new rate as a control line until the lease ends (its sender is dropped) or the
+/// agent stops reading; then closes stdin.
+async fn forward_rates(mut stdin: Box<dyn AsyncWrite + Send + Unpin>, mut rates: super::Rates) {
+    while rates.changed().await.is_ok() {
+        let control = AgentControl::Bandwidth {
+            bytes_per_second: *rates.borrow_and_update(),
+        };
+        let Ok(mut line) = serde_json::to_vec(&control) else {
+            break;
+        };
+        line.push(b'\n');
+        if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = stdin.shutdown().await;
 }
 
 /// Checks the first event: `hello` with our protocol version.

@@ -134,6 +134,14 @@ impl Transport for LocalTransport {
     }
 
     async fn agent(&self, request: &serde_json::Value) -> RemoteResult<Box<dyn AgentSession>> {
+        self.agent_paced(request, None).await
+    }
+
+    async fn agent_paced(
+        &self,
+        request: &serde_json::Value,
+        rates: Option<super::Rates>,
+    ) -> RemoteResult<Box<dyn AgentSession>> {
         let program = self.agent_program()?;
         let words = self.sudo.wrap(vec![
             program.to_string_lossy().into_owned(),
@@ -171,6 +179,7 @@ impl Transport for LocalTransport {
                 stderr: Box::new(stderr),
                 wait,
                 guard: None,
+                rates,
             },
             request,
         )

@@ -198,6 +198,9 @@ fn not_found_check(host: &str, cmd: &Cmd, out: Output) -> RemoteResult<Output> {
     Ok(out)
 }
 
+/// New bandwidths (bytes per second, `None`: unlimited) for a running agent's transfers.
+pub type Rates = tokio::sync::watch::Receiver<Option<u64>>;
+
 /// A running agent: send one request, read JSON-line events until it ends.
 #[async_trait]
 pub trait AgentSession: Send {
@@ -217,6 +220,17 @@ pub trait Transport: Send + Sync {
     /// Starts `cbk agent` on the node (installing it first if needed) and sends it `request`
     /// on stdin. Credentials live only inside `request`.
     async fn agent(&self, request: &serde_json::Value) -> RemoteResult<Box<dyn AgentSession>>;
+    /// [`Transport::agent`], then, while the agent runs, each new rate from `rates` is sent to it
+    /// as an [`crate::agent::protocol::AgentControl::Bandwidth`] line (agents that announce
+    /// `controls` in their hello; others keep the rate of the request).
+    async fn agent_paced(
+        &self,
+        request: &serde_json::Value,
+        rates: Option<Rates>,
+    ) -> RemoteResult<Box<dyn AgentSession>> {
+        let _ = rates;
+        self.agent(request).await
+    }
     /// Closes connections.
     async fn close(&self) -> RemoteResult<()>;
 }

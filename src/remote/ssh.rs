@@ -649,6 +649,14 @@ impl Transport for SshTransport {
     }
 
     async fn agent(&self, request: &serde_json::Value) -> RemoteResult<Box<dyn AgentSession>> {
+        self.agent_paced(request, None).await
+    }
+
+    async fn agent_paced(
+        &self,
+        request: &serde_json::Value,
+        rates: Option<super::Rates>,
+    ) -> RemoteResult<Box<dyn AgentSession>> {
         let program = self.agent_program().await?;
         let shown = format!("{program} agent");
         let line = quote::join(self.settings.sudo.wrap(vec![program, "agent".to_string()]));
@@ -709,6 +717,7 @@ impl Transport for SshTransport {
                 stderr: Box::new(stderr),
                 wait,
                 guard: Some(Box::new(permit)),
+                rates,
             },
             request,
         )

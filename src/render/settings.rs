@@ -46,6 +46,7 @@ const REVIEWED: &[&str] = &[
     "restore.exclude",
     "restore.host_map.*",
     "restore.repair",
+    "restore.repair_parallelism",
     "restore.create_missing_tables",
     "restore.allow_token_mismatch",
     "restore.incrementals",

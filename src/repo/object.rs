@@ -34,12 +34,14 @@ pub async fn data_key(
 /// Streams `key` from the store through `codec`'s decoder on a blocking thread and hands the
 /// decoded bytes to `consume` (a `Read`). Memory stays at a few chunks whatever the size.
 /// Errors carry whether the store side failed (worth a retry) or the content (not).
+#[allow(clippy::too_many_arguments)]
 pub async fn decode_object<T, F>(
     store: &Arc<dyn Store>,
     key: &str,
     codec: Codec,
     data_key: Option<ObjectKeys>,
     progress: &(dyn Fn(u64) + Send + Sync),
+    pace: Option<&crate::store::throttle::Throttle>,
     consume: F,
 ) -> Result<T, (String, bool)>
 where
@@ -69,6 +71,9 @@ where
             Ok(0) => break,
             Ok(n) => {
                 progress(n as u64);
+                if let Some(t) = pace {
+                    t.take(n as u64).await;
+                }
                 if tx
                     .send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
                     .await

@@ -152,16 +152,21 @@ async fn check_file(
         ),
         None => None,
     };
-    let (size, crc) =
-        crate::repo::object::decode_object(store, &f.key, codec, data_key, &|_| {}, move |r| {
-            crate::repo::object::crc32_of_reader(r, Some(limit))
-        })
-        .await
-        // A store failure while reading (`true`) says nothing about the object's content.
-        .map_err(|(message, store_failed)| Fault {
-            message,
-            present: !store_failed,
-        })?;
+    let (size, crc) = crate::repo::object::decode_object(
+        store,
+        &f.key,
+        codec,
+        data_key,
+        &|_| {},
+        None,
+        move |r| crate::repo::object::crc32_of_reader(r, Some(limit)),
+    )
+    .await
+    // A store failure while reading (`true`) says nothing about the object's content.
+    .map_err(|(message, store_failed)| Fault {
+        message,
+        present: !store_failed,
+    })?;
     if size != f.size {
         return Err(format!(
             "decompressed to {size} bytes, the manifest records {}",

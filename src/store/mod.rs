@@ -10,6 +10,7 @@ pub mod config;
 pub mod fs;
 pub mod object_lock;
 pub mod s3;
+pub mod throttle;
 pub mod url;
 
 use async_trait::async_trait;

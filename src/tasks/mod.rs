@@ -4,9 +4,11 @@
 //! resumed run finds it again.
 
 pub mod backup;
+pub mod bandwidth;
 pub mod custom;
 pub mod loader;
 pub mod node;
+mod repair_ranges;
 pub mod restore;
 mod restore_delta;
 pub mod restore_legacy;
@@ -31,6 +33,8 @@ pub struct Runtime {
     credentials: Option<Credentials>,
     /// The identity, read once when the repository turns out to be encrypted (restore).
     identities: OnceCell<Option<crate::crypt::Identities>>,
+    /// `limits.bandwidth` and `limits.cluster_bandwidth` shared among the transfers under way.
+    pub bandwidth: Arc<bandwidth::Bandwidth>,
 }
 
 impl Runtime {
@@ -42,6 +46,7 @@ impl Runtime {
             None => None,
         };
         Ok(Runtime {
+            bandwidth: bandwidth::Bandwidth::new(&run.plan.limits),
             run,
             transports: Mutex::new(HashMap::new()),
             store: OnceCell::new(),
@@ -102,8 +107,18 @@ impl Runtime {
     /// The agent request for `op` (store and credentials travel only here, on stdin).
     /// Operations that need no store get neither store settings nor credentials.
     pub fn agent_request(&self, op: crate::agent::protocol::Op) -> serde_json::Value {
+        self.agent_request_at(op, None)
+    }
+
+    /// [`Runtime::agent_request`] whose store transfers start at `bandwidth` bytes per second.
+    pub fn agent_request_at(
+        &self,
+        op: crate::agent::protocol::Op,
+        bandwidth: Option<u64>,
+    ) -> serde_json::Value {
         let with_store = op.needs_store();
         let req = crate::agent::protocol::AgentRequest {
+            bandwidth,
             protocol: crate::agent::protocol::PROTOCOL_VERSION,
             store: if with_store {
                 self.run.plan.storage.clone()

@@ -164,8 +164,13 @@ pub async fn agent<O: AgentOp>(
     let op: Op = op.into();
     let needs_store = op.needs_store();
     let name = op.name();
-    let request = rt.agent_request(op);
-    let mut session = t.agent(&request).await.map_err(remote_err)?;
+    // Store transfers share `limits.bandwidth` / `limits.cluster_bandwidth`: the lease is held
+    // until this agent's result, and its rate changes reach the agent while it runs.
+    let mut lease = needs_store.then(|| rt.bandwidth.join(host)).flatten();
+    let start_rate = lease.as_ref().and_then(|l| *l.rates.borrow());
+    let request = rt.agent_request_at(op, start_rate);
+    let rates = lease.as_ref().map(|l| l.rates.clone());
+    let mut session = t.agent_paced(&request, rates).await.map_err(remote_err)?;
     let mut result = None;
     let mut saved: serde_json::Map<String, serde_json::Value> = match cx {
         Some((cx, addr)) => cx
@@ -222,8 +227,13 @@ pub async fn agent<O: AgentOp>(
                     cx.progress.message(&format!("{host}: {message}"));
                 }
             }
-            AgentEvent::Result { data } => result = Some(Ok(data)),
+            AgentEvent::Result { data } => {
+                // Done moving bytes: its share goes to the others (and stdin closes).
+                drop(lease.take());
+                result = Some(Ok(data))
+            }
             AgentEvent::Error { message, retryable } => {
+                drop(lease.take());
                 result = Some(Err(TaskError {
                     message: format!("on {host}: {message}"),
                     retryable,

@@ -1082,7 +1082,8 @@ pub async fn load_live(
 
 /// `repair[HOST]`: `nodetool repair` of the restored tables, one host at a time: one call per
 /// keyspace (`nodetool repair [options] -- KEYSPACE TABLE...`: nodetool takes one keyspace,
-/// then tables of that keyspace).
+/// then tables of that keyspace). With `repair_parallelism` above 1: by primary token range,
+/// several hosts at once ([`super::repair_ranges`]).
 pub async fn repair(
     rt: &Runtime,
     p: &RepairParams,
@@ -1090,6 +1091,11 @@ pub async fn repair(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
+    // The saved plan says how (`ranges=` when `repair_parallelism` is above 1).
+    if p.ranges.is_some() {
+        let calls = repair_calls(&mappings);
+        return super::repair_ranges::repair(rt, host, &p.options, &calls).await;
+    }
     let mut done = Vec::new();
     for (keyspace, tables) in repair_calls(&mappings) {
         let mut args = vec!["repair".to_string()];

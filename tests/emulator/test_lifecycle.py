@@ -512,6 +512,40 @@ class Access(EmuTestCase):
         self.assertIn("Starting repair command #1", r.out)
         self.assertIn("Repair completed successfully", r.out)
 
+    def test_repair_token_ranges(self):
+        self.init("4.1")
+        self.make_table(ks="ks3", rf=3)
+        self.emu("add-peer", "--address", "127.0.0.2", "--token-list=-100,100")
+        self.emu("add-peer", "--address", "127.0.0.3", "--token-list=-50,50")
+        info = self.nt("info", "-T").out
+        mine = sorted(int(l.split(":")[1]) for l in info.splitlines() if l.startswith("Token "))
+        ring = sorted(mine + [-100, 100, -50, 50])
+        prev = ring[ring.index(mine[0]) - 1]
+        # a primary range of this node: repaired alone, recorded with its bounds
+        r = self.nt("repair", "-full", "-st", str(prev), "-et", str(mine[0]), "--", "ks3")
+        self.assertIn("# of ranges: 1", r.out)
+        self.assertIn("for range [(%d,%d]] finished" % (prev, mine[0]), r.out)
+        # a range across two vnode ranges is refused, as getNeighbors does
+        lo = ring[0]
+        r = self.nt("repair", "-st", str(lo - 1), "-et", str(ring[1]), "ks3", rc=2)
+        self.assertIn("intersects a local range", r.err)
+        self.assertIn("but is not fully contained in one", r.err)
+        # -pr: this node's primary ranges only
+        r = self.nt("repair", "-pr", "ks3")
+        self.assertIn("# of ranges: %d" % len(mine), r.out)
+        with open(os.path.join(self.conf, "emulator", "repairs.jsonl"), encoding="utf-8") as f:
+            recs = [json.loads(l) for l in f]
+        self.assertEqual(recs[0]["ranges"], [[str(prev), str(mine[0])]])
+        self.assertEqual(len(recs), 2)
+        self.assertTrue(recs[0]["full"])
+        self.assertLessEqual(recs[0]["start"], recs[0]["end"])
+        # repair-duration: each command takes that long
+        self.emu("repair-duration", "300")
+        r = self.nt("repair", "-pr", "ks3")
+        with open(os.path.join(self.conf, "emulator", "repairs.jsonl"), encoding="utf-8") as f:
+            last = [json.loads(l) for l in f][-1]
+        self.assertGreaterEqual(last["end"] - last["start"], 0.3)
+
     def test_drain_stops_cql_but_nodetool_answers(self):
         self.init("4.0")
         tid = self.make_table()

@@ -53,6 +53,7 @@ mod exec_steps;
 mod exec_walker;
 mod metrics_format;
 mod ops_cli;
+mod parallel_restore;
 mod plan_state;
 mod plans;
 mod plans_cli;

@@ -122,6 +122,7 @@ async fn upload_part_403_fails_the_upload_at_once() {
             None,
             &NoCheckpoint,
             &|_| {},
+            Default::default(),
         ),
     )
     .await;

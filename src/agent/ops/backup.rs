@@ -482,7 +482,15 @@ async fn upload_one(
     let sink = Forward(cx);
     let progress = |n: u64| cx.progress(n);
     let up = pipeline::upload_file(
-        store, &plan.key, &file.path, plan.codec, sealer, resume, &sink, &progress,
+        store,
+        &plan.key,
+        &file.path,
+        plan.codec,
+        sealer,
+        resume,
+        &sink,
+        &progress,
+        cx.throttle.clone(),
     )
     .await?;
     if up.size != file.size {

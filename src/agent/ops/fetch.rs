@@ -128,7 +128,14 @@ pub async fn run(req: FetchRequest, cx: &OpContext) -> OpResult<FetchResult> {
                     None => None,
                 };
                 let size = pipeline::download_file(
-                    store, &f.key, &dest, codec, data_key, expect, &progress,
+                    store,
+                    &f.key,
+                    &dest,
+                    codec,
+                    data_key,
+                    expect,
+                    &progress,
+                    Some(&cx.throttle),
                 )
                 .await?;
                 cx.progress(size);

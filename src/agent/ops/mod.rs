@@ -66,6 +66,8 @@ pub struct OpContext {
     pub store: Option<Arc<dyn Store>>,
     /// The age identity, when the controller sent one (reading an encrypted repository).
     pub identity: Option<crate::crypt::Identities>,
+    /// Paces the operation's store transfers (`limits.bandwidth`, `limits.cluster_bandwidth`).
+    pub throttle: Arc<crate::store::throttle::Throttle>,
 }
 
 impl OpContext {
@@ -202,6 +204,7 @@ impl Envelope {
             events: sink,
             store,
             identity,
+            throttle: self.events.throttle.clone(),
         })
         .await;
         let _ = forward.await;

@@ -6,6 +6,7 @@ use super::{OpError, OpResult};
 use crate::codec::{Codec, Encoder};
 pub use crate::repo::object::{crc32_of_reader, data_key, decode_object, stored_codec};
 use crate::store::channel;
+use crate::store::throttle::{Throttle, Throttled};
 use crate::store::{
     CheckpointSink, MultipartState, PartSealer, PutStreamOptions, SealedParts, Store,
 };
@@ -38,8 +39,11 @@ pub async fn upload_file(
     resume: Option<MultipartState>,
     checkpoint: &dyn CheckpointSink,
     progress: &(dyn Fn(u64) + Send + Sync),
+    pace: Arc<Throttle>,
 ) -> OpResult<Uploaded> {
     let (writer, mut reader) = channel::to_async();
+    // The stored bytes (compressed, sealed) are what crosses the network: paced there.
+    let writer = Throttled::new(writer, pace);
     let src = path.to_path_buf();
     let hashing = tokio::task::spawn_blocking(move || {
         encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
@@ -116,6 +120,7 @@ pub struct Expect {
 /// Streams `key` from the store, decompresses it and writes `dest` atomically (a `.cbk.tmp`
 /// sibling, fsync, rename) after checking size and CRC32. A mismatch leaves nothing behind.
 /// Returns the size written.
+#[allow(clippy::too_many_arguments)]
 pub async fn download_file(
     store: &Arc<dyn Store>,
     key: &str,
@@ -124,10 +129,11 @@ pub async fn download_file(
     data_key: Option<crate::crypt::parts::ObjectKeys>,
     expect: Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
+    pace: Option<&Throttle>,
 ) -> OpResult<u64> {
     let tmp = temp_path(dest);
     let (tmp2, dest2) = (tmp.clone(), dest.to_path_buf());
-    let res = decode_object(store, key, codec, data_key, progress, move |r| {
+    let res = decode_object(store, key, codec, data_key, progress, pace, move |r| {
         write_checked(r, &tmp2, &dest2, expect)
     })
     .await;

@@ -90,6 +90,17 @@ pub fn check(
             );
         }
     }
+    if r.repair_parallelism == Some(0) {
+        sink.error(
+            doc.value(&[K("restore"), K("repair_parallelism")]),
+            "`repair_parallelism` must be at least 1".to_string(),
+            "zero",
+            Some(
+                "1 repairs one host after the other; N repairs N hosts' token ranges at once"
+                    .into(),
+            ),
+        );
+    }
     let path = [K("restore"), K("source")];
     let span = doc.value(&path);
     let src = ctx.render(sink, &path, &r.source, vars)?;

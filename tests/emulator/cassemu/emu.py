@@ -220,8 +220,18 @@ def cmd_add_peer(a):
     def go(n):
         n.state.setdefault("peers", []).append({
             "address": a.address, "host_id": a.host_id or str(uuid.uuid4()), "dc": a.dc or n.state["dc"],
-            "rack": a.rack or n.state["rack"], "tokens": _tokens(a.tokens or len(n.state["tokens"]), random.Random()),
+            "rack": a.rack or n.state["rack"],
+            "tokens": ([int(t) for t in a.token_list.split(",")] if a.token_list
+                       else _tokens(a.tokens or len(n.state["tokens"]), random.Random())),
             "up": not a.down})
+
+    _with_node(go, need_running=False)
+
+
+def cmd_repair_duration(a):
+    """How long each repair command takes (default 0): real sessions take seconds to hours."""
+    def go(n):
+        n.state["repair_ms"] = a.ms
 
     _with_node(go, need_running=False)
 
@@ -296,8 +306,12 @@ def parser():
     ap.add_argument("--dc")
     ap.add_argument("--rack")
     ap.add_argument("--tokens", type=int)
+    ap.add_argument("--token-list", help="the peer's tokens, comma separated (default: random)")
     ap.add_argument("--down", action="store_true")
     ap.set_defaults(fn=cmd_add_peer)
+    rd = sub.add_parser("repair-duration")
+    rd.add_argument("ms", type=int)
+    rd.set_defaults(fn=cmd_repair_duration)
     return p
 
 

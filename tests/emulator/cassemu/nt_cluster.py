@@ -1,9 +1,11 @@
 """nodetool commands about the node and its cluster: version, info, status, describecluster, ring, getendpoints, repair."""
 
 import json
+import os
 import time
 import uuid
 
+from . import node as node_mod
 from . import schema, util
 from .ntcommon import size
 
@@ -180,11 +182,92 @@ def _ts():
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + ",%03d" % (int(t * 1000) % 1000)
 
 
+MIN_TOKEN = -(2 ** 63)
+MAX_TOKEN = 2 ** 63 - 1
+
+
+def _segments(left, right):
+    """Range (left, right] as unwrapped (a, b] segments (left >= right wraps; equal = all)."""
+    if left < right:
+        return [(left, right)]
+    return [(left, MAX_TOKEN), (MIN_TOKEN, right)]
+
+
+def _contains(outer, inner):
+    return all(any(a <= c and d <= b for a, b in _segments(*outer)) for c, d in _segments(*inner))
+
+
+def _intersects(x, y):
+    return any(a < d and c < b for a, b in _segments(*x) for c, d in _segments(*y))
+
+
+def _ring(n):
+    """(token, address) of every node the gossip state knows, sorted by token."""
+    return sorted((t, x["address"]) for x in _nodes(n) for t in x["tokens"])
+
+
+def local_ranges(n, ks):
+    """The vnode ranges (prev, token] this node replicates for `ks` (SimpleStrategy placement:
+    the token's owner and the next RF-1 distinct nodes clockwise), as getLocalReplicas does."""
+    ring = _ring(n)
+    rf = schema.replication_factor(n.keyspaces[ks])
+    out = []
+    for i, (tok, _) in enumerate(ring):
+        owners = []
+        for j in range(len(ring)):
+            addr = ring[(i + j) % len(ring)][1]
+            if addr not in owners:
+                owners.append(addr)
+            if len(owners) >= rf:
+                break
+        if n.address in owners:
+            out.append((ring[i - 1][0], tok))
+    return out
+
+
+def primary_ranges(n):
+    ring = _ring(n)
+    return [(ring[i - 1][0], t) for i, (t, a) in enumerate(ring) if a == n.address]
+
+
+def _fmt_range(r):
+    return "(%d,%d]" % r
+
+
+def _requested_range(n, ks, vals):
+    """The -st/-et range, checked like ActiveRepairService.getNeighbors: it must lie inside one
+    local range of the keyspace."""
+    try:
+        want = (int(vals["st"]), int(vals["et"]))
+    except ValueError:
+        raise util.EmuError("Repair job has failed with the error message: "
+                            "For input string: \"%s\"" % (vals["st"] + ":" + vals["et"]))
+    for r in local_ranges(n, ks):
+        if _contains(r, want):
+            return want
+        if _intersects(r, want):
+            raise util.EmuError(
+                "Repair job has failed with the error message: Requested range %s intersects a local range "
+                "(%s) but is not fully contained in one; this would lead to imprecise repair. keyspace: %s"
+                % (_fmt_range(want), _fmt_range(r), ks))
+    raise util.EmuError("Repair job has failed with the error message: Nothing to repair for %s in %s - aborting"
+                        % (_fmt_range(want), ks))
+
+
+def _record_repair(rec):
+    """Appends one repair command to `<state dir>/repairs.jsonl` (what tests read back)."""
+    with open(os.path.join(node_mod.state_dir(), "repairs.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
 def c_repair(n, o, vals, pos):
     kss = [pos[0]] if pos else [k for k, v in n.keyspaces.items()
                                if not v["replication"].get("class", "").endswith("LocalStrategy")]
     tables = pos[1:] if pos else []
     full = bool(vals.get("full"))
+    if ("st" in vals) != ("et" in vals):
+        raise util.EmuError("Repair job has failed with the error message: "
+                            "Start and end tokens must both be given")
     for ks in kss:
         n.keyspace(ks)
         for t in tables:
@@ -192,6 +275,12 @@ def c_repair(n, o, vals, pos):
         if schema.replication_factor(n.keyspaces[ks]) < 2:
             o.p("[%s] Replication factor is 1. No repair is needed for keyspace '%s'" % (_ts(), ks))
             continue
+        if "st" in vals:
+            ranges = [_requested_range(n, ks, vals)]
+        elif vals.get("pr"):
+            ranges = primary_ranges(n)
+        else:
+            ranges = local_ranges(n, ks)
         n.state["repair_cmd"] = n.state.get("repair_cmd", 0) + 1
         cmd = n.state["repair_cmd"]
         start = time.time()
@@ -202,11 +291,16 @@ def c_repair(n, o, vals, pos):
             "repairPaxos: true, paxosOnly: false)"
             % (_ts(), cmd, uuid.uuid1(), ks, "sequential" if vals.get("seq") else "parallel",
                "true" if vals.get("pr") else "false", "false" if full else "true", ", ".join(tables),
-               len(n.state["tokens"])))
+               len(ranges)))
+        # A repair session takes time (validation compactions, streaming): `repair-duration`.
+        time.sleep(n.state.get("repair_ms", 0) / 1000.0)
         for t in (tables or list(n.keyspaces[ks]["tables"])):
             if not full:  # incremental repair marks the sstables repaired (anticompaction)
                 n.flush(ks, t)
                 n.rewrite_stats(ks, t, repaired_at=util.now_ms())
-        o.p("[%s] Repair session %s for range [(%d,%d]] finished" % (_ts(), uuid.uuid1(), n.state["tokens"][0], n.state["tokens"][-1]))
+        o.p("[%s] Repair session %s for range [%s] finished"
+            % (_ts(), uuid.uuid1(), ", ".join(_fmt_range(r) for r in ranges)))
+        _record_repair({"keyspace": ks, "tables": tables, "ranges": [[str(a), str(b)] for a, b in ranges],
+                        "full": full, "start": start, "end": time.time()})
         o.p("[%s] Repair completed successfully" % _ts())
         o.p("[%s] Repair command #%d finished in %d seconds" % (_ts(), cmd, int(time.time() - start)))
