@@ -611,44 +611,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sealed_put_stream_seals_each_part_and_reads_back() {
-        use crate::crypt::parts::{FrameSealer, ObjectKeys, key_object, parts_len};
-        use std::io::Read;
-        let (_d, s) = store();
-        let (ids, to) = crate::crypt::seal::test_keys();
-        let part = s.part_size();
-        for len in [0, 5, part, 2 * part + 17] {
-            let data: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
-            let sealer = std::sync::Arc::new(FrameSealer::new(&to, "a/b").unwrap());
-            let stats = s
-                .put_stream(
-                    "a/b",
-                    &mut data.as_slice(),
-                    PutStreamOptions {
-                        sealer: Some(sealer),
-                        resume: None,
-                        checkpoint: &NoCheckpoint,
-                        progress: &|_| {},
-                    },
-                )
-                .await
-                .unwrap();
-            assert_eq!(stats.size, parts_len(len, part), "len {len}");
-            let sealed = stats.sealed.unwrap();
-            assert_eq!(sealed.parts.len() as u64, len.div_ceil(part).max(1));
-            let stored = s.get_bytes("a/b").await.unwrap();
-            assert_eq!(stored.len() as u64, stats.size);
-            let keys = ObjectKeys::open(&key_object(&sealed, &to).unwrap(), &ids, "k").unwrap();
-            let mut back = Vec::new();
-            keys.reader(std::io::Cursor::new(stored), "a/b")
-                .unwrap()
-                .read_to_end(&mut back)
-                .unwrap();
-            assert!(back == data, "len {len}");
-        }
-    }
-
-    #[tokio::test]
     async fn put_stream_and_get_to_file() {
         let (d, s) = store();
         let len = 5 * 1024 * 1024 + 17;

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 /// the graph acyclic without a cycle search, and the order explicit).
 const LAYERS: &[&[&str]] = &[
     // Vocabulary with no dependencies.
-    &["error", "units", "command", "crypt"],
+    &["error", "units", "command"],
     // What cbk knows of Cassandra; object stores.
     &["cassandra", "store"],
-    // Codecs (they choose per SSTable component).
-    &["codec"],
+    // Codecs (they choose per SSTable component); encryption of stored objects (it seals
+    // the parts the store sends, through `store::PartSealer`).
+    &["codec", "crypt"],
     // The repository format.
     &["repo"],
     // The node side.
