@@ -2,7 +2,7 @@
 //! Targets: under 1 s and under 300 MB peak memory (VmHWM). Run with
 //! `cargo bench --bench plan_compile`; results go to BENCHMARKS.md ("Plan compile").
 
-use cbk::plan::compile_source;
+use cbk::graph::compile_source;
 use cbk::render;
 use std::time::Instant;
 

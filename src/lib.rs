@@ -10,6 +10,7 @@ pub mod agent;
 pub mod cassandra;
 pub mod cli;
 pub mod codec;
+pub mod command;
 pub mod crypt;
 pub mod error;
 pub mod exec;

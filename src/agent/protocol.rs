@@ -1,7 +1,7 @@
 //! The agent's wire format: one request on stdin, JSON-line events on stdout.
 
-use crate::plan::model::StorageConfig;
 use crate::store::Credentials;
+use crate::store::config::StorageConfig;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request/event format; the controller refuses an agent that speaks another.

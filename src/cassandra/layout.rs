@@ -9,7 +9,7 @@ use std::path::{Component as PathComponent, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::plan::model::SystemKeyspaces;
+use super::config::SystemKeyspaces;
 
 /// Layout errors.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! names of every format, Digest checks, snapshot manifest.json and schema.cql, version
 //! profiles, and nodetool calls and the parsing of their output. See docs/cassandra-support.md.
 
+pub mod config;
 pub mod digest;
 pub mod layout;
 pub mod manifest;

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use super::config::CassandraConfig;
 use super::version::{ReleaseVersion, VersionProfile};
-use crate::plan::model::{CassandraConfig, CommandSpec};
-use crate::remote::Output;
+use crate::command::CommandSpec;
 
 /// nodetool failures, as cbk reports them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,12 +198,17 @@ pub fn clearsnapshot_args(tag: &str, keyspaces: &[String]) -> Result<Vec<String>
 // ---------------------------------------------------------------------------------------------
 // Error mapping
 
-/// Maps a finished nodetool call to `Ok(stdout)` or a typed error. `host` names the node in
-/// messages.
-pub fn check_output(host: &str, out: &Output) -> Result<String, NodetoolError> {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    map_result(host, out.code, &stdout, &stderr).map(|()| stdout)
+/// Maps a finished nodetool call (exit code and output) to `Ok(stdout)` or a typed error.
+/// `host` names the node in messages.
+pub fn check_output(
+    host: &str,
+    code: i32,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> Result<String, NodetoolError> {
+    let stdout = String::from_utf8_lossy(stdout).into_owned();
+    let stderr = String::from_utf8_lossy(stderr).into_owned();
+    map_result(host, code, &stdout, &stderr).map(|()| stdout)
 }
 
 fn map_result(host: &str, code: i32, stdout: &str, stderr: &str) -> Result<(), NodetoolError> {

@@ -86,9 +86,9 @@ fn load_planned_run(
     exclude: &[String],
     color: bool,
 ) -> Result<PlannedRun, ApplyError> {
-    let run = crate::plan::compile_file(path, now).map_err(|e| {
+    let run = crate::graph::compile_file(path, now).map_err(|e| {
         let message = match &e {
-            crate::plan::PlanError::Invalid(d) => d.render(100, color),
+            crate::graph::PlanError::Invalid(d) => d.render(100, color),
             other => other.to_string(),
         };
         ApplyError::Compile {
@@ -178,7 +178,7 @@ async fn run_inner(args: Args, out: Out) -> Result<u8, Box<dyn std::error::Error
             path: path_s.clone(),
             message: e.to_string(),
         })?;
-        crate::plan::upgrade_saved(&mut run);
+        crate::graph::upgrade_saved(&mut run);
         run
     } else {
         if !args.yes && !std::io::stdin().is_terminal() {

@@ -230,12 +230,13 @@ impl StoreArgs {
         let Some(path) = &self.plan else {
             return Ok(None);
         };
-        let run = crate::plan::compile_file(path, jiff::Timestamp::now()).map_err(|e| match e {
-            crate::plan::PlanError::Invalid(d) => {
-                miette::miette!("{}", d.render(100, crate::exec::progress::color_enabled()))
-            }
-            other => miette::miette!("{other}"),
-        })?;
+        let run =
+            crate::graph::compile_file(path, jiff::Timestamp::now()).map_err(|e| match e {
+                crate::graph::PlanError::Invalid(d) => {
+                    miette::miette!("{}", d.render(100, crate::exec::progress::color_enabled()))
+                }
+                other => miette::miette!("{other}"),
+            })?;
         Ok(Some(run.plan))
     }
 

@@ -4,9 +4,9 @@
 use super::PlanFormat;
 use super::validate::{parse_now, print_diagnostics, read_plan};
 use crate::error::exit;
+use crate::graph::compile_source;
 use crate::graph::run::PlannedRun;
 use crate::graph::select::select;
-use crate::plan::compile_source;
 use crate::render;
 use crate::render::compare::Comparison;
 use std::io::IsTerminal;

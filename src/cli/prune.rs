@@ -74,10 +74,7 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             ));
         }
     }
-    let selection = args
-        .store
-        .backup_config()?
-        .map(|b| crate::repo::manifest::Selection::of(&b));
+    let selection = args.store.backup_config()?.map(|b| b.selection());
     let ids = args.store.identity(store.as_ref()).await?;
     let r = crate::repo::prune::prune(
         store.as_ref(),

@@ -58,7 +58,7 @@ pub fn read_saved_plan(path: &Path) -> Result<PlannedRun, SavedPlanError> {
     }
     let mut run: PlannedRun = serde_json::from_value(value)
         .map_err(|source| SavedPlanError::Parse { path: p, source })?;
-    crate::plan::upgrade_saved(&mut run);
+    crate::graph::upgrade_saved(&mut run);
     Ok(run)
 }
 

@@ -2,7 +2,7 @@
 //! (miette), scripts (JSON) or CI (GitHub Actions annotations).
 
 use crate::error::exit;
-use crate::plan::{PlanError, compile_source};
+use crate::graph::{PlanError, compile_source};
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

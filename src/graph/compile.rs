@@ -3,9 +3,8 @@
 
 use super::params::Params;
 use super::run::{Action, PlannedTask, TaskKind};
-use crate::plan::model::{
-    BackupMode, ClearSnapshot, CommandSpec, HostSpec, PlanFile, PlanKind, RestoreMethod,
-};
+use crate::plan::load::{BuiltinNames, Resolved, ResolvedStep, StepCatalog};
+use crate::plan::model::{BackupMode, ClearSnapshot, HostSpec, PlanFile, PlanKind, RestoreMethod};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{Value, json};
 use std::cmp::Reverse;
@@ -14,40 +13,6 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 /// The compiler's lookup maps are keyed by step and host names and only ever looked up (never
 /// iterated), so a fast non-cryptographic hasher is safe and saves a SipHash per task.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A custom step after resolution: where it runs and its rendered command per host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedStep {
-    /// Index into `plan.steps`.
-    pub index: usize,
-    /// Hosts it runs on; `None` = once on the controller.
-    pub hosts: Option<Vec<String>>,
-    /// Rendered command per host (same order as `hosts`), or one for the controller.
-    pub runs: Vec<CommandSpec>,
-    /// Rendered `check` command per host (same order), if the step has one.
-    pub checks: Vec<Option<CommandSpec>>,
-    /// Rendered `creates` path per host (same order), if the step has one.
-    pub creates: Vec<Option<String>>,
-}
-
-/// A plan with templates rendered and defaults applied: the compiler's input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
-    pub plan: PlanFile,
-    /// Captured clock, RFC 3339 UTC.
-    pub now: String,
-    /// Rendered backup name (backup plans).
-    pub backup_name: Option<String>,
-    /// The start of every name the backup name template renders (`nightly-`): snapshot tags
-    /// with it are this plan's own.
-    pub backup_tag_prefix: Option<String>,
-    /// Rendered restore source (restore plans).
-    pub restore_source: Option<String>,
-    pub hosts: Vec<HostSpec>,
-    pub steps: Vec<ResolvedStep>,
-    /// Templates as written where `plan` holds their rendering (`backup.name` -> template).
-    pub templates: std::collections::BTreeMap<String, String>,
-}
 
 /// Every task kind except `exec` (the names custom steps may not take).
 pub const ALL_KINDS: &[TaskKind] = &[
@@ -104,6 +69,27 @@ impl Builtins {
     /// Whether the plan has a built-in step with this name (`snapshot`, `stop`, ...).
     pub fn find(&self, name: &str) -> Option<(TaskKind, Scope)> {
         self.steps.iter().copied().find(|(k, _)| k.as_str() == name)
+    }
+}
+
+/// The loader's view of the built-in steps (names only), so it can check custom steps against
+/// them without knowing task kinds.
+pub struct BuiltinSteps;
+
+impl StepCatalog for BuiltinSteps {
+    fn reserved(&self) -> Vec<&'static str> {
+        ALL_KINDS.iter().map(|k| k.as_str()).collect()
+    }
+    fn builtins(&self, plan: &PlanFile) -> BuiltinNames {
+        let bi = builtins(plan);
+        BuiltinNames {
+            steps: bi.steps.iter().map(|(k, _)| k.as_str()).collect(),
+            edges: bi
+                .edges
+                .iter()
+                .map(|(a, b, _)| (a.as_str(), b.as_str()))
+                .collect(),
+        }
     }
 }
 

@@ -119,6 +119,6 @@ pub fn select(
         t.after.retain(|a| kept.contains(a));
     }
     run.warnings.push(TARGETING_WARNING.to_owned());
-    run.summary = crate::plan::summarize(&run);
+    run.summary = super::summarize(&run);
     Ok(run)
 }

@@ -4,9 +4,10 @@
 //! host table would point at the table header. These visitors dispatch on the value's shape
 //! directly, so the inner deserializer (with its spans) does the real work.
 
-use super::model::{CommandSpec, HostEntry, HostSpec, StepScope};
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use super::model::{HostEntry, HostSpec, StepScope};
+use crate::command::StrOrList;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use std::fmt;
 
 struct HostEntryVisitor;
@@ -30,44 +31,9 @@ impl<'de> Deserialize<'de> for HostEntry {
     }
 }
 
-/// Either a string or a list of strings (the shape of commands and step scopes).
-enum StrOrList {
-    Str(String),
-    List(Vec<String>),
-}
-
-struct StrOrListVisitor(&'static str);
-
-impl<'de> Visitor<'de> for StrOrListVisitor {
-    type Value = StrOrList;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.0)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
-        Ok(StrOrList::Str(v.to_owned()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<StrOrList, A::Error> {
-        Vec::<String>::deserialize(SeqAccessDeserializer::new(seq)).map(StrOrList::List)
-    }
-}
-
-impl<'de> Deserialize<'de> for CommandSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = d.deserialize_any(StrOrListVisitor(
-            "a shell command string or an argv list of strings",
-        ))?;
-        Ok(match v {
-            StrOrList::Str(s) => CommandSpec::Shell(s),
-            StrOrList::List(l) => CommandSpec::Argv(l),
-        })
-    }
-}
-
 impl<'de> Deserialize<'de> for StepScope {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = d.deserialize_any(StrOrListVisitor(
-            "`\"hosts\"`, `\"controller\"` or a list of host names",
-        ))?;
+        let v = StrOrList::deserialize(d, "`\"hosts\"`, `\"controller\"` or a list of host names")?;
         Ok(match v {
             StrOrList::Str(s) => StepScope::Keyword(s),
             StrOrList::List(l) => StepScope::Hosts(l),
@@ -78,6 +44,7 @@ impl<'de> Deserialize<'de> for StepScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::CommandSpec;
     use serde::Deserialize;
 
     #[derive(Deserialize)]

@@ -9,7 +9,6 @@
 use super::diag::{Diagnostics, Sink, suggest};
 use super::model::*;
 use super::template::{Engine, NameProblem, Vars, check_name_formats, valid_backup_name};
-use crate::graph::compile::{Resolved, ResolvedStep, builtins};
 use petgraph::graph::DiGraph;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +32,59 @@ pub const TOP_KEYS: &[&str] = &[
     "retention",
     "step",
 ];
+
+/// A custom step after resolution: where it runs and its rendered command per host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedStep {
+    /// Index into `plan.steps`.
+    pub index: usize,
+    /// Hosts it runs on; `None` = once on the controller.
+    pub hosts: Option<Vec<String>>,
+    /// Rendered command per host (same order as `hosts`), or one for the controller.
+    pub runs: Vec<CommandSpec>,
+    /// Rendered `check` command per host (same order), if the step has one.
+    pub checks: Vec<Option<CommandSpec>>,
+    /// Rendered `creates` path per host (same order), if the step has one.
+    pub creates: Vec<Option<String>>,
+}
+
+/// A plan with templates rendered and defaults applied: the compiler's input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub plan: PlanFile,
+    /// Captured clock, RFC 3339 UTC.
+    pub now: String,
+    /// Rendered backup name (backup plans).
+    pub backup_name: Option<String>,
+    /// The start of every name the backup name template renders (`nightly-`): snapshot tags
+    /// with it are this plan's own.
+    pub backup_tag_prefix: Option<String>,
+    /// Rendered restore source (restore plans).
+    pub restore_source: Option<String>,
+    pub hosts: Vec<HostSpec>,
+    pub steps: Vec<ResolvedStep>,
+    /// Templates as written where `plan` holds their rendering (`backup.name` -> template).
+    pub templates: std::collections::BTreeMap<String, String>,
+}
+
+/// The built-in steps of one plan, by name, as the compiler lays them out.
+#[derive(Debug, Clone, Default)]
+pub struct BuiltinNames {
+    /// The plan's built-in steps, in order.
+    pub steps: Vec<&'static str>,
+    /// `(a, b)`: built-in step `b` waits for `a`.
+    pub edges: Vec<(&'static str, &'static str)>,
+}
+
+/// What the loader knows of built-in steps, to check custom steps' names, `after`/`before` and
+/// cycles. The compiler (`crate::graph::compile::BuiltinSteps`, a layer above) provides it, so
+/// the loader never names task kinds.
+pub trait StepCatalog {
+    /// Every built-in step name, whatever the plan (names a custom step may not take).
+    fn reserved(&self) -> Vec<&'static str>;
+    /// The built-in steps of `plan` (its kind, backup mode and restore method).
+    fn builtins(&self, plan: &PlanFile) -> BuiltinNames;
+}
 
 /// A segment of a key path into the document.
 #[derive(Debug, Clone, Copy)]
@@ -329,7 +381,12 @@ struct Parts {
 }
 
 /// Loads, checks and resolves a plan. `name` is used in diagnostics; `now` is RFC 3339 UTC.
-pub fn load(name: &str, src: &str, now: &str) -> Result<Resolved, Diagnostics> {
+pub fn load(
+    name: &str,
+    src: &str,
+    now: &str,
+    catalog: &dyn StepCatalog,
+) -> Result<Resolved, Diagnostics> {
     // Syntax.
     let (root, errors) = DeTable::parse_recoverable(src);
     if !errors.is_empty() {
@@ -373,7 +430,7 @@ pub fn load(name: &str, src: &str, now: &str) -> Result<Resolved, Diagnostics> {
     }
     strip_secrets(&mut doc, &secrets);
     let parts = shape(&mut sink, &doc);
-    let resolved = semantics(&mut sink, &doc, parts, now);
+    let resolved = semantics(&mut sink, &doc, parts, now, catalog);
     match (sink.finish(), resolved) {
         (Ok(()), Some(r)) => Ok(r),
         (Err(d), _) => Err(d),
@@ -531,7 +588,13 @@ impl Ctx<'_, '_> {
     }
 }
 
-fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Resolved> {
+fn semantics(
+    sink: &mut Sink,
+    doc: &Doc<'_>,
+    p: Parts,
+    now: &str,
+    catalog: &dyn StepCatalog,
+) -> Option<Resolved> {
     let ctx = Ctx {
         doc,
         engine: Engine::new(),
@@ -778,7 +841,8 @@ fn semantics(sink: &mut Sink, doc: &Doc<'_>, p: Parts, now: &str) -> Option<Reso
         &ctx,
         &p.steps,
         &hosts,
-        &plan_for_builtins,
+        catalog.reserved(),
+        catalog.builtins(&plan_for_builtins),
         &Vars {
             backup: backup_name.clone().or_else(|| restore_source.clone()),
             ..base_vars.clone()
@@ -1366,12 +1430,12 @@ fn check_steps(
     ctx: &Ctx<'_, '_>,
     steps: &[Option<CustomStep>],
     hosts: &[HostSpec],
-    plan: &PlanFile,
+    reserved: Vec<&'static str>,
+    bi: BuiltinNames,
     vars: &Vars,
     unknown_host_help: &dyn Fn(&str) -> String,
 ) -> Option<Vec<ResolvedStep>> {
     let doc = ctx.doc;
-    let bi = builtins(plan);
     let host_names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -1387,10 +1451,7 @@ fn check_steps(
                 Some("step names use letters, digits, `-` and `_`".into()),
             );
             ok = false;
-        } else if crate::graph::compile::ALL_KINDS
-            .iter()
-            .any(|k| k.as_str() == st.name)
-        {
+        } else if reserved.contains(&st.name.as_str()) {
             sink.error(
                 doc.value(&sp("name")),
                 format!("step name `{}` is the name of a built-in step", st.name),
@@ -1552,7 +1613,7 @@ fn check_steps(
     let known: Vec<&str> = bi
         .steps
         .iter()
-        .map(|(k, _)| k.as_str())
+        .copied()
         .chain(custom.iter().copied())
         .collect();
     let mut refs_ok = true;
@@ -1574,10 +1635,7 @@ fn check_steps(
                         None => String::new(),
                     };
                     help.push_str(&format!("steps of this plan: {}", known.join(", ")));
-                    let msg = if crate::graph::compile::ALL_KINDS
-                        .iter()
-                        .any(|k| k.as_str() == r)
-                    {
+                    let msg = if reserved.contains(&r.as_str()) {
                         format!("built-in step `{r}` is not part of this plan")
                     } else {
                         format!("unknown step `{r}` in `{field}`")
@@ -1600,23 +1658,18 @@ fn check_steps(
 }
 
 /// Finds dependency cycles among built-in and custom steps and reports each with its path.
-fn check_cycles(
-    sink: &mut Sink,
-    doc: &Doc<'_>,
-    steps: &[Option<CustomStep>],
-    bi: &crate::graph::compile::Builtins,
-) {
+fn check_cycles(sink: &mut Sink, doc: &Doc<'_>, steps: &[Option<CustomStep>], bi: &BuiltinNames) {
     let mut g: DiGraph<String, Option<(usize, &'static str, usize)>> = DiGraph::new();
     let mut idx = HashMap::new();
     let mut node = |g: &mut DiGraph<_, _>, n: &str| {
         *idx.entry(n.to_owned())
             .or_insert_with(|| g.add_node(n.to_owned()))
     };
-    for (k, _) in &bi.steps {
-        node(&mut g, k.as_str());
+    for k in &bi.steps {
+        node(&mut g, k);
     }
-    for (a, b, _) in &bi.edges {
-        let (x, y) = (node(&mut g, a.as_str()), node(&mut g, b.as_str()));
+    for (a, b) in &bi.edges {
+        let (x, y) = (node(&mut g, a), node(&mut g, b));
         g.add_edge(x, y, None);
     }
     for (i, st) in steps.iter().enumerate() {

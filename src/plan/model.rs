@@ -1,11 +1,20 @@
 //! The plan file format, version 1: the serde types that mirror a TOML plan exactly.
 //!
-//! These types are the contract between the loader (which turns a TOML file into them, with
-//! spans and diagnostics), the compiler (which turns them into tasks) and the tasks themselves
-//! (which read their settings from the resolved copy stored in a saved plan). Secrets never live
-//! here: credentials are referenced by profile or by the *names* of environment variables.
+//! A plan composes the configuration of the modules that use it: `[storage]` is
+//! [`crate::store::config`], `[connection]` and host tables are [`crate::remote::config`],
+//! `[cassandra]` is [`crate::cassandra::config`], `[retention]` is [`crate::repo::prune`], and
+//! commands are [`crate::command`]. What only the plan, the compiler and the tasks read
+//! (backup, restore, limits, steps) is defined here. The loader turns a TOML file into these
+//! types (with spans and diagnostics), the compiler turns them into tasks, and the tasks read
+//! their settings from the resolved copy stored in a saved plan. Secrets never live here:
+//! credentials are referenced by profile or by the *names* of environment variables.
 
-use crate::units::{ByteSize, Duration, Rate};
+pub use crate::cassandra::config::{CassandraConfig, JmxConfig, SystemKeyspaces};
+pub use crate::command::CommandSpec;
+pub use crate::remote::config::{ConnectionConfig, HostSpec, KnownHosts, TransportKind};
+pub use crate::repo::prune::Retention;
+pub use crate::store::config::{Sse, StorageConfig};
+use crate::units::Rate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,28 +87,6 @@ pub enum HostEntry {
     Detailed(HostSpec),
 }
 
-/// A host with its own settings (all optional except the name).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HostSpec {
-    /// Name used in task addresses (`snapshot[NAME]`) and templates.
-    pub name: String,
-    /// Address to connect to (defaults to the name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Data folders, overriding what cassandra.yaml says.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub data_dirs: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rack: Option<String>,
-}
-
 impl HostEntry {
     /// The host as a full spec.
     pub fn spec(&self) -> HostSpec {
@@ -111,131 +98,6 @@ impl HostEntry {
             HostEntry::Detailed(s) => s.clone(),
         }
     }
-}
-
-/// How cbk reaches the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportKind {
-    /// OpenSSH (system `ssh`, ControlMaster multiplexing).
-    #[default]
-    Ssh,
-    /// cbk runs on the node itself.
-    Local,
-}
-
-/// Host-key policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum KnownHosts {
-    /// Unknown or changed host keys are refused (default).
-    #[default]
-    Strict,
-    /// Unknown host keys are added; changed ones are refused.
-    AcceptNew,
-}
-
-/// Connection settings shared by all hosts (a host table may override user/port).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectionConfig {
-    #[serde(default)]
-    pub transport: TransportKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// Private key file (`-i`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
-    /// ssh config file (`-F`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_config: Option<String>,
-    /// known_hosts file to use instead of the user's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts_file: Option<String>,
-    #[serde(default)]
-    pub known_hosts: KnownHosts,
-    /// Connect timeout, e.g. `"10s"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<Duration>,
-    /// Run node commands through sudo.
-    #[serde(default)]
-    pub sudo: bool,
-    /// User for sudo (`sudo -u`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sudo_user: Option<String>,
-    /// Path of cbk on the nodes; if unset, cbk installs its own binary into a per-user cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_path: Option<String>,
-    /// Jump hosts (`-J`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub jump_hosts: Vec<String>,
-}
-
-/// A command: a string run by the remote shell, or an argv list (each element quoted).
-///
-/// `Deserialize` is hand-written (see [`crate::plan::de`]) so errors keep their spans.
-#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq)]
-#[serde(untagged)]
-pub enum CommandSpec {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-/// JMX options passed to nodetool. The password is only ever a *file*.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JmxConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<String>,
-}
-
-/// Where Cassandra lives on each node and how to drive it.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CassandraConfig {
-    /// Path of cassandra.yaml (default `/etc/cassandra/cassandra.yaml`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
-    /// nodetool command (default `nodetool`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodetool: Option<CommandSpec>,
-    /// cqlsh command, used to read live table ids and create missing tables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cqlsh: Option<CommandSpec>,
-    /// sstableloader command, for `method = "loader"` restores (default `sstableloader`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sstableloader: Option<CommandSpec>,
-    #[serde(default)]
-    pub jmx: JmxConfig,
-    /// Command that stops Cassandra (default `systemctl stop cassandra`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<CommandSpec>,
-    /// Command that starts Cassandra (default `systemctl start cassandra`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<CommandSpec>,
-    /// Staging folder for restores (default `/var/lib/cassandra/cbk-staging`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub staging: Option<String>,
-    /// Owner of data files, `user[:group]` (default `cassandra:cassandra`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-}
-
-/// Server-side encryption.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum Sse {
-    #[serde(rename = "AES256")]
-    Aes256,
-    #[serde(rename = "aws:kms")]
-    AwsKms,
 }
 
 /// `[encryption]`: every object that reveals data is encrypted so that only the holders of an
@@ -255,48 +117,6 @@ pub struct EncryptionConfig {
     pub identity_env: Option<String>,
 }
 
-/// Where backups are stored.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// `s3://bucket/prefix` or `file:///absolute/path`.
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Custom endpoint for S3-compatible servers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub path_style: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sse: Option<Sse>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sse_kms_key_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_class: Option<String>,
-    /// AWS profile name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    /// Name of the environment variable holding the access key id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_key_id_env: Option<String>,
-    /// Name of the environment variable holding the secret access key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_access_key_env: Option<String>,
-    /// Name of the environment variable holding a session token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_token_env: Option<String>,
-    /// Multipart part size, e.g. `"16MiB"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub part_size: Option<ByteSize>,
-    /// Parts in flight per file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub part_concurrency: Option<u32>,
-    /// `auto`, `when_required` or `crc32c`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
-}
-
 /// Which clear-snapshot policy applies after an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
@@ -308,19 +128,6 @@ pub enum ClearSnapshot {
     OnSuccess,
     /// Never clear it.
     Never,
-}
-
-/// How system keyspaces are treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SystemKeyspaces {
-    /// None of them.
-    None,
-    /// `system_schema` (so a new cluster can be restored) — the default.
-    #[default]
-    Schema,
-    /// All system keyspaces.
-    All,
 }
 
 /// Backup mode.
@@ -361,6 +168,13 @@ pub struct BackupConfig {
     pub flush: Option<bool>,
     #[serde(default)]
     pub clear_snapshot: ClearSnapshot,
+}
+
+impl BackupConfig {
+    /// What the backup selects, as the repository records it.
+    pub fn selection(&self) -> crate::repo::manifest::Selection {
+        crate::repo::manifest::Selection::of(&self.include, &self.exclude, self.system_keyspaces)
+    }
 }
 
 /// Restore method.
@@ -511,23 +325,6 @@ impl Default for Limits {
             file_concurrency: default_file_concurrency(),
         }
     }
-}
-
-/// Retention policy (GFS style).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_last: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_daily: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_weekly: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_monthly: Option<u32>,
-    /// Unreferenced objects younger than this are kept (default `"24h"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grace: Option<Duration>,
 }
 
 /// Where a custom step runs.

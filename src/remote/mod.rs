@@ -5,6 +5,7 @@
 //! through [`quote`] and names are checked by [`validate`] before they get near a shell.
 
 mod agent_client;
+pub mod config;
 pub mod local;
 pub mod pool;
 pub mod quote;
@@ -161,10 +162,10 @@ impl Output {
 
 /// The transport a plan asks for, for one of its hosts (names validated first).
 pub fn for_host(
-    conn: &crate::plan::model::ConnectionConfig,
-    host: &crate::plan::model::HostSpec,
+    conn: &config::ConnectionConfig,
+    host: &config::HostSpec,
 ) -> RemoteResult<std::sync::Arc<dyn Transport>> {
-    use crate::plan::model::TransportKind;
+    use config::TransportKind;
     match conn.transport {
         TransportKind::Ssh => Ok(std::sync::Arc::new(ssh::SshTransport::from_plan(
             conn, host,

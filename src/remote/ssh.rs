@@ -9,9 +9,9 @@
 //! explicitly: nothing a node prints reaches the operator's terminal.
 
 use super::agent_client::{self, Started};
+use super::config::{ConnectionConfig, HostSpec, KnownHosts};
 use super::quote::{self, Sudo};
 use super::{AgentSession, Cmd, Output, RemoteError, RemoteResult, Transport, validate};
-use crate::plan::model::{ConnectionConfig, HostSpec, KnownHosts};
 use async_trait::async_trait;
 use openssh::{ControlPersist, Session, SessionBuilder, Stdio};
 use sha2::Digest;

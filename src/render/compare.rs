@@ -445,7 +445,7 @@ mod tests {
     use super::*;
 
     fn run(src: &str, now: &str) -> PlannedRun {
-        crate::plan::compile_source("t.toml", src, now.parse().unwrap()).unwrap()
+        crate::graph::compile_source("t.toml", src, now.parse().unwrap()).unwrap()
     }
 
     fn plan(hosts: &str, bucket: &str, keep: u32) -> String {

@@ -233,7 +233,8 @@ mod tests {
     use super::*;
 
     fn run(src: &str) -> PlannedRun {
-        crate::plan::compile_source("t.toml", src, "2026-11-25T03:00:00Z".parse().unwrap()).unwrap()
+        crate::graph::compile_source("t.toml", src, "2026-11-25T03:00:00Z".parse().unwrap())
+            .unwrap()
     }
 
     const BACKUP: &str = r#"

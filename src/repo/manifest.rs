@@ -152,12 +152,16 @@ pub struct Selection {
     /// `[backup] exclude` (sorted).
     #[serde(default)]
     pub exclude: Vec<String>,
-    pub system_keyspaces: crate::plan::model::SystemKeyspaces,
+    pub system_keyspaces: crate::cassandra::config::SystemKeyspaces,
 }
 
 impl Selection {
-    /// The selection of a backup plan.
-    pub fn of(b: &crate::plan::model::BackupConfig) -> Selection {
+    /// The selection of a backup plan's `include`, `exclude` and `system_keyspaces`.
+    pub fn of(
+        include: &[String],
+        exclude: &[String],
+        system_keyspaces: crate::cassandra::config::SystemKeyspaces,
+    ) -> Selection {
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();
@@ -165,9 +169,9 @@ impl Selection {
             v
         };
         Selection {
-            include: sorted(&b.include),
-            exclude: sorted(&b.exclude),
-            system_keyspaces: b.system_keyspaces,
+            include: sorted(include),
+            exclude: sorted(exclude),
+            system_keyspaces,
         }
     }
 }

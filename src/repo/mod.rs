@@ -23,6 +23,7 @@ pub mod inventory;
 pub mod keys;
 pub mod legacy;
 pub mod manifest;
+pub mod object;
 pub mod prune;
 pub mod quarantine;
 pub mod rekey;

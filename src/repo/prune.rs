@@ -6,9 +6,27 @@
 use super::inventory::{BackupInfo, RepoError, backups, incomplete_runs, read_json};
 use super::keys;
 use super::manifest::{BackupKind, IndexEntry, ProbeInfo, Selection, TableEntry};
-use crate::plan::model::Retention;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Retention policy (GFS style).
+#[derive(
+    Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default, PartialEq,
+)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Unreferenced objects younger than this are kept (default `"24h"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<crate::units::Duration>,
+}
 
 /// What a prune (or a forget) did, or in a dry run, would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

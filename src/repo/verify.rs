@@ -139,12 +139,11 @@ async fn check_file(
     if !deep {
         return Ok(());
     }
-    let codec =
-        crate::agent::ops::pipeline::stored_codec(&f.codec).map_err(|e| absent(e.to_string()))?;
+    let codec = crate::repo::object::stored_codec(&f.codec).map_err(|e| absent(e.to_string()))?;
     let limit = f.size;
     let data_key = match ids {
         Some(ids) => Some(
-            crate::agent::ops::pipeline::data_key(store, &f.key, ids)
+            crate::repo::object::data_key(store, &f.key, ids)
                 .await
                 .map_err(|(message, store_failed)| Fault {
                     message,
@@ -153,20 +152,16 @@ async fn check_file(
         ),
         None => None,
     };
-    let (size, crc) = crate::agent::ops::pipeline::decode_object(
-        store,
-        &f.key,
-        codec,
-        data_key,
-        &|_| {},
-        move |r| crate::agent::ops::pipeline::crc32_of_reader(r, Some(limit)),
-    )
-    .await
-    // A store failure while reading (`true`) says nothing about the object's content.
-    .map_err(|(message, store_failed)| Fault {
-        message,
-        present: !store_failed,
-    })?;
+    let (size, crc) =
+        crate::repo::object::decode_object(store, &f.key, codec, data_key, &|_| {}, move |r| {
+            crate::repo::object::crc32_of_reader(r, Some(limit))
+        })
+        .await
+        // A store failure while reading (`true`) says nothing about the object's content.
+        .map_err(|(message, store_failed)| Fault {
+            message,
+            present: !store_failed,
+        })?;
     if size != f.size {
         return Err(format!(
             "decompressed to {size} bytes, the manifest records {}",

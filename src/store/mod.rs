@@ -5,6 +5,8 @@
 //! and credentials. Large objects are written from streams in bounded memory; multipart uploads
 //! can be resumed from a [`MultipartState`] checkpoint.
 
+pub mod channel;
+pub mod config;
 pub mod fs;
 pub mod s3;
 pub mod url;
@@ -205,7 +207,7 @@ impl std::fmt::Debug for Credentials {
 
 /// Opens the store a plan names. `credentials` overrides the standard AWS chain.
 pub async fn open(
-    config: &crate::plan::model::StorageConfig,
+    config: &config::StorageConfig,
     credentials: Option<Credentials>,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     Ok(match url::StoreUrl::parse(&config.url)? {
@@ -220,9 +222,7 @@ pub async fn open(
 
 /// Reads the credentials a plan names from the controller's environment.
 /// Returns `None` when the plan relies on a profile or the default AWS chain.
-pub fn credentials_from_env(
-    config: &crate::plan::model::StorageConfig,
-) -> StoreResult<Option<Credentials>> {
+pub fn credentials_from_env(config: &config::StorageConfig) -> StoreResult<Option<Credentials>> {
     let (Some(ak_var), Some(sk_var)) = (&config.access_key_id_env, &config.secret_access_key_env)
     else {
         return Ok(None);

@@ -7,11 +7,11 @@
 //! interrupted upload can resume. Error messages are built from S3 error codes and messages,
 //! never from requests, so they cannot carry credentials.
 
+use super::config::{Sse, StorageConfig};
 use super::{
     CheckpointSink, CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PutIfAbsent,
     PutStats, PutStreamOptions, Store, StoreError, StoreResult, validate_key,
 };
-use crate::plan::model::{Sse, StorageConfig};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::{ReconnectMode, RetryConfig};

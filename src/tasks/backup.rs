@@ -774,7 +774,7 @@ pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
         completed: jiff::Timestamp::now().to_string(),
         plan_sha256: rt.run.source.sha256.clone(),
         cbk_version: crate::VERSION.to_string(),
-        selection: Some(crate::repo::manifest::Selection::of(backup_config(rt)?)),
+        selection: Some(backup_config(rt)?.selection()),
         hosts,
         totals: totals.clone(),
     };

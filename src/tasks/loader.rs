@@ -270,8 +270,13 @@ async fn load_each(
                         out.stderr_str().trim()
                     )));
                 }
-                let stdout =
-                    crate::cassandra::nodetool::check_output(host, &out).map_err(node::nt_err)?;
+                let stdout = crate::cassandra::nodetool::check_output(
+                    host,
+                    out.code,
+                    &out.stdout,
+                    &out.stderr,
+                )
+                .map_err(node::nt_err)?;
                 if stdout.lines().any(|l| l == ALREADY) {
                     format!("{name}: already imported (marker on the node)")
                 } else {

@@ -15,7 +15,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/cassandra/cassandra.yaml";
 /// Runs `nodetool ARGS` on `host` and maps failures to typed errors.
 pub async fn nodetool(rt: &Runtime, host: &str, args: &[String]) -> Result<String, NodetoolError> {
     let out = nodetool_raw(rt, host, args).await?;
-    nodetool::check_output(host, &out)
+    nodetool::check_output(host, out.code, &out.stdout, &out.stderr)
 }
 
 /// Runs `nodetool ARGS` and returns the raw output (for calls whose failure is an answer).

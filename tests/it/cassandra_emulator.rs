@@ -47,7 +47,8 @@ fn check(version: &str, profile: VersionProfile) {
     }
     let nt = |args: &[&str]| -> Result<String, NodetoolError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        nodetool::check_output("emu", &nodetool_raw(&node, &args))
+        let o = nodetool_raw(&node, &args);
+        nodetool::check_output("emu", o.code, &o.stdout, &o.stderr)
     };
 
     // version, info, status, describecluster

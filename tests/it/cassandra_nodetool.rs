@@ -43,6 +43,11 @@ UN  172.17.0.2  306.77 KiB  256          100.0%            ed19c671-f413-4108-b9
 // Real 3.11 describecluster (tabs, blank line after each schema line).
 const DESCRIBE_311: &str = "Cluster Information:\n\tName: Test Cluster\n\tSnitch: org.apache.cassandra.locator.SimpleSnitch\n\tDynamicEndPointSnitch: enabled\n\tPartitioner: org.apache.cassandra.dht.Murmur3Partitioner\n\tSchema versions:\n\t\t836f4520-071b-3909-91d9-876181702696: [172.17.0.2]\n\n";
 
+/// `nodetool::check_output` over a whole [`Output`].
+fn check_output(host: &str, o: &Output) -> Result<String, NodetoolError> {
+    cbk::cassandra::nodetool::check_output(host, o.code, &o.stdout, &o.stderr)
+}
+
 fn out(code: i32, stdout: &str, stderr: &str) -> Output {
     Output {
         code,

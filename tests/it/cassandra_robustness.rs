@@ -60,7 +60,7 @@ proptest! {
         let _ = nodetool::parse_datapaths(&t);
         let _ = nodetool::parse_size(&t);
         let out = cbk::remote::Output { code, stdout: t.as_bytes().to_vec(), stderr: t.as_bytes().to_vec() };
-        let _ = nodetool::check_output("h", &out);
+        let _ = nodetool::check_output("h", out.code, &out.stdout, &out.stderr);
         let _ = schema::SchemaCql::parse(&t);
         let _ = manifest::SnapshotManifest::parse(&t);
         let _ = yaml::CassandraYaml::parse(&t, "c", &yaml::InstallType::Package);

@@ -77,7 +77,7 @@ fn toml_plans_in_docs_compile() {
                 continue;
             }
             let name = format!("{}:{}", rel(&file), b.line);
-            match cbk::plan::compile_source(&name, &b.text, now) {
+            match cbk::graph::compile_source(&name, &b.text, now) {
                 Ok(run) => {
                     assert!(!run.tasks.is_empty(), "{name}: a plan without tasks");
                     compiled += 1;

@@ -20,6 +20,7 @@ mod cassandra_support;
 mod exec_support;
 mod support;
 
+mod architecture;
 mod bench;
 mod cassandra_emulator;
 mod cassandra_layout;

@@ -25,7 +25,7 @@ include = ["shop.*"]
 
 fn planned() -> PlannedRun {
     let now: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
-    cbk::plan::compile_source("plans/nightly-backup.toml", PLAN, now).expect("plan compiles")
+    cbk::graph::compile_source("plans/nightly-backup.toml", PLAN, now).expect("plan compiles")
 }
 
 /// A report where every task is applied, except `fail_host`'s upload tasks which failed.

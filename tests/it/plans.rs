@@ -3,8 +3,9 @@
 //! yields its expected diagnostic at the expected line:column; the committed JSON Schemas are
 //! current; targeting and the CLI's exit codes behave.
 
+use cbk::cli::completions::json_schemas;
 use cbk::graph::run::PlannedRun;
-use cbk::plan::{PlanError, compile_source, json_schemas};
+use cbk::graph::{PlanError, compile_source};
 use cbk::render;
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! compiling and every renderer. `fuzz_campaign` (ignored) runs the same for a fixed time; see
 //! docs/fuzzing.md.
 
-use cbk::plan::compile_source;
+use cbk::graph::compile_source;
 use cbk::render;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -143,7 +143,7 @@ fn exercise(src: &str) {
             assert!(md.len() < render::MARKDOWN_LIMIT);
             let _ = render::dot(&run);
         }
-        Err(cbk::plan::PlanError::Invalid(d)) => {
+        Err(cbk::graph::PlanError::Invalid(d)) => {
             assert!(!d.items.is_empty());
             let _ = d.render(80, false);
         }

@@ -294,7 +294,7 @@ async fn connect_timeout_with_two_units_connects() {
     let (code, out) = validate(&plan);
     assert_eq!(code, 0, "{out}");
     let text = std::fs::read_to_string(&plan).unwrap();
-    let resolved = cbk::plan::load::load("plan.toml", &text, "2026-12-07T10:00:00Z")
+    let resolved = cbk::graph::resolve("plan.toml", &text, "2026-12-07T10:00:00Z")
         .unwrap_or_else(|e| panic!("{e:?}"));
     let conn = resolved.plan.connection.clone();
     assert_eq!(

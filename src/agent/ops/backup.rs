@@ -8,10 +8,10 @@
 
 use super::pipeline::{self, Uploaded};
 use super::{OpContext, OpError, OpResult};
+use crate::cassandra::config::SystemKeyspaces;
 use crate::cassandra::layout::{self, FoundFile, TableFiles};
 use crate::cassandra::sstable::{DigestAlgorithm, SstableName};
 use crate::codec::Codec;
-use crate::plan::model::SystemKeyspaces;
 use crate::repo::keys::{self, Identity};
 use crate::repo::manifest::{FileEntry, FileSource, NodeManifest, TableEntry};
 use crate::store::{CheckpointSink, MultipartState, Store};

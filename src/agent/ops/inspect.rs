@@ -2,9 +2,9 @@
 //! table folders that exist (with their ids), and whether a snapshot tag is present. Read-only.
 
 use super::{OpError, OpResult};
+use crate::cassandra::config::SystemKeyspaces;
 use crate::cassandra::layout::{self, SnapshotCoverage, TableFilter};
 use crate::cassandra::sstable::SstableName;
-use crate::plan::model::SystemKeyspaces;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

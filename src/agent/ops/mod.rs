@@ -5,7 +5,6 @@
 //! what is already in place.
 
 pub mod backup;
-pub mod channel;
 pub mod delta;
 pub mod fetch;
 pub mod inspect;
