@@ -16,8 +16,11 @@ HOSTS_LIST=${BENCH_HOSTS:-10 50 200}
 PAR=${BENCH_PARALLELISM:-10}
 VENV=$CBK_TEST_HOME/venv
 PROFILE=${BENCH_PROFILE:-release}
-if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk; else cargo build --quiet --bin cbk; fi
-CBK=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/cbk
+if [ -n "${BENCH_CBK:-}" ]; then CBK=$BENCH_CBK   # an already built binary
+else
+  if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk; else cargo build --quiet --bin cbk; fi
+  CBK=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/cbk
+fi
 WORK=$(mktemp -d /tmp/cbk-scale.XXXXXX)
 BASE=
 SERVER_PID=
@@ -79,33 +82,37 @@ parallelism = $PAR
 EOF
 }
 
+# ssh logins the cluster's sshds accepted so far (one per master the controller opened).
+logins() { cat "$BASE"/hosts/*/sshd.log 2>/dev/null | grep -c 'Accepted publickey' || true; }
+
 # One apply under GNU time and the sampler; prints a Markdown row. Args: label, hosts, log, cbk args...
 measure() {
   local label=$1 n=$2 log=$3; shift 3
   local t0; t0=$(date +%s.%N)
+  local logins0; logins0=$(logins)
   /usr/bin/time -o "$log.time" -f '%M %U %S %e' "$CBK" "$@" >"$log" 2>&1 &
   local tpid=$! pid=
-  for _ in $(seq 1 200); do pid=$(pgrep -P "$tpid" -x cbk || true); [ -n "$pid" ] && break; sleep 0.01; done
+  for _ in $(seq 1 200); do pid=$(pgrep -P "$tpid" || true); [ -n "$pid" ] && break; sleep 0.01; done
   local stats='{}'
   if [ -n "$pid" ]; then stats=$(python3 benches/procstat.py "$pid" "$BASE/ssh_config"); fi
   local rc=0; wait "$tpid" || rc=$?
   local finished; finished=$(grep -c '"event":"task_finished"' "$log" || true)
-  python3 - "$label" "$n" "$rc" "$(cat "$log.time" | tail -1)" "$stats" "$finished" "$t0" <<'PY'
+  python3 - "$label" "$n" "$rc" "$(tail -1 "$log.time")" "$stats" "$finished" "$(( $(logins) - logins0 ))" <<'PY'
 import json, sys
-label, n, rc, tm, st, finished, t0 = sys.argv[1:]
+label, n, rc, tm, st, finished, logins = sys.argv[1:]
 maxrss, user, sys_, wall = tm.split()
 st = json.loads(st)
 print(f"| {label} | {n} | {rc} | {finished} | {float(wall):.1f} | {float(user) + float(sys_):.2f} "
       f"| {int(maxrss) / 1024:.1f} | {st.get('fds', '?')} | {st.get('ssh', '?')} | {st.get('threads', '?')} "
-      f"| {st.get('load_start', '?')} / {st.get('load_end', '?')} |")
+      f"| {logins} | {st.get('load_start', '?')} / {st.get('load_end', '?')} |")
 PY
   if [ "$rc" != 0 ]; then grep -m5 '"event":"error"' "$log" >&2 || tail -5 "$log" >&2; fi
 }
 
-echo "Server: $SERVER; cbk $PROFILE build; limits.parallelism = $PAR; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Server: $SERVER; cbk ${BENCH_CBK:-$PROFILE build}; limits.parallelism = $PAR; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| apply | hosts | exit | tasks | wall s | CPU s (user+sys) | peak RSS MiB | peak fds | peak ssh processes | peak threads | load avg start / end |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| apply | hosts | exit | tasks | wall s | CPU s (user+sys) | peak RSS MiB | peak fds | peak ssh processes | peak threads | ssh logins | load avg start / end |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for N in $HOSTS_LIST; do
   BASE=$WORK/cluster-$N
   t0=$(date +%s.%N)

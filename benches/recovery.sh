@@ -23,8 +23,11 @@ N=${BENCH_SSTABLES:-20}
 MIB=${BENCH_SSTABLE_MIB:-32}
 VENV=$CBK_TEST_HOME/venv
 PROFILE=${BENCH_PROFILE:-release}
-if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk; else cargo build --quiet --bin cbk; fi
-CBK=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/cbk
+if [ -n "${BENCH_CBK:-}" ]; then CBK=$BENCH_CBK   # an already built binary
+else
+  if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk; else cargo build --quiet --bin cbk; fi
+  CBK=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/cbk
+fi
 WORK=$(mktemp -d /tmp/cbk-recovery.XXXXXX)
 BASE=$WORK/cluster
 SERVER_PID=
