@@ -157,12 +157,13 @@ drop_displaced
 
 # rclone copy of the same stored bytes, one rclone per node at once.
 IDS=$("$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 ls s3://recovery/cbk/nodes/ | awk '{print $2}' | tr -d /)
-t0=$(date +%s.%N); c0=$(server_cpu)
+t0=$(date +%s.%N); c0=$(server_cpu); RCLONES=()
 for id in $IDS; do
   /usr/bin/time -o "$WORK/rclone-$id.time" -f '%M %U %S %e' env -u AWS_CA_BUNDLE rclone copy --transfers 4 \
     "bench:recovery/cbk/nodes/$id/sst" "$WORK/rclone/$id" 2>"$WORK/rclone-$id.err" &
+  RCLONES+=($!)
 done
-wait
+wait "${RCLONES[@]}"   # not a bare `wait`: moto is a background job of this script too
 T_RCLONE=$(python3 -c "import sys,time; print(time.time()-float(sys.argv[1]))" "$t0")
 RCLONE_SERVER_CPU=$(python3 -c "import sys; print(float(sys.argv[2])-float(sys.argv[1]))" "$c0" "$(server_cpu)")
 RCLONE_LOAD=$(cut -d' ' -f1 /proc/loadavg)
