@@ -92,6 +92,7 @@ async fn memory_child(endpoint: &str, bucket: &str, gib: u64) {
             "big.bin",
             &mut GenReader::new(gib * 1024 * MIB, 5),
             PutStreamOptions {
+                sealer: None,
                 resume: None,
                 checkpoint: &NoCheckpoint,
                 progress: &|_| {},
@@ -169,6 +170,7 @@ async fn main() {
                     n,
                     &mut f,
                     PutStreamOptions {
+                        sealer: None,
                         resume: None,
                         checkpoint: &NoCheckpoint,
                         progress: &|_| {},

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         &key,
                         &mut file,
                         PutStreamOptions {
+                            sealer: None,
                             resume: None,
                             checkpoint: &NoCheckpoint,
                             progress: &|_| {},

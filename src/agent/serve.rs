@@ -1,9 +1,10 @@
 //! The agent's main loop: read the request, answer `hello`, dispatch the operation, report.
 //!
 //! `hello` goes out before the request is even read, so a controller talking to a mismatched
-//! binary learns it from the first line whatever the request looks like. Operations live in a
-//! [`Registry`] keyed by the request's `op.op` name; each gets an [`OpContext`] with the request
-//! and an [`Events`] sink for progress, checkpoints and log lines, and returns its result value.
+//! binary learns it from the first line whatever the request looks like. The request's `op` is
+//! parsed into the [`Operations`]' typed op (an unknown `op.op` name is reported with the names
+//! this agent knows); the operation gets the request and an [`Events`] sink for progress,
+//! checkpoints and log lines, and returns its result value.
 //! Exit codes: 0 on success, [`EXIT_OP_ERROR`] when the operation (or the request) failed —
 //! never 127 or 255, which shells and ssh reserve.
 //!
@@ -16,7 +17,6 @@
 
 use super::protocol::{AgentEvent, AgentRequest, PROTOCOL_VERSION};
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -128,64 +128,25 @@ impl Events {
     }
 }
 
-/// What an operation gets.
-pub struct OpContext {
-    /// The whole request (store, credentials, op).
-    pub request: AgentRequest,
-    pub events: Events,
-}
-
-impl OpContext {
-    /// The operation's parameters (the request's `op` object).
-    pub fn op(&self) -> &serde_json::Value {
-        &self.request.op
-    }
-
-    /// Parses the operation's parameters into `T` (unknown fields are the op's business).
-    pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpError> {
-        serde_json::from_value(self.request.op.clone())
-            .map_err(|e| OpError::fatal(format!("bad parameters: {e}")))
-    }
-}
-
-/// An operation: takes the context, returns the `result` event's data.
-pub type OpHandler = fn(OpContext) -> BoxFuture<'static, Result<serde_json::Value, OpError>>;
-
-/// The operations an agent knows, by name.
-#[derive(Clone, Default)]
-pub struct Registry {
-    ops: BTreeMap<&'static str, OpHandler>,
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Registry::default()
-    }
-
-    /// The built-in operations (`ping`, `sleep`).
-    pub fn with_builtins() -> Self {
-        let mut r = Registry::new();
-        r.register("ping", |ctx| Box::pin(ping(ctx)));
-        r.register("sleep", |ctx| Box::pin(sleep(ctx)));
-        r
-    }
-
-    /// Adds (or replaces) an operation.
-    pub fn register(&mut self, name: &'static str, handler: OpHandler) -> &mut Self {
-        self.ops.insert(name, handler);
-        self
-    }
-
-    /// Names of the known operations.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.ops.keys().copied().collect()
-    }
+/// The operations an agent serves: a typed op parsed from the request's `op` object, and how
+/// to run one.
+pub trait Operations: Send + Sync {
+    /// The typed operation (an enum tagged by `op`).
+    type Op: serde::de::DeserializeOwned + Send + 'static;
+    /// Every operation's name (`op.op`), for the error naming an unknown one.
+    fn names(&self) -> &'static [&'static str];
+    /// Runs one request; the result is the `result` event's data.
+    fn run(
+        &self,
+        request: AgentRequest<Self::Op>,
+        events: Events,
+    ) -> BoxFuture<'static, Result<serde_json::Value, OpError>>;
 }
 
 /// Runs one request read from `input`, writing events to `output`; returns the exit code.
-pub async fn serve<R, W>(registry: &Registry, mut input: R, output: W) -> u8
+pub async fn serve<O, R, W>(ops: &O, mut input: R, output: W) -> u8
 where
+    O: Operations,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Send + Unpin + 'static,
 {
@@ -199,7 +160,7 @@ where
         return EXIT_OP_ERROR;
     }
     let outcome = tokio::select! {
-        outcome = run_request(registry, &mut input, events.clone()) => outcome,
+        outcome = run_request(ops, &mut input, events.clone()) => outcome,
         _ = events.until_gone(HEARTBEAT) => return EXIT_CONTROLLER_GONE,
     };
     if events.gone.is_cancelled() {
@@ -222,8 +183,8 @@ where
     code
 }
 
-async fn run_request<R: AsyncRead + Unpin>(
-    registry: &Registry,
+async fn run_request<O: Operations, R: AsyncRead + Unpin>(
+    ops: &O,
     input: &mut R,
     events: Events,
 ) -> Result<serde_json::Value, OpError> {
@@ -233,7 +194,8 @@ async fn run_request<R: AsyncRead + Unpin>(
         .read_to_end(&mut raw)
         .await
         .map_err(|e| OpError::fatal(format!("cannot read the request: {e}")))?;
-    let request: AgentRequest = serde_json::from_slice(&raw)
+    // The envelope first, so that a wrong protocol or an unknown operation is named as such.
+    let request: AgentRequest<serde_json::Value> = serde_json::from_slice(&raw)
         .map_err(|e| OpError::fatal(format!("malformed request: {e}")))?;
     drop(raw);
     if request.protocol != PROTOCOL_VERSION {
@@ -249,82 +211,73 @@ async fn run_request<R: AsyncRead + Unpin>(
         .and_then(|v| v.as_str())
         .ok_or_else(|| OpError::fatal("the request's `op` has no `op` name"))?
         .to_string();
-    let handler = registry.ops.get(name.as_str()).ok_or_else(|| {
-        OpError::fatal(format!(
+    if !ops.names().contains(&name.as_str()) {
+        return Err(OpError::fatal(format!(
             "unknown operation `{name}` (this agent knows: {})",
-            registry.names().join(", ")
-        ))
-    })?;
+            ops.names().join(", ")
+        )));
+    }
+    let AgentRequest {
+        protocol,
+        store,
+        credentials,
+        identity,
+        op,
+    } = request;
+    let op: O::Op =
+        serde_json::from_value(op).map_err(|e| OpError::fatal(format!("bad parameters: {e}")))?;
+    let request = AgentRequest {
+        protocol,
+        store,
+        credentials,
+        identity,
+        op,
+    };
     // A panicking operation becomes an error event instead of a silent death.
-    let task = tokio::spawn(handler(OpContext { request, events }));
+    let task = tokio::spawn(ops.run(request, events));
     match task.await {
         Ok(r) => r,
         Err(e) => Err(OpError::fatal(format!("operation `{name}` crashed: {e}"))),
     }
 }
 
-/// The node's hostname (Linux: /proc; elsewhere the environment).
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
-}
-
-/// Effective uid, read from /proc (no unsafe libc call needed).
-fn euid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-/// `{"op":"ping"}`: who and where the agent is; never echoes credentials, only whether any came.
-async fn ping(ctx: OpContext) -> Result<serde_json::Value, OpError> {
-    Ok(serde_json::json!({
-        "pong": true,
-        "version": crate::VERSION,
-        "protocol": PROTOCOL_VERSION,
-        "hostname": hostname(),
-        "uid": euid(),
-        "pid": std::process::id(),
-        "platform": format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-        "has_credentials": ctx.request.credentials.is_some(),
-    }))
-}
-
-#[derive(serde::Deserialize)]
-struct SleepParams {
-    ms: u64,
-}
-
-/// `{"op":"sleep","ms":N}`: waits N ms, logging once and reporting progress every 100 ms
-/// (stands in for a long transfer in tests).
-async fn sleep(ctx: OpContext) -> Result<serde_json::Value, OpError> {
-    let p: SleepParams = ctx.params()?;
-    let io = |e: std::io::Error| OpError::retryable(format!("controller went away: {e}"));
-    ctx.events
-        .log(format!("sleeping {} ms", p.ms))
-        .await
-        .map_err(io)?;
-    let total = Duration::from_millis(p.ms);
-    let start = tokio::time::Instant::now();
-    loop {
-        let left = total.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break;
-        }
-        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
-        ctx.events.progress(0).await.map_err(io)?;
-    }
-    Ok(serde_json::json!({ "slept_ms": p.ms }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::ops::Agent;
 
-    async fn run(registry: &Registry, input: &str) -> (u8, Vec<serde_json::Value>) {
+    /// Test operations: `echo` returns its value, `boom` panics, `hang` never ends or speaks.
+    #[derive(serde::Deserialize)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    enum TestOp {
+        Echo { value: serde_json::Value },
+        Boom,
+        Hang,
+    }
+
+    struct TestOps;
+
+    impl Operations for TestOps {
+        type Op = TestOp;
+        fn names(&self) -> &'static [&'static str] {
+            &["boom", "echo", "hang"]
+        }
+        fn run(
+            &self,
+            request: AgentRequest<TestOp>,
+            _: Events,
+        ) -> BoxFuture<'static, Result<serde_json::Value, OpError>> {
+            match request.op {
+                TestOp::Echo { value } => Box::pin(async move { Ok(value) }),
+                TestOp::Boom => Box::pin(async { panic!("kaboom") }),
+                TestOp::Hang => Box::pin(futures::future::pending()),
+            }
+        }
+    }
+
+    async fn run<O: Operations>(ops: &O, input: &str) -> (u8, Vec<serde_json::Value>) {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let code = serve(registry, input.as_bytes(), server).await;
+        let code = serve(ops, input.as_bytes(), server).await;
         let mut out = String::new();
         let mut client = client;
         client.read_to_string(&mut out).await.expect("read events");
@@ -337,11 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn ping_says_hello_then_result() {
-        let (code, ev) = run(
-            &Registry::with_builtins(),
-            r#"{"protocol":1,"op":{"op":"ping"}}"#,
-        )
-        .await;
+        let (code, ev) = run(&Agent, r#"{"protocol":1,"op":{"op":"ping"}}"#).await;
         assert_eq!(code, 0);
         assert_eq!(ev.len(), 2, "{ev:?}");
         assert_eq!(ev[0]["event"], "hello");
@@ -355,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn credentials_are_never_echoed() {
         let (code, ev) = run(
-            &Registry::with_builtins(),
+            &Agent,
             r#"{"protocol":1,"credentials":{"access_key_id":"AKIDSECRET1","secret_access_key":"SHH-SECRET-2"},"op":{"op":"ping"}}"#,
         )
         .await;
@@ -367,10 +316,13 @@ mod tests {
 
     /// Serves `op` and drops the controller's end right after `hello`: returns how serve ended
     /// and how long it took.
-    async fn controller_leaves(registry: Registry, op: &'static str) -> (u8, Duration) {
+    async fn controller_leaves<O: Operations + 'static>(
+        ops: O,
+        op: &'static str,
+    ) -> (u8, Duration) {
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let started = tokio::time::Instant::now();
-        let serving = tokio::spawn(async move { serve(&registry, op.as_bytes(), server).await });
+        let serving = tokio::spawn(async move { serve(&ops, op.as_bytes(), server).await });
         let mut hello = [0u8; 256];
         let n = client.read(&mut hello).await.expect("hello");
         assert!(String::from_utf8_lossy(&hello[..n]).contains("\"hello\""));
@@ -385,28 +337,19 @@ mod tests {
     #[tokio::test]
     async fn an_operation_stops_when_the_controller_goes_away() {
         // `sleep` reports progress every 100 ms: the first failed write stops it.
-        let (code, took) = controller_leaves(
-            Registry::with_builtins(),
-            r#"{"protocol":1,"op":{"op":"sleep","ms":60000}}"#,
-        )
-        .await;
+        let (code, took) =
+            controller_leaves(Agent, r#"{"protocol":1,"op":{"op":"sleep","ms":60000}}"#).await;
         assert_eq!(code, EXIT_CONTROLLER_GONE);
         assert!(took < Duration::from_secs(1), "{took:?}");
         // A silent operation is found out by the heartbeat.
-        let mut r = Registry::new();
-        r.register("hang", |_| Box::pin(futures::future::pending()));
-        let (code, took) = controller_leaves(r, r#"{"protocol":1,"op":{"op":"hang"}}"#).await;
+        let (code, took) = controller_leaves(TestOps, r#"{"protocol":1,"op":{"op":"hang"}}"#).await;
         assert_eq!(code, EXIT_CONTROLLER_GONE);
         assert!(took >= HEARTBEAT && took < HEARTBEAT * 2, "{took:?}");
     }
 
     #[tokio::test]
     async fn sleep_reports_progress_and_result() {
-        let (code, ev) = run(
-            &Registry::with_builtins(),
-            r#"{"protocol":1,"op":{"op":"sleep","ms":250}}"#,
-        )
-        .await;
+        let (code, ev) = run(&Agent, r#"{"protocol":1,"op":{"op":"sleep","ms":250}}"#).await;
         assert_eq!(code, 0);
         assert_eq!(ev[1]["event"], "log");
         assert_eq!(ev[1]["message"], "sleeping 250 ms");
@@ -426,12 +369,13 @@ mod tests {
             (r#"{"protocol":1,"op":{}}"#, "has no `op` name"),
             (
                 r#"{"protocol":1,"op":{"op":"nope"}}"#,
-                "unknown operation `nope` (this agent knows: ping, sleep)",
+                "unknown operation `nope` (this agent knows: backup_upload, cleanup, clear_commitlog, \
+                 compare_live, fetch, hand_over, inspect, move, ping, sleep)",
             ),
             (r#"{"protocol":1,"op":{"op":"sleep"}}"#, "bad parameters"),
         ];
         for (input, want) in cases {
-            let (code, ev) = run(&Registry::with_builtins(), input).await;
+            let (code, ev) = run(&Agent, input).await;
             assert_eq!(code, EXIT_OP_ERROR, "{input}");
             assert_eq!(ev[0]["event"], "hello");
             let last = ev.last().expect("an error event");
@@ -443,12 +387,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn registered_ops_are_dispatched_and_panics_reported() {
-        let mut r = Registry::new();
-        r.register("echo", |ctx| {
-            Box::pin(async move { Ok(ctx.op()["value"].clone()) })
-        });
-        r.register("boom", |_ctx| Box::pin(async { panic!("kaboom") }));
+    async fn typed_ops_are_dispatched_and_panics_reported() {
+        let r = TestOps;
         let (code, ev) = run(&r, r#"{"protocol":1,"op":{"op":"echo","value":[1,2]}}"#).await;
         assert_eq!(code, 0);
         assert_eq!(ev[1]["data"], serde_json::json!([1, 2]));

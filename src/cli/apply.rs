@@ -204,6 +204,8 @@ async fn run_inner(args: Args, out: Out) -> Result<u8, Box<dyn std::error::Error
     let state = match &args.state {
         Some(s) if crate::store::url::is_store_url(s) => {
             let mut config = run.plan.storage.clone().unwrap_or_default();
+            // State, journal and lock objects change all the time: never Object Lock them.
+            config.object_lock = None;
             if config.url != *s {
                 config = crate::plan::model::StorageConfig {
                     url: s.clone(),

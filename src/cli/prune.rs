@@ -113,7 +113,7 @@ pub(super) async fn finish(
     if output.is_json() {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
-        print_human(&r);
+        print_human(&r, verbose);
     }
     let code = crate::error::exit::OK;
     if !metrics.wanted() {
@@ -134,7 +134,7 @@ pub(super) async fn finish(
     }))
 }
 
-fn print_human(r: &PruneReport) {
+fn print_human(r: &PruneReport, verbose: bool) {
     let width = r
         .decisions
         .iter()
@@ -142,9 +142,10 @@ fn print_human(r: &PruneReport) {
         .max()
         .unwrap_or(0);
     for d in &r.decisions {
-        let action = match d.action {
-            Action::Keep => "keep:  ",
-            Action::Delete => "delete:",
+        let action = match (d.action, &d.locked_until) {
+            (Action::Keep, _) => "keep:  ",
+            (Action::Delete, None) => "delete:",
+            (Action::Delete, Some(_)) => "locked:",
         };
         println!("{:<width$}  {action} {}", d.backup, d.reasons.join(", "));
     }
@@ -168,6 +169,34 @@ fn print_human(r: &PruneReport) {
         println!("{verb} {} object keys:", r.deleted_keys.len());
         for k in &r.deleted_keys {
             println!("  {k}");
+        }
+    }
+    print_locked(r, verbose);
+}
+
+/// What stays because S3 Object Lock still holds it, with the date a prune can delete it.
+fn print_locked(r: &PruneReport, verbose: bool) {
+    if !r.locked_backups.is_empty() {
+        println!(
+            "left under Object Lock (deleted by a prune after the date) {} backups: {}",
+            r.locked_backups.len(),
+            r.locked_backups
+                .iter()
+                .map(|b| format!("{} (until {})", b.backup, b.until))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(last) = r.locked_objects.iter().map(|o| &o.until).max() {
+        println!(
+            "left under Object Lock {} unreferenced objects ({} bytes), the last until {last}",
+            r.locked_objects.len(),
+            r.locked_bytes
+        );
+        if verbose {
+            for o in &r.locked_objects {
+                println!("  {} (until {})", o.key, o.until);
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 // post-quantum ones; the plan format names X25519 recipients, which age keeps supporting.
 #![allow(deprecated)]
 
+pub mod parts;
 pub mod seal;
 pub mod stream;
 

@@ -1,13 +1,16 @@
-//! Data objects: the (compressed) bytes of one stored file encrypted with a random data key in
-//! 64 KiB segments (RustCrypto `chacha20poly1305`, XChaCha20-Poly1305 in the `aead::stream`
-//! STREAM construction). Each segment's nonce carries its index and a last-segment flag, and
-//! every segment is bound to the object's key as associated data, so segments cannot be
-//! dropped, reordered, truncated or moved to another object undetected. The data key itself
-//! is sealed to the recipients in a small `<key>.key` object ([`key_object`]), so changing the
-//! recipients re-wraps small objects only.
+//! The segmented AEAD of data objects, and objects of format 1: the (compressed) bytes of one
+//! stored file encrypted with a random data key in 64 KiB segments (RustCrypto
+//! `chacha20poly1305`, XChaCha20-Poly1305 in the `aead::stream` STREAM construction). Each
+//! segment's nonce carries its index and a last-segment flag, and every segment is bound to the
+//! object's key as associated data, so segments cannot be dropped, reordered, truncated or
+//! moved to another object undetected. The data key itself is sealed to the recipients in a
+//! small `<key>.key` object ([`key_object`]), so changing the recipients re-wraps small objects
+//! only.
 //!
-//! Layout: `cbk-enc1` (8 bytes), a random 19-byte nonce prefix, then the segments (each at
-//! most [`SEGMENT`] plaintext bytes + a 16-byte tag; the last one may be shorter, even empty).
+//! Layout of format 1: `cbk-enc1` (8 bytes), a random 19-byte nonce prefix, then the segments
+//! (each at most [`SEGMENT`] plaintext bytes + a 16-byte tag; the last one may be shorter, even
+//! empty). cbk now writes format 2 ([`super::parts`]: one such stream per stored part, so an
+//! interrupted upload resumes); [`SealWriter`] is kept to show format-1 objects stay readable.
 
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
@@ -18,7 +21,7 @@ use zeroize::Zeroizing;
 pub const SEGMENT: usize = 64 * 1024;
 const TAG: usize = 16;
 const MAGIC: &[u8; 8] = b"cbk-enc1";
-const NONCE: usize = 19;
+pub(super) const NONCE: usize = 19;
 
 /// A fresh random data key.
 pub fn new_data_key() -> Zeroizing<[u8; 32]> {
@@ -35,13 +38,6 @@ pub fn key_object(key: &str) -> String {
 /// Whether `key` names a data-key object (listed next to its data object).
 pub fn is_key_object(key: &str) -> bool {
     key.ends_with(".key")
-}
-
-/// Size of the encrypted form of `plain` bytes.
-pub fn sealed_len(plain: u64) -> u64 {
-    let seg = SEGMENT as u64;
-    let segments = if plain == 0 { 1 } else { plain.div_ceil(seg) };
-    (MAGIC.len() + NONCE) as u64 + plain + segments * TAG as u64
 }
 
 /// Encrypts everything written to it into `inner`; call [`SealWriter::finish`] at the end.
@@ -131,29 +127,54 @@ pub fn damaged(what: &str, why: &str) -> io::Error {
 }
 
 impl<R: Read> OpenReader<R> {
-    /// Reads the header of the object `object_key`.
+    /// Reads the header of the (format 1) object `object_key`.
     pub fn new(mut inner: R, data_key: &[u8; 32], object_key: &str) -> io::Result<Self> {
-        let mut head = [0u8; 8 + NONCE];
-        let n = read_full(&mut inner, &mut head)?;
-        if n < head.len() || &head[..8] != MAGIC {
-            return Err(io::Error::new(
+        let nonce = header(&mut inner, MAGIC).map_err(|_| {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
                     "`{object_key}` is not an encrypted cbk object, but the repository is encrypted (it mixes encrypted and plain objects)"
                 ),
-            ));
-        }
-        let nonce: [u8; NONCE] = head[8..].try_into().unwrap_or([0; NONCE]);
-        let aead = XChaCha20Poly1305::new(data_key.into());
-        Ok(OpenReader {
+            )
+        })?;
+        Ok(Self::start(
             inner,
-            dec: Some(DecryptorBE32::from_aead(aead, (&nonce).into())),
-            aad: object_key.as_bytes().to_vec(),
+            data_key,
+            &nonce,
+            object_key.as_bytes().to_vec(),
+            object_key,
+        ))
+    }
+
+    /// Reads the header of one frame (a part of a format-2 object, [`super::parts`]) that
+    /// starts with `magic` and whose segments carry `aad`.
+    pub fn frame(
+        mut inner: R,
+        data_key: &[u8; 32],
+        magic: &[u8; 8],
+        aad: Vec<u8>,
+        object_key: &str,
+    ) -> io::Result<Self> {
+        let nonce = header(&mut inner, magic).map_err(|e| damaged(object_key, &e))?;
+        Ok(Self::start(inner, data_key, &nonce, aad, object_key))
+    }
+
+    fn start(inner: R, data_key: &[u8; 32], nonce: &[u8; NONCE], aad: Vec<u8>, what: &str) -> Self {
+        let aead = XChaCha20Poly1305::new(data_key.into());
+        OpenReader {
+            inner,
+            dec: Some(DecryptorBE32::from_aead(aead, nonce.into())),
+            aad,
             plain: Vec::new(),
             pos: 0,
             pending: None,
-            what: object_key.to_string(),
-        })
+            what: what.to_string(),
+        }
+    }
+
+    /// The reader it reads from.
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     fn chunk(&mut self) -> io::Result<Vec<u8>> {
@@ -213,6 +234,21 @@ impl<R: Read> Read for OpenReader<R> {
     }
 }
 
+/// Reads `magic` and the nonce prefix after it; the error says what is wrong.
+fn header(inner: &mut impl Read, magic: &[u8; 8]) -> Result<[u8; NONCE], String> {
+    let mut head = [0u8; 8 + NONCE];
+    let n = read_full(inner, &mut head).map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("it ends before its last part".into());
+    }
+    if n < head.len() || &head[..8] != magic {
+        return Err("a part does not start with an encryption header".into());
+    }
+    let mut nonce = [0u8; NONCE];
+    nonce.copy_from_slice(&head[8..]);
+    Ok(nonce)
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -258,7 +294,11 @@ mod tests {
         ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let s = seal(&data, &key, "k");
-            assert_eq!(s.len() as u64, sealed_len(len as u64), "len {len}");
+            assert_eq!(
+                s.len() as u64,
+                super::super::parts::frame_len(len as u64),
+                "len {len}"
+            );
             assert_eq!(open(&s, &key, "k").unwrap(), data, "len {len}");
         }
     }

@@ -93,7 +93,7 @@ pub fn bytes_moved(run: &PlannedRun, report: &RunReport) -> Bytes {
     let kinds: BTreeMap<&str, TaskKind> = run
         .tasks
         .iter()
-        .map(|t| (t.address.as_str(), t.kind))
+        .map(|t| (t.address.as_str(), t.kind()))
         .collect();
     let mut bytes = Bytes::default();
     for t in &report.tasks {

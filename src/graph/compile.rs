@@ -1,12 +1,15 @@
 //! The compiler: a resolved plan becomes a graph of tasks with stable addresses, then a
 //! deterministic topological list of [`PlannedTask`]s. Pure: no I/O, no clock, no randomness.
 
-use super::params::Params;
 use super::run::{Action, PlannedTask, TaskKind};
+use super::spec::{
+    CatalogParams, ClearSnapshotParams, ExecParams, LoaderParams, NoParams, RebuildIndexParams,
+    RepairParams, ResolveParams, SelectionParams, SnapshotParams, SourceHostParams, TaskSpec,
+    UploadParams,
+};
 use crate::plan::load::{BuiltinNames, Resolved, ResolvedStep, StepCatalog};
 use crate::plan::model::{BackupMode, ClearSnapshot, HostSpec, PlanFile, PlanKind, RestoreMethod};
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
@@ -103,6 +106,10 @@ pub fn restore_repairs(plan: &PlanFile) -> bool {
 /// What `rebuild_index[HOST]` rebuilds, as `cbk plan` shows it (`indexes=`).
 pub const REBUILT_INDEXES: &str =
     "found at apply: each index of the included tables whose source holds no index sstable";
+
+/// How `resolve` assigns the backup hosts that have no target of their name (`loader` without a
+/// host map), as `cbk plan` shows it: the hosts are known only once the backup is chosen.
+pub const SPREAD_RULE: &str = "each backup host without a target of its name goes to the target with the fewest sources (plan order on ties), at resolve";
 
 /// Whether a restore's source is a legacy `cassandra_backups` bucket (`legacy:<base>/<name>`).
 pub fn restores_legacy(plan: &PlanFile) -> bool {
@@ -295,24 +302,20 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn task(
-    kind: TaskKind,
-    step: &str,
-    address: String,
-    host: Option<&str>,
-    params: impl Into<Params>,
-) -> PlannedTask {
-    let params = params.into();
+fn task(spec: TaskSpec, step: &str, address: String, host: Option<&str>) -> PlannedTask {
+    let kind = spec.kind();
     let action = match kind {
         TaskKind::Probe | TaskKind::Resolve | TaskKind::MatchTables => Action::Read,
         _ => Action::Run,
     };
     // A snapshot is cleared even after a failed upload unless the plan keeps it on failure.
-    let always = kind == TaskKind::ClearSnapshot
-        && params.get("policy").and_then(Value::as_str) == Some("always");
+    let always = matches!(
+        &spec,
+        TaskSpec::ClearSnapshot(p) if p.policy == ClearSnapshot::Always
+    );
     PlannedTask {
         address,
-        kind,
+        spec,
         step: step.to_owned(),
         host: host.map(str::to_owned),
         action,
@@ -320,7 +323,6 @@ fn task(
         step_limit: None,
         always,
         after: Vec::new(),
-        params,
         reason: None,
     }
 }
@@ -354,116 +356,64 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
     let bi = builtins(plan);
     let backup = r.backup_name.clone().unwrap_or_default();
     // Source host for each target host (restore with a host map).
-    let mut source_of: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut source_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mapped = plan
+        .restore
+        .as_ref()
+        .is_some_and(|r| !r.host_map.is_empty());
     if let Some(rs) = &plan.restore {
         for (src, dst) in &rs.host_map {
-            source_of.insert(dst.as_str(), src.as_str());
+            source_of
+                .entry(dst.as_str())
+                .or_default()
+                .push(src.as_str());
         }
     }
     let limits = &plan.limits;
     for (rank, (kind, scope)) in bi.steps.iter().enumerate() {
         let name = kind.as_str();
         if *scope == Scope::Controller {
-            let params = match kind {
-                TaskKind::Resolve => json!({ "source": r.restore_source }),
-                TaskKind::Catalog => json!({ "backup": backup }),
-                _ => json!({}),
-            };
-            b.add(task(*kind, name, name.to_owned(), None, params), rank);
+            let spec = builtin_spec(*kind, r, &backup, "", &[]);
+            b.add(task(spec, name, name.to_owned(), None), rank);
             continue;
         }
         for h in &host_names {
-            let src = source_of.get(h).copied().unwrap_or(h);
-            let mut tasks: Vec<(String, Params)> = Vec::new();
-            let one = |p: Value| vec![(format!("{name}[{h}]"), Params::from(p))];
-            match kind {
-                TaskKind::Upload => {
+            // Several (or none) only for `loader` (the loader refuses it for the others).
+            let src: Vec<&str> = match source_of.get(h) {
+                Some(v) => v.clone(),
+                None if mapped => Vec::new(),
+                None => vec![*h],
+            };
+            let src = src.as_slice();
+            let tasks: Vec<(String, TaskSpec)> = match kind {
+                // One upload task per include pattern.
+                TaskKind::Upload if plan.backup.as_ref().is_some_and(|b| !b.include.is_empty()) => {
                     let bc = plan.backup.as_ref();
                     let include = bc.map(|b| b.include.as_slice()).unwrap_or(&[]);
                     let exclude = || bc.map(|b| b.exclude.clone()).unwrap_or_default();
-                    if include.is_empty() {
-                        tasks.push((
-                            format!("upload[{h}]"),
-                            json!({ "pattern": "*.*", "exclude": exclude() }).into(),
-                        ));
-                    }
+                    let mut tasks = Vec::with_capacity(include.len());
                     for inc in include {
-                        // The common case (every table named) allocates no map per task.
                         let p = match exact_table(inc) {
-                            Some((ks, t)) => Params::from_pairs([
-                                ("keyspace", Value::from(ks)),
-                                ("table", Value::from(t)),
-                            ]),
-                            None => json!({ "pattern": inc, "exclude": exclude() }).into(),
+                            Some((ks, t)) => UploadParams::Table {
+                                keyspace: ks.to_owned(),
+                                table: t.to_owned(),
+                            },
+                            None => UploadParams::Pattern {
+                                exclude: exclude(),
+                                pattern: inc.clone(),
+                            },
                         };
-                        tasks.push((format!("upload[{h}/{inc}]"), p));
+                        tasks.push((format!("upload[{h}/{inc}]"), TaskSpec::Upload(p)));
                     }
+                    tasks
                 }
-                TaskKind::Snapshot => {
-                    // Snapshots of this plan's complete backups that a killed run left behind
-                    // are cleared, unless the plan keeps its snapshots.
-                    let keeps = plan
-                        .backup
-                        .as_ref()
-                        .is_some_and(|b| b.clear_snapshot == ClearSnapshot::Never);
-                    tasks = match r.backup_tag_prefix.as_deref() {
-                        Some(p) if !keeps => {
-                            one(json!({ "tag": backup, "clear_stale": format!("{p}*") }))
-                        }
-                        _ => one(json!({ "tag": backup })),
-                    };
-                }
-                TaskKind::ClearSnapshot => {
-                    let policy = plan
-                        .backup
-                        .as_ref()
-                        .map(|b| b.clear_snapshot)
-                        .unwrap_or_default();
-                    tasks = one(json!({ "tag": backup, "policy": policy }));
-                }
-                TaskKind::Loader => {
-                    let rs = plan.restore.as_ref();
-                    let spec = r.hosts.iter().find(|x| x.name == *h);
-                    tasks = one(json!({
-                        "source_host": src,
-                        "nodes": loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
-                    }));
-                }
-                TaskKind::Fetch | TaskKind::MatchTables => {
-                    let rs = plan.restore.as_ref();
-                    tasks = one(json!({
-                        "source": r.restore_source,
-                        "source_host": src,
-                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
-                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
-                    }));
-                }
-                // The index names live in the target's schema and the tables without index
-                // sstables are known once `resolve` listed the source: both at apply, so the
-                // task says what it will rebuild (its outcome names each `host/ks.table.index`).
-                TaskKind::RebuildIndex => {
-                    let rs = plan.restore.as_ref();
-                    tasks = one(json!({
-                        "include": rs.map(|x| x.include.clone()).unwrap_or_default(),
-                        "exclude": rs.map(|x| x.exclude.clone()).unwrap_or_default(),
-                        "indexes": REBUILT_INDEXES,
-                    }));
-                }
-                TaskKind::Move | TaskKind::Import | TaskKind::Refresh => {
-                    tasks = one(json!({ "source_host": src }));
-                }
-                TaskKind::Repair => {
-                    let opts = plan
-                        .restore
-                        .as_ref()
-                        .map(|x| x.repair_options.clone())
-                        .unwrap_or_default();
-                    tasks = one(json!({ "options": opts }));
-                }
-                _ => tasks = one(json!({})),
-            }
-            for (addr, params) in tasks {
-                let mut t = task(*kind, name, addr, Some(h), params);
+                _ => vec![(
+                    format!("{name}[{h}]"),
+                    builtin_spec(*kind, r, &backup, h, src),
+                )],
+            };
+            for (addr, spec) in tasks {
+                let mut t = task(spec, name, addr, Some(h));
                 if matches!(kind, TaskKind::Start) {
                     t.step_limit = Some(limits.rolling.max(1));
                 }
@@ -500,13 +450,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<PlannedTask>, CompileError> {
                 Some(h) => format!("exec[{name}/{h}]"),
                 None => format!("exec[{name}]"),
             };
-            let mut t = task(
-                TaskKind::Exec,
-                name,
-                addr,
-                *h,
-                exec_params(st, j, spec.sudo),
-            );
+            let mut t = task(exec_spec(st, j, spec.sudo), name, addr, *h);
             t.disruptive = spec.disruptive;
             if spec.rolling {
                 t.step_limit = Some(1);
@@ -546,20 +490,123 @@ pub fn loader_nodes(
     }
 }
 
-/// Parameters of an `exec` task: `run`, and `sudo`, `check`, `creates` when set.
-fn exec_params(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("run".into(), json!(st.runs.get(j)));
-    if let Some(s) = sudo {
-        m.insert("sudo".into(), json!(s));
+/// An `exec` task: `run`, and `sudo`, `check`, `creates` when set.
+fn exec_spec(st: &ResolvedStep, j: usize, sudo: Option<bool>) -> TaskSpec {
+    TaskSpec::Exec(Box::new(ExecParams {
+        check: st.checks.get(j).cloned().flatten(),
+        creates: st.creates.get(j).cloned().flatten(),
+        run: st.runs.get(j).cloned(),
+        sudo,
+    }))
+}
+
+/// The spec of a built-in step's task on host `h` (`""`: the controller), restoring `src`'s
+/// data. `upload` here is the one task of a plan without include patterns (with them, the
+/// caller makes one task per pattern).
+fn builtin_spec(kind: TaskKind, r: &Resolved, backup: &str, h: &str, src: &[&str]) -> TaskSpec {
+    let plan = &r.plan;
+    // One source: `source_host` (as before `loader` restored other node counts); several or
+    // none (`loader`): `source_hosts`.
+    let (one, many) = match src {
+        [s] => (Some((*s).to_owned()), None),
+        v => (
+            None,
+            Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+        ),
+    };
+    let rs = plan.restore.as_ref();
+    let include = || rs.map(|x| x.include.clone()).unwrap_or_default();
+    let exclude = || rs.map(|x| x.exclude.clone()).unwrap_or_default();
+    let selection = || {
+        Box::new(SelectionParams {
+            exclude: exclude(),
+            include: include(),
+            source: r.restore_source.clone(),
+            source_host: one.clone(),
+            source_hosts: many.clone(),
+        })
+    };
+    let source_host = || SourceHostParams {
+        source_host: one.clone(),
+        source_hosts: many.clone(),
+    };
+    let none = NoParams {};
+    match kind {
+        TaskKind::Probe => TaskSpec::Probe(none),
+        TaskKind::Flush => TaskSpec::Flush(none),
+        TaskKind::Snapshot => {
+            // Snapshots of this plan's complete backups that a killed run left behind are
+            // cleared, unless the plan keeps its snapshots.
+            let keeps = plan
+                .backup
+                .as_ref()
+                .is_some_and(|b| b.clear_snapshot == ClearSnapshot::Never);
+            TaskSpec::Snapshot(SnapshotParams {
+                clear_stale: match r.backup_tag_prefix.as_deref() {
+                    Some(p) if !keeps => Some(format!("{p}*")),
+                    _ => None,
+                },
+                tag: backup.to_owned(),
+            })
+        }
+        TaskKind::Upload => TaskSpec::Upload(UploadParams::Pattern {
+            exclude: plan
+                .backup
+                .as_ref()
+                .map(|b| b.exclude.clone())
+                .unwrap_or_default(),
+            pattern: "*.*".into(),
+        }),
+        TaskKind::UploadIncremental => TaskSpec::UploadIncremental(none),
+        TaskKind::Manifest => TaskSpec::Manifest(none),
+        TaskKind::ClearSnapshot => TaskSpec::ClearSnapshot(ClearSnapshotParams {
+            policy: plan
+                .backup
+                .as_ref()
+                .map(|b| b.clear_snapshot)
+                .unwrap_or_default(),
+            tag: backup.to_owned(),
+        }),
+        TaskKind::Catalog => TaskSpec::Catalog(CatalogParams {
+            backup: backup.to_owned(),
+        }),
+        TaskKind::Resolve => TaskSpec::Resolve(ResolveParams {
+            source: r.restore_source.clone(),
+            unmatched_sources: rs
+                .filter(|x| x.method == RestoreMethod::Loader && x.host_map.is_empty())
+                .map(|_| SPREAD_RULE.to_owned()),
+        }),
+        TaskKind::Fetch => TaskSpec::Fetch(selection()),
+        TaskKind::MatchTables => TaskSpec::MatchTables(selection()),
+        TaskKind::Stop => TaskSpec::Stop(none),
+        TaskKind::ClearCommitlog => TaskSpec::ClearCommitlog(none),
+        TaskKind::Move => TaskSpec::Move(source_host()),
+        TaskKind::Start => TaskSpec::Start(none),
+        TaskKind::WaitUp => TaskSpec::WaitUp(none),
+        // The index names live in the target's schema and the tables without index sstables
+        // are known once `resolve` listed the source: both at apply, so the task says what it
+        // will rebuild (its outcome names each `host/ks.table.index`).
+        TaskKind::RebuildIndex => TaskSpec::RebuildIndex(Box::new(RebuildIndexParams {
+            exclude: exclude(),
+            include: include(),
+            indexes: REBUILT_INDEXES.to_owned(),
+        })),
+        TaskKind::Import => TaskSpec::Import(source_host()),
+        TaskKind::Refresh => TaskSpec::Refresh(source_host()),
+        TaskKind::Loader => {
+            let spec = r.hosts.iter().find(|x| x.name == h);
+            TaskSpec::Loader(Box::new(LoaderParams {
+                nodes: loader_nodes(rs.and_then(|x| x.loader.as_ref()), spec, h),
+                source_host: one,
+                source_hosts: many,
+            }))
+        }
+        TaskKind::Repair => TaskSpec::Repair(RepairParams {
+            options: rs.map(|x| x.repair_options.clone()).unwrap_or_default(),
+        }),
+        TaskKind::Cleanup => TaskSpec::Cleanup(none),
+        TaskKind::Exec => TaskSpec::Exec(Box::default()),
     }
-    if let Some(Some(c)) = st.checks.get(j) {
-        m.insert("check".into(), json!(c));
-    }
-    if let Some(Some(c)) = st.creates.get(j) {
-        m.insert("creates".into(), json!(c));
-    }
-    Value::Object(m)
 }
 
 /// Kahn's algorithm with a stable tie-break: step rank, host rank, address. Tasks are put in

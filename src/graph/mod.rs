@@ -3,9 +3,9 @@
 //! [`select`] keeps parts of it.
 
 pub mod compile;
-pub mod params;
 pub mod run;
 pub mod select;
+pub mod spec;
 
 use crate::plan::diag::Diagnostics;
 use crate::plan::load::Resolved;
@@ -102,7 +102,7 @@ pub fn summarize(run: &PlannedRun) -> Summary {
             }
             Action::Run => s.to_run += 1,
         }
-        if t.kind.local_cleanup() && t.action != Action::Satisfied {
+        if t.kind().local_cleanup() && t.action != Action::Satisfied {
             s.cleanup += 1;
         }
         if t.disruptive && t.action != Action::Satisfied {
@@ -118,7 +118,7 @@ pub fn summarize(run: &PlannedRun) -> Summary {
 /// not depend on either, so the plan still runs exactly as reviewed.
 pub fn upgrade_saved(run: &mut PlannedRun) {
     for t in &mut run.tasks {
-        if t.kind.local_cleanup() && t.action == Action::Delete {
+        if t.kind().local_cleanup() && t.action == Action::Delete {
             t.action = Action::Run;
         }
     }

@@ -1,6 +1,7 @@
 //! The planned run: one serialisable value that every view (human, JSON, Markdown, DOT) renders
 //! and that `cbk apply` executes. Saved plans are this value written as JSON.
 
+use super::spec::{ParamsOf, TaskSpec};
 use crate::plan::model::PlanFile;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -102,34 +103,155 @@ pub enum Action {
 }
 
 /// One task of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// Saved as `kind` and `params` among the other fields (the order plans have always had);
+/// [`TaskSpec`] holds both, typed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedTask {
     /// Stable address, e.g. `upload[cass-01/ks.users]`.
     pub address: String,
-    pub kind: TaskKind,
+    /// The kind and its parameters.
+    pub spec: TaskSpec,
     /// Name of the step that produced the task (the kind's name, or a custom step's name).
     pub step: String,
     /// Host the task runs on; `None` = the controller.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub action: Action,
     pub disruptive: bool,
     /// At most this many tasks of the same step run at once (e.g. 1 for rolling restarts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_limit: Option<u32>,
     /// Runs even when an upstream task failed, once every upstream task has finished or been
     /// skipped (like `finally`): e.g. clearing a snapshot after a failed upload.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub always: bool,
     /// Addresses of the tasks that must finish first (all earlier in `tasks`).
-    #[serde(default)]
     pub after: Vec<String>,
-    /// Task parameters (kind specific, e.g. `{"keyspace": "ks", "table": "users"}`).
+    /// Why the action was chosen (from refresh), shown in the human view.
+    pub reason: Option<String>,
+}
+
+impl PlannedTask {
+    /// The kind of task.
+    pub fn kind(&self) -> TaskKind {
+        self.spec.kind()
+    }
+}
+
+// A task as the plan JSON writes it: the schema, and what a saved plan is read into before
+// its `params` are typed by `kind`.
+/// One task of the plan.
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "PlannedTask")]
+struct TaskJson {
+    /// Stable address, e.g. `upload[cass-01/ks.users]`.
+    address: String,
+    kind: TaskKind,
+    /// Name of the step that produced the task (the kind's name, or a custom step's name).
+    step: String,
+    /// Host the task runs on; `None` = the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    action: Action,
+    disruptive: bool,
+    /// At most this many tasks of the same step run at once (e.g. 1 for rolling restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    step_limit: Option<u32>,
+    /// Runs even when an upstream task failed, once every upstream task has finished or been
+    /// skipped (like `finally`): e.g. clearing a snapshot after a failed upload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    always: bool,
+    /// Addresses of the tasks that must finish first (all earlier in `tasks`).
     #[serde(default)]
-    pub params: crate::graph::params::Params,
+    after: Vec<String>,
+    /// Task parameters (kind specific, e.g. `{"keyspace": "ks", "table": "users"}`).
+    #[serde(default = "no_params")]
+    #[schemars(with = "ParamsSchema")]
+    params: serde_json::Value,
     /// Why the action was chosen (from refresh), shown in the human view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    reason: Option<String>,
+}
+
+fn no_params() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// The schema of `params`: an object whose keys depend on the kind.
+struct ParamsSchema;
+
+impl JsonSchema for ParamsSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Params".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Kind-specific task parameters.",
+            "type": "object",
+            "additionalProperties": true
+        })
+    }
+}
+
+impl JsonSchema for PlannedTask {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        TaskJson::schema_name()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        TaskJson::json_schema(g)
+    }
+}
+
+impl Serialize for PlannedTask {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut t = s.serialize_struct("PlannedTask", 11)?;
+        t.serialize_field("address", &self.address)?;
+        t.serialize_field("kind", &self.kind())?;
+        t.serialize_field("step", &self.step)?;
+        if let Some(h) = &self.host {
+            t.serialize_field("host", h)?;
+        }
+        t.serialize_field("action", &self.action)?;
+        t.serialize_field("disruptive", &self.disruptive)?;
+        if let Some(l) = &self.step_limit {
+            t.serialize_field("step_limit", l)?;
+        }
+        if self.always {
+            t.serialize_field("always", &true)?;
+        }
+        t.serialize_field("after", &self.after)?;
+        t.serialize_field("params", &ParamsOf(&self.spec))?;
+        if let Some(r) = &self.reason {
+            t.serialize_field("reason", r)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for PlannedTask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PlannedTask, D::Error> {
+        let t = TaskJson::deserialize(d)?;
+        let spec = TaskSpec::from_parts(t.kind, t.params).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "task `{}`: params of a `{}` task: {e}",
+                t.address,
+                t.kind.as_str()
+            ))
+        })?;
+        Ok(PlannedTask {
+            address: t.address,
+            spec,
+            step: t.step,
+            host: t.host,
+            action: t.action,
+            disruptive: t.disruptive,
+            step_limit: t.step_limit,
+            always: t.always,
+            after: t.after,
+            reason: t.reason,
+        })
+    }
 }
 
 /// Where the plan came from.

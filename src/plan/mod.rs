@@ -4,6 +4,7 @@
 //! spans); the compiler (`crate::graph`, a layer above) turns that into a planned run.
 //! [`now_from_env`] reads the `CBK_NOW` override.
 
+pub mod check;
 pub mod de;
 pub mod diag;
 pub mod load;

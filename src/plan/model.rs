@@ -239,6 +239,18 @@ pub struct RestoreConfig {
     /// every file, also one corrupted in place without a size change).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delta: bool,
+    /// Restore only the backed-up hosts of these data centers (as the backup recorded them);
+    /// empty: every data center.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datacenters: Vec<String>,
+    /// `import`/`loader` only: restore into this keyspace instead of the backed-up one, beside
+    /// the live data (the keyspace must exist on the target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_keyspace: Option<String>,
+    /// `import`/`loader` only, with one table selected (`include = ["ks.table"]`): restore into
+    /// this table name, beside the live table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_table: Option<String>,
     /// Resolve ambiguous table ids: `"ks.table" = "32-hex id"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub table_ids: BTreeMap<String, String>,

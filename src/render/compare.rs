@@ -163,7 +163,8 @@ fn fields(t: &PlannedTask) -> Vec<(String, String)> {
                 .join(", "),
         ),
     ];
-    for (k, v) in t.params.iter() {
+    let params = t.spec.params_json();
+    for (k, v) in params.as_object().into_iter().flatten() {
         f.push((format!("params.{k}"), text(v)));
     }
     f

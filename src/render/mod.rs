@@ -52,7 +52,7 @@ pub fn summary_line(run: &PlannedRun) -> String {
 
 /// What a local clean-up task removes (shown instead of a deletion), or `None`.
 fn cleanup_note(t: &PlannedTask) -> Option<&'static str> {
-    match t.kind {
+    match t.kind() {
         TaskKind::ClearSnapshot => Some("(local snapshot clean-up)"),
         TaskKind::Cleanup => Some("(local staging clean-up)"),
         _ => None,
@@ -62,7 +62,8 @@ fn cleanup_note(t: &PlannedTask) -> Option<&'static str> {
 /// Short `key=value` text of a task's scalar parameters.
 fn details(t: &PlannedTask) -> String {
     let mut out = Vec::new();
-    for (k, v) in t.params.iter() {
+    let params = t.spec.params_json();
+    for (k, v) in params.as_object().into_iter().flatten() {
         // The backup name is in the header; repeating it on every line is noise.
         if k == "backup" {
             continue;
@@ -71,6 +72,8 @@ fn details(t: &PlannedTask) -> String {
             serde_json::Value::String(s) if !s.is_empty() => s.clone(),
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(true) => "true".into(),
+            // A `loader` target no backup host maps to: it only receives.
+            serde_json::Value::Array(a) if a.is_empty() && k == "source_hosts" => "none".into(),
             serde_json::Value::Array(a) if !a.is_empty() => a
                 .iter()
                 .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
@@ -374,8 +377,8 @@ pub fn markdown_with(run: &PlannedRun, compare: Option<&compare::Comparison>) ->
     let cleanups: Vec<&str> = run
         .tasks
         .iter()
-        .filter(|t| t.kind.local_cleanup() && t.action != Action::Satisfied)
-        .map(|t| t.kind.as_str())
+        .filter(|t| t.kind().local_cleanup() && t.action != Action::Satisfied)
+        .map(|t| t.kind().as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();

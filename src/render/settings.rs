@@ -28,6 +28,7 @@ const REVIEWED: &[&str] = &[
     "storage.sse_kms_key_id",
     "storage.checksum",
     "storage.part_size",
+    "storage.object_lock.*",
     "backup.name",
     "templates.backup.name",
     "backup.mode",
@@ -117,7 +118,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<Setting>) {
 fn defaults(run: &PlannedRun) -> Vec<(&'static str, String)> {
     let p = &run.plan;
     let mut d: Vec<(&'static str, String)> = Vec::new();
-    if let Some(s) = p.storage.as_ref().filter(|s| s.url.starts_with("s3://")) {
+    if let Some(s) = p.storage.as_ref().filter(|s| s.is_s3()) {
         d.push(("storage.sse", "none".into()));
         d.push((
             "storage.checksum",

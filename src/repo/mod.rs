@@ -22,6 +22,7 @@ pub mod encrypted;
 pub mod inventory;
 pub mod keys;
 pub mod legacy;
+pub mod locked;
 pub mod manifest;
 pub mod object;
 pub mod prune;

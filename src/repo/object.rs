@@ -3,20 +3,18 @@
 //! restores files with it, and `verify --deep` checks objects with it.
 
 use crate::codec::{Codec, CodecError};
+use crate::crypt::parts::ObjectKeys;
 use crate::store::Store;
 use crate::store::channel;
 use std::io::Read;
 use std::sync::Arc;
 
-/// A data key of one encrypted object (zeroed when dropped).
-pub type DataKey = zeroize::Zeroizing<[u8; 32]>;
-
-/// Reads and opens the sealed data key of the encrypted object `key` (its `<key>.key`).
+/// Reads and opens the keys of the encrypted object `key` (its `<key>.key`).
 pub async fn data_key(
     store: &Arc<dyn Store>,
     key: &str,
     ids: &crate::crypt::Identities,
-) -> Result<DataKey, (String, bool)> {
+) -> Result<ObjectKeys, (String, bool)> {
     let kk = crate::crypt::stream::key_object(key);
     let sealed = match store.get_bytes(&kk).await {
         Ok(b) => b,
@@ -30,12 +28,7 @@ pub async fn data_key(
         }
         Err(e) => return Err((e.to_string(), true)),
     };
-    let plain = crate::crypt::seal::open(&sealed, ids, &kk).map_err(|e| (e.to_string(), false))?;
-    let k: [u8; 32] = plain
-        .as_slice()
-        .try_into()
-        .map_err(|_| (format!("`{kk}` does not hold a 32-byte data key"), false))?;
-    Ok(zeroize::Zeroizing::new(k))
+    ObjectKeys::open(&sealed, ids, &kk).map_err(|e| (e.to_string(), false))
 }
 
 /// Streams `key` from the store through `codec`'s decoder on a blocking thread and hands the
@@ -45,7 +38,7 @@ pub async fn decode_object<T, F>(
     store: &Arc<dyn Store>,
     key: &str,
     codec: Codec,
-    data_key: Option<DataKey>,
+    data_key: Option<ObjectKeys>,
     progress: &(dyn Fn(u64) + Send + Sync),
     consume: F,
 ) -> Result<T, (String, bool)>
@@ -61,10 +54,7 @@ where
     let name = key.to_string();
     let work = tokio::task::spawn_blocking(move || {
         let source: Box<dyn Read> = match data_key {
-            Some(k) => Box::new(
-                crate::crypt::stream::OpenReader::new(reader, &k, &name)
-                    .map_err(|e| e.to_string())?,
-            ),
+            Some(k) => k.reader(reader, &name).map_err(|e| e.to_string())?,
             None => Box::new(reader),
         };
         let mut dec =

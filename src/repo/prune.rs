@@ -47,6 +47,20 @@ pub struct PruneReport {
     /// then unreferenced components. Filled for `--verbose`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted_keys: Vec<String>,
+    /// Backups and runs the policy deletes whose objects are still under S3 Object Lock:
+    /// nothing of them is deleted now; a prune after `until` deletes them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked_backups: Vec<super::locked::LockedBackup>,
+    /// Unreferenced objects still under S3 Object Lock: left in place until `until`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked_objects: Vec<super::locked::LockedObject>,
+    /// Bytes of `locked_objects`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub locked_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Keep or delete.
@@ -65,6 +79,9 @@ pub struct Decision {
     /// Every rule that keeps it (`last 3`, `daily 2026-12-07`, `weekly 2026-W49`,
     /// `monthly 2026-12`, `newest`), or why it goes (`not in any policy`).
     pub reasons: Vec<String>,
+    /// A deleted backup still under S3 Object Lock: left whole until this date (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
 }
 
 /// Names of the snapshot backups a policy keeps (incrementals follow their base).
@@ -227,6 +244,7 @@ pub async fn prune(
             backup: b.entry.backup.clone(),
             action,
             reasons,
+            locked_until: None,
         }
     };
     let decisions: Vec<Decision> = scope.mine.iter().map(|b| decide(b)).collect();
@@ -295,6 +313,7 @@ pub async fn forget(
                 backup: b.entry.backup.clone(),
                 action: if forget { Action::Delete } else { Action::Keep },
                 reasons: vec![if forget { "named" } else { "not named" }.to_string()],
+                locked_until: None,
             }
         })
         .collect();
@@ -359,8 +378,17 @@ enum Runs {
     Keep,
 }
 
+/// The objects of one backup or run to delete, and what it references (kept while it is locked).
+struct Doomed {
+    name: String,
+    keys: Vec<String>,
+    /// Node manifests (a backup) and per-table results (a run) naming the files it uses.
+    manifests: Vec<String>,
+    parts: Vec<String>,
+}
+
 /// Deletes the backups `decisions` delete and, unless `runs` keeps them, runs that never
-/// completed; then the components under the scope's nodes that no remaining backup or young
+/// completed (on an Object Lock bucket, only those with no locked object); then the components under the scope's nodes that no remaining backup or young
 /// run references and that are older than the grace period (the garbage collection shared by
 /// prune and forget).
 async fn collect(
@@ -385,7 +413,7 @@ async fn collect(
     };
     let mut host_ids: BTreeSet<String> = BTreeSet::new();
     let mut referenced: BTreeSet<String> = BTreeSet::new();
-    let mut doomed: Vec<String> = Vec::new();
+    let mut doomed: Vec<Doomed> = Vec::new();
     // The stored files a backup's node manifests name (a missing manifest names none).
     let files_of = |manifests: Vec<String>| async move {
         let mut files = Vec::new();
@@ -419,16 +447,24 @@ async fn collect(
         } else {
             report.deleted_backups.push(b.entry.backup.clone());
             // The index entry goes first: a half-deleted backup is never listed as complete.
-            doomed.push(keys::index_key(&b.entry.backup));
-            doomed.push(keys::catalog_key(&b.entry.backup));
-            doomed.extend(b.manifests.iter().cloned());
-            doomed.extend(
+            let mut keys = vec![
+                keys::index_key(&b.entry.backup),
+                keys::catalog_key(&b.entry.backup),
+            ];
+            keys.extend(b.manifests.iter().cloned());
+            keys.extend(
                 store
                     .list(&keys::run_prefix(&b.entry.backup))
                     .await?
                     .into_iter()
                     .map(|o| o.key),
             );
+            doomed.push(Doomed {
+                name: b.entry.backup.clone(),
+                keys,
+                manifests: b.manifests.clone(),
+                parts: Vec::new(),
+            });
         }
     }
     report.decisions = decisions;
@@ -462,11 +498,55 @@ async fn collect(
             backup: name.clone(),
             action: Action::Delete,
             reasons: vec!["run never completed, older than the grace period".into()],
+            locked_until: None,
         });
-        doomed.extend(objects.into_iter().map(|o| o.key));
-        doomed.extend(probes.iter().map(|h| keys::node_manifest_key(h, &name)));
+        let parts = objects
+            .iter()
+            .filter(|o| o.key.contains("/parts/"))
+            .map(|o| o.key.clone())
+            .collect();
+        let mut keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+        keys.extend(probes.iter().map(|h| keys::node_manifest_key(h, &name)));
+        doomed.push(Doomed {
+            name,
+            keys,
+            manifests: Vec::new(),
+            parts,
+        });
     }
     host_ids.retain(|h| !scope.foreign.contains(h.as_str()));
+    let lock = store.object_lock_enabled().await?;
+    let at = jiff::Timestamp::now();
+    if lock {
+        // A backup with any locked object stays whole, and so does all it references.
+        let mut free = Vec::new();
+        for d in doomed {
+            let held = super::locked::locked_until(store, &d.keys, at).await?;
+            let Some(until) = held.values().max().map(ToString::to_string) else {
+                free.push(d);
+                continue;
+            };
+            referenced.extend(files_of(d.manifests.clone()).await?);
+            for k in &d.parts {
+                if let Ok(t) = read_json::<TableEntry>(store, k).await {
+                    referenced.extend(t.files.iter().map(|f| f.key.clone()));
+                }
+            }
+            report.deleted_backups.retain(|n| *n != d.name);
+            report.deleted_incomplete.retain(|n| *n != d.name);
+            for dec in report.decisions.iter_mut().filter(|x| x.backup == d.name) {
+                dec.reasons.push(format!(
+                    "locked until {until} (S3 Object Lock): deleted by a prune after that"
+                ));
+                dec.locked_until = Some(until.clone());
+            }
+            report.locked_backups.push(super::locked::LockedBackup {
+                backup: d.name,
+                until,
+            });
+        }
+        doomed = free;
+    }
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     for h in &host_ids {
         for o in store.list(&format!("nodes/{h}/sst/")).await? {
@@ -476,6 +556,13 @@ async fn collect(
             }
         }
     }
+    if lock {
+        let (free, held) = super::locked::split_objects(store, sizes, at).await?;
+        sizes = free;
+        report.locked_bytes = held.iter().map(|o| o.size).sum();
+        report.locked_objects = held;
+    }
+    let doomed: Vec<String> = doomed.into_iter().flat_map(|d| d.keys).collect();
     report.deleted_objects = sizes.len() as u64;
     report.deleted_bytes = sizes.values().sum();
     report.deleted_keys = doomed.iter().chain(sizes.keys()).cloned().collect();

@@ -53,6 +53,7 @@ pub async fn quarantine(
                 &to,
                 &mut reader,
                 PutStreamOptions {
+                    sealer: None,
                     resume: None,
                     checkpoint: &NoCheckpoint,
                     progress: &|_| {},

@@ -6,7 +6,6 @@
 
 use super::encrypted::{marker_encryption, open_manifest, seal_manifest, seal_probe, seal_table};
 use super::inventory::RepoError;
-use crate::crypt::seal::{open, seal};
 use crate::crypt::{Identities, MarkerEncryption, Recipients};
 use crate::store::Store;
 
@@ -48,8 +47,8 @@ pub async fn rekey(
         let k = &o.key;
         if crate::crypt::stream::is_key_object(k) && k.contains("/sst/") {
             let bytes = store.get_bytes(k).await?;
-            let plain = zeroize::Zeroizing::new(open(&bytes, ids, k)?);
-            store.put_bytes(k, seal(&plain, to)?.into()).await?;
+            let body = crate::crypt::parts::reseal(&bytes, ids, to, k)?;
+            store.put_bytes(k, body.into()).await?;
             out.data_keys += 1;
         } else if k.contains("/manifests/") {
             let bytes = store.get_bytes(k).await?;

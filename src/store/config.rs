@@ -53,4 +53,18 @@ pub struct StorageConfig {
     /// `auto`, `when_required` or `crc32c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// S3 Object Lock retention put on every stored object (S3 only; the bucket must have
+    /// Object Lock enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<super::object_lock::ObjectLock>,
+}
+
+impl StorageConfig {
+    /// Whether the URL names an S3 bucket (through the one parser of storage URLs).
+    pub fn is_s3(&self) -> bool {
+        matches!(
+            super::url::StoreUrl::parse(&self.url),
+            Ok(super::url::StoreUrl::S3 { .. })
+        )
+    }
 }

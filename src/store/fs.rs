@@ -7,8 +7,8 @@
 //! Listing follows S3: the prefix is a string prefix, not a folder, and results are sorted.
 
 use super::{
-    ObjectMeta, PutIfAbsent, PutStats, PutStreamOptions, Store, StoreError, StoreResult,
-    validate_key,
+    ObjectMeta, PutIfAbsent, PutStats, PutStreamOptions, SealedParts, Store, StoreError,
+    StoreResult, validate_key,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -259,21 +259,64 @@ impl Store for FsStore {
         let t = target.clone();
         let (file, tmp) = blocking(move || temp_beside(&t)).await?;
         let mut file = tokio::fs::File::from_std(file);
-        let mut buf = vec![0u8; STREAM_BUF];
+        let source = |e| StoreError::Io {
+            path: format!("<source stream of `{key}`>"),
+            source: e,
+        };
         let mut size = 0u64;
-        loop {
-            let n = reader.read(&mut buf).await.map_err(|e| StoreError::Io {
-                path: format!("<source stream of `{key}`>"),
-                source: e,
-            })?;
-            if n == 0 {
-                break;
+        let mut sealed = None;
+        if let Some(sealer) = &opts.sealer {
+            // One sealed part per `part_size` source bytes, as an S3 store stores them.
+            let part = self.part_size();
+            let mut buf = Vec::with_capacity(part as usize);
+            let mut parts = Vec::new();
+            loop {
+                buf.clear();
+                (&mut *reader)
+                    .take(part)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(source)?;
+                if buf.is_empty() && !parts.is_empty() {
+                    break;
+                }
+                (opts.progress)(buf.len() as u64);
+                let (s, plain) = (sealer.clone(), std::mem::take(&mut buf));
+                let last = (plain.len() as u64) < part;
+                let number = parts.len() as i32 + 1;
+                let body = blocking(move || {
+                    s.seal(number, &plain).map_err(|e| StoreError::Request {
+                        key: format!("part {number}"),
+                        message: e,
+                        retryable: false,
+                    })
+                })
+                .await?;
+                file.write_all(&body).await.map_err(|e| io_err(&tmp, e))?;
+                size += body.len() as u64;
+                parts.push(0);
+                if last {
+                    break;
+                }
             }
-            file.write_all(&buf[..n])
-                .await
-                .map_err(|e| io_err(&tmp, e))?;
-            size += n as u64;
-            (opts.progress)(n as u64);
+            sealed = Some(SealedParts::used(
+                &[sealer.label().to_string()],
+                &parts,
+                part,
+            ));
+        } else {
+            let mut buf = vec![0u8; STREAM_BUF];
+            loop {
+                let n = reader.read(&mut buf).await.map_err(source)?;
+                if n == 0 {
+                    break;
+                }
+                file.write_all(&buf[..n])
+                    .await
+                    .map_err(|e| io_err(&tmp, e))?;
+                size += n as u64;
+                (opts.progress)(n as u64);
+            }
         }
         file.sync_all().await.map_err(|e| io_err(&tmp, e))?;
         drop(file);
@@ -282,6 +325,7 @@ impl Store for FsStore {
             size,
             sent: size,
             parts_sent: 0,
+            sealed,
         })
     }
 
@@ -567,6 +611,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sealed_put_stream_seals_each_part_and_reads_back() {
+        use crate::crypt::parts::{FrameSealer, ObjectKeys, key_object, parts_len};
+        use std::io::Read;
+        let (_d, s) = store();
+        let (ids, to) = crate::crypt::seal::test_keys();
+        let part = s.part_size();
+        for len in [0, 5, part, 2 * part + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+            let sealer = std::sync::Arc::new(FrameSealer::new(&to, "a/b").unwrap());
+            let stats = s
+                .put_stream(
+                    "a/b",
+                    &mut data.as_slice(),
+                    PutStreamOptions {
+                        sealer: Some(sealer),
+                        resume: None,
+                        checkpoint: &NoCheckpoint,
+                        progress: &|_| {},
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(stats.size, parts_len(len, part), "len {len}");
+            let sealed = stats.sealed.unwrap();
+            assert_eq!(sealed.parts.len() as u64, len.div_ceil(part).max(1));
+            let stored = s.get_bytes("a/b").await.unwrap();
+            assert_eq!(stored.len() as u64, stats.size);
+            let keys = ObjectKeys::open(&key_object(&sealed, &to).unwrap(), &ids, "k").unwrap();
+            let mut back = Vec::new();
+            keys.reader(std::io::Cursor::new(stored), "a/b")
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == data, "len {len}");
+        }
+    }
+
+    #[tokio::test]
     async fn put_stream_and_get_to_file() {
         let (d, s) = store();
         let len = 5 * 1024 * 1024 + 17;
@@ -587,13 +669,17 @@ mod tests {
                 etag: "x".into(),
                 size: 1,
                 crc32: 0,
+                source_crc32: None,
+                sealer: None,
             }],
+            sealers: Vec::new(),
         };
         let stats = s
             .put_stream(
                 "big/obj",
                 &mut source,
                 PutStreamOptions {
+                    sealer: None,
                     resume: Some(resume),
                     checkpoint: &NoCheckpoint,
                     progress: &progress,
@@ -606,7 +692,8 @@ mod tests {
             PutStats {
                 size: len,
                 sent: len,
-                parts_sent: 0
+                parts_sent: 0,
+                sealed: None,
             }
         );
         assert_eq!(progressed.load(std::sync::atomic::Ordering::Relaxed), len);
@@ -660,6 +747,7 @@ mod tests {
                 "x/y",
                 &mut Failing(3),
                 PutStreamOptions {
+                    sealer: None,
                     resume: None,
                     checkpoint: &NoCheckpoint,
                     progress: &|_| {},

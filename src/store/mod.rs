@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod config;
 pub mod fs;
+pub mod object_lock;
 pub mod s3;
 pub mod url;
 
@@ -103,9 +104,18 @@ pub enum PutIfAbsent {
 pub struct CompletedPartInfo {
     pub number: i32,
     pub etag: String,
+    /// Bytes stored.
     pub size: u64,
-    /// CRC32 of the part's bytes: a resumed upload re-reads the stream and checks it matches.
+    /// CRC32 of the part's stored bytes: a resumed upload re-reads the stream and checks it
+    /// matches (`source_crc32` instead for a sealed part).
     pub crc32: u32,
+    /// A sealed part: CRC32 of its source bytes before sealing (what a resumed upload can
+    /// check, since sealing again gives other bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_crc32: Option<u32>,
+    /// A sealed part: which of the checkpoint's `sealers` sealed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealer: Option<u32>,
 }
 
 /// Checkpoint of an unfinished multipart upload.
@@ -113,8 +123,60 @@ pub struct CompletedPartInfo {
 pub struct MultipartState {
     pub key: String,
     pub upload_id: String,
+    /// Source bytes per part.
     pub part_size: u64,
     pub parts: Vec<CompletedPartInfo>,
+    /// Labels ([`PartSealer::label`]) of the sealers that sealed parts of a sealed upload, one
+    /// per attempt: a resumed attempt seals the parts still missing with its own sealer and
+    /// keeps the parts an earlier one stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealers: Vec<String>,
+}
+
+/// Seals each part of a streamed put on its own (client-side encryption,
+/// [`crate::crypt::stream`]): the store reads `part_size` source bytes per part, checkpoints
+/// their CRC32, and stores what [`PartSealer::seal`] returns. A part stored by an earlier
+/// attempt stays as it is, so a resumed upload never needs the sealer of an earlier attempt.
+pub trait PartSealer: Send + Sync {
+    /// A label that names this sealer in checkpoints and in [`SealedParts`]. It is stored in
+    /// the journal, so it must not be secret (the data key sealed to the recipients).
+    fn label(&self) -> &str;
+    /// The stored form of part `number` (1-based) whose source bytes are `plain`.
+    fn seal(&self, number: i32, plain: &[u8]) -> Result<Vec<u8>, String>;
+    /// The stored size of a part of `plain` source bytes.
+    fn sealed_len(&self, plain: u64) -> u64;
+}
+
+/// How a sealed object's parts were sealed: what reading it back needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SealedParts {
+    /// Source bytes per part (the last part may hold fewer).
+    pub part_size: u64,
+    /// The labels of the sealers used.
+    pub sealers: Vec<String>,
+    /// For each part in order, the index of its sealer in `sealers`.
+    pub parts: Vec<u32>,
+}
+
+impl SealedParts {
+    /// Keeps only the sealers some part uses (in order of first use) and renumbers the parts.
+    pub fn used(sealers: &[String], parts: &[u32], part_size: u64) -> SealedParts {
+        let mut out = SealedParts {
+            part_size,
+            ..SealedParts::default()
+        };
+        let mut map = std::collections::HashMap::new();
+        for p in parts {
+            let next = map.len() as u32;
+            let i = *map.entry(*p).or_insert_with(|| {
+                out.sealers
+                    .push(sealers.get(*p as usize).cloned().unwrap_or_default());
+                next
+            });
+            out.parts.push(i);
+        }
+        out
+    }
 }
 
 /// Receives multipart checkpoints as parts complete (the agent forwards them to the journal).
@@ -136,10 +198,12 @@ pub struct PutStreamOptions<'a> {
     pub checkpoint: &'a dyn CheckpointSink,
     /// Called with the number of source bytes consumed, as they are.
     pub progress: &'a (dyn Fn(u64) + Send + Sync),
+    /// Seals each part on its own (encrypted uploads); `None` stores the bytes as read.
+    pub sealer: Option<std::sync::Arc<dyn PartSealer>>,
 }
 
 /// Summary of a finished streamed put.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PutStats {
     /// Bytes stored.
     pub size: u64,
@@ -147,6 +211,8 @@ pub struct PutStats {
     pub sent: u64,
     /// Parts sent in this call (0 for a single-request put).
     pub parts_sent: u32,
+    /// How the parts were sealed, when a [`PartSealer`] sealed them.
+    pub sealed: Option<SealedParts>,
 }
 
 /// The store interface.
@@ -154,6 +220,10 @@ pub struct PutStats {
 pub trait Store: Send + Sync {
     /// A description without secrets, e.g. `s3://bucket/prefix` or `file:///backups`.
     fn describe(&self) -> String;
+    /// Source bytes per part of a new sealed put ([`PutStreamOptions::sealer`]).
+    fn part_size(&self) -> u64 {
+        s3::DEFAULT_PART_SIZE
+    }
     /// Writes a small object in one request.
     async fn put_bytes(&self, key: &str, data: Bytes) -> StoreResult<()>;
     /// Writes a small object only if no object has the key.
@@ -186,6 +256,20 @@ pub trait Store: Send + Sync {
     /// store has no such notion (a local folder).
     async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
         Ok(None)
+    }
+    /// Whether the bucket has S3 Object Lock enabled (`false` for a local folder and for servers
+    /// without Object Lock).
+    async fn object_lock_enabled(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// The Object Lock retention of an object (`None`: none, or no such notion).
+    async fn retention(&self, _key: &str) -> StoreResult<Option<object_lock::ObjectRetention>> {
+        Ok(None)
+    }
+    /// Extends the retention of an existing object to at least `until` (never shortens it).
+    /// A no-op on stores without Object Lock configured.
+    async fn extend_retention(&self, _key: &str, _until: jiff::Timestamp) -> StoreResult<()> {
+        Ok(())
     }
 }
 

@@ -8,9 +8,10 @@
 //! never from requests, so they cannot carry credentials.
 
 use super::config::{Sse, StorageConfig};
+use super::object_lock::{LockMode, ObjectLock, ObjectRetention};
 use super::{
-    CheckpointSink, CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PutIfAbsent,
-    PutStats, PutStreamOptions, Store, StoreError, StoreResult, validate_key,
+    CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PartSealer, PutIfAbsent, PutStats,
+    PutStreamOptions, SealedParts, Store, StoreError, StoreResult, validate_key,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -23,6 +24,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+    ObjectLockEnabled, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
     ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
@@ -62,7 +64,12 @@ pub struct S3Store {
     part_concurrency: usize,
     /// Checksum sent with each part (and object), or `None` when only required ones are sent.
     checksum: Option<ChecksumAlgorithm>,
+    /// Object Lock retention put on every object (but cbk's own probe objects).
+    object_lock: Option<ObjectLock>,
 }
+
+/// Keys never locked: cbk's probe objects, deleted right after they are written.
+const UNLOCKED_PREFIX: &str = ".cbk-probe/";
 
 /// Splits `s3://bucket/prefix` into the bucket and a normalised prefix (empty or ending in `/`).
 fn parse_url(url: &str) -> StoreResult<(String, String)> {
@@ -180,6 +187,25 @@ async fn read_part(
     Ok(Bytes::from(buf))
 }
 
+/// Seals one part on a blocking thread.
+async fn seal_part(
+    sealer: Arc<dyn PartSealer>,
+    number: i32,
+    data: Bytes,
+    full: &str,
+) -> StoreResult<Bytes> {
+    let failed = |message: String| StoreError::Request {
+        key: full.into(),
+        message,
+        retryable: false,
+    };
+    tokio::task::spawn_blocking(move || sealer.seal(number, &data))
+        .await
+        .map_err(|e| failed(format!("sealing part {number}: {e}")))?
+        .map(Bytes::from)
+        .map_err(|e| failed(format!("sealing part {number}: {e}")))
+}
+
 /// One completed part as the upload knows it (with the server's checksum, if any).
 #[derive(Clone)]
 struct DonePart {
@@ -221,13 +247,15 @@ struct Upload<'k, 'o> {
     opts: &'k PutStreamOptions<'o>,
     done: BTreeMap<i32, DonePart>,
     stats: PutStats,
+    /// A sealed upload: the sealers' labels and the index of this attempt's.
+    sealers: Vec<String>,
+    current: u32,
 }
 
 impl Upload<'_, '_> {
     /// Records a finished part task and checkpoints.
     fn record(
         &mut self,
-        store: &S3Store,
         joined: Result<StoreResult<DonePart>, tokio::task::JoinError>,
     ) -> StoreResult<()> {
         let part = joined.map_err(|e| StoreError::Request {
@@ -239,14 +267,18 @@ impl Upload<'_, '_> {
         self.stats.parts_sent += 1;
         (self.opts.progress)(part.info.size);
         self.done.insert(part.info.number, part);
-        store.checkpoint(
-            self.opts.checkpoint,
-            self.key,
-            self.upload_id,
-            self.part_size,
-            &self.done,
-        );
+        self.checkpoint();
         Ok(())
+    }
+
+    fn checkpoint(&self) {
+        self.opts.checkpoint.save(&MultipartState {
+            key: self.key.into(),
+            upload_id: self.upload_id.into(),
+            part_size: self.part_size,
+            parts: self.done.values().map(|d| d.info.clone()).collect(),
+            sealers: self.sealers.clone(),
+        });
     }
 }
 
@@ -299,6 +331,11 @@ impl S3Store {
                     reason: format!("checksum `{other}`: expected one of {CHECKSUM_MODES:?}"),
                 });
             }
+        };
+        // S3 refuses an upload with Object Lock headers that carries no checksum.
+        let checksum = match (&config.object_lock, checksum) {
+            (Some(_), None) => Some(ChecksumAlgorithm::Crc32),
+            (_, c) => c,
         };
         // One UploadPart must fit in one attempt even at a slow 256 KiB/s.
         let attempt_timeout = Duration::from_secs(120 + part_size / (256 * 1024));
@@ -360,6 +397,7 @@ impl S3Store {
             part_size,
             part_concurrency,
             checksum,
+            object_lock: config.object_lock,
         })
     }
 
@@ -406,12 +444,27 @@ impl S3Store {
         }
     }
 
-    /// A PutObject with the store's encryption, class and checksum settings.
+    /// The Object Lock mode and date a new object at bucket key `full` gets (`None`: no lock).
+    fn lock_for(&self, full: &str) -> Option<(LockMode, aws_smithy_types::DateTime)> {
+        let lock = self.object_lock?;
+        let key = full.strip_prefix(&self.prefix).unwrap_or(full);
+        if key.starts_with(UNLOCKED_PREFIX) {
+            return None;
+        }
+        let until = lock.retain_until(jiff::Timestamp::now());
+        Some((
+            lock.mode,
+            aws_smithy_types::DateTime::from_secs(until.as_second()),
+        ))
+    }
+
+    /// A PutObject with the store's encryption, class, checksum and Object Lock settings.
     fn put_request(
         &self,
         full: &str,
         data: Bytes,
     ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let lock = self.lock_for(full);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -422,6 +475,31 @@ impl S3Store {
             .set_ssekms_key_id(self.kms_key())
             .set_storage_class(self.storage_class.clone())
             .set_checksum_algorithm(self.checksum.clone())
+            .set_object_lock_mode(lock.map(|(m, _)| ObjectLockMode::from(m.s3_name())))
+            .set_object_lock_retain_until_date(lock.map(|(_, d)| d))
+    }
+
+    /// PutObjectRetention of the current version of `full`.
+    async fn put_retention(
+        &self,
+        full: &str,
+        mode: LockMode,
+        until: aws_smithy_types::DateTime,
+    ) -> StoreResult<()> {
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(full)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::from(mode.s3_name()))
+                    .retain_until_date(until)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, "PutObjectRetention", e))?;
+        Ok(())
     }
 
     async fn abort(&self, full: &str, upload_id: &str) {
@@ -524,6 +602,7 @@ impl S3Store {
 
     /// Creates a multipart upload with the store's settings; returns the upload id.
     async fn create_upload(&self, full: &str) -> StoreResult<String> {
+        let lock = self.lock_for(full);
         let out = self
             .client
             .create_multipart_upload()
@@ -533,6 +612,8 @@ impl S3Store {
             .set_ssekms_key_id(self.kms_key())
             .set_storage_class(self.storage_class.clone())
             .set_checksum_algorithm(self.checksum.clone())
+            .set_object_lock_mode(lock.map(|(m, _)| ObjectLockMode::from(m.s3_name())))
+            .set_object_lock_retain_until_date(lock.map(|(_, d)| d))
             .send()
             .await
             .map_err(|e| sdk_err(full, "CreateMultipartUpload", e))?;
@@ -552,8 +633,24 @@ impl S3Store {
         full: &str,
         key: &str,
         state: &MultipartState,
+        sealed: bool,
     ) -> StoreResult<Option<BTreeMap<i32, DonePart>>> {
         if state.key != key || state.part_size < MIN_PART_SIZE || state.part_size > MAX_PART_SIZE {
+            return Ok(None);
+        }
+        // A sealed upload continues only a sealed one whose parts all name their sealer, and
+        // a plain upload only a plain one.
+        let sealed_ok = match sealed {
+            true => {
+                !state.sealers.is_empty()
+                    && state.parts.iter().all(|p| {
+                        p.source_crc32.is_some()
+                            && p.sealer.is_some_and(|i| (i as usize) < state.sealers.len())
+                    })
+            }
+            false => state.sealers.is_empty() && state.parts.iter().all(|p| p.sealer.is_none()),
+        };
+        if !sealed_ok {
             return Ok(None);
         }
         let server = match self.server_parts(full, &state.upload_id).await? {
@@ -595,22 +692,6 @@ impl S3Store {
         Ok(Some(done))
     }
 
-    fn checkpoint(
-        &self,
-        sink: &dyn CheckpointSink,
-        key: &str,
-        upload_id: &str,
-        part_size: u64,
-        done: &BTreeMap<i32, DonePart>,
-    ) {
-        sink.save(&MultipartState {
-            key: key.into(),
-            upload_id: upload_id.into(),
-            part_size,
-            parts: done.values().map(|d| d.info.clone()).collect(),
-        });
-    }
-
     /// The multipart body of `put_stream`: errors here leave the upload for a resume unless
     /// they are fatal (the caller aborts then).
     async fn upload_parts(
@@ -633,7 +714,7 @@ impl S3Store {
                         tokio::select! {
                             biased;
                             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                                up.record(self, joined)?;
+                                up.record(joined)?;
                             }
                             r = &mut read => break r,
                         }
@@ -644,7 +725,7 @@ impl S3Store {
                             // Let the parts in flight land (and be checkpointed) so a resume
                             // after this failure has as little as possible left to send.
                             while let Some(joined) = in_flight.join_next().await {
-                                let _ = up.record(self, joined);
+                                let _ = up.record(joined);
                             }
                             return Err(e);
                         }
@@ -666,17 +747,23 @@ impl S3Store {
                     retryable: false,
                 });
             }
-            up.stats.size += len;
             let crc32 = crc32fast::hash(&data);
+            let sealer = up.opts.sealer.clone();
+            let stored_len = sealer.as_ref().map_or(len, |s| s.sealed_len(len));
+            up.stats.size += stored_len;
             if let Some(prev) = up.done.get(&number) {
-                if prev.info.crc32 != crc32 || prev.info.size != len {
+                let same = match sealer {
+                    None => prev.info.crc32 == crc32,
+                    Some(_) => prev.info.source_crc32 == Some(crc32),
+                };
+                if !same || prev.info.size != stored_len {
                     return Err(StoreError::ResumeMismatch(up.key.into()));
                 }
-                (up.opts.progress)(len);
+                (up.opts.progress)(stored_len);
             } else {
                 while in_flight.len() >= self.part_concurrency {
                     if let Some(joined) = in_flight.join_next().await {
-                        up.record(self, joined)?;
+                        up.record(joined)?;
                     }
                 }
                 let request = self
@@ -686,12 +773,22 @@ impl S3Store {
                     .key(up.full)
                     .upload_id(up.upload_id)
                     .part_number(number)
-                    .content_length(len as i64)
-                    .set_checksum_algorithm(self.checksum.clone())
-                    .body(ByteStream::from(data));
+                    .content_length(stored_len as i64)
+                    .set_checksum_algorithm(self.checksum.clone());
                 let full = up.full.to_string();
+                let current = up.current;
                 in_flight.spawn(async move {
+                    // Parts in flight are sealed in parallel, off the async threads.
+                    let (body, crc32, source) = match sealer {
+                        None => (data, crc32, None),
+                        Some(s) => {
+                            let body = seal_part(s, number, data, &full).await?;
+                            let stored = crc32fast::hash(&body);
+                            (body, stored, Some((crc32, current)))
+                        }
+                    };
                     let out = request
+                        .body(ByteStream::from(body))
                         .send()
                         .await
                         .map_err(|e| sdk_err(&full, &format!("UploadPart {number}"), e))?;
@@ -707,8 +804,10 @@ impl S3Store {
                         info: CompletedPartInfo {
                             number,
                             etag,
-                            size: len,
+                            size: stored_len,
                             crc32,
+                            source_crc32: source.map(|s| s.0),
+                            sealer: source.map(|s| s.1),
                         },
                         checksum: out
                             .checksum_crc32()
@@ -722,7 +821,7 @@ impl S3Store {
             }
         }
         while let Some(joined) = in_flight.join_next().await {
-            up.record(self, joined)?;
+            up.record(joined)?;
         }
         // A checkpoint with parts past the end of today's stream: the source got shorter.
         if up.done.keys().any(|n| *n > number) {
@@ -746,7 +845,21 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(up.full, "CompleteMultipartUpload", e))?;
-        Ok(up.stats)
+        // Some servers (moto 5.2.5) drop the lock headers of CreateMultipartUpload: set the
+        // retention on the completed object too (one request per multipart object).
+        if let Some((mode, until)) = self.lock_for(up.full) {
+            self.put_retention(up.full, mode, until).await?;
+        }
+        let mut stats = std::mem::take(&mut up.stats);
+        if up.opts.sealer.is_some() {
+            let parts: Vec<u32> = up
+                .done
+                .values()
+                .map(|d| d.info.sealer.unwrap_or(up.current))
+                .collect();
+            stats.sealed = Some(SealedParts::used(&up.sealers, &parts, up.part_size));
+        }
+        Ok(stats)
     }
 
     /// Downloads `[start, end)` of an object into `file` at the same offset, retrying broken
@@ -873,23 +986,42 @@ impl Store for S3Store {
     ) -> StoreResult<PutStats> {
         let full = self.full(key)?;
         // Resume first: the checkpoint fixes the part size.
+        let sealed = opts.sealer.is_some();
         let mut resumed = None;
         if let Some(state) = &opts.resume {
-            if let Some(done) = self.verified_resume(&full, key, state).await? {
+            if let Some(done) = self.verified_resume(&full, key, state, sealed).await? {
                 resumed = Some((state.upload_id.clone(), state.part_size, done));
             } else {
                 self.abort(&full, &state.upload_id).await;
             }
         }
+        let mut sealers = match (&opts.resume, &resumed) {
+            (Some(state), Some(_)) => state.sealers.clone(),
+            _ => Vec::new(),
+        };
+        let current = match &opts.sealer {
+            Some(s) => match sealers.iter().position(|l| l == s.label()) {
+                Some(i) => i as u32,
+                None => {
+                    sealers.push(s.label().to_string());
+                    (sealers.len() - 1) as u32
+                }
+            },
+            None => 0,
+        };
         let (upload_id, part_size, done, first) = match resumed {
             Some((id, size, done)) => (id, size, done, None),
             None => {
                 let first = read_part(reader, self.part_size as usize, key).await?;
                 if (first.len() as u64) < self.part_size {
                     // Fits in one request: a plain PutObject with an in-memory body.
-                    let len = first.len() as u64;
-                    (opts.progress)(len);
-                    self.put_request(&full, first)
+                    (opts.progress)(first.len() as u64);
+                    let body = match &opts.sealer {
+                        Some(s) => seal_part(s.clone(), 1, first, &full).await?,
+                        None => first,
+                    };
+                    let len = body.len() as u64;
+                    self.put_request(&full, body)
                         .send()
                         .await
                         .map_err(|e| sdk_err(&full, "PutObject", e))?;
@@ -897,13 +1029,13 @@ impl Store for S3Store {
                         size: len,
                         sent: len,
                         parts_sent: 0,
+                        sealed: sealed.then(|| SealedParts::used(&sealers, &[0], self.part_size)),
                     });
                 }
                 let id = self.create_upload(&full).await?;
                 (id, self.part_size, BTreeMap::new(), Some(first))
             }
         };
-        self.checkpoint(opts.checkpoint, key, &upload_id, part_size, &done);
         let mut up = Upload {
             key,
             full: &full,
@@ -912,7 +1044,10 @@ impl Store for S3Store {
             opts: &opts,
             done,
             stats: PutStats::default(),
+            sealers,
+            current,
         };
+        up.checkpoint();
         let result = self.upload_parts(&mut up, first, reader).await;
         match result {
             Ok(stats) => Ok(stats),
@@ -1197,6 +1332,89 @@ impl Store for S3Store {
 
     async fn probe_encryption(&self) -> StoreResult<Option<bool>> {
         self.probe_sse().await
+    }
+
+    async fn object_lock_enabled(&self) -> StoreResult<bool> {
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                == Some(&ObjectLockEnabled::Enabled)),
+            Err(e) => {
+                let (status, code) = status_and_code(&e);
+                match code.as_deref() {
+                    Some(
+                        "ObjectLockConfigurationNotFoundError"
+                        | "NoSuchObjectLockConfiguration"
+                        | "NotImplemented",
+                    ) => Ok(false),
+                    Some("AccessDenied") if self.object_lock.is_none() => {
+                        tracing::warn!(
+                            store = %self.describe(),
+                            "cannot tell whether the bucket has Object Lock (GetObjectLockConfiguration: AccessDenied): \
+                             locked objects are not recognised; grant s3:GetBucketObjectLockConfiguration"
+                        );
+                        Ok(false)
+                    }
+                    _ if status == Some(501) => Ok(false),
+                    _ => Err(sdk_err(&self.bucket, "GetObjectLockConfiguration", e)),
+                }
+            }
+        }
+    }
+
+    async fn retention(&self, key: &str) -> StoreResult<Option<ObjectRetention>> {
+        // HeadObject reports the retention (to callers allowed s3:GetObjectRetention); moto
+        // 5.2.5 has no GetObjectRetention.
+        let full = self.full(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.object_lock_retain_until_date().and_then(|d| {
+                Some(ObjectRetention {
+                    mode: out
+                        .object_lock_mode()
+                        .and_then(|m| LockMode::from_s3(m.as_str())),
+                    until: jiff::Timestamp::from_second(d.secs()).ok()?,
+                })
+            })),
+            Err(e) => match not_found_or(key, &full, "HeadObject", e) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn extend_retention(&self, key: &str, until: jiff::Timestamp) -> StoreResult<()> {
+        let Some(lock) = self.object_lock else {
+            return Ok(());
+        };
+        let full = self.full(key)?;
+        let date = aws_smithy_types::DateTime::from_secs(until.as_second());
+        let Err(first) = self.put_retention(&full, lock.mode, date).await else {
+            return Ok(());
+        };
+        // Refused: S3 never shortens a lock (without a bypass) nor turns compliance into
+        // governance. Fine when the object is already locked long enough; a compliance
+        // object is extended in compliance mode.
+        match self.retention(key).await? {
+            Some(r) if r.until >= until => Ok(()),
+            Some(ObjectRetention {
+                mode: Some(mode), ..
+            }) if mode != lock.mode => self.put_retention(&full, mode, date).await,
+            _ => Err(first),
+        }
     }
 }
 

@@ -3,11 +3,14 @@
 
 use super::node::{self, nt_err};
 use super::{Runtime, store_err};
+use crate::agent::ops::backup::UploadSource;
 use crate::agent::ops::inspect::{InspectResult, SnapshotCover};
+use crate::agent::protocol::{InspectRequest, UploadRequest};
 use crate::cassandra::layout::SnapshotCoverage;
 use crate::cassandra::nodetool::{self, NodetoolError, SnapshotTargets};
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
-use crate::graph::run::{PlannedTask, TaskKind};
+use crate::graph::run::PlannedTask;
+use crate::graph::spec::{CatalogParams, ClearSnapshotParams, SnapshotParams, UploadParams};
 use crate::plan::model::{BackupConfig, BackupMode, SystemKeyspaces};
 use crate::repo::keys;
 use crate::repo::manifest::{
@@ -136,10 +139,30 @@ async fn check_encryption(rt: &Runtime) -> Result<(), TaskError> {
     }
 }
 
+/// A plan with `object_lock` writes only to a bucket with Object Lock enabled: otherwise every
+/// upload would be refused (or, on a server that ignores the headers, nothing would be locked).
+async fn check_object_lock(rt: &Runtime) -> Result<(), TaskError> {
+    let Some(storage) = rt.run.plan.storage.as_ref() else {
+        return Ok(());
+    };
+    if storage.object_lock.is_none() || rt.run.plan.backup.is_none() {
+        return Ok(());
+    }
+    let store = rt.store().await?;
+    if store.object_lock_enabled().await.map_err(store_err)? {
+        return Ok(());
+    }
+    Err(TaskError::fatal(format!(
+        "[storage] object_lock is set but {} has no Object Lock enabled (GetObjectLockConfiguration);          nothing was snapshotted or stored: use a bucket created with Object Lock          (`aws s3api create-bucket --object-lock-enabled-for-bucket`), or remove object_lock",
+        store.describe()
+    )))
+}
+
 /// `probe[HOST]`: host id, dc/rack, version, tokens and folders; stored for the later tasks.
 pub async fn probe(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
     refuse_complete_backup(rt).await?;
     check_encryption(rt).await?;
+    check_object_lock(rt).await?;
     let info = nodetool::parse_info(
         &node::nodetool(rt, host, &["info".into()])
             .await
@@ -232,10 +255,9 @@ pub async fn flush(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<Outc
 }
 
 /// The backup's snapshot tag and whether it is on the node's disk (for any table).
-async fn snapshot_on_disk(rt: &Runtime, host: &str) -> Result<(String, bool), TaskError> {
-    let tag = backup_name(rt)?;
-    let disk = node::inspect(rt, host, Some(&tag)).await?;
-    Ok((tag, disk.snapshot_present == Some(true)))
+async fn snapshot_on_disk(rt: &Runtime, host: &str, tag: &str) -> Result<bool, TaskError> {
+    let disk = node::inspect(rt, host, Some(tag)).await?;
+    Ok(disk.snapshot_present == Some(true))
 }
 
 /// The tables the backup's snapshot must cover on a node: the plan's selection within the
@@ -254,20 +276,17 @@ fn snapshot_cover(cfg: &BackupConfig) -> SnapshotCover {
 async fn snapshot_state(
     rt: &Runtime,
     host: &str,
+    tag: &str,
 ) -> Result<(String, InspectResult, SnapshotCoverage), TaskError> {
     let cfg = backup_config(rt)?;
-    let tag = backup_name(rt)?;
-    let spec = rt.host_spec(host);
-    let op = serde_json::json!({
-        "op": "inspect",
-        "config": node::config_path(rt),
-        "data_dirs": spec.data_dirs,
-        "snapshot_tag": tag,
-        "snapshot_cover": snapshot_cover(cfg),
-    });
-    let v = node::agent(rt, host, op, None).await?;
-    let disk: InspectResult = serde_json::from_value(v)
-        .map_err(|e| TaskError::fatal(format!("bad inspect result from {host}: {e}")))?;
+    let tag = tag.to_owned();
+    let op = InspectRequest {
+        config: node::config_path(rt),
+        data_dirs: rt.host_spec(host).data_dirs,
+        snapshot_tag: Some(tag.clone()),
+        snapshot_cover: Some(snapshot_cover(cfg)),
+    };
+    let disk = node::agent(rt, host, op, None).await?;
     let cov = disk.snapshot_coverage.clone().ok_or_else(|| {
         TaskError::fatal(format!(
             "the agent on {host} did not check the snapshot's coverage (an older cbk?)"
@@ -280,10 +299,10 @@ async fn snapshot_state(
 /// table; a leftover or partial one is cleared and taken again by [`snapshot`].
 pub async fn snapshot_check(
     rt: &Runtime,
-    _task: &PlannedTask,
+    p: &SnapshotParams,
     host: &str,
 ) -> Result<Check, TaskError> {
-    let (tag, _, cov) = snapshot_state(rt, host).await?;
+    let (tag, _, cov) = snapshot_state(rt, host, &p.tag).await?;
     Ok(if cov.present() && cov.complete() {
         Check::Satisfied(format!(
             "snapshot {tag} already exists and covers all {} selected tables",
@@ -334,15 +353,14 @@ fn same_shape(other: &str, tag: &str) -> bool {
 /// resumed, or another controller's run in progress) and named.
 async fn clear_stale(
     rt: &Runtime,
-    task: &PlannedTask,
+    p: &SnapshotParams,
     host: &str,
     tag: &str,
     tags: &[String],
 ) -> Result<Vec<String>, TaskError> {
-    let Some(prefix) = task
-        .params
-        .get("clear_stale")
-        .and_then(|v| v.as_str())
+    let Some(prefix) = p
+        .clear_stale
+        .as_deref()
         .map(|p| p.trim_end_matches('*'))
         .filter(|p| !p.is_empty())
     else {
@@ -380,12 +398,12 @@ async fn clear_stale(
 
 /// `snapshot[HOST]`: clears this plan's stale snapshots, clears a leftover or partial snapshot
 /// with the planned tag, then `nodetool snapshot -t NAME [keyspaces]`.
-pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Outcome, TaskError> {
+pub async fn snapshot(rt: &Runtime, p: &SnapshotParams, host: &str) -> Result<Outcome, TaskError> {
     let cfg = backup_config(rt)?;
-    let (tag, disk, cov) = snapshot_state(rt, host).await?;
+    let (tag, disk, cov) = snapshot_state(rt, host, &p.tag).await?;
     let notes = clear_stale(
         rt,
-        task,
+        p,
         host,
         &tag,
         disk.snapshot_tags.as_deref().unwrap_or_default(),
@@ -450,24 +468,18 @@ pub async fn snapshot(rt: &Runtime, task: &PlannedTask, host: &str) -> Result<Ou
     )
 }
 
-/// Include patterns of one upload task (`params.include`), else the plan's.
-fn task_include(task: &PlannedTask, cfg: &BackupConfig) -> Vec<String> {
-    if let Some(list) = task.params.get("include").and_then(|v| v.as_array()) {
-        return list
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect();
+/// Include and exclude patterns of one upload task (`upload_incremental`: the plan's). An
+/// exact table keeps the plan's excludes, as it always did.
+fn task_selection(p: Option<&UploadParams>, cfg: &BackupConfig) -> (Vec<String>, Vec<String>) {
+    match p {
+        Some(UploadParams::Pattern { exclude, pattern }) => {
+            (vec![pattern.clone()], exclude.clone())
+        }
+        Some(UploadParams::Table { keyspace, table }) => {
+            (vec![format!("{keyspace}.{table}")], cfg.exclude.clone())
+        }
+        None => (cfg.include.clone(), cfg.exclude.clone()),
     }
-    if let Some(p) = task.params.get("pattern").and_then(|v| v.as_str()) {
-        return vec![p.to_string()];
-    }
-    if let (Some(k), Some(t)) = (
-        task.params.get("keyspace").and_then(|v| v.as_str()),
-        task.params.get("table").and_then(|v| v.as_str()),
-    ) {
-        return vec![format!("{k}.{t}")];
-    }
-    cfg.include.clone()
 }
 
 /// The newest node manifest of a host (other than `except`), by name (names sort by time).
@@ -491,6 +503,7 @@ async fn latest_manifest(
 pub async fn upload(
     rt: &Runtime,
     task: &PlannedTask,
+    params: Option<&UploadParams>,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
@@ -498,7 +511,7 @@ pub async fn upload(
     let name = backup_name(rt)?;
     let probe = probe_info(rt, host).await?;
     let store = rt.store().await?;
-    let incremental = task.kind == TaskKind::UploadIncremental;
+    let incremental = params.is_none();
     let recipients = rt.recipients()?;
     // Sealed manifests cannot be read by the node: no CRC32s from the previous one, and no base
     // coverage (restore leaves covered files out).
@@ -509,64 +522,74 @@ pub async fn upload(
             .map(|b| keys::node_manifest_key(&probe.host_id, &b)),
         false => None,
     };
-    let resume = cx
+    let resume = match cx
         .checkpoints
         .last(&task.address)
         .and_then(|v| v.get("multipart").cloned())
-        .unwrap_or_else(|| serde_json::json!({}));
+    {
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            TaskError::fatal(format!(
+                "the journal's multipart checkpoints of {} are unreadable: {e}",
+                task.address
+            ))
+        })?,
+        None => Default::default(),
+    };
     // System keyspaces are stored once per node: by the host's first upload task of the run,
     // not again by every `upload[host/pattern]` task.
     let first = rt
         .run
         .tasks
         .iter()
-        .find(|t| t.kind == task.kind && t.host.as_deref() == Some(host))
+        .find(|t| t.kind() == task.kind() && t.host.as_deref() == Some(host))
         .map(|t| t.address.as_str());
     let system_keyspaces = if first.is_none_or(|a| a == task.address) {
         cfg.system_keyspaces
     } else {
         SystemKeyspaces::None
     };
-    let op = serde_json::json!({
-        "op": "backup_upload",
-        "backup": name,
-        "host": host,
-        "host_id": probe.host_id,
-        "source": if incremental { serde_json::json!("backups") } else { serde_json::json!({"snapshot": name}) },
-        "data_dirs": probe.data_dirs,
-        "include": task_include(task, cfg),
-        "exclude": cfg.exclude,
-        "system_keyspaces": system_keyspaces,
-        "codec": cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
-        "compress_compressed": cfg.compress_compressed,
-        "file_concurrency": rt.run.plan.limits.file_concurrency,
-        "previous_manifest": match encrypted {
+    let (include, exclude) = task_selection(params, cfg);
+    let op = UploadRequest {
+        backup: name.clone(),
+        host: host.to_owned(),
+        host_id: probe.host_id.clone(),
+        source: match incremental {
+            true => UploadSource::Backups,
+            false => UploadSource::Snapshot(name.clone()),
+        },
+        data_dirs: probe.data_dirs.clone(),
+        include,
+        exclude,
+        system_keyspaces,
+        codec: cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
+        compress_compressed: cfg.compress_compressed,
+        file_concurrency: rt.run.plan.limits.file_concurrency as usize,
+        previous_manifest: match encrypted {
             true => None,
             false => latest_manifest(&store, &probe.host_id, &name).await?,
         },
-        "recipients": recipients.map(|r| r.to_strings()).unwrap_or_default(),
-        "resume": resume,
-        "delete_uploaded": incremental,
-        "base_manifest": base_manifest,
-    });
+        resume,
+        delete_uploaded: incremental,
+        base_manifest,
+        recipients: recipients.map(|r| r.to_strings()).unwrap_or_default(),
+    };
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
-    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
             "{} files ({} bytes): {} uploaded ({} bytes sent), {} already stored{}",
-            n("files"),
-            n("bytes"),
-            n("uploaded_files"),
-            n("uploaded_bytes"),
-            n("skipped_files"),
-            match n("covered_files") {
+            r.files,
+            r.bytes,
+            r.uploaded_files,
+            r.uploaded_bytes,
+            r.skipped_files,
+            match r.covered_files {
                 0 => String::new(),
                 c => format!(
                     "; {c} backups/ files left out (sstables flushed before the base snapshot, which holds their data)"
                 ),
             }
         ),
-        data: r,
+        data: node::data(&r),
     })
 }
 
@@ -663,40 +686,79 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
             .into(),
         None => json(&m),
     };
+    let extended = extend_retention(rt, &store, &m.tables).await?;
     store.put_bytes(&key, body).await.map_err(store_err)?;
+    let locked = match extended {
+        0 => String::new(),
+        n => format!("; retention of {n} objects extended"),
+    };
     Ok(Outcome {
         summary: format!(
-            "node manifest {key}: {} tables, {} files, {} bytes",
+            "node manifest {key}: {} tables, {} files, {} bytes{locked}",
             m.tables.len(),
             totals.files,
             totals.bytes
         ),
-        data: serde_json::json!({ "key": key }),
+        data: serde_json::json!({ "key": key, "retention_extended": extended }),
     })
+}
+
+/// With `object_lock`, every object the node manifest references (also those stored by an
+/// earlier backup and reused) is locked at least as long as the manifest about to be written:
+/// to the date a write an hour from now gets. Done before the manifest, the commit point, so a
+/// failure is retried. Returns the number of objects extended.
+async fn extend_retention(
+    rt: &Runtime,
+    store: &Arc<dyn Store>,
+    tables: &[TableEntry],
+) -> Result<usize, TaskError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let Some(lock) = rt.run.plan.storage.as_ref().and_then(|s| s.object_lock) else {
+        return Ok(0);
+    };
+    let until = lock.retain_until(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1));
+    let encrypted = rt.run.plan.encryption.is_some();
+    let mut objects: Vec<String> = Vec::new();
+    for f in tables.iter().flat_map(|t| &t.files) {
+        objects.push(f.key.clone());
+        if encrypted {
+            objects.push(crate::crypt::stream::key_object(&f.key));
+        }
+    }
+    let n = objects.len();
+    stream::iter(objects)
+        .map(|k| {
+            let store = store.clone();
+            async move { store.extend_retention(&k, until).await }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .map_err(store_err)?;
+    Ok(n)
 }
 
 /// `clear_snapshot[HOST]` is satisfied when the tag is gone.
 pub async fn clear_snapshot_check(
     rt: &Runtime,
-    _task: &PlannedTask,
+    p: &ClearSnapshotParams,
     host: &str,
 ) -> Result<Check, TaskError> {
-    let (tag, present) = snapshot_on_disk(rt, host).await?;
-    Ok(if present {
+    Ok(if snapshot_on_disk(rt, host, &p.tag).await? {
         Check::Needed
     } else {
-        Check::Satisfied(format!("snapshot {tag} is not on the node"))
+        Check::Satisfied(format!("snapshot {} is not on the node", p.tag))
     })
 }
 
 /// `clear_snapshot[HOST]`: `nodetool clearsnapshot -t NAME` (never without a tag).
 pub async fn clear_snapshot(
     rt: &Runtime,
-    _task: &PlannedTask,
+    p: &ClearSnapshotParams,
     host: &str,
 ) -> Result<Outcome, TaskError> {
-    let tag = backup_name(rt)?;
-    clear_tag(rt, host, &tag).await?;
+    let tag = &p.tag;
+    clear_tag(rt, host, tag).await?;
     Ok(Outcome {
         summary: format!("snapshot {tag} cleared"),
         data: serde_json::Value::Null,
@@ -704,9 +766,9 @@ pub async fn clear_snapshot(
 }
 
 /// `catalog` is satisfied when the catalog exists.
-pub async fn catalog_check(rt: &Runtime) -> Result<Check, TaskError> {
+pub async fn catalog_check(rt: &Runtime, p: &CatalogParams) -> Result<Check, TaskError> {
     let store = rt.store().await?;
-    let key = keys::catalog_key(&backup_name(rt)?);
+    let key = keys::catalog_key(&p.backup);
     Ok(match store.head(&key).await.map_err(store_err)? {
         Some(_) => Check::Satisfied(format!("catalog `{key}` exists")),
         None => Check::Needed,
@@ -714,8 +776,8 @@ pub async fn catalog_check(rt: &Runtime) -> Result<Check, TaskError> {
 }
 
 /// `catalog`: the cluster manifest and the index entry, after every node manifest.
-pub async fn catalog(rt: &Runtime) -> Result<Outcome, TaskError> {
-    let name = backup_name(rt)?;
+pub async fn catalog(rt: &Runtime, p: &CatalogParams) -> Result<Outcome, TaskError> {
+    let name = p.backup.clone();
     let store = rt.store().await?;
     let recipients = rt.recipients()?;
     let encrypted = recipients.is_some();

@@ -16,6 +16,7 @@ use super::Runtime;
 use super::node;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
+use crate::graph::spec::ExecParams;
 use crate::plan::model::CommandSpec;
 use crate::remote::Cmd;
 use crate::remote::quote::Sudo;
@@ -24,36 +25,30 @@ use tokio::io::AsyncBufReadExt;
 /// Prefix of a stdout line by which a controller `exec` command saves a checkpoint.
 pub const CHECKPOINT_PREFIX: &str = "::cbk-checkpoint ";
 
-/// The command under `key` (`run` or `check`), if the task has one.
-fn command(task: &PlannedTask, key: &str) -> Result<Option<CommandSpec>, TaskError> {
-    match task.params.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => match serde_json::from_value::<CommandSpec>(v.clone()) {
-            Ok(CommandSpec::Argv(a)) if a.is_empty() => Err(TaskError::fatal(format!(
-                "{}: `{key}` is an empty command",
-                task.address
-            ))),
-            Ok(c) => Ok(Some(c)),
-            Err(e) => Err(TaskError::fatal(format!(
-                "{}: `{key}` must be a string or a list of strings: {e}",
-                task.address
-            ))),
-        },
+/// `command` (the step's `run` or `check`), refused when it is an empty list.
+fn non_empty<'a>(
+    task: &PlannedTask,
+    key: &str,
+    command: Option<&'a CommandSpec>,
+) -> Result<Option<&'a CommandSpec>, TaskError> {
+    match command {
+        Some(CommandSpec::Argv(a)) if a.is_empty() => Err(TaskError::fatal(format!(
+            "{}: `{key}` is an empty command",
+            task.address
+        ))),
+        other => Ok(other),
     }
 }
 
 /// Whether the step runs through sudo on its host: its own `sudo`, else `[connection] sudo`.
-fn sudo(rt: &Runtime, task: &PlannedTask) -> bool {
-    task.params
-        .get("sudo")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(rt.run.plan.connection.sudo)
+fn sudo(rt: &Runtime, p: &ExecParams) -> bool {
+    p.sudo.unwrap_or(rt.run.plan.connection.sudo)
 }
 
 /// The remote command for `spec`, through `sudo -n [-u sudo_user] --` when the step says so,
 /// whatever `[connection] sudo` is (a step's `sudo = true` elevates only that step).
-fn host_cmd(rt: &Runtime, task: &PlannedTask, spec: &CommandSpec) -> Result<Cmd, TaskError> {
-    if !sudo(rt, task) {
+fn host_cmd(rt: &Runtime, p: &ExecParams, spec: &CommandSpec) -> Result<Cmd, TaskError> {
+    if !sudo(rt, p) {
         return node::plan_cmd(spec, &[]);
     }
     let words = match spec {
@@ -92,13 +87,13 @@ fn local_cmd(task: &PlannedTask, spec: &CommandSpec) -> tokio::process::Command 
 /// Whether `spec` exits 0 on `host`, run as the step runs (its `sudo`).
 async fn passes_on_host(
     rt: &Runtime,
-    task: &PlannedTask,
+    p: &ExecParams,
     host: &str,
     spec: &CommandSpec,
 ) -> Result<bool, TaskError> {
     let t = rt.transport(host).await?;
     let out = t
-        .exec(&host_cmd(rt, task, spec)?)
+        .exec(&host_cmd(rt, p, spec)?)
         .await
         .map_err(super::remote_err)?;
     Ok(out.code == 0)
@@ -108,13 +103,14 @@ async fn passes_on_host(
 pub async fn check(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &ExecParams,
     _cx: &TaskContext,
 ) -> Result<Check, TaskError> {
-    if let Some(path) = task.params.get("creates").and_then(|v| v.as_str()) {
+    if let Some(path) = p.creates.as_deref() {
         let exists = match &task.host {
             Some(h) => {
                 let test = CommandSpec::Argv(vec!["test".into(), "-e".into(), path.into()]);
-                passes_on_host(rt, task, h, &test).await?
+                passes_on_host(rt, p, h, &test).await?
             }
             None => std::path::Path::new(path).exists(),
         };
@@ -122,10 +118,10 @@ pub async fn check(
             return Ok(Check::Satisfied(format!("{path} exists")));
         }
     }
-    if let Some(spec) = command(task, "check")? {
+    if let Some(spec) = non_empty(task, "check", p.check.as_ref())? {
         let passed = match &task.host {
-            Some(h) => passes_on_host(rt, task, h, &spec).await?,
-            None => local_cmd(task, &spec)
+            Some(h) => passes_on_host(rt, p, h, spec).await?,
+            None => local_cmd(task, spec)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status()
@@ -144,16 +140,17 @@ pub async fn check(
 pub async fn apply(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &ExecParams,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
-    let spec = command(task, "run")?
+    let spec = non_empty(task, "run", p.run.as_ref())?
         .ok_or_else(|| TaskError::fatal(format!("{} has no command", task.address)))?;
     let Some(h) = &task.host else {
-        return apply_on_controller(task, &spec, cx).await;
+        return apply_on_controller(task, spec, cx).await;
     };
     let t = rt.transport(h).await?;
     let out = t
-        .exec(&host_cmd(rt, task, &spec)?)
+        .exec(&host_cmd(rt, p, spec)?)
         .await
         .map_err(super::remote_err)?;
     if out.code != 0 {

@@ -15,6 +15,7 @@ use super::{Runtime, node};
 use crate::cassandra::nodetool::Nodetool;
 use crate::exec::{Outcome, TaskContext, TaskError};
 use crate::graph::run::PlannedTask;
+use crate::graph::spec::LoaderParams;
 use crate::plan::model::{CommandSpec, LoaderConfig};
 use serde::{Deserialize, Serialize};
 
@@ -150,19 +151,14 @@ pub fn interpret(
     ))
 }
 
-fn nodes_param(task: &PlannedTask) -> Result<Vec<String>, TaskError> {
-    let nodes: Vec<String> = task
-        .params
-        .get("nodes")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    if nodes.is_empty() {
+fn nodes_param(task: &PlannedTask, p: &LoaderParams) -> Result<Vec<String>, TaskError> {
+    if p.nodes.is_empty() {
         return Err(TaskError::fatal(format!(
             "{} has no contact points",
             task.address
         )));
     }
-    Ok(nodes)
+    Ok(p.nodes.clone())
 }
 
 /// How a staged table goes into the cluster.
@@ -181,6 +177,7 @@ enum Via {
 pub async fn load(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &LoaderParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
@@ -195,7 +192,7 @@ pub async fn load(
     let via = Via::Sstableloader {
         spec,
         cfg: cfg.loader.clone(),
-        nodes: nodes_param(task)?,
+        nodes: nodes_param(task, p)?,
     };
     load_each(rt, task, host, cx, &via).await
 }
@@ -232,7 +229,7 @@ async fn load_each(
         .unwrap_or_default();
     let mut lines = Vec::new();
     for m in &mappings {
-        let name = format!("{}.{}", m.keyspace, m.table);
+        let name = m.load_name();
         if progress.done.contains(&name) {
             lines.push(format!("{name}: loaded by an earlier attempt"));
             continue;

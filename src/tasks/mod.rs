@@ -1,5 +1,5 @@
 //! Task implementations behind the engine's [`TaskRunner`]: one module per family, dispatched
-//! by [`TaskKind`]. Tasks reach nodes through [`crate::remote`] transports (data work runs in
+//! by [`TaskSpec`] (each task gets its own typed parameters). Tasks reach nodes through [`crate::remote`] transports (data work runs in
 //! the node agent) and keep what they learn in the store or in their journaled outcome, so a
 //! resumed run finds it again.
 
@@ -10,9 +10,11 @@ pub mod node;
 pub mod restore;
 mod restore_delta;
 pub mod restore_legacy;
+pub mod restore_topology;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
-use crate::graph::run::{PlannedRun, PlannedTask, TaskKind};
+use crate::graph::run::{PlannedRun, PlannedTask};
+use crate::graph::spec::TaskSpec;
 use crate::plan::model::HostSpec;
 use crate::remote::Transport;
 use crate::store::{Credentials, Store};
@@ -98,9 +100,10 @@ impl Runtime {
             .cloned()
     }
 
-    /// The agent request envelope (store and credentials travel only here, on stdin).
+    /// The agent request for `op` (store and credentials travel only here, on stdin).
     /// Operations that need no store get neither store settings nor credentials.
-    pub fn agent_request(&self, op: serde_json::Value, with_store: bool) -> serde_json::Value {
+    pub fn agent_request(&self, op: crate::agent::protocol::Op) -> serde_json::Value {
+        let with_store = op.needs_store();
         let req = crate::agent::protocol::AgentRequest {
             protocol: crate::agent::protocol::PROTOCOL_VERSION,
             store: if with_store {
@@ -210,70 +213,74 @@ fn host_of(task: &PlannedTask) -> Result<&str, TaskError> {
         .ok_or_else(|| TaskError::fatal(format!("{} needs a host", task.address)))
 }
 
+/// The one match from a task's kind to its implementation: each gets its own typed parameters.
+/// No wildcard arm, so a new kind cannot compile without both a check and an apply.
 #[async_trait]
 impl TaskRunner for Runner {
     async fn check(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Check, TaskError> {
         let rt = &self.rt;
-        match task.kind {
-            TaskKind::Snapshot => backup::snapshot_check(rt, task, host_of(task)?).await,
-            TaskKind::Manifest => backup::manifest_check(rt, task, host_of(task)?).await,
-            TaskKind::ClearSnapshot => backup::clear_snapshot_check(rt, task, host_of(task)?).await,
-            TaskKind::Catalog => backup::catalog_check(rt).await,
-            TaskKind::Stop => restore::stop_check(rt, host_of(task)?).await,
-            TaskKind::Start | TaskKind::WaitUp => restore::up_check(rt, task, host_of(task)?).await,
-            TaskKind::Exec => custom::check(rt, task, cx).await,
+        match &task.spec {
+            TaskSpec::Snapshot(p) => backup::snapshot_check(rt, p, host_of(task)?).await,
+            TaskSpec::Manifest(_) => backup::manifest_check(rt, task, host_of(task)?).await,
+            TaskSpec::ClearSnapshot(p) => backup::clear_snapshot_check(rt, p, host_of(task)?).await,
+            TaskSpec::Catalog(p) => backup::catalog_check(rt, p).await,
+            TaskSpec::Stop(_) => restore::stop_check(rt, host_of(task)?).await,
+            TaskSpec::Start(_) | TaskSpec::WaitUp(_) => {
+                restore::up_check(rt, task, host_of(task)?).await
+            }
+            TaskSpec::Exec(p) => custom::check(rt, task, p, cx).await,
             // Checked inside their apply (idempotent by construction or by their own journal
             // records): listed so that a new kind cannot compile without a decision here.
-            TaskKind::Probe
-            | TaskKind::Flush
-            | TaskKind::Upload
-            | TaskKind::UploadIncremental
-            | TaskKind::Resolve
-            | TaskKind::Fetch
-            | TaskKind::MatchTables
-            | TaskKind::ClearCommitlog
-            | TaskKind::Move
-            | TaskKind::RebuildIndex
-            | TaskKind::Import
-            | TaskKind::Refresh
-            | TaskKind::Loader
-            | TaskKind::Repair
-            | TaskKind::Cleanup => Ok(Check::Needed),
+            TaskSpec::Probe(_)
+            | TaskSpec::Flush(_)
+            | TaskSpec::Upload(_)
+            | TaskSpec::UploadIncremental(_)
+            | TaskSpec::Resolve(_)
+            | TaskSpec::Fetch(_)
+            | TaskSpec::MatchTables(_)
+            | TaskSpec::ClearCommitlog(_)
+            | TaskSpec::Move(_)
+            | TaskSpec::RebuildIndex(_)
+            | TaskSpec::Import(_)
+            | TaskSpec::Refresh(_)
+            | TaskSpec::Loader(_)
+            | TaskSpec::Repair(_)
+            | TaskSpec::Cleanup(_) => Ok(Check::Needed),
         }
     }
 
     async fn apply(&self, task: &PlannedTask, cx: &TaskContext) -> Result<Outcome, TaskError> {
         let rt = &self.rt;
-        match task.kind {
-            TaskKind::Probe => backup::probe(rt, task, host_of(task)?).await,
-            TaskKind::Flush => backup::flush(rt, task, host_of(task)?).await,
-            TaskKind::Snapshot => backup::snapshot(rt, task, host_of(task)?).await,
-            TaskKind::Upload | TaskKind::UploadIncremental => {
-                backup::upload(rt, task, host_of(task)?, cx).await
+        match &task.spec {
+            TaskSpec::Probe(_) => backup::probe(rt, task, host_of(task)?).await,
+            TaskSpec::Flush(_) => backup::flush(rt, task, host_of(task)?).await,
+            TaskSpec::Snapshot(p) => backup::snapshot(rt, p, host_of(task)?).await,
+            TaskSpec::Upload(p) => backup::upload(rt, task, Some(p), host_of(task)?, cx).await,
+            TaskSpec::UploadIncremental(_) => {
+                backup::upload(rt, task, None, host_of(task)?, cx).await
             }
-            TaskKind::Manifest => backup::manifest(rt, task, host_of(task)?).await,
-            TaskKind::ClearSnapshot => backup::clear_snapshot(rt, task, host_of(task)?).await,
-            TaskKind::Catalog => backup::catalog(rt).await,
-            TaskKind::Resolve => restore::resolve(rt, cx).await,
-            TaskKind::Fetch => restore::fetch(rt, task, host_of(task)?, cx).await,
-            TaskKind::MatchTables => restore::match_tables(rt, task, host_of(task)?, cx).await,
-            TaskKind::Stop => restore::stop(rt, host_of(task)?).await,
-            TaskKind::ClearCommitlog => {
+            TaskSpec::Manifest(_) => backup::manifest(rt, task, host_of(task)?).await,
+            TaskSpec::ClearSnapshot(p) => backup::clear_snapshot(rt, p, host_of(task)?).await,
+            TaskSpec::Catalog(p) => backup::catalog(rt, p).await,
+            TaskSpec::Resolve(_) => restore::resolve(rt, cx).await,
+            TaskSpec::Fetch(p) => restore::fetch(rt, task, p, host_of(task)?, cx).await,
+            TaskSpec::MatchTables(_) => restore::match_tables(rt, task, host_of(task)?, cx).await,
+            TaskSpec::Stop(_) => restore::stop(rt, host_of(task)?).await,
+            TaskSpec::ClearCommitlog(_) => {
                 restore::clear_commitlog(rt, task, host_of(task)?, cx).await
             }
-            TaskKind::Move => restore::relocate(rt, task, host_of(task)?, cx).await,
-            TaskKind::Start => restore::start(rt, host_of(task)?).await,
-            TaskKind::WaitUp => restore::wait_up(rt, host_of(task)?).await,
-            TaskKind::RebuildIndex => {
+            TaskSpec::Move(_) => restore::relocate(rt, task, host_of(task)?, cx).await,
+            TaskSpec::Start(_) => restore::start(rt, host_of(task)?).await,
+            TaskSpec::WaitUp(_) => restore::wait_up(rt, host_of(task)?).await,
+            TaskSpec::RebuildIndex(_) => {
                 restore_legacy::rebuild_index(rt, task, host_of(task)?, cx).await
             }
-            TaskKind::Import | TaskKind::Refresh => {
-                restore::load_live(rt, task, host_of(task)?, cx).await
-            }
-            TaskKind::Loader => loader::load(rt, task, host_of(task)?, cx).await,
-            TaskKind::Repair => restore::repair(rt, task, host_of(task)?, cx).await,
-            TaskKind::Cleanup => restore::cleanup(rt, task, host_of(task)?, cx).await,
-            TaskKind::Exec => custom::apply(rt, task, cx).await,
+            TaskSpec::Import(_) => restore::load_live(rt, task, host_of(task)?, cx).await,
+            TaskSpec::Refresh(_) => restore::load_live(rt, task, host_of(task)?, cx).await,
+            TaskSpec::Loader(p) => loader::load(rt, task, p, host_of(task)?, cx).await,
+            TaskSpec::Repair(p) => restore::repair(rt, p, host_of(task)?, cx).await,
+            TaskSpec::Cleanup(_) => restore::cleanup(rt, task, host_of(task)?, cx).await,
+            TaskSpec::Exec(p) => custom::apply(rt, task, p, cx).await,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! start, cqlsh), and agent operations whose events feed progress bars and the journal.
 
 use super::{Runtime, remote_err};
-use crate::agent::protocol::AgentEvent;
+use crate::agent::protocol::{AgentEvent, AgentOp, InspectRequest, InspectResult, Op};
 use crate::cassandra::nodetool::{self, Nodetool, NodetoolError};
 use crate::exec::{TaskContext, TaskError};
 use crate::plan::model::CommandSpec;
@@ -151,20 +151,20 @@ pub fn config_path(rt: &Runtime) -> String {
         .unwrap_or_else(|| DEFAULT_CONFIG.to_string())
 }
 
-/// Runs an agent operation on `host`: progress goes to the bars, checkpoints to the journal
-/// (merged into one JSON object per task under `checkpoint_key`), log lines to the operator.
-pub async fn agent(
+/// Runs an agent operation on `host` and returns its typed result: progress goes to the bars,
+/// checkpoints to the journal (merged into one JSON object per task under `checkpoint_key`),
+/// log lines to the operator.
+pub async fn agent<O: AgentOp>(
     rt: &Runtime,
     host: &str,
-    op: serde_json::Value,
+    op: O,
     cx: Option<(&TaskContext, &str)>,
-) -> Result<serde_json::Value, TaskError> {
+) -> Result<O::Response, TaskError> {
     let t = rt.transport(host).await?;
-    let needs_store = matches!(
-        op.get("op").and_then(|v| v.as_str()),
-        Some("backup_upload" | "fetch")
-    );
-    let request = rt.agent_request(op, needs_store);
+    let op: Op = op.into();
+    let needs_store = op.needs_store();
+    let name = op.name();
+    let request = rt.agent_request(op);
     let mut session = t.agent(&request).await.map_err(remote_err)?;
     let mut result = None;
     let mut saved: serde_json::Map<String, serde_json::Value> = match cx {
@@ -232,11 +232,18 @@ pub async fn agent(
         }
     }
     let code = session.finish().await.map_err(remote_err)?;
-    result.unwrap_or_else(|| {
+    let data = result.unwrap_or_else(|| {
         Err(TaskError::transient(format!(
             "the agent on {host} ended without a result (exit {code})"
         )))
-    })
+    })?;
+    serde_json::from_value(data)
+        .map_err(|e| TaskError::fatal(format!("bad {name} result from {host}: {e}")))
+}
+
+/// A typed result as an outcome's `data` (what the journal keeps of it).
+pub fn data<T: serde::Serialize>(result: &T) -> serde_json::Value {
+    serde_json::to_value(result).unwrap_or_default()
 }
 
 /// Multipart checkpoints are kept per object key: `{"multipart": {KEY: state}}`.
@@ -264,15 +271,12 @@ pub async fn inspect(
     rt: &Runtime,
     host: &str,
     snapshot_tag: Option<&str>,
-) -> Result<crate::agent::ops::inspect::InspectResult, TaskError> {
-    let spec = rt.host_spec(host);
-    let op = serde_json::json!({
-        "op": "inspect",
-        "config": config_path(rt),
-        "data_dirs": spec.data_dirs,
-        "snapshot_tag": snapshot_tag,
-    });
-    let v = agent(rt, host, op, None).await?;
-    serde_json::from_value(v)
-        .map_err(|e| TaskError::fatal(format!("bad inspect result from {host}: {e}")))
+) -> Result<InspectResult, TaskError> {
+    let op = InspectRequest {
+        config: config_path(rt),
+        data_dirs: rt.host_spec(host).data_dirs,
+        snapshot_tag: snapshot_tag.map(str::to_owned),
+        snapshot_cover: None,
+    };
+    agent(rt, host, op, None).await
 }

@@ -6,10 +6,16 @@
 //! uses the same backup and the same table mapping even if new backups landed meanwhile.
 
 use super::node::{self, nt_err};
+use super::restore_topology::SourceHost;
 use super::{Runtime, store_err};
+use crate::agent::ops::relocate::MoveTable;
+use crate::agent::protocol::{
+    CleanupRequest, ClearCommitlogRequest, FetchRequest, HandOverRequest, MoveRequest,
+};
 use crate::cassandra::layout::TableFilter;
 use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
+use crate::graph::spec::{RepairParams, SelectionParams};
 use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
 use crate::repo::inventory::{self, BackupInfo};
 use crate::repo::keys;
@@ -94,7 +100,22 @@ pub(super) fn target_host(
 pub struct Resolved {
     pub backup: String,
     pub incrementals: Vec<String>,
+    /// Target -> its (first) source.
     pub hosts: BTreeMap<String, ResolvedHost>,
+    /// `loader` into another node count: target -> its further sources, in catalog order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub also: BTreeMap<String, Vec<ResolvedHost>>,
+}
+
+impl Resolved {
+    /// Every source `target` restores (none: a `loader` target that only receives).
+    pub fn sources(&self, target: &str) -> Vec<&ResolvedHost> {
+        self.hosts
+            .get(target)
+            .into_iter()
+            .chain(self.also.get(target).into_iter().flatten())
+            .collect()
+    }
 }
 
 /// The source of one target host.
@@ -241,53 +262,92 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
     // An encrypted repository needs the identity: refused here, before any node is touched.
     let ids = rt.identities().await?;
     let targets = plan_host_names(rt);
+    let sources: Vec<SourceHost> = catalog
+        .hosts
+        .iter()
+        .map(|h| SourceHost {
+            name: h.name.clone(),
+            host_id: h.host_id.clone(),
+            dc: h.dc.clone(),
+        })
+        .collect();
+    let assigned = super::restore_topology::assign(cfg, &targets, &sources)
+        .map_err(|e| TaskError::fatal(format!("backup {backup}: {e}")))?;
+    let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
+        .map_err(|e| TaskError::fatal(e.to_string()))?;
+    let mut keyspaces = std::collections::BTreeSet::new();
     let mut hosts = BTreeMap::new();
-    for h in &catalog.hosts {
-        let Some(target) = target_host(cfg, &targets, &h.name, Some(&h.host_id)) else {
-            continue;
-        };
-        let mut manifests = vec![h.manifest.clone()];
-        for inc in &incrementals {
-            let key = keys::node_manifest_key(&h.host_id, inc);
-            if store.head(&key).await.map_err(store_err)?.is_some() {
-                manifests.push(key);
+    let mut also: BTreeMap<String, Vec<ResolvedHost>> = BTreeMap::new();
+    for (target, idx) in &assigned.by_target {
+        for (n, i) in idx.iter().enumerate() {
+            let h = &catalog.hosts[*i];
+            let mut manifests = vec![h.manifest.clone()];
+            for inc in &incrementals {
+                let key = keys::node_manifest_key(&h.host_id, inc);
+                if store.head(&key).await.map_err(store_err)?.is_some() {
+                    manifests.push(key);
+                }
             }
-        }
-        let m = read_manifest(&store, &h.manifest, ids.as_ref()).await?;
-        hosts.insert(
-            target,
-            ResolvedHost {
+            let m = read_manifest(&store, &h.manifest, ids.as_ref()).await?;
+            keyspaces.extend(
+                m.tables
+                    .iter()
+                    .filter(|t| filter.matches(&t.keyspace, &t.table))
+                    .map(|t| t.keyspace.clone()),
+            );
+            let source = ResolvedHost {
                 source_host: h.name.clone(),
                 host_id: h.host_id.clone(),
                 manifests,
                 tokens: m.node.tokens,
                 legacy: Vec::new(),
                 legacy_schemas: BTreeMap::new(),
-            },
-        );
+            };
+            if n == 0 {
+                hosts.insert(target.clone(), source);
+            } else {
+                also.entry(target.clone()).or_default().push(source);
+            }
+        }
     }
-    let missing: Vec<&String> = targets.iter().filter(|t| !hosts.contains_key(*t)).collect();
-    if !missing.is_empty() {
-        return Err(TaskError::fatal(format!(
-            "backup {backup} has no node for target host(s) {}; map source hosts with restore.host_map",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    // Before anything is staged or changed on a node.
+    let replication = super::restore_topology::check_live_replication(rt, &keyspaces).await?;
     let r = Resolved {
         backup: backup.clone(),
         incrementals,
         hosts,
+        also,
     };
     let data = save(cx, RESOLVE, &r)?;
+    let receivers: Vec<&str> = targets
+        .iter()
+        .filter(|t| r.sources(t).is_empty())
+        .map(String::as_str)
+        .collect();
+    let mut notes = String::new();
+    if !receivers.is_empty() {
+        notes += &format!(
+            "; streaming into, no source of their own: {}",
+            receivers.join(", ")
+        );
+    }
+    if !assigned.other_dcs.is_empty() {
+        notes += &format!(
+            "; not restored (data center not in restore.datacenters): {}",
+            super::restore_topology::names(&sources, &assigned.other_dcs)
+        );
+    }
+    if !assigned.unused.is_empty() {
+        notes += &format!(
+            "; not restored (no target maps them): {}",
+            super::restore_topology::names(&sources, &assigned.unused)
+        );
+    }
     Ok(Outcome {
         summary: format!(
-            "restoring backup {backup} (+{} incrementals) onto {} hosts: {}",
+            "restoring backup {backup} (+{} incrementals) onto {} hosts: {}{notes}; {replication}",
             r.incrementals.len(),
-            r.hosts.len(),
+            targets.len() - receivers.len(),
             host_lines(&r, cfg.pin_tokens)
         ),
         data,
@@ -298,7 +358,8 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
 /// the `initial_token` value each target would need to own the same ranges.
 fn host_lines(r: &Resolved, pin_tokens: bool) -> String {
     r.hosts
-        .iter()
+        .keys()
+        .flat_map(|t| r.sources(t).into_iter().map(move |h| (t, h)))
         .map(|(target, h)| {
             let tokens = if pin_tokens {
                 format!("initial_token: {}", h.tokens.join(","))
@@ -322,6 +383,13 @@ pub struct StagedTable {
     pub staged: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_cql: Option<String>,
+    /// The backed-up host, when the target restores several (`loader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `ks.table` in the backup, when restored under another name (`target_keyspace`,
+    /// `target_table`); `keyspace`/`table` are then the target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 /// What `fetch[HOST]` leaves for the later tasks.
@@ -381,90 +449,118 @@ fn run_dir(rt: &Runtime, staging_root: &str) -> String {
 pub async fn fetch(
     rt: &Runtime,
     task: &PlannedTask,
+    p: &SelectionParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
     let resolved: Resolved = checkpoint(cx, RESOLVE)?;
-    let source = resolved
-        .hosts
-        .get(host)
-        .ok_or_else(|| TaskError::fatal(format!("no source for {host}")))?;
+    let sources = resolved.sources(host);
+    let root = staging_root(rt, &resolved.backup);
+    if sources.is_empty() {
+        // `loader` into more nodes than the backup has: this target only receives.
+        let staged = Staged {
+            run_dir: Some(run_dir(rt, &root)),
+            staging_root: root,
+            tables: Vec::new(),
+            data_dirs: Vec::new(),
+            commitlog_dir: String::new(),
+            kept_live: Vec::new(),
+        };
+        let data = save(cx, &task.address, &staged)?;
+        return Ok(Outcome {
+            summary: format!(
+                "nothing to stage: no backup host is assigned to {host} (it receives what the \
+                 other targets stream)"
+            ),
+            data,
+        });
+    }
+    let several = sources.len() > 1;
     let store = rt.store().await?;
-    let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
+    let filter = TableFilter::new(&p.include, &p.exclude, SystemKeyspaces::None)
         .map_err(|e| TaskError::fatal(e.to_string()))?;
     let mut files: BTreeMap<String, crate::agent::ops::fetch::FetchFile> = BTreeMap::new();
     let mut tables: BTreeMap<String, StagedTable> = BTreeMap::new();
-    // The snapshot comes first; incremental files it already covers are left out.
-    let mut base: Option<crate::repo::coverage::BaseCoverage> = None;
     let mut covered = 0u64;
     let ids = rt.identities().await?;
-    for key in &source.manifests {
-        let m = read_manifest(&store, key, ids.as_ref()).await?;
-        let coverage = base.get_or_insert_with(|| crate::repo::coverage::BaseCoverage::of(&m));
-        let is_base = m.kind == BackupKind::Snapshot;
-        for t in m
-            .tables
-            .iter()
-            .filter(|t| filter.matches(&t.keyspace, &t.table))
-        {
-            keys::check_table(t).map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
-            let folder = format!("{}/{}", t.keyspace, t.folder());
-            let entry = tables.entry(folder.clone()).or_insert_with(|| StagedTable {
-                keyspace: t.keyspace.clone(),
-                table: t.table.clone(),
-                backup_id: t.id.clone(),
-                staged: folder.clone(),
-                schema_cql: None,
-            });
-            if t.schema_cql.is_some() {
-                entry.schema_cql = t.schema_cql.clone();
-            }
-            for f in &t.files {
-                if !is_base && coverage.covers(&folder, &f.path) {
-                    covered += 1;
-                    continue;
+    for source in &sources {
+        let prefix = super::restore_topology::staging_prefix(&source.source_host, several)
+            .map_err(TaskError::fatal)?;
+        // The snapshot comes first; incremental files it already covers are left out.
+        let mut base: Option<crate::repo::coverage::BaseCoverage> = None;
+        for key in &source.manifests {
+            let m = read_manifest(&store, key, ids.as_ref()).await?;
+            let coverage = base.get_or_insert_with(|| crate::repo::coverage::BaseCoverage::of(&m));
+            let is_base = m.kind == BackupKind::Snapshot;
+            for t in m
+                .tables
+                .iter()
+                .filter(|t| filter.matches(&t.keyspace, &t.table))
+            {
+                keys::check_table(t)
+                    .map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
+                let table_folder = format!("{}/{}", t.keyspace, t.folder());
+                // Staged under the names it is loaded into (sstableloader and older `nodetool
+                // import` take the keyspace and table from the folder).
+                let (ks, table) = super::restore_topology::target_names(cfg, &t.keyspace, &t.table);
+                let folder = format!("{prefix}{ks}/{table}-{}", t.id);
+                let renamed = (ks != t.keyspace || table != t.table)
+                    .then(|| format!("{}.{}", t.keyspace, t.table));
+                let entry = tables.entry(folder.clone()).or_insert_with(|| StagedTable {
+                    keyspace: ks,
+                    table,
+                    backup_id: t.id.clone(),
+                    staged: folder.clone(),
+                    schema_cql: None,
+                    source: several.then(|| source.source_host.clone()),
+                    renamed_from: renamed,
+                });
+                if t.schema_cql.is_some() {
+                    entry.schema_cql = t.schema_cql.clone();
                 }
-                let dest = format!("{folder}/{}", f.path);
-                let new = crate::agent::ops::fetch::FetchFile {
-                    key: f.key.clone(),
-                    dest: dest.clone(),
-                    size: Some(f.size),
-                    crc32: Some(f.crc32),
-                    codec: f.codec.clone(),
-                };
-                if let Some(old) = files.get(&dest)
-                    && old.key != new.key
-                {
-                    return Err(TaskError::fatal(format!(
-                        "{dest} names different data in `{}` and `{}`",
-                        old.key, new.key
-                    )));
+                for f in &t.files {
+                    if !is_base && coverage.covers(&table_folder, &f.path) {
+                        covered += 1;
+                        continue;
+                    }
+                    let dest = format!("{folder}/{}", f.path);
+                    let new = crate::agent::ops::fetch::FetchFile {
+                        key: f.key.clone(),
+                        dest: dest.clone(),
+                        size: Some(f.size),
+                        crc32: Some(f.crc32),
+                        codec: f.codec.clone(),
+                    };
+                    if let Some(old) = files.get(&dest)
+                        && old.key != new.key
+                    {
+                        return Err(TaskError::fatal(format!(
+                            "{dest} names different data in `{}` and `{}`",
+                            old.key, new.key
+                        )));
+                    }
+                    files.insert(dest, new);
                 }
-                files.insert(dest, new);
             }
         }
+        super::restore_legacy::stage(&store, source, cfg, &mut files, &mut tables).await?;
     }
-    super::restore_legacy::stage(&store, source, cfg, &mut files, &mut tables).await?;
     if tables.is_empty() {
         return Err(TaskError::fatal(format!(
             "the backup holds no table of {host} that the restore selects"
         )));
     }
-    let root = staging_root(rt, &resolved.backup);
     let disk = node::inspect(rt, host, None).await?;
     let live =
         super::restore_delta::compare(rt, host, cfg, &disk, &root, &tables, &mut files).await?;
-    let mut op = serde_json::json!({
-        "op": "fetch",
-        "staging_root": root,
-        "files": files.values().collect::<Vec<_>>(),
-        "file_concurrency": rt.run.plan.limits.file_concurrency,
-        "encrypted": ids.is_some(),
-    });
-    if let Some(l) = live.as_ref().filter(|l| l.displaced_bytes_copied > 0) {
-        op["displaced_bytes"] = l.displaced_bytes_copied.into();
-    }
+    let op = FetchRequest {
+        staging_root: root.clone(),
+        files: files.into_values().collect(),
+        file_concurrency: rt.run.plan.limits.file_concurrency as usize,
+        displaced_bytes: live.as_ref().map_or(0, |l| l.displaced_bytes_copied),
+        encrypted: ids.is_some(),
+    };
     let r = node::agent(rt, host, op, Some((cx, &task.address))).await?;
     let staged = Staged {
         run_dir: Some(run_dir(rt, &root)),
@@ -478,13 +574,12 @@ pub async fn fetch(
             .unwrap_or_default(),
     };
     save(cx, &task.address, &staged)?;
-    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     Ok(Outcome {
         summary: format!(
             "{} files ({} bytes) staged and verified, {} were already staged{}{}",
-            n("files"),
-            n("bytes"),
-            n("already_staged"),
+            r.files,
+            r.bytes,
+            r.already_staged,
             super::restore_delta::kept_text(cfg, live.as_ref()),
             if covered > 0 {
                 format!(
@@ -494,7 +589,7 @@ pub async fn fetch(
                 String::new()
             }
         ),
-        data: r,
+        data: node::data(&r),
     })
 }
 
@@ -547,6 +642,20 @@ pub struct Mapping {
     pub backup_id: String,
     pub live_id: String,
     pub staged: String,
+    /// The backed-up host, when the target restores several (`loader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Mapping {
+    /// `ks.table`, and `ks.table from SOURCE` when the target restores several sources: the
+    /// name of one load in outcomes and journal records.
+    pub fn load_name(&self) -> String {
+        match &self.source {
+            Some(s) => format!("{}.{} from {s}", self.keyspace, self.table),
+            None => format!("{}.{}", self.keyspace, self.table),
+        }
+    }
 }
 
 /// What `fetch[HOST]` staged and how `match_tables[HOST]` mapped it, from the journal.
@@ -634,8 +743,24 @@ pub async fn match_tables(
                 )));
             }
             create_table(rt, host, t).await?;
-            live.push((t.keyspace.clone(), t.table.clone(), t.backup_id.clone()));
-            t.backup_id.clone()
+            match (&t.renamed_from, &rt.run.plan.cassandra.cqlsh) {
+                // Created under a new name without the backed-up id: Cassandra chose one.
+                (Some(_), Some(c)) => {
+                    live = live_ids_cqlsh(rt, host, c).await?;
+                    live.iter()
+                        .find(|(k, n, _)| *k == t.keyspace && *n == t.table)
+                        .map(|(_, _, id)| id.clone())
+                        .ok_or_else(|| {
+                            TaskError::fatal(format!(
+                                "{name} is still missing on {host} after creating it"
+                            ))
+                        })?
+                }
+                _ => {
+                    live.push((t.keyspace.clone(), t.table.clone(), t.backup_id.clone()));
+                    t.backup_id.clone()
+                }
+            }
         } else {
             return Err(TaskError::fatal(format!(
                 "{name} has several table folders on {host} ({}) and the live id cannot be read; \
@@ -647,23 +772,37 @@ pub async fn match_tables(
                     .join(", ")
             )));
         };
-        lines.push(format!(
-            "{name}: {}-{} -> {}-{live_id}",
-            t.table, t.backup_id, t.table
-        ));
-        mappings.push(Mapping {
+        let m = Mapping {
             keyspace: t.keyspace.clone(),
             table: t.table.clone(),
             backup_id: t.backup_id.clone(),
             live_id,
             staged: t.staged.clone(),
-        });
+            source: t.source.clone(),
+        };
+        let from = t
+            .renamed_from
+            .as_deref()
+            .and_then(|f| f.split_once('.'))
+            .map_or(t.table.as_str(), |(_, table)| table);
+        lines.push(format!(
+            "{}{}: {from}-{} -> {}-{}",
+            m.load_name(),
+            t.renamed_from
+                .as_deref()
+                .map(|f| format!(" (backed up as {f})"))
+                .unwrap_or_default(),
+            t.backup_id,
+            t.table,
+            m.live_id
+        ));
+        mappings.push(m);
     }
     if cfg.method == RestoreMethod::Restart {
         super::restore_delta::check_mapping(host, &staged.kept_live, &mappings)?;
         // Every refusal the move can hit, checked while nothing is stopped yet.
         let mut op = move_op(rt, &staged, &mappings, true)?;
-        op["check_only"] = true.into();
+        op.check_only = true;
         let r = node::agent(rt, host, op, None)
             .await
             .map_err(|e| TaskError {
@@ -674,12 +813,11 @@ pub async fn match_tables(
                 ),
                 retryable: e.retryable,
             })?;
-        let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         lines.push(format!(
             "move checked: {} files to move in, {} live files to displace{}",
-            n("restored_files"),
-            n("displaced_files"),
-            kept_moved(n("kept_live"))
+            r.restored_files,
+            r.displaced_files,
+            kept_moved(r.kept_live)
         ));
     }
     save(cx, &task.address, &mappings)?;
@@ -699,7 +837,11 @@ async fn create_table(rt: &Runtime, host: &str, t: &StagedTable) -> Result<(), T
     let cqlsh = rt.run.plan.cassandra.cqlsh.as_ref().ok_or_else(|| {
         TaskError::fatal("creating missing tables needs cassandra.cqlsh in the plan")
     })?;
-    node::run_checked(rt, host, "cqlsh", cqlsh, &["-e".into(), cql.clone()], None).await?;
+    let cql = match t.renamed_from.as_deref().and_then(|f| f.split_once('.')) {
+        Some(from) => super::restore_topology::retarget_schema(cql, from, (&t.keyspace, &t.table)),
+        None => cql.clone(),
+    };
+    node::run_checked(rt, host, "cqlsh", cqlsh, &["-e".into(), cql], None).await?;
     Ok(())
 }
 
@@ -795,19 +937,14 @@ pub async fn clear_commitlog(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let op = serde_json::json!({
-        "op": "clear_commitlog",
-        "commitlog_dir": staged.commitlog_dir,
-        "displaced_dir": displaced_commitlog(&staged),
-    });
+    let op = ClearCommitlogRequest {
+        commitlog_dir: staged.commitlog_dir.clone(),
+        displaced_dir: displaced_commitlog(&staged),
+    };
     let r = node::agent(rt, host, op, None).await?;
-    let n = r
-        .get("segments_moved")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
     Ok(Outcome {
-        summary: format!("{n} commit log segments moved aside"),
-        data: r,
+        summary: format!("{} commit log segments moved aside", r.segments_moved),
+        data: node::data(&r),
     })
 }
 
@@ -829,24 +966,32 @@ fn move_op(
     staged: &Staged,
     mappings: &[Mapping],
     displace: bool,
-) -> Result<serde_json::Value, TaskError> {
+) -> Result<MoveRequest, TaskError> {
     let cfg = restore_config(rt)?;
-    let tables: Vec<serde_json::Value> = mappings
+    let tables = mappings
         .iter()
-        .map(|m| serde_json::json!({"keyspace": m.keyspace, "table": m.table, "staged": m.staged, "live_id": m.live_id}))
+        .map(|m| MoveTable {
+            keyspace: m.keyspace.clone(),
+            table: m.table.clone(),
+            staged: m.staged.clone(),
+            live_id: m.live_id.clone(),
+        })
         .collect();
-    Ok(serde_json::json!({
-        "op": "move",
-        "staging_root": staged.staging_root,
-        "data_dirs": staged.data_dirs,
-        "tables": tables,
-        "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
-        "displace_live": displace,
-        "run_dir": staged.run_dir(),
-        "commitlog_dir": displace.then(|| staged.commitlog_dir.clone()),
-        "displaced_commitlog": displace.then(|| displaced_commitlog(staged)),
-        "keep_live": staged.kept_live,
-    }))
+    Ok(MoveRequest {
+        staging_root: staged.staging_root.clone(),
+        data_dirs: staged.data_dirs.clone(),
+        tables,
+        owner: cfg
+            .owner
+            .clone()
+            .or_else(|| rt.run.plan.cassandra.owner.clone()),
+        displace_live: displace,
+        run_dir: Some(staged.run_dir().to_owned()),
+        check_only: false,
+        commitlog_dir: displace.then(|| staged.commitlog_dir.clone()),
+        displaced_commitlog: displace.then(|| displaced_commitlog(staged)),
+        keep_live: staged.kept_live.clone(),
+    })
 }
 
 /// `move[HOST]`: staged files into the live table folders (Node Restart Method).
@@ -871,25 +1016,24 @@ pub async fn relocate(
             ),
             retryable: e.retryable,
         })?;
-    let n = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    if let Some(failed) = r.get("failed").and_then(|v| v.as_str()) {
+    if let Some(failed) = &r.failed {
         return Err(TaskError::fatal(format!(
             "{failed}; the move was rolled back ({} files put back): the live table folders and \
              the commit log of {host} are as before this restore. Cassandra is stopped on \
              {host}: start it again with `{start}` (cassandra.start), or fix the cause and \
              apply a new plan",
-            n("rolled_back")
+            r.rolled_back
         )));
     }
     Ok(Outcome {
         summary: format!(
             "{} files moved into place, {} live files displaced to {}{}",
-            n("restored_files"),
-            n("displaced_files"),
-            r.get("displaced_to").and_then(|v| v.as_str()).unwrap_or(""),
-            kept_moved(n("kept_live"))
+            r.restored_files,
+            r.displaced_files,
+            r.displaced_to,
+            kept_moved(r.kept_live)
         ),
-        data: r,
+        data: node::data(&r),
     })
 }
 
@@ -902,9 +1046,9 @@ pub async fn load_live(
 ) -> Result<Outcome, TaskError> {
     let (staged, mappings) = staged_and_mapped(cx, host)?;
     let mut done = Vec::new();
-    if task.kind == TaskKind::Refresh {
+    if task.kind() == TaskKind::Refresh {
         let r = node::agent(rt, host, move_op(rt, &staged, &mappings, false)?, None).await?;
-        if let Some(failed) = r.get("failed").and_then(|v| v.as_str()) {
+        if let Some(failed) = &r.failed {
             return Err(TaskError::fatal(format!(
                 "{failed}; the move was rolled back: the live table folders of {host} are as \
                  before this restore"
@@ -913,13 +1057,15 @@ pub async fn load_live(
     } else {
         // import: each table at most once per staged restore (marker + flock, as `loader`).
         let cfg = restore_config(rt)?;
-        let op = serde_json::json!({
-            "op": "hand_over",
-            "staging_root": staged.staging_root,
-            "folders": mappings.iter().map(|m| m.staged.clone()).collect::<Vec<_>>(),
-            "data_dirs": staged.data_dirs,
-            "owner": cfg.owner.clone().or_else(|| rt.run.plan.cassandra.owner.clone()),
-        });
+        let op = HandOverRequest {
+            staging_root: staged.staging_root.clone(),
+            folders: mappings.iter().map(|m| m.staged.clone()).collect(),
+            data_dirs: staged.data_dirs.clone(),
+            owner: cfg
+                .owner
+                .clone()
+                .or_else(|| rt.run.plan.cassandra.owner.clone()),
+        };
         node::agent(rt, host, op, None).await?;
         return super::loader::import(rt, task, host, cx).await;
     }
@@ -929,7 +1075,7 @@ pub async fn load_live(
         done.push(format!("{}.{}", m.keyspace, m.table));
     }
     Ok(Outcome {
-        summary: format!("{} loaded: {}", task.kind.as_str(), done.join(", ")),
+        summary: format!("{} loaded: {}", task.kind().as_str(), done.join(", ")),
         data: serde_json::Value::Null,
     })
 }
@@ -939,16 +1085,15 @@ pub async fn load_live(
 /// then tables of that keyspace).
 pub async fn repair(
     rt: &Runtime,
-    _task: &PlannedTask,
+    p: &RepairParams,
     host: &str,
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
-    let cfg = restore_config(rt)?;
     let mappings: Vec<Mapping> = checkpoint(cx, &format!("match_tables[{host}]"))?;
     let mut done = Vec::new();
     for (keyspace, tables) in repair_calls(&mappings) {
         let mut args = vec!["repair".to_string()];
-        args.extend(cfg.repair_options.iter().cloned());
+        args.extend(p.options.iter().cloned());
         args.push("--".into());
         args.push(keyspace.clone());
         args.extend(tables.iter().cloned());
@@ -992,31 +1137,24 @@ pub async fn cleanup(
     cx: &TaskContext,
 ) -> Result<Outcome, TaskError> {
     let staged: Staged = checkpoint(cx, &format!("fetch[{host}]"))?;
-    let op = serde_json::json!({
-        "op": "cleanup",
-        "staging_root": staged.staging_root,
-        "run_dir": staged.run_dir,
-        "keep_displaced": true,
-    });
+    let op = CleanupRequest {
+        staging_root: staged.staging_root.clone(),
+        run_dir: staged.run_dir.clone(),
+        keep_displaced: true,
+    };
     let r = node::agent(rt, host, op, None).await?;
-    let kept: Vec<String> = r
-        .get("kept")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let summary = if kept.is_empty() {
+    let summary = if r.kept.is_empty() {
         "staging removed".to_string()
     } else {
         format!(
             "staging removed; displaced files kept in {}",
-            kept.join(", ")
+            r.kept.join(", ")
         )
     };
-    Ok(Outcome { summary, data: r })
+    Ok(Outcome {
+        summary,
+        data: node::data(&r),
+    })
 }
 
 #[cfg(test)]

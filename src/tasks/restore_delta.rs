@@ -7,7 +7,7 @@
 use super::Runtime;
 use super::node;
 use super::restore::{Mapping, StagedTable};
-use crate::agent::ops::delta::{BackupFile, CompareResult, CompareTable};
+use crate::agent::ops::delta::{BackupFile, CompareRequest, CompareResult, CompareTable};
 use crate::agent::ops::fetch::FetchFile;
 use crate::agent::ops::inspect::InspectResult;
 use crate::exec::TaskError;
@@ -78,15 +78,13 @@ pub(super) async fn compare(
             files: backed_up,
         });
     }
-    let op = serde_json::json!({
-        "op": "compare_live",
-        "data_dirs": disk.data_dirs,
-        "staging_root": staging_root,
-        "tables": compare,
-        "delta": cfg.delta,
-    });
-    let r: CompareResult = serde_json::from_value(node::agent(rt, host, op, None).await?)
-        .map_err(|e| TaskError::fatal(format!("bad compare_live result from {host}: {e}")))?;
+    let op = CompareRequest {
+        data_dirs: disk.data_dirs.clone(),
+        staging_root: staging_root.to_owned(),
+        tables: compare,
+        delta: cfg.delta,
+    };
+    let r = node::agent(rt, host, op, None).await?;
     for k in &r.kept {
         files.remove(&k.dest);
     }

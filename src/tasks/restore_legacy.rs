@@ -170,6 +170,7 @@ pub async fn resolve(
         backup: staging_name(&base, &name),
         incrementals: Vec::new(),
         hosts,
+        also: BTreeMap::new(),
     };
     let data = save(cx, RESOLVE, &r)?;
     let notes = if notes.is_empty() {
@@ -243,6 +244,8 @@ pub async fn stage(
             backup_id: o.id.clone(),
             staged: folder,
             schema_cql: None,
+            source: None,
+            renamed_from: None,
         });
         if let Some(old) = files.get(&dest) {
             return Err(TaskError::fatal(format!(

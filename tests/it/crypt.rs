@@ -5,45 +5,12 @@
 
 use crate::support;
 
-use crate::support::e2e::{Env, live_sums, setup};
-use std::path::{Path, PathBuf};
+use crate::support::e2e::{Env, age_identity as identity, live_sums, setup};
+use std::path::Path;
 
 const NOW1: &str = "2026-05-01T02:00:00Z";
 const NOW2: &str = "2026-05-02T02:00:00Z";
 const BACKUP1: &str = "nightly-20260501T020000Z";
-
-/// A fresh age identity file; returns (path, recipient).
-fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
-    use age::secrecy::ExposeSecret;
-    #[allow(deprecated)]
-    let id = age::x25519::Identity::generate();
-    let p = dir.join(name);
-    std::fs::write(
-        &p,
-        format!("# test identity\n{}\n", id.to_string().expose_secret()),
-    )
-    .unwrap();
-    (p, id.to_public().to_string())
-}
-
-/// `cbk plan` + `cbk apply` with the store's credentials and `extra` environment.
-fn apply(env: &Env, plan: &Path, now: &str, extra: &[(&str, &str)]) -> (i32, String) {
-    let saved = env.save_plan(plan, now);
-    let mut vars = env.store_env();
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    support::run_cbk(
-        &[
-            "apply",
-            &saved.display().to_string(),
-            "--state",
-            &env.state(now).display().to_string(),
-            "--progress",
-            "plain",
-        ],
-        &vars,
-    )
-}
 
 /// Every node is still running (nothing was stopped).
 fn assert_running(env: &Env) {
@@ -115,7 +82,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
         ),
     );
     // The plan never holds the identity; backing up needs none.
-    let (code, log) = apply(&env, &plan, NOW1, &[]);
+    let (code, log) = env.apply_with(&plan, NOW1, &[]);
     assert_eq!(code, 0, "{log}");
 
     // No stored object holds schema.cql text or bytes of any Data.db.
@@ -147,7 +114,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
         }
         if o.key.contains("-Data.db/") && !o.key.ends_with(".key") {
             data_objects += 1;
-            assert!(bytes.starts_with(b"cbk-enc1"), "{}", o.key);
+            assert!(bytes.starts_with(b"cbk-enc2"), "{}", o.key);
         }
     }
     assert!(data_objects >= 3 * 4, "{data_objects}");
@@ -175,14 +142,13 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     );
 
     // No identity, a wrong identity: refused, nothing stopped.
-    let (code, log) = apply(&env, &restore, "2026-05-01T08:00:00Z", &[]);
+    let (code, log) = env.apply_with(&restore, "2026-05-01T08:00:00Z", &[]);
     assert_ne!(code, 0, "{log}");
     assert!(log.contains("set CBK_IDENTITY_FILE"), "{log}");
     assert_running(&env);
     assert_no_stop_started(&env, "2026-05-01T08:00:00Z");
     let wrong = wrong_file.display().to_string();
-    let (code, log) = apply(
-        &env,
+    let (code, log) = env.apply_with(
         &restore,
         "2026-05-01T08:10:00Z",
         &[("CBK_IDENTITY_FILE", &wrong)],
@@ -210,8 +176,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     let n = bad.len() / 2;
     bad[n] ^= 0x40;
     store.put_bytes(&victim, bad.into()).await.unwrap();
-    let (code, log) = apply(
-        &env,
+    let (code, log) = env.apply_with(
         &restore,
         "2026-05-01T08:20:00Z",
         &[("CBK_IDENTITY_FILE", &right)],
@@ -223,8 +188,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
 
     // The right identity and intact objects: byte-exact.
     store.put_bytes(&victim, original).await.unwrap();
-    let (code, log) = apply(
-        &env,
+    let (code, log) = env.apply_with(
         &restore,
         "2026-05-01T08:30:00Z",
         &[("CBK_IDENTITY_FILE", &right)],
@@ -261,7 +225,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     assert!(log.contains("set CBK_IDENTITY_FILE"), "{log}");
 
     // A repeat backup of unchanged files uploads nothing (the restore only moved files).
-    let (code, log) = apply(&env, &plan, NOW2, &[]);
+    let (code, log) = env.apply_with(&plan, NOW2, &[]);
     assert_eq!(code, 0, "{log}");
     let uploads: Vec<&str> = log.lines().filter(|l| l.contains(" uploaded (")).collect();
     assert_eq!(uploads.len(), 3, "{log}");
@@ -310,7 +274,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     };
     let both = with_plan("both.toml", &format!("\"{recipient}\", \"{recipient2}\""));
     // The old plan no longer matches the repository's recipients: refused.
-    let (code, log) = apply(&env, &plan, "2026-05-03T02:00:00Z", &[]);
+    let (code, log) = env.apply_with(&plan, "2026-05-03T02:00:00Z", &[]);
     assert_ne!(code, 0, "{log}");
     assert!(log.contains("are not the repository's"), "{log}");
     let (code, log) = key(
@@ -332,7 +296,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     assert_eq!(code, 0, "{log}");
     assert!(log.contains(&recipient2), "{log}");
     assert!(!log.contains(&recipient), "{log}");
-    let (code, log) = apply(&env, &only2, "2026-05-04T02:00:00Z", &[]);
+    let (code, log) = env.apply_with(&only2, "2026-05-04T02:00:00Z", &[]);
     assert_eq!(code, 0, "{log}");
     // The removed identity opens neither the new backup nor the re-sealed old one.
     for b in ["nightly-20260504T020000Z", BACKUP1] {
@@ -363,9 +327,9 @@ async fn a_plain_plan_cannot_write_to_an_encrypted_repository() {
         &body(&format!("[encryption]\nrecipients = [\"{recipient}\"]\n")),
     );
     let plain = env.plan("plain.toml", c, &body(""));
-    let (code, log) = apply(&env, &enc, NOW1, &[]);
+    let (code, log) = env.apply_with(&enc, NOW1, &[]);
     assert_eq!(code, 0, "{log}");
-    let (code, log) = apply(&env, &plain, NOW2, &[]);
+    let (code, log) = env.apply_with(&plain, NOW2, &[]);
     assert_ne!(code, 0, "{log}");
     assert!(log.contains("the repository is encrypted"), "{log}");
     let store = env.store().await;

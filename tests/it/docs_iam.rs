@@ -16,12 +16,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Set-up calls made before authentication starts: create_bucket + 3 x (create_user,
+/// Set-up calls made before authentication starts: create_bucket + 4 x (create_user,
 /// put_user_policy, create_access_key). Must match SETUP in the script.
-const UNAUTHENTICATED_CALLS: u32 = 10;
+const UNAUTHENTICATED_CALLS: u32 = 13;
 
 const SCRIPT: &str = r#"
-import json, sys
+import datetime, json, sys
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -36,9 +36,10 @@ def client(kind, key="setup", secret="setup"):
 
 # SETUP: exactly UNAUTHENTICATED_CALLS requests.
 iam = client("iam")
-client("s3").create_bucket(Bucket=BUCKET)
+# Object Lock enabled (so versioned): the lock policy is checked on the same bucket.
+client("s3").create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
 keys = {}
-for user in ("backup", "prune", "restore"):
+for user in ("backup", "prune", "restore", "backup-object-lock"):
     iam.create_user(UserName=user)
     iam.put_user_policy(UserName=user, PolicyName=user, PolicyDocument=json.dumps(policies[user]))
     k = iam.create_access_key(UserName=user)["AccessKey"]
@@ -92,6 +93,47 @@ check("prune", "list", lambda: p.list_objects_v2(Bucket=BUCKET, Prefix="prod-eu/
 check("prune", "get", lambda: p.get_object(Bucket=BUCKET, Key="prod-eu/sst/big")["Body"].read())
 check("prune", "put", lambda: p.put_object(Bucket=BUCKET, Key="prod-eu/sst/p", Body=b"1"))
 check("prune", "delete", lambda: delete(p, "prod-eu/lock"))
+
+L = keys["backup-object-lock"]
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+versions = {}
+def put_locked(c, key, days):
+    r = c.put_object(Bucket=BUCKET, Key=key, Body=b"data", ChecksumAlgorithm="CRC32",
+                     ObjectLockMode="GOVERNANCE",
+                     ObjectLockRetainUntilDate=now + datetime.timedelta(days=days))
+    versions[key] = r["VersionId"]
+    return r
+def extend(c, key):
+    return c.put_object_retention(Bucket=BUCKET, Key=key, Retention={
+        "Mode": "GOVERNANCE", "RetainUntilDate": now + datetime.timedelta(days=3)})
+def delete_version(c, key, bypass=False):
+    extra = {"BypassGovernanceRetention": True} if bypass else {}
+    return c.delete_object(Bucket=BUCKET, Key=key, VersionId=versions[key], **extra)
+def has_lock(c, key):
+    h = c.head_object(Bucket=BUCKET, Key=key)
+    assert h["ObjectLockMode"] == "GOVERNANCE", h
+    return h
+check("backup-object-lock", "put_locked", lambda: put_locked(L, "prod-eu/sst/locked", 2))
+check("backup-object-lock", "extend_retention", lambda: extend(L, "prod-eu/sst/locked"))
+check("backup-object-lock", "head_lock", lambda: has_lock(L, "prod-eu/sst/locked"))
+check("backup-object-lock", "lock_configuration",
+      lambda: L.get_object_lock_configuration(Bucket=BUCKET))
+check("backup-object-lock", "put", lambda: L.put_object(Bucket=BUCKET, Key="prod-eu/sst/l2",
+                                                         Body=b"1", ChecksumAlgorithm="CRC32"))
+check("backup-object-lock", "put_multipart", lambda: multipart(L, "prod-eu/sst/lbig"))
+check("backup-object-lock", "list", lambda: L.list_objects_v2(Bucket=BUCKET, Prefix="prod-eu/"))
+check("backup-object-lock", "get",
+      lambda: L.get_object(Bucket=BUCKET, Key="prod-eu/sst/locked")["Body"].read())
+check("backup-object-lock", "put_probe", lambda: L.put_object(Bucket=BUCKET,
+                                                               Key="prod-eu/.cbk-probe/q", Body=b"1"))
+check("backup-object-lock", "delete_probe", lambda: delete(L, "prod-eu/.cbk-probe/q"))
+check("backup-object-lock", "delete_locked_version",
+      lambda: delete_version(L, "prod-eu/sst/locked"))
+check("backup-object-lock", "delete_locked_version_bypass",
+      lambda: delete_version(L, "prod-eu/sst/locked", bypass=True))
+check("backup-object-lock", "delete_backup", lambda: delete(L, "prod-eu/sst/locked"))
+check("prune", "delete_locked_version", lambda: delete_version(p, "prod-eu/sst/locked"))
+check("prune", "lock_configuration", lambda: p.get_object_lock_configuration(Bucket=BUCKET))
 
 r = keys["restore"]
 check("restore", "list", lambda: r.list_objects_v2(Bucket=BUCKET, Prefix="prod-eu/"))
@@ -173,8 +215,8 @@ fn documented_policies_allow_and_refuse_what_they_say() {
     let policies = policies_from_doc();
     assert_eq!(
         policies.keys().collect::<Vec<_>>(),
-        ["backup", "prune", "restore"],
-        "docs/security.md must hold the three policies"
+        ["backup", "backup-object-lock", "prune", "restore"],
+        "docs/security.md must hold the four policies"
     );
     let venv = venv();
     let (_moto, endpoint) = start_moto(&venv);
@@ -219,6 +261,17 @@ fn documented_policies_allow_and_refuse_what_they_say() {
         "restore:list",
         "restore:head",
         "restore:get",
+        "backup-object-lock:put_locked",
+        "backup-object-lock:extend_retention",
+        "backup-object-lock:head_lock",
+        "backup-object-lock:lock_configuration",
+        "backup-object-lock:put",
+        "backup-object-lock:put_multipart",
+        "backup-object-lock:list",
+        "backup-object-lock:get",
+        "backup-object-lock:put_probe",
+        "backup-object-lock:delete_probe",
+        "prune:lock_configuration",
     ];
     let refused = [
         "backup:delete_backup",
@@ -227,6 +280,10 @@ fn documented_policies_allow_and_refuse_what_they_say() {
         "restore:put",
         "restore:put_multipart",
         "restore:delete",
+        "backup-object-lock:delete_locked_version",
+        "backup-object-lock:delete_locked_version_bypass",
+        "backup-object-lock:delete_backup",
+        "prune:delete_locked_version",
     ];
     let mut wrong = Vec::new();
     for op in allowed {

@@ -22,7 +22,11 @@ fn saved_plan(dir: &Path, source: &str, tasks: &[(&str, &str, &[&str])]) -> Path
         .iter()
         .map(|(name, run, after)| {
             let mut t = task(name, None, "s", after);
-            t.params = serde_json::json!({ "run": run }).into();
+            t.spec = cbk::graph::spec::TaskSpec::from_parts(
+                cbk::graph::run::TaskKind::Exec,
+                serde_json::json!({ "run": run }),
+            )
+            .expect("exec params");
             t
         })
         .collect();

@@ -33,11 +33,14 @@ fn plan(work: &Path) -> cbk::graph::run::PlannedRun {
         };
         let after_ref: Vec<&str> = after.iter().map(String::as_str).collect();
         let mut t = task(&format!("exec[{name}]"), None, "short", &after_ref);
-        t.params = serde_json::json!({
-            "run": format!("sleep 0.0{}; echo {name} >> '{c}'", i % 10),
-            "check": format!("grep -qx {name} '{c}'"),
-        })
-        .into();
+        t.spec = cbk::graph::spec::TaskSpec::from_parts(
+            cbk::graph::run::TaskKind::Exec,
+            serde_json::json!({
+                "run": format!("sleep 0.0{}; echo {name} >> '{c}'", i % 10),
+                "check": format!("grep -qx {name} '{c}'"),
+            }),
+        )
+        .expect("exec params");
         tasks.push(t);
     }
     for l in 0..LONG {
@@ -55,20 +58,26 @@ done
 echo {name} >> '{c}'"#,
             s = starts.display()
         );
-        t.params = serde_json::json!({
-            "run": script,
-            "check": format!("grep -qx {name} '{c}'"),
-        })
-        .into();
+        t.spec = cbk::graph::spec::TaskSpec::from_parts(
+            cbk::graph::run::TaskKind::Exec,
+            serde_json::json!({
+                "run": script,
+                "check": format!("grep -qx {name} '{c}'"),
+            }),
+        )
+        .expect("exec params");
         tasks.push(t);
     }
     let mut last = task("exec[final]", None, "final", &[]);
     last.after = tasks.iter().map(|t| t.address.clone()).collect();
-    last.params = serde_json::json!({
-        "run": format!("echo final >> '{c}'"),
-        "check": format!("grep -qx final '{c}'"),
-    })
-    .into();
+    last.spec = cbk::graph::spec::TaskSpec::from_parts(
+        cbk::graph::run::TaskKind::Exec,
+        serde_json::json!({
+            "run": format!("echo final >> '{c}'"),
+            "check": format!("grep -qx final '{c}'"),
+        }),
+    )
+    .expect("exec params");
     tasks.push(last);
     let mut run = planned_run(tasks, "/nonexistent/crash-plan.toml");
     run.plan.limits.parallelism = 4;

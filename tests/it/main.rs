@@ -18,6 +18,7 @@
 
 mod cassandra_support;
 mod exec_support;
+mod object_lock;
 mod support;
 
 mod architecture;
@@ -34,6 +35,7 @@ mod crash_backup;
 mod crash_backup_s3;
 mod crash_loader;
 mod crash_restore;
+mod cresume;
 mod crypt;
 mod delta_restore;
 mod docs_examples;
@@ -65,6 +67,7 @@ mod store_fs;
 mod store_garage;
 mod store_s3;
 mod store_s3_faults;
+mod topology;
 mod trust_catalog;
 mod trust_finish;
 mod trust_heal;

@@ -35,7 +35,7 @@ fn report(run: &PlannedRun, fail_host: Option<&str>) -> RunReport {
         .iter()
         .map(|t| {
             let failed = fail_host.is_some() && t.host.as_deref() == fail_host;
-            let status = if failed && t.kind == TaskKind::Upload {
+            let status = if failed && t.kind() == TaskKind::Upload {
                 TaskStatus::Failed {
                     error: "connection reset".into(),
                 }
@@ -43,7 +43,7 @@ fn report(run: &PlannedRun, fail_host: Option<&str>) -> RunReport {
                 TaskStatus::Skipped {
                     reason: "upstream failed".into(),
                 }
-            } else if t.kind == TaskKind::Upload {
+            } else if t.kind() == TaskKind::Upload {
                 TaskStatus::Applied {
                     summary: "3 files (900 bytes): 2 uploaded (600 bytes sent), 1 already stored"
                         .into(),
@@ -188,7 +188,7 @@ fn successful_run_renders_every_metric() {
     let uploads = run
         .tasks
         .iter()
-        .filter(|t| t.kind == TaskKind::Upload)
+        .filter(|t| t.kind() == TaskKind::Upload)
         .count();
     assert!(uploads > 0);
     assert_eq!(

@@ -303,7 +303,7 @@ fn restart_method_is_the_node_restart_dag() {
     assert_eq!(task("rebuild_index[cass-02]").step_limit, Some(1));
     assert!(!task("rebuild_index[cass-02]").disruptive);
     // What it will rebuild, as `cbk plan` shows it: the index names are known at apply.
-    let p = &task("rebuild_index[cass-02]").params;
+    let p = task("rebuild_index[cass-02]").spec.params_json();
     assert_eq!(p["include"], serde_json::json!(["shop.*"]));
     assert!(
         p["indexes"]
@@ -326,8 +326,8 @@ fn restart_method_is_the_node_restart_dag() {
         .iter()
         .find(|t| t.address == "import[stg-02]")
         .unwrap();
-    assert_eq!(import.params["source_host"], "cass-02");
-    assert!(!run.tasks.iter().any(|t| t.kind.disruptive()));
+    assert_eq!(import.spec.params_json()["source_host"], "cass-02");
+    assert!(!run.tasks.iter().any(|t| t.kind().disruptive()));
 }
 
 #[test]

@@ -66,6 +66,7 @@ async fn large_file_parallel_parts_round_trip() {
             "big.db",
             &mut GenReader::new(len, 42),
             PutStreamOptions {
+                sealer: None,
                 resume: None,
                 checkpoint: &rec,
                 progress: &progress,

@@ -45,6 +45,7 @@ async fn one_gib_survives_five_percent_faults() {
                     key,
                     &mut GenReader::new(*len, *seed),
                     PutStreamOptions {
+                        sealer: None,
                         resume: None,
                         checkpoint: &NoCheckpoint,
                         progress: &|_| {},

@@ -290,7 +290,12 @@ async fn upload_table(
                         || stored.contains_key(&crate::crypt::stream::key_object(&plan.key))
                 });
                 let intact = listed.filter(|size| {
-                    plan.stored_size_fits(*size, file.size, known.get(&plan.key), encrypted)
+                    plan.stored_size_fits(
+                        *size,
+                        file.size,
+                        known.get(&plan.key),
+                        encrypted.then(|| store.part_size()),
+                    )
                 });
                 if let (Some(size), None) = (listed, intact) {
                     cx.log(format!(
@@ -355,7 +360,8 @@ struct FilePlan {
 
 impl FilePlan {
     /// Whether an object listed under this plan's key with `listed` bytes can be the stored
-    /// form of a `size`-byte file: uncompressed, exactly `size` (the size in its key);
+    /// form of a `size`-byte file: uncompressed, exactly `size` (the size in its key) or its
+    /// encrypted size;
     /// compressed, never 0 bytes (a zstd or lz4 frame is never empty) and the size the
     /// previous manifest records for the key, if it does. Anything else (a truncated or
     /// replaced object) counts as absent, so it is stored again.
@@ -364,14 +370,15 @@ impl FilePlan {
         listed: u64,
         size: u64,
         recorded: Option<&FileEntry>,
-        encrypted: bool,
+        sealed_parts: Option<u64>,
     ) -> bool {
         if self.codec == Codec::None {
-            let want = match encrypted {
-                true => crate::crypt::stream::sealed_len(size),
-                false => size,
+            use crate::crypt::parts::{frame_len, parts_len};
+            // Encrypted: one stream (format 1) or parts of the store's part size (format 2).
+            return match sealed_parts {
+                Some(part) => listed == frame_len(size) || listed == parts_len(size, part),
+                None => listed == size,
             };
-            return listed == want;
         }
         listed > 0 && recorded.is_none_or(|prev| prev.stored_size == listed)
     }
@@ -462,22 +469,20 @@ async fn upload_one(
     cx: &OpContext,
 ) -> OpResult<Uploaded> {
     let recipients = req.recipients()?;
-    // A new data key per upload: an interrupted encrypted upload starts over (its key was
-    // never written anywhere in clear, so its parts cannot be continued).
-    let (data_key, resume) = match &recipients {
-        Some(_) => (Some(crate::crypt::stream::new_data_key()), None),
-        None => (None, req.resume.get(&plan.key).cloned()),
+    // A fresh data key per attempt, sealed to the recipients: a resumed upload keeps the parts
+    // an earlier attempt sealed with its own key and seals the rest with this one.
+    let sealer: Option<Arc<dyn crate::store::PartSealer>> = match &recipients {
+        Some(to) => Some(Arc::new(
+            crate::crypt::parts::FrameSealer::new(to, &plan.key)
+                .map_err(|e| OpError::fatal(e.to_string()))?,
+        )),
+        None => None,
     };
-    let sealed_key = match (&recipients, &data_key) {
-        (Some(to), Some(k)) => {
-            Some(crate::crypt::seal::seal(&k[..], to).map_err(|e| OpError::fatal(e.to_string()))?)
-        }
-        _ => None,
-    };
+    let resume = req.resume.get(&plan.key).cloned();
     let sink = Forward(cx);
     let progress = |n: u64| cx.progress(n);
     let up = pipeline::upload_file(
-        store, &plan.key, &file.path, plan.codec, data_key, resume, &sink, &progress,
+        store, &plan.key, &file.path, plan.codec, sealer, resume, &sink, &progress,
     )
     .await?;
     if up.size != file.size {
@@ -502,10 +507,16 @@ async fn upload_one(
             )));
         }
     }
-    // The data key is stored once the object is: a listed object without it is stored again.
-    if let Some(sealed) = sealed_key {
+    // The data keys are stored once the object is: a listed object without them is stored
+    // again.
+    if let Some(to) = &recipients {
+        let sealed = up.sealed.as_ref().ok_or_else(|| {
+            OpError::fatal(format!("{}: the store did not seal its parts", plan.key))
+        })?;
+        let body = crate::crypt::parts::key_object(sealed, to)
+            .map_err(|e| OpError::fatal(e.to_string()))?;
         store
-            .put_bytes(&crate::crypt::stream::key_object(&plan.key), sealed.into())
+            .put_bytes(&crate::crypt::stream::key_object(&plan.key), body.into())
             .await
             .map_err(OpError::from_store)?;
     }

@@ -5,16 +5,22 @@
 //! what is already in place.
 
 pub mod backup;
+mod builtin;
 pub mod delta;
 pub mod fetch;
 pub mod inspect;
 pub mod pipeline;
 pub mod relocate;
 
-use super::protocol::AgentEvent;
+use super::protocol::{
+    AgentEvent, AgentOp, AgentRequest, CleanupRequest, ClearCommitlogRequest, CompareRequest,
+    FetchRequest, HandOverRequest, InspectRequest, MoveRequest, Op, PingRequest, SleepRequest,
+    UploadRequest,
+};
 pub use super::serve::OpError;
-use super::serve::Registry;
+use super::serve::{Events, Operations};
 use crate::store::{Store, StoreError};
+use futures::future::BoxFuture;
 use std::sync::Arc;
 
 impl OpError {
@@ -89,100 +95,116 @@ impl OpContext {
     }
 }
 
-/// Adds the data operations to an agent's registry.
-pub fn register(registry: &mut Registry) {
-    registry.register("inspect", |c| {
-        Box::pin(adapt(c, |op, _| async move {
-            to_json(inspect::run(parse(op)?).await?)
-        }))
-    });
-    registry.register("backup_upload", |c| {
-        Box::pin(adapt(c, |op, cx| async move {
-            to_json(backup::run(parse(op)?, &cx).await?)
-        }))
-    });
-    registry.register("fetch", |c| {
-        Box::pin(adapt(c, |op, cx| async move {
-            to_json(fetch::run(parse(op)?, &cx).await?)
-        }))
-    });
-    registry.register("compare_live", |c| {
-        Box::pin(adapt(c, |op, _| async move {
-            to_json(delta::run(parse(op)?).await?)
-        }))
-    });
-    registry.register("move", |c| {
-        Box::pin(adapt(c, |op, cx| async move {
-            to_json(relocate::run_move(parse(op)?, &cx).await?)
-        }))
-    });
-    registry.register("hand_over", |c| {
-        Box::pin(adapt(c, |op, _| async move {
-            to_json(relocate::run_hand_over(parse(op)?).await?)
-        }))
-    });
-    registry.register("clear_commitlog", |c| {
-        Box::pin(adapt(c, |op, _| async move {
-            to_json(relocate::run_clear_commitlog(parse(op)?).await?)
-        }))
-    });
-    registry.register("cleanup", |c| {
-        Box::pin(adapt(c, |op, _| async move {
-            to_json(relocate::run_cleanup(parse(op)?).await?)
-        }))
-    });
+/// The operations `cbk agent` serves: every [`Op`].
+pub struct Agent;
+
+impl Operations for Agent {
+    type Op = Op;
+    fn names(&self) -> &'static [&'static str] {
+        Op::NAMES
+    }
+    fn run(
+        &self,
+        request: AgentRequest,
+        events: Events,
+    ) -> BoxFuture<'static, OpResult<serde_json::Value>> {
+        Box::pin(dispatch(request, events))
+    }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(op: serde_json::Value) -> OpResult<T> {
-    serde_json::from_value(op).map_err(|e| OpError::fatal(format!("bad parameters: {e}")))
-}
-
-/// Runs an operation with a synchronous event sink whose events are written, in order, before
-/// the operation's result.
-async fn adapt<F, Fut>(ctx: super::serve::OpContext, f: F) -> OpResult<serde_json::Value>
-where
-    F: FnOnce(serde_json::Value, OpContext) -> Fut,
-    Fut: std::future::Future<Output = OpResult<serde_json::Value>>,
-{
-    let store = match &ctx.request.store {
-        Some(config) => Some(
-            crate::store::open(config, ctx.request.credentials.clone())
-                .await
-                .map_err(OpError::from_store)?,
-        ),
-        None => None,
+/// Runs one operation: the one match from op to implementation.
+async fn dispatch(request: AgentRequest, events: Events) -> OpResult<serde_json::Value> {
+    let AgentRequest {
+        store,
+        credentials,
+        identity,
+        op,
+        ..
+    } = request;
+    let env = Envelope {
+        store,
+        credentials,
+        identity,
+        events,
     };
-    let identity = match &ctx.request.identity {
-        Some(text) => Some(
-            crate::crypt::Identities::parse(&text.0).map_err(|e| OpError::fatal(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
-    let events = ctx.events.clone();
-    let forward = tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            if events.send(&ev).await.is_err() {
-                break;
-            }
+    match op {
+        Op::Ping(_) => reply::<PingRequest>(Ok(builtin::ping(env.credentials.is_some()))),
+        Op::Sleep(r) => reply::<SleepRequest>(builtin::sleep(r, &env.events).await),
+        Op::Inspect(r) => reply::<InspectRequest>(inspect::run(r).await),
+        Op::BackupUpload(r) => {
+            reply::<UploadRequest>(env.run(|cx| async move { backup::run(r, &cx).await }).await)
         }
-    });
-    let sink: EventSink = Arc::new(move |ev| {
-        let _ = tx.send(ev);
-    });
-    let out = f(
-        ctx.request.op.clone(),
-        OpContext {
+        Op::Fetch(r) => {
+            reply::<FetchRequest>(env.run(|cx| async move { fetch::run(r, &cx).await }).await)
+        }
+        Op::CompareLive(r) => reply::<CompareRequest>(delta::run(r).await),
+        Op::Move(r) => reply::<MoveRequest>(
+            env.run(|cx| async move { relocate::run_move(r, &cx).await })
+                .await,
+        ),
+        Op::HandOver(r) => reply::<HandOverRequest>(relocate::run_hand_over(r).await),
+        Op::ClearCommitlog(r) => {
+            reply::<ClearCommitlogRequest>(relocate::run_clear_commitlog(r).await)
+        }
+        Op::Cleanup(r) => reply::<CleanupRequest>(relocate::run_cleanup(r).await),
+    }
+}
+
+/// An operation's typed result as the `result` event's data.
+fn reply<O: AgentOp>(r: OpResult<O::Response>) -> OpResult<serde_json::Value> {
+    serde_json::to_value(r?).map_err(|e| OpError::fatal(format!("cannot encode result: {e}")))
+}
+
+/// What came with the request besides the op.
+struct Envelope {
+    store: Option<crate::store::config::StorageConfig>,
+    credentials: Option<crate::store::Credentials>,
+    identity: Option<crate::crypt::SecretText>,
+    events: Events,
+}
+
+impl Envelope {
+    /// Runs an operation with the store (when the request named one), the identity, and a
+    /// synchronous event sink whose events are written, in order, before the result.
+    async fn run<T, F, Fut>(self, f: F) -> OpResult<T>
+    where
+        F: FnOnce(OpContext) -> Fut,
+        Fut: std::future::Future<Output = OpResult<T>>,
+    {
+        let store = match &self.store {
+            Some(config) => Some(
+                crate::store::open(config, self.credentials.clone())
+                    .await
+                    .map_err(OpError::from_store)?,
+            ),
+            None => None,
+        };
+        let identity = match &self.identity {
+            Some(text) => Some(
+                crate::crypt::Identities::parse(&text.0)
+                    .map_err(|e| OpError::fatal(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
+        let events = self.events.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if events.send(&ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let sink: EventSink = Arc::new(move |ev| {
+            let _ = tx.send(ev);
+        });
+        let out = f(OpContext {
             events: sink,
             store,
             identity,
-        },
-    )
-    .await;
-    let _ = forward.await;
-    out
-}
-
-fn to_json<T: serde::Serialize>(v: T) -> OpResult<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| OpError::fatal(format!("cannot encode result: {e}")))
+        })
+        .await;
+        let _ = forward.await;
+        out
+    }
 }

@@ -4,15 +4,17 @@
 
 use super::{OpError, OpResult};
 use crate::codec::{Codec, Encoder};
-pub use crate::repo::object::{DataKey, crc32_of_reader, data_key, decode_object, stored_codec};
+pub use crate::repo::object::{crc32_of_reader, data_key, decode_object, stored_codec};
 use crate::store::channel;
-use crate::store::{CheckpointSink, MultipartState, PutStreamOptions, Store};
+use crate::store::{
+    CheckpointSink, MultipartState, PartSealer, PutStreamOptions, SealedParts, Store,
+};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Checksums and sizes of one uploaded file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
     pub size: u64,
     pub stored_size: u64,
@@ -20,35 +22,30 @@ pub struct Uploaded {
     pub adler32: u32,
     /// Bytes actually sent (less than stored_size after a resume).
     pub sent: u64,
+    /// How its parts were sealed (an encrypted upload).
+    pub sealed: Option<SealedParts>,
 }
 
-/// Reads `path`, checksums and compresses it with `codec`, encrypts it with `data_key` when
-/// given ([`crate::crypt::stream`]), and stores it under `key`.
+/// Reads `path`, checksums and compresses it with `codec`, and stores it under `key`, each
+/// part sealed by `sealer` when given ([`crate::crypt::parts`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_file(
     store: &Arc<dyn Store>,
     key: &str,
     path: &Path,
     codec: Codec,
-    data_key: Option<DataKey>,
+    sealer: Option<Arc<dyn PartSealer>>,
     resume: Option<MultipartState>,
     checkpoint: &dyn CheckpointSink,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> OpResult<Uploaded> {
     let (writer, mut reader) = channel::to_async();
     let src = path.to_path_buf();
-    let name = key.to_string();
-    let hashing = tokio::task::spawn_blocking(move || match data_key {
-        None => encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
+    let hashing = tokio::task::spawn_blocking(move || {
+        encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
             w.flush()?;
             Ok(sums)
-        }),
-        Some(k) => {
-            let sealed = crate::crypt::stream::SealWriter::new(writer, &k, &name)?;
-            let (sums, sealed) = encode_into(&src, codec, sealed)?;
-            sealed.finish()?.flush()?;
-            Ok(sums)
-        }
+        })
     });
     let put = store
         .put_stream(
@@ -58,6 +55,7 @@ pub async fn upload_file(
                 resume,
                 checkpoint,
                 progress: &|_| {},
+                sealer,
             },
         )
         .await;
@@ -78,6 +76,7 @@ pub async fn upload_file(
         crc32,
         adler32,
         sent: stats.sent,
+        sealed: stats.sealed,
     })
 }
 
@@ -122,7 +121,7 @@ pub async fn download_file(
     key: &str,
     dest: &Path,
     codec: Codec,
-    data_key: Option<DataKey>,
+    data_key: Option<crate::crypt::parts::ObjectKeys>,
     expect: Expect,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> OpResult<u64> {

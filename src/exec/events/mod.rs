@@ -136,7 +136,7 @@ impl<'a> Event<'a> {
                 .iter()
                 .map(|t| PlanTask {
                     address: &t.address,
-                    kind: t.kind.as_str(),
+                    kind: t.kind().as_str(),
                     step: &t.step,
                     host: t.host.as_deref(),
                     action: t.action,

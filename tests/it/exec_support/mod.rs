@@ -51,7 +51,7 @@ pub fn planned_run(tasks: Vec<PlannedTask>, source: &str) -> PlannedRun {
 }
 
 fn tasks_kind_ok(run: &PlannedRun) -> bool {
-    run.tasks.iter().all(|t| t.kind == TaskKind::Exec)
+    run.tasks.iter().all(|t| t.kind() == TaskKind::Exec)
 }
 
 /// What the fake runner does for one address.

@@ -207,6 +207,26 @@ secret_access_key_env = "CBK_TEST_S3_SECRET"
         (shown, code, log)
     }
 
+    /// [`Env::apply`] of `cbk plan --now NOW --out` with `extra` environment variables (e.g.
+    /// `CBK_IDENTITY_FILE`).
+    pub fn apply_with(&self, plan: &Path, now: &str, extra: &[(&str, &str)]) -> (i32, String) {
+        let saved = self.save_plan(plan, now);
+        let mut vars = self.store_env();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        super::run_cbk(
+            &[
+                "apply",
+                &saved.display().to_string(),
+                "--state",
+                &self.state(now).display().to_string(),
+                "--progress",
+                "plain",
+            ],
+            &vars,
+        )
+    }
+
     /// The bucket as a store.
     pub async fn store(&self) -> std::sync::Arc<dyn Store> {
         let cfg = super::s3::storage_config(&self.moto.endpoint(), &self.bucket, "prod");
@@ -352,4 +372,18 @@ pub async fn assert_manifest_matches_live(
         }
     }
     checked
+}
+
+/// A fresh age identity file `dir/name`; returns (path, its recipient).
+pub fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    #[allow(deprecated)]
+    let id = age::x25519::Identity::generate();
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!("# test identity\n{}\n", id.to_string().expose_secret()),
+    )
+    .unwrap();
+    (p, id.to_public().to_string())
 }

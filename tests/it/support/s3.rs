@@ -663,6 +663,7 @@ pub fn opts<'a>(
     checkpoint: &'a dyn CheckpointSink,
 ) -> PutStreamOptions<'a> {
     PutStreamOptions {
+        sealer: None,
         resume,
         checkpoint,
         progress: &|_| {},
