@@ -73,38 +73,7 @@ node_init() { # conf dir, data root
   CASSANDRA_CONF=$1 "$EMU/nodetool" flush bench >/dev/null
 }
 # clone the flushed sstable COUNT times (generations 1000+); Data.db of SIZE bytes (0 = keep)
-clone_sstables() { # data root, count, size bytes
-  python3 - "$@" <<'PY'
-import glob, os, sys, zlib
-root, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = sorted(glob.glob(f"{root}/data*/bench/events-*/nb-1-big-Data.db"))[0]
-table = os.path.dirname(data)
-dirs = sorted(glob.glob(f"{root}/data*/bench/events-*"))
-comps = [f for f in os.listdir(table) if f.startswith("nb-1-big-")]
-blob = os.urandom(1 << 20)
-for i in range(count):
-    gen = 1000 + i
-    dest = dirs[i % len(dirs)]
-    if size:
-        crc = 0
-        with open(f"{dest}/nb-{gen}-big-Data.db", "wb") as f:
-            for j in range(size >> 20):
-                chunk = blob[j % 997:] + blob[: j % 997]
-                f.write(chunk); crc = zlib.crc32(chunk, crc)
-        st = os.stat(dest)
-        os.chown(f"{dest}/nb-{gen}-big-Data.db", st.st_uid, st.st_gid)
-    for c in comps:
-        name = c.replace("nb-1-big-", f"nb-{gen}-big-")
-        if size and c.endswith("Data.db"):
-            continue
-        if size and c.endswith("Digest.crc32"):
-            open(f"{dest}/{name}", "w").write(str(crc & 0xffffffff))
-            st = os.stat(dest)
-            os.chown(f"{dest}/{name}", st.st_uid, st.st_gid)
-            continue
-        os.link(f"{table}/{c}", f"{dest}/{name}")
-PY
-}
+clone_sstables() { python3 "$REPO/benches/clone_sstables.py" "$@"; }
 
 plan_file() { # name, conf, kind body
   cat > "$WORK/$1" <<EOF

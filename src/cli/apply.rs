@@ -103,8 +103,8 @@ fn load_planned_run(
 }
 
 /// The task implementations used by `cbk apply` (replaced by the task registry in `tasks`).
-fn task_runner(run: &PlannedRun) -> Result<Arc<dyn TaskRunner>, TaskError> {
-    let runner = crate::tasks::Runner::new(Arc::new(run.clone()))?;
+fn task_runner(run: &PlannedRun, parallelism: usize) -> Result<Arc<dyn TaskRunner>, TaskError> {
+    let runner = crate::tasks::Runner::new(Arc::new(run.clone()), parallelism)?;
     Ok(Arc::new(runner))
 }
 
@@ -267,13 +267,14 @@ async fn run_inner(args: Args, out: Out) -> Result<u8, Box<dyn std::error::Error
     let progress = progress::make(mode, run.tasks.len());
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone(), progress.clone(), out);
-    let runner = task_runner(&run)?;
+    let parallelism = args
+        .parallelism
+        .unwrap_or(run.plan.limits.parallelism as usize);
+    let runner = task_runner(&run, parallelism)?;
     let opts = ApplyOptions {
         state,
         walk: WalkOptions {
-            parallelism: args
-                .parallelism
-                .unwrap_or(run.plan.limits.parallelism as usize),
+            parallelism,
             per_host: run.plan.limits.per_host as usize,
             fail_fast: args.fail_fast,
             ..WalkOptions::default()

@@ -7,6 +7,7 @@
 mod agent_client;
 pub mod config;
 pub mod local;
+pub mod pool;
 pub mod quote;
 pub mod ssh;
 pub mod validate;
@@ -231,6 +232,16 @@ pub trait Transport: Send + Sync {
         let _ = rates;
         self.agent(request).await
     }
-    /// Closes connections.
+    /// Closes connections (the next command opens them again).
     async fn close(&self) -> RemoteResult<()>;
+    /// Whether a connection is open (or being opened) and would count against
+    /// [`pool::Pool`]'s limit; the local transport has none.
+    fn connected(&self) -> bool {
+        false
+    }
+    /// When the transport last finished its work, or `None` while a command or agent session
+    /// runs on it (it must not be closed then).
+    fn idle_since(&self) -> Option<std::time::Instant> {
+        None
+    }
 }

@@ -18,9 +18,9 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Mutex, OnceCell, Semaphore};
+use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -239,7 +239,24 @@ pub struct SshTransport {
     control_dir: Option<tempfile::TempDir>,
     master: Mutex<Option<Arc<Session>>>,
     permits: Arc<Semaphore>,
+    /// When the last command or agent session ended (or the transport was made): how long the
+    /// connection has been idle, for [`super::pool::Pool`].
+    last_used: Arc<std::sync::Mutex<Instant>>,
     installed: OnceCell<String>,
+}
+
+/// One channel in use: holds a permit, and marks the transport used when it ends.
+struct InUse {
+    _permit: OwnedSemaphorePermit,
+    last_used: Arc<std::sync::Mutex<Instant>>,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -270,6 +287,7 @@ impl SshTransport {
             settings,
             control_dir: Some(control_dir),
             master: Mutex::new(None),
+            last_used: Arc::new(std::sync::Mutex::new(Instant::now())),
             installed: OnceCell::new(),
         })
     }
@@ -433,13 +451,23 @@ impl SshTransport {
         }
     }
 
-    /// Runs a command line, reconnecting once if the master died.
-    async fn run_line(&self, line: &str, cmd: &Cmd) -> RemoteResult<Output> {
-        let _permit = self
+    /// A channel permit (waits while `max_sessions` channels are open).
+    async fn channel(&self) -> RemoteResult<InUse> {
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| self.other("transport closed"))?;
+        Ok(InUse {
+            _permit: permit,
+            last_used: self.last_used.clone(),
+        })
+    }
+
+    /// Runs a command line, reconnecting once if the master died.
+    async fn run_line(&self, line: &str, cmd: &Cmd) -> RemoteResult<Output> {
+        let _channel = self.channel().await?;
         let mut retried = false;
         loop {
             let session = self.session().await?;
@@ -533,11 +561,7 @@ impl SshTransport {
             d = quote::quote(dir),
             sha = quote::quote(sha)
         );
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| self.other("transport closed"))?;
+        let _channel = self.channel().await?;
         let line = quote::command_line(&Cmd::shell(script).sudo(), &self.settings.sudo);
         let session = self.session().await?;
         let mut child = session
@@ -660,12 +684,7 @@ impl Transport for SshTransport {
         let program = self.agent_program().await?;
         let shown = format!("{program} agent");
         let line = quote::join(self.settings.sudo.wrap(vec![program, "agent".to_string()]));
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.other("transport closed"))?;
+        let channel = self.channel().await?;
         let mut retried = false;
         let mut child = loop {
             let session = self.session().await?;
@@ -716,7 +735,7 @@ impl Transport for SshTransport {
                 stdout,
                 stderr: Box::new(stderr),
                 wait,
-                guard: Some(Box::new(permit)),
+                guard: Some(Box::new(channel)),
                 rates,
             },
             request,
@@ -730,6 +749,20 @@ impl Transport for SshTransport {
             dispose(old).await;
         }
         Ok(())
+    }
+
+    fn connected(&self) -> bool {
+        // A master being built (lock held) counts as connected.
+        self.master.try_lock().map_or(true, |m| m.is_some())
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        let busy = self.permits.available_permits() < self.settings.max_sessions
+            || self.master.try_lock().is_err();
+        match busy {
+            true => None,
+            false => self.last_used.lock().ok().map(|t| *t),
+        }
     }
 }
 

@@ -21,14 +21,14 @@ use crate::plan::model::HostSpec;
 use crate::remote::Transport;
 use crate::store::{Credentials, Store};
 use async_trait::async_trait;
-use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
 /// Shared state of one apply: the plan, connections and the store.
 pub struct Runtime {
     pub run: Arc<PlannedRun>,
-    transports: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    /// Connections, at most `parallelism` open at once.
+    transports: crate::remote::pool::Pool,
     store: OnceCell<Arc<dyn Store>>,
     credentials: Option<Credentials>,
     /// The identity, read once when the repository turns out to be encrypted (restore).
@@ -39,7 +39,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime for `run`; credentials come from the environment variables the plan names.
-    pub fn new(run: Arc<PlannedRun>) -> Result<Runtime, TaskError> {
+    /// At most `parallelism` connections stay open (the tasks running at once).
+    pub fn new(run: Arc<PlannedRun>, parallelism: usize) -> Result<Runtime, TaskError> {
         let credentials = match &run.plan.storage {
             Some(s) => crate::store::credentials_from_env(s)
                 .map_err(|e| TaskError::fatal(e.to_string()))?,
@@ -48,7 +49,7 @@ impl Runtime {
         Ok(Runtime {
             bandwidth: bandwidth::Bandwidth::new(&run.plan.limits),
             run,
-            transports: Mutex::new(HashMap::new()),
+            transports: crate::remote::pool::Pool::new(parallelism),
             store: OnceCell::new(),
             credentials,
             identities: OnceCell::new(),
@@ -161,21 +162,17 @@ impl Runtime {
 
     /// A (cached) connection to `host`.
     pub async fn transport(&self, host: &str) -> Result<Arc<dyn Transport>, TaskError> {
-        let mut map = self.transports.lock().await;
-        if let Some(t) = map.get(host) {
-            return Ok(t.clone());
-        }
-        let t = crate::remote::for_host(&self.run.plan.connection, &self.host_spec(host))
-            .map_err(remote_err)?;
-        map.insert(host.to_string(), t.clone());
-        Ok(t)
+        self.transports
+            .get(host, || {
+                crate::remote::for_host(&self.run.plan.connection, &self.host_spec(host))
+            })
+            .await
+            .map_err(remote_err)
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        for t in self.transports.lock().await.values() {
-            let _ = t.close().await;
-        }
+        self.transports.close_all().await;
     }
 }
 
@@ -217,10 +214,10 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner for a planned run.
-    pub fn new(run: Arc<PlannedRun>) -> Result<Runner, TaskError> {
+    /// A runner for a planned run whose walk runs `parallelism` tasks at once.
+    pub fn new(run: Arc<PlannedRun>, parallelism: usize) -> Result<Runner, TaskError> {
         Ok(Runner {
-            rt: Arc::new(Runtime::new(run)?),
+            rt: Arc::new(Runtime::new(run, parallelism)?),
         })
     }
 }

@@ -22,6 +22,7 @@ mod object_lock;
 mod support;
 
 mod architecture;
+mod bench;
 mod cassandra_emulator;
 mod cassandra_layout;
 mod cassandra_nodetool;
