@@ -3,6 +3,8 @@
 # and the same S3 server (Garage when built, else moto):
 #   1. cbk backup of a snapshot of BENCH_SSTABLES sstables of BENCH_SSTABLE_MIB MiB each (random
 #      Data.db, like Cassandra's already-compressed data) from an emulated node (local transport)
+#   1b. the same backup with client-side encryption (`[encryption] recipients`, one age X25519
+#      recipient) into another prefix: the encryption overhead, same files, same server
 #   2. `rclone copy` and `aws s3 cp --recursive` (boto3's s3transfer, Medusa's upload path) of the
 #      same snapshot folders
 #   3. the raw ceiling: the same files through cbk's S3 store alone (examples/raw_put.rs)
@@ -132,6 +134,14 @@ plan_file backup.toml "$CONF" "$BACKUP_BODY" cbk
 T_CBK=$(apply "$CONF" backup.toml 2026-05-01T00:00:00Z)
 T_UPLOAD=$(task_secs "$WORK/state-backup.toml-2026-05-01T00:00:00Z" "upload[")
 
+# 1b. the same backup, encrypted (a public recipient only: the backup cannot read itself)
+ENC_BODY="$BACKUP_BODY
+[encryption]
+recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]"
+plan_file backup-enc.toml "$CONF" "$ENC_BODY" enc
+T_ENC=$(apply "$CONF" backup-enc.toml 2026-05-01T00:30:00Z)
+T_ENC_UPLOAD=$(task_secs "$WORK/state-backup-enc.toml-2026-05-01T00:30:00Z" "upload[")
+
 # 2. rclone and aws s3 cp of the same snapshot folders
 CASSANDRA_CONF=$CONF "$EMU/nodetool" snapshot -t rc bench >/dev/null
 SNAPS=$(ls -d "$ROOT"/data*/bench/events-*/snapshots/rc)
@@ -180,12 +190,16 @@ Server: $SERVER on loopback; $(nproc) cores; snapshot set: $N sstables x $MIB Mi
 |---|---|---|---|---|
 | backup (whole apply: probe, snapshot, upload, manifest, clear, catalog) | cbk | $T_CBK | $(rate "$BYTES" "$T_CBK") | 1.00 |
 | backup upload tasks only | cbk | $T_UPLOAD | $(rate "$BYTES" "$T_UPLOAD") | |
+| backup, encrypted (whole apply) | cbk | $T_ENC | $(rate "$BYTES" "$T_ENC") | $(python3 -c "print(f'{$T_ENC/$T_CBK:.2f}')") |
+| backup upload tasks only, encrypted | cbk | $T_ENC_UPLOAD | $(rate "$BYTES" "$T_ENC_UPLOAD") | |
 | copy of the same snapshot | rclone copy | $T_RCLONE | $(rate "$BYTES" "$T_RCLONE") | $(python3 -c "print(f'{$T_RCLONE/$T_CBK:.2f}')") |
 | copy of the same snapshot | aws s3 cp --recursive | $T_AWS | $(rate "$BYTES" "$T_AWS") | $(python3 -c "print(f'{$T_AWS/$T_CBK:.2f}')") |
 | raw ceiling (cbk store, no pipeline) | raw_put | $T_RAW | $(rate "$RAW_BYTES" "$T_RAW") | |
 | restore (whole apply) | cbk | $T_RESTORE | $(rate "$BYTES" "$T_RESTORE") | |
 | restore fetch tasks (download + verify) | cbk | $T_FETCH | $(rate "$BYTES" "$T_FETCH") | 1.00 |
 | download of the same bytes | rclone copy | $T_RCLONE_DOWN | $(rate "$BYTES" "$T_RCLONE_DOWN") | $(python3 -c "print(f'{$T_RCLONE_DOWN/$T_FETCH:.2f}')") |
+
+Encrypted / plain throughput (upload tasks): $(python3 -c "print(f'{$T_UPLOAD/$T_ENC_UPLOAD:.2f}')")x; whole apply: $(python3 -c "print(f'{$T_CBK/$T_ENC:.2f}')")x.
 
 Pipeline cost over the raw ceiling (upload tasks vs raw_put): $(python3 -c "print(f'{($T_UPLOAD/$T_RAW-1)*100:.0f}%')").
 

@@ -311,7 +311,9 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         }
     }
     // Before anything is staged or changed on a node.
-    let replication = super::restore_topology::check_live_replication(rt, &keyspaces).await?;
+    let restored = hosts.len() + also.values().map(Vec::len).sum::<usize>();
+    let replication =
+        super::restore_topology::check_live_replication(rt, &keyspaces, restored).await?;
     let r = Resolved {
         backup: backup.clone(),
         incrementals,

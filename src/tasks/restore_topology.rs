@@ -204,9 +204,14 @@ pub fn check_replication(
 /// `resolve`: reads the live replication of the restored `keyspaces` on the first plan host
 /// (`system_schema.keyspaces` through `cassandra.cqlsh`) and refuses any whose replication
 /// factor exceeds the plan's hosts. Returns what was checked, for the outcome.
+///
+/// Only a restore into fewer nodes than it restores backed-up hosts (`sources`) is checked: a
+/// restore onto as many nodes as it has sources (one node of a cluster, or the same topology)
+/// leaves the replication as the backed-up cluster had it, which is not the restore's to judge.
 pub(super) async fn check_live_replication(
     rt: &Runtime,
     keyspaces: &BTreeSet<String>,
+    sources: usize,
 ) -> Result<String, TaskError> {
     let targets: Vec<TargetHost> = rt
         .run
@@ -222,6 +227,13 @@ pub(super) async fn check_live_replication(
             }
         })
         .collect();
+    if sources <= targets.len() {
+        return Ok(format!(
+            "replication factors not checked ({sources} backed-up host(s) onto {} target(s): \
+             the node count does not shrink)",
+            targets.len()
+        ));
+    }
     let (Some(cqlsh), Some(first)) = (&rt.run.plan.cassandra.cqlsh, targets.first()) else {
         return Ok("replication factors not checked (no cassandra.cqlsh)".into());
     };
