@@ -122,6 +122,7 @@ mod tests {
                 files: paths.iter().map(|p| file(p)).collect(),
             }],
             totals: Totals::default(),
+            keyspaces: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::graph::spec::{RepairParams, SelectionParams};
 use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
 use crate::repo::inventory::{self, BackupInfo};
 use crate::repo::keys;
-use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest};
+use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, KeyspaceDef, NodeManifest};
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,6 +78,23 @@ pub(super) fn plan_host_names(rt: &Runtime) -> Vec<String> {
         .collect()
 }
 
+/// The plan's hosts with their data centers (when the plan gives `dc`).
+pub(super) fn plan_targets(rt: &Runtime) -> Vec<super::restore_topology::TargetHost> {
+    rt.run
+        .plan
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| {
+            let s = h.spec();
+            super::restore_topology::TargetHost {
+                name: s.name,
+                dc: s.dc,
+            }
+        })
+        .collect()
+}
+
 /// The plan host that backed-up host `name` (with `host_id`, when known) restores to: its entry
 /// in the host map (by name, then by id) or, without a host map, the plan host of the same name.
 pub(super) fn target_host(
@@ -105,6 +122,10 @@ pub struct Resolved {
     /// `loader` into another node count: target -> its further sources, in catalog order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub also: BTreeMap<String, Vec<ResolvedHost>>,
+    /// The keyspace definitions the restored node manifests record, by backed-up name (absent:
+    /// a backup made before cbk recorded them, or a `legacy:` source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspaces: Option<BTreeMap<String, KeyspaceDef>>,
 }
 
 impl Resolved {
@@ -262,6 +283,7 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
     // An encrypted repository needs the identity: refused here, before any node is touched.
     let ids = rt.identities().await?;
     let targets = plan_host_names(rt);
+    let target_hosts = plan_targets(rt);
     let sources: Vec<SourceHost> = catalog
         .hosts
         .iter()
@@ -271,16 +293,19 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
             dc: h.dc.clone(),
         })
         .collect();
-    let assigned = super::restore_topology::assign(cfg, &targets, &sources)
+    let assigned = super::restore_topology::assign_hosts(cfg, &target_hosts, &sources)
         .map_err(|e| TaskError::fatal(format!("backup {backup}: {e}")))?;
     let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
         .map_err(|e| TaskError::fatal(e.to_string()))?;
     let mut keyspaces = std::collections::BTreeSet::new();
     let mut hosts = BTreeMap::new();
     let mut also: BTreeMap<String, Vec<ResolvedHost>> = BTreeMap::new();
+    let mut recorded: Option<BTreeMap<String, KeyspaceDef>> = None;
+    let mut restored_dcs = Vec::new();
     for (target, idx) in &assigned.by_target {
         for (n, i) in idx.iter().enumerate() {
             let h = &catalog.hosts[*i];
+            restored_dcs.push(super::restore_keyspaces::target_dc(cfg, &h.dc).to_string());
             let mut manifests = vec![h.manifest.clone()];
             for inc in &incrementals {
                 let key = keys::node_manifest_key(&h.host_id, inc);
@@ -289,6 +314,10 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
                 }
             }
             let m = read_manifest(&store, &h.manifest, ids.as_ref()).await?;
+            if let Some(defs) = super::restore_keyspaces::recorded(&m, &h.manifest)? {
+                let r = recorded.get_or_insert_default();
+                r.extend(defs.into_iter().map(|d| (d.name.clone(), d)));
+            }
             keyspaces.extend(
                 m.tables
                     .iter()
@@ -311,14 +340,20 @@ pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskErro
         }
     }
     // Before anything is staged or changed on a node.
-    let restored = hosts.len() + also.values().map(Vec::len).sum::<usize>();
-    let replication =
-        super::restore_topology::check_live_replication(rt, &keyspaces, restored).await?;
+    let replication = super::restore_keyspaces::check_replication(
+        rt,
+        cfg,
+        &keyspaces,
+        recorded.as_ref(),
+        &restored_dcs,
+    )
+    .await?;
     let r = Resolved {
         backup: backup.clone(),
         incrementals,
         hosts,
         also,
+        keyspaces: recorded,
     };
     let data = save(cx, RESOLVE, &r)?;
     let receivers: Vec<&str> = targets
@@ -724,6 +759,8 @@ pub async fn match_tables(
     };
     let mut mappings = Vec::new();
     let mut lines = Vec::new();
+    let resolved: Resolved = checkpoint(cx, RESOLVE)?;
+    let mut live_keyspaces = None;
     for t in &staged.tables {
         let name = format!("{}.{}", t.keyspace, t.table);
         let mut candidates: Vec<&String> = live
@@ -743,6 +780,23 @@ pub async fn match_tables(
                     "{name} does not exist on {host}; create it, or set restore.create_missing_tables = true \
                      to create it from the backed-up schema (WITH ID)"
                 )));
+            }
+            let source_ks = t
+                .renamed_from
+                .as_deref()
+                .and_then(|f| f.split_once('.'))
+                .map_or(t.keyspace.as_str(), |(k, _)| k);
+            if let Some(stmt) = super::restore_keyspaces::ensure(
+                rt,
+                host,
+                cfg,
+                resolved.keyspaces.as_ref(),
+                (&t.keyspace, source_ks),
+                &mut live_keyspaces,
+            )
+            .await?
+            {
+                lines.push(format!("created: {}", stmt.trim_end_matches(';')));
             }
             create_table(rt, host, t).await?;
             match (&t.renamed_from, &rt.run.plan.cassandra.cqlsh) {

@@ -171,6 +171,7 @@ pub async fn resolve(
         incrementals: Vec::new(),
         hosts,
         also: BTreeMap::new(),
+        keyspaces: None,
     };
     let data = save(cx, RESOLVE, &r)?;
     let notes = if notes.is_empty() {
