@@ -19,9 +19,8 @@ const QUERY: &str =
 /// The rows of [`QUERY`] as cqlsh prints them (`shop | True | {'class': …}`).
 pub fn parse_rows(stdout: &str) -> BTreeMap<String, KeyspaceDef> {
     let mut out = BTreeMap::new();
-    for line in stdout.lines() {
-        let cols: Vec<&str> = line.splitn(3, '|').map(str::trim).collect();
-        let [name, durable, repl] = cols[..] else {
+    for row in crate::cassandra::cqlsh::rows(stdout, 3) {
+        let [name, durable, repl] = row[..] else {
             continue;
         };
         let durable_writes = match durable {
@@ -238,7 +237,7 @@ pub(super) async fn check_replication(
     recorded: Option<&BTreeMap<String, KeyspaceDef>>,
     restored: &[String],
 ) -> Result<String, TaskError> {
-    let targets = super::restore::plan_targets(rt);
+    let targets = super::restore_state::plan_targets(rt);
     if !shrinks(&targets, restored) {
         return Ok(format!(
             "replication factors not checked ({} backed-up host(s) onto {} target(s): \
