@@ -20,6 +20,8 @@ COMPONENTS=${BENCH_COMPONENTS:-10000}
 CBK_TEST_HOME=${CBK_TEST_HOME:-$REPO/target/cbk-test}
 VENV=$CBK_TEST_HOME/venv
 EMU=$REPO/tests/emulator/bin
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
 
 PROFILE=${BENCH_PROFILE:-release}   # `debug` for a quick functional check of this script
 if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk --example raw_put
@@ -28,42 +30,20 @@ TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 CBK=$TARGET/$PROFILE/cbk
 RAW=$TARGET/$PROFILE/examples/raw_put
 WORK=$(mktemp -d /tmp/cbk-bench.XXXXXX)
-SERVER_PID=
 cleanup() {
   CASSANDRA_CONF=$WORK/conf "$EMU/cassandra-emu" stop >/dev/null 2>&1 || true
   CASSANDRA_CONF=$WORK/conf2 "$EMU/cassandra-emu" stop >/dev/null 2>&1 || true
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-  if [ -f "$WORK/garage/garage.pid" ]; then bash tests/infra/s3/garage.sh stop "$WORK/garage" || true; fi
+  stop_s3 "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # --- the S3 server ---------------------------------------------------------------------------
-if GARAGE=$(bash tests/infra/s3/garage.sh bin 2>/dev/null); then
-  bash tests/infra/s3/garage.sh start "$WORK/garage" >/dev/null
-  # shellcheck disable=SC1091
-  . "$WORK/garage/env"
-  ENDPOINT=$GARAGE_ENDPOINT; AK=$GARAGE_ACCESS_KEY; SK=$GARAGE_SECRET_KEY
-  SERVER="garage $("$GARAGE" --version 2>/dev/null | head -1 | awk '{print $2}')"
-else
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
-  SERVER_PID=$!
-  until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.1; done
-  ENDPOINT=http://127.0.0.1:$PORT; AK=bench; SK=benchsecret
-  SERVER="moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)')"
-fi
-export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1
-export CBK_BENCH_KEY_ID=$AK CBK_BENCH_SECRET=$SK
+start_s3 "$WORK"
 AWS=("$VENV/bin/aws" --endpoint-url "$ENDPOINT")
 "${AWS[@]}" s3 mb s3://bench >/dev/null
-export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other RCLONE_CONFIG_BENCH_ENDPOINT=$ENDPOINT \
-       RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AK RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$SK \
-       RCLONE_CONFIG_BENCH_REGION=us-east-1 RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+rclone_env
 RCLONE=(env -u AWS_CA_BUNDLE rclone --s3-no-head --s3-chunk-size 16M --s3-upload-concurrency 4 --transfers 4)
-
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; b,t=float(sys.argv[1]),float(sys.argv[2]); print(f'{b/t/1048576:.1f}')" "$1" "$2"; }
 
 # --- an emulated node with big sstables ----------------------------------------------------------
 node_init() { # conf dir, data root
@@ -110,7 +90,7 @@ apply() { # conf, plan, now -> seconds
   local t0; t0=$(now)
   CASSANDRA_CONF=$1 "$CBK" apply "$out" --state "$WORK/state-$2-$3" --progress none > "$WORK/$2.$3.log" 2>&1 \
     || { cat "$WORK/$2.$3.log" >&2; exit 1; }
-  python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$t0" "$(now)"
+  since "$t0"
 }
 task_secs() { # state dir, task prefix
   CASSANDRA_CONF=x "$CBK" state --state "$1" --json | python3 -c "
@@ -147,10 +127,10 @@ CASSANDRA_CONF=$CONF "$EMU/nodetool" snapshot -t rc bench >/dev/null
 SNAPS=$(ls -d "$ROOT"/data*/bench/events-*/snapshots/rc)
 t0=$(now); i=0
 for d in $SNAPS; do i=$((i+1)); "${RCLONE[@]}" copy "$d" "bench:bench/rclone/$i" 2>/dev/null; done
-T_RCLONE=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$t0" "$(now)")
+T_RCLONE=$(since "$t0")
 t0=$(now); i=0
 for d in $SNAPS; do i=$((i+1)); "${AWS[@]}" s3 cp --recursive --quiet "$d" "s3://bench/awscli/$i"; done
-T_AWS=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$t0" "$(now)")
+T_AWS=$(since "$t0")
 
 # 3. raw ceiling through cbk's store alone
 # shellcheck disable=SC2046
@@ -167,7 +147,7 @@ T_RESTORE=$(apply "$CONF" restore.toml 2026-05-01T01:00:00Z)
 T_FETCH=$(task_secs "$WORK/state-restore.toml-2026-05-01T01:00:00Z" "fetch[")
 t0=$(now)
 "${RCLONE[@]}" copy bench:bench/rclone "$WORK/rclone-down" 2>/dev/null
-T_RCLONE_DOWN=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$t0" "$(now)")
+T_RCLONE_DOWN=$(since "$t0")
 
 # 4. repeat backup of many small unchanged components
 CONF2=$WORK/conf2; ROOT2=$WORK/node2

@@ -15,40 +15,21 @@ export CBK_TEST_HOME=${CBK_TEST_HOME:-$REPO/target/cbk-test}
 HOSTS_LIST=${BENCH_HOSTS:-10 50 200}
 PAR=${BENCH_PARALLELISM:-10}
 VENV=$CBK_TEST_HOME/venv
-PROFILE=${BENCH_PROFILE:-release}
-if [ -n "${BENCH_CBK:-}" ]; then CBK=$BENCH_CBK   # an already built binary
-else
-  if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk; else cargo build --quiet --bin cbk; fi
-  CBK=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/cbk
-fi
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
+bench_cbk
 WORK=$(mktemp -d /tmp/cbk-scale.XXXXXX)
 BASE=
-SERVER_PID=
 cleanup() {
   [ -z "$BASE" ] || bash tests/infra/cluster.sh down --base "$BASE" || true
-  [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true
-  [ ! -f "$WORK/garage/garage.pid" ] || bash tests/infra/s3/garage.sh stop "$WORK/garage" || true
+  stop_s3 "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # --- the S3 server: Garage when built, else moto ---------------------------------------------
-if GARAGE=$(bash tests/infra/s3/garage.sh bin 2>/dev/null); then
-  bash tests/infra/s3/garage.sh start "$WORK/garage" >/dev/null
-  # shellcheck disable=SC1091
-  . "$WORK/garage/env"
-  ENDPOINT=$GARAGE_ENDPOINT; AK=$GARAGE_ACCESS_KEY; SK=$GARAGE_SECRET_KEY
-  SERVER="garage $("$GARAGE" --version 2>/dev/null | head -1 | awk '{print $2}')"
-else
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
-  SERVER_PID=$!
-  until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.1; done
-  ENDPOINT=http://127.0.0.1:$PORT; AK=bench; SK=benchsecret
-  SERVER="moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)')"
-fi
-export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1
-export CBK_BENCH_KEY_ID=$AK CBK_BENCH_SECRET=$SK NO_COLOR=1
+start_s3 "$WORK"
+export NO_COLOR=1
 "$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 mb s3://scale >/dev/null
 
 TABLE_ID=5a1f6c10-0000-11f1-8000-0000000000aa
@@ -82,13 +63,24 @@ parallelism = $PAR
 EOF
 }
 
+# Sets up the emulated node of host $1 (address $2): one ssh login and one Python start-up
+# (benches/emu_batch.py) instead of one per emulator command.
+init_host() {
+  local cql="CREATE KEYSPACE bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}; \
+CREATE TABLE bench.t (id uuid PRIMARY KEY, v text) WITH ID = $TABLE_ID"
+  ssh -F "$BASE/ssh_config" "$1" "chown cassandra:cassandra /etc/cassandra /var/lib/cassandra && python3 - $(printf '%q ' \
+    "init --force --version 4.1 --data-root /var/lib/cassandra --data-dirs 1 --cluster scale --listen-address $2" \
+    start "cql \"$cql\"" "write bench t --rows 10" "flush bench") >/dev/null" < "$REPO/benches/emu_batch.py"
+}
+export -f init_host
+export REPO TABLE_ID
+
 # ssh logins the cluster's sshds accepted so far (one per master the controller opened).
 logins() { cat "$BASE"/hosts/*/sshd.log 2>/dev/null | grep -c 'Accepted publickey' || true; }
 
 # One apply under GNU time and the sampler; prints a Markdown row. Args: label, hosts, log, cbk args...
 measure() {
   local label=$1 n=$2 log=$3; shift 3
-  local t0; t0=$(date +%s.%N)
   local logins0; logins0=$(logins)
   /usr/bin/time -o "$log.time" -f '%M %U %S %e' "$CBK" "$@" >"$log" 2>&1 &
   local tpid=$! pid=
@@ -109,25 +101,21 @@ PY
   if [ "$rc" != 0 ]; then grep -m5 '"event":"error"' "$log" >&2 || tail -5 "$log" >&2; fi
 }
 
-echo "Server: $SERVER; cbk ${BENCH_CBK:-$PROFILE build}; limits.parallelism = $PAR; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Server: $SERVER; cbk $CBK_BUILD; limits.parallelism = $PAR; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| apply | hosts | exit | tasks | wall s | CPU s (user+sys) | peak RSS MiB | peak fds | peak ssh processes | peak threads | ssh logins | load avg start / end |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for N in $HOSTS_LIST; do
   BASE=$WORK/cluster-$N
-  t0=$(date +%s.%N)
+  t0=$(now)
   bash tests/infra/cluster.sh up --base "$BASE" --hosts "$N" >/dev/null
-  t_up=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.1f}')" "$t0")
+  t_up=$(since "$t0")
   sshd_kib=$(ps -o rss= -C sshd -o args= | awk -v b="$BASE/" 'index($0, b) {s += $1} END {print s + 0}')
-  # Every node: a tiny keyspace (one table, one flushed sstable), four at a time.
-  t0=$(date +%s.%N)
-  while read -r name addr; do echo "$name $addr"; done < "$BASE/hosts.txt" | xargs -P 4 -L 1 sh -c '
-    ssh -F "$0/ssh_config" "$1" "chown cassandra:cassandra /etc/cassandra /var/lib/cassandra && \
-      cassandra-emu init --force --version 4.1 --data-root /var/lib/cassandra --data-dirs 1 --cluster scale --listen-address $2 >/dev/null && \
-      cassandra-emu start >/dev/null && \
-      cassandra-emu cql \"CREATE KEYSPACE bench WITH replication = {'"'"'class'"'"': '"'"'SimpleStrategy'"'"', '"'"'replication_factor'"'"': 1}; CREATE TABLE bench.t (id uuid PRIMARY KEY, v text) WITH ID = '"$TABLE_ID"'\" >/dev/null && \
-      cassandra-emu write bench t --rows 10 >/dev/null && nodetool flush bench >/dev/null"' "$BASE"
-  t_init=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.1f}')" "$t0")
+  # Every node: a tiny keyspace (one table, one flushed sstable), BENCH_INIT_JOBS hosts at a time.
+  t0=$(now)
+  export BASE
+  xargs -P "${BENCH_INIT_JOBS:-8}" -L 1 bash -c 'init_host "$@"' _ < "$BASE/hosts.txt"
+  t_init=$(since "$t0")
   echo "<!-- $N hosts: cluster.sh up ${t_up} s, sshd listeners $((sshd_kib / 1024)) MiB RSS in all, node init ${t_init} s -->"
 
   plan_file "$WORK/backup-$N.toml" "$N" 'kind = "backup"

@@ -22,45 +22,23 @@ export CBK_TEST_HOME=${CBK_TEST_HOME:-$REPO/target/cbk-test}
 N=${BENCH_SSTABLES:-20}
 MIB=${BENCH_SSTABLE_MIB:-32}
 VENV=$CBK_TEST_HOME/venv
-PROFILE=${BENCH_PROFILE:-release}
-if [ -n "${BENCH_CBK:-}" ]; then CBK=$BENCH_CBK   # an already built binary
-else
-  if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin cbk; else cargo build --quiet --bin cbk; fi
-  CBK=${CARGO_TARGET_DIR:-$REPO/target}/$PROFILE/cbk
-fi
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
+bench_cbk
 WORK=$(mktemp -d /tmp/cbk-recovery.XXXXXX)
 BASE=$WORK/cluster
-SERVER_PID=
 cleanup() {
   bash tests/infra/cluster.sh down --base "$BASE" || true
-  [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true
-  [ ! -f "$WORK/garage/garage.pid" ] || bash tests/infra/s3/garage.sh stop "$WORK/garage" || true
+  stop_s3 "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# --- the S3 server ----------------------------------------------------------------------------
-if GARAGE=$(bash tests/infra/s3/garage.sh bin 2>/dev/null); then
-  bash tests/infra/s3/garage.sh start "$WORK/garage" >/dev/null
-  # shellcheck disable=SC1091
-  . "$WORK/garage/env"
-  ENDPOINT=$GARAGE_ENDPOINT; AK=$GARAGE_ACCESS_KEY; SK=$GARAGE_SECRET_KEY; SERVER_CPU_PID=$GARAGE_PID
-  SERVER="garage $("$GARAGE" --version 2>/dev/null | head -1 | awk '{print $2}')"
-else
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
-  SERVER_PID=$!; SERVER_CPU_PID=$SERVER_PID
-  until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.1; done
-  ENDPOINT=http://127.0.0.1:$PORT; AK=bench; SK=benchsecret
-  SERVER="moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)')"
-fi
-export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1
-export CBK_BENCH_KEY_ID=$AK CBK_BENCH_SECRET=$SK NO_COLOR=1
+# --- the S3 server: Garage when built, else moto ---------------------------------------------
+start_s3 "$WORK"
+export NO_COLOR=1
 "$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 mb s3://recovery >/dev/null
-export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other RCLONE_CONFIG_BENCH_ENDPOINT=$ENDPOINT \
-       RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AK RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$SK \
-       RCLONE_CONFIG_BENCH_REGION=us-east-1 RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
-server_cpu() { python3 -c "import os,sys; f=open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$SERVER_CPU_PID"; }
+rclone_env
 
 # --- the cluster: 3 hosts, 2 data folders each, N big sstables per node --------------------------
 bash tests/infra/cluster.sh up --base "$BASE" --hosts 3 >/dev/null
@@ -157,14 +135,14 @@ drop_displaced
 
 # rclone copy of the same stored bytes, one rclone per node at once.
 IDS=$("$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 ls s3://recovery/cbk/nodes/ | awk '{print $2}' | tr -d /)
-t0=$(date +%s.%N); c0=$(server_cpu); RCLONES=()
+t0=$(now); c0=$(server_cpu); RCLONES=()
 for id in $IDS; do
   /usr/bin/time -o "$WORK/rclone-$id.time" -f '%M %U %S %e' env -u AWS_CA_BUNDLE rclone copy --transfers 4 \
     "bench:recovery/cbk/nodes/$id/sst" "$WORK/rclone/$id" 2>"$WORK/rclone-$id.err" &
   RCLONES+=($!)
 done
 wait "${RCLONES[@]}"   # not a bare `wait`: moto is a background job of this script too
-T_RCLONE=$(python3 -c "import sys,time; print(time.time()-float(sys.argv[1]))" "$t0")
+T_RCLONE=$(since "$t0")
 RCLONE_SERVER_CPU=$(python3 -c "import sys; print(float(sys.argv[2])-float(sys.argv[1]))" "$c0" "$(server_cpu)")
 RCLONE_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 RCLONE_BYTES=$(du -sb --apparent-size "$WORK/rclone" | cut -f1)
@@ -269,4 +247,30 @@ for f in sorted(glob.glob(f"{work}/rclone-*.time")):
     print(f"  rclone {f.split('rclone-')[1][:8]}: wall {float(wall):.2f} s, CPU {float(user) + float(sys_):.2f} s, maxrss {int(maxrss) // 1024} MiB")
 print(f"cbk fetch phase (full restore, 3 nodes at once): {total / MiB:.0f} MiB in {fetch_wall:.2f} s = "
       f"{total / MiB / fetch_wall:.1f} MiB/s in all; rclone time / cbk fetch time = {float(t_rc) / fetch_wall:.2f}")
+
+# Projection per TB (10^12 bytes) per node. The fetch moves every byte; the other phases do not
+# grow with the data (a real node's start-up and repair are Cassandra's own time).
+TB = 10 ** 12
+per_node = total / 3 / fetch_wall                      # bytes/s per node, 3 nodes at once here
+agent = sum(agent_cpu(full, h, *tf[f"fetch[{h}]"][1:]) for h in ["node1", "node2", "node3"])
+cpu_per_gib = agent / (total / (1 << 30))
+fixed = full["wall"] - fetch_wall
+dd_rate = re.search(r"([\d.]+) ([MG])B/s", dd)
+dd_mib = (float(dd_rate.group(1)) * (1000 if dd_rate.group(2) == "G" else 1) * 1e6 / MiB) if dd_rate else 0
+print()
+print(f"Projection per TB per node: fetch at this run's {per_node / MiB:.1f} MiB/s per node = "
+      f"{TB / per_node / 3600:.1f} h (+ {fixed:.0f} s of phases that do not grow with the data); "
+      f"one node alone at the three nodes' combined {total / fetch_wall / MiB:.1f} MiB/s = "
+      f"{TB / (total / fetch_wall) / 3600:.1f} h.")
+print(f"Bounds on this machine: the agents' CPU {cpu_per_gib:.2f} s per GiB fetched "
+      f"(download, CRC32, Digest check, write) = {(1 << 30) / cpu_per_gib / MiB:.0f} MiB/s per core; "
+      f"disk write (dd, fdatasync) {dd_mib:.0f} MiB/s; rclone over the same loopback "
+      f"{int(rc_bytes) / MiB / float(t_rc):.1f} MiB/s in all.")
+full_b = sum(staged(full, h)[1] for h in ["node1", "node2", "node3"])
+delta_b = sum(staged(delta, h)[1] for h in ["node1", "node2", "node3"])
+n1_full, n1_delta = staged(full, "node1")[1], staged(delta, "node1")[1]
+print(f"Delta restore: node1 staged {n1_delta / MiB:.1f} of {n1_full / MiB:.1f} MiB "
+      f"({100 * n1_delta / n1_full:.1f}%), all nodes {delta_b / MiB:.1f} of {full_b / MiB:.1f} MiB; "
+      f"fetch phase {sd['fetch'][1] - sd['fetch'][0]:.2f} s vs {fetch_wall:.2f} s, whole apply "
+      f"{delta['wall']:.2f} s vs {full['wall']:.2f} s.")
 PY

@@ -3,6 +3,7 @@
 //! profiles, and nodetool calls and the parsing of their output. See docs/cassandra-support.md.
 
 pub mod config;
+pub mod cqlsh;
 pub mod digest;
 pub mod layout;
 pub mod manifest;

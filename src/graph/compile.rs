@@ -128,7 +128,7 @@ pub const SPREAD_RULE: &str = "each backup host without a target of its name goe
 pub fn restores_legacy(plan: &PlanFile) -> bool {
     plan.restore
         .as_ref()
-        .is_some_and(|r| r.source.trim_start().starts_with("legacy:"))
+        .is_some_and(|r| crate::repo::legacy::source_spec(r.source.trim_start()).is_some())
 }
 
 /// The built-in steps for a plan's kind, mode and method.

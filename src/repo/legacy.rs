@@ -1,7 +1,7 @@
 //! Legacy `cassandra_backups` buckets: parses the old tool's object keys
 //! (`<base>/<name>/<host>/<absolute path>.lzo`) and its `manifest.json` into what a restore
 //! needs, so a listing of `<base>/<name>/` becomes per-host file lists. Used by the restore's
-//! `legacy:<base>/<name>` source (src/tasks/restore_legacy.rs; docs/migration.md).
+//! `legacy:<base>/<name>` source (src/tasks/restore_source/legacy.rs; docs/migration.md).
 
 use super::keys::{check_relative, check_segment};
 use crate::cassandra::sstable::SstableName;
@@ -276,6 +276,15 @@ pub struct LegacyManifest {
 pub struct BadLegacySpec {
     pub spec: String,
     pub reason: String,
+}
+
+/// The prefix of a legacy source in `restore.source`.
+pub const PREFIX: &str = "legacy:";
+
+/// The `<base>/<name>` of a legacy source, if `source` (a `restore.source`) is one: the one
+/// test of the prefix, for the plan checks, the compiler and the restore.
+pub fn source_spec(source: &str) -> Option<&str> {
+    source.strip_prefix(PREFIX)
 }
 
 /// Splits the part after `legacy:` into the base path and the snapshot name: the name is the

@@ -8,7 +8,7 @@
 
 use super::{
     ObjectMeta, PutIfAbsent, PutStats, PutStreamOptions, SealedParts, Store, StoreError,
-    StoreResult, validate_key,
+    StoreResult, multipart, validate_key,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -268,30 +268,16 @@ impl Store for FsStore {
         if let Some(sealer) = &opts.sealer {
             // One sealed part per `part_size` source bytes, as an S3 store stores them.
             let part = self.part_size();
-            let mut buf = Vec::with_capacity(part as usize);
             let mut parts = Vec::new();
             loop {
-                buf.clear();
-                (&mut *reader)
-                    .take(part)
-                    .read_to_end(&mut buf)
-                    .await
-                    .map_err(source)?;
-                if buf.is_empty() && !parts.is_empty() {
+                let plain = multipart::read_part(reader, part as usize, key).await?;
+                if plain.is_empty() && !parts.is_empty() {
                     break;
                 }
-                (opts.progress)(buf.len() as u64);
-                let (s, plain) = (sealer.clone(), std::mem::take(&mut buf));
+                (opts.progress)(plain.len() as u64);
                 let last = (plain.len() as u64) < part;
                 let number = parts.len() as i32 + 1;
-                let body = blocking(move || {
-                    s.seal(number, &plain).map_err(|e| StoreError::Request {
-                        key: format!("part {number}"),
-                        message: e,
-                        retryable: false,
-                    })
-                })
-                .await?;
+                let body = multipart::seal_part(sealer.clone(), number, plain, key).await?;
                 file.write_all(&body).await.map_err(|e| io_err(&tmp, e))?;
                 size += body.len() as u64;
                 parts.push(0);

@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod config;
 pub mod fs;
+pub mod multipart;
 pub mod object_lock;
 pub mod s3;
 pub mod throttle;

@@ -4,14 +4,18 @@
 //! signed PutObject): every request body is an in-memory `Bytes` (retryable, signed normally).
 //! Small objects go in one PutObject; streams larger than one part become multipart uploads with
 //! parallel parts, memory ≈ `part_size × (part_concurrency + 1)`, checkpointed part by part so an
-//! interrupted upload can resume. Error messages are built from S3 error codes and messages,
+//! interrupted upload can resume. That protocol (and parallel ranged downloads) lives in
+//! [`super::multipart`]; this file implements its wire calls ([`PartWire`]). Error messages are built from S3 error codes and messages,
 //! never from requests, so they cannot carry credentials.
 
 use super::config::{Sse, StorageConfig};
+use super::multipart::{
+    self, DonePart, ObjectHead, PartLimits, PartWire, RangeBody, ServerParts, StoredPart,
+};
 use super::object_lock::{LockMode, ObjectLock, ObjectRetention};
 use super::{
-    CompletedPartInfo, Credentials, MultipartState, ObjectMeta, PartSealer, PutIfAbsent, PutStats,
-    PutStreamOptions, SealedParts, Store, StoreError, StoreResult, validate_key,
+    Credentials, ObjectMeta, PutIfAbsent, PutStats, PutStreamOptions, Store, StoreError,
+    StoreResult, validate_key,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -21,6 +25,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
@@ -28,12 +33,11 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::task::JoinSet;
+use tokio::io::AsyncRead;
 
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
@@ -45,12 +49,13 @@ pub const CHECKSUM_MODES: [&str; 4] = ["auto", "when_required", "crc32", "crc32c
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's largest part.
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's most parts per upload.
+const MAX_PARTS: i32 = 10_000;
 /// Keys per DeleteObjects request (the S3 maximum).
 const DELETE_BATCH: usize = 1000;
-/// Attempts of one ranged GET whose body breaks mid-transfer (the SDK retries only until headers).
-const RANGE_ATTEMPTS: u32 = 6;
 
-/// An S3 bucket and prefix.
+/// An S3 bucket and prefix (cheap to clone: the SDK client is shared).
+#[derive(Clone)]
 pub struct S3Store {
     client: Client,
     bucket: String,
@@ -162,124 +167,21 @@ fn status_and_code<E: ProvideErrorMetadata, R: HasStatus>(
     (status, code)
 }
 
-/// Reads up to `size` bytes (fewer only at the end of the stream).
-async fn read_part(
-    reader: &mut (dyn AsyncRead + Send + Unpin),
-    size: usize,
-    key: &str,
-) -> StoreResult<Bytes> {
-    let mut buf = vec![0u8; size];
-    let mut filled = 0;
-    while filled < size {
-        let n = reader
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|e| StoreError::Io {
-                path: format!("<source stream of `{key}`>"),
-                source: e,
-            })?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
+/// A completed part as CompleteMultipartUpload wants it (with the checksum the upload uses).
+fn completed_part(part: &DonePart, algo: Option<&ChecksumAlgorithm>) -> CompletedPart {
+    let b = CompletedPart::builder()
+        .part_number(part.info.number)
+        .e_tag(&part.info.etag);
+    match (algo, &part.checksum) {
+        (Some(ChecksumAlgorithm::Crc32), Some(c)) => b.checksum_crc32(c),
+        // S3's CRC32 is the base64 of the big-endian IEEE CRC32 we keep anyway.
+        (Some(ChecksumAlgorithm::Crc32), None) => b.checksum_crc32(
+            aws_smithy_types::base64::encode(part.info.crc32.to_be_bytes()),
+        ),
+        (Some(ChecksumAlgorithm::Crc32C), Some(c)) => b.checksum_crc32_c(c),
+        _ => b,
     }
-    buf.truncate(filled);
-    Ok(Bytes::from(buf))
-}
-
-/// Seals one part on a blocking thread.
-async fn seal_part(
-    sealer: Arc<dyn PartSealer>,
-    number: i32,
-    data: Bytes,
-    full: &str,
-) -> StoreResult<Bytes> {
-    let failed = |message: String| StoreError::Request {
-        key: full.into(),
-        message,
-        retryable: false,
-    };
-    tokio::task::spawn_blocking(move || sealer.seal(number, &data))
-        .await
-        .map_err(|e| failed(format!("sealing part {number}: {e}")))?
-        .map(Bytes::from)
-        .map_err(|e| failed(format!("sealing part {number}: {e}")))
-}
-
-/// One completed part as the upload knows it (with the server's checksum, if any).
-#[derive(Clone)]
-struct DonePart {
-    info: CompletedPartInfo,
-    checksum: Option<String>,
-}
-
-impl DonePart {
-    fn completed(&self, algo: Option<&ChecksumAlgorithm>) -> CompletedPart {
-        let b = CompletedPart::builder()
-            .part_number(self.info.number)
-            .e_tag(&self.info.etag);
-        match (algo, &self.checksum) {
-            (Some(ChecksumAlgorithm::Crc32), Some(c)) => b.checksum_crc32(c),
-            // S3's CRC32 is the base64 of the big-endian IEEE CRC32 we keep anyway.
-            (Some(ChecksumAlgorithm::Crc32), None) => b.checksum_crc32(
-                aws_smithy_types::base64::encode(self.info.crc32.to_be_bytes()),
-            ),
-            (Some(ChecksumAlgorithm::Crc32C), Some(c)) => b.checksum_crc32_c(c),
-            _ => b,
-        }
-        .build()
-    }
-}
-
-/// What ListParts said about an upload: part number -> (ETag, size, checksum).
-enum ServerParts {
-    Known(BTreeMap<i32, (String, u64, Option<String>)>),
-    Gone,
-    Unreadable,
-}
-
-/// The state of one multipart upload in progress.
-struct Upload<'k, 'o> {
-    key: &'k str,
-    full: &'k str,
-    upload_id: &'k str,
-    part_size: u64,
-    opts: &'k PutStreamOptions<'o>,
-    done: BTreeMap<i32, DonePart>,
-    stats: PutStats,
-    /// A sealed upload: the sealers' labels and the index of this attempt's.
-    sealers: Vec<String>,
-    current: u32,
-}
-
-impl Upload<'_, '_> {
-    /// Records a finished part task and checkpoints.
-    fn record(
-        &mut self,
-        joined: Result<StoreResult<DonePart>, tokio::task::JoinError>,
-    ) -> StoreResult<()> {
-        let part = joined.map_err(|e| StoreError::Request {
-            key: self.key.into(),
-            message: format!("upload task failed: {e}"),
-            retryable: false,
-        })??;
-        self.stats.sent += part.info.size;
-        self.stats.parts_sent += 1;
-        (self.opts.progress)(part.info.size);
-        self.done.insert(part.info.number, part);
-        self.checkpoint();
-        Ok(())
-    }
-
-    fn checkpoint(&self) {
-        self.opts.checkpoint.save(&MultipartState {
-            key: self.key.into(),
-            upload_id: self.upload_id.into(),
-            part_size: self.part_size,
-            parts: self.done.values().map(|d| d.info.clone()).collect(),
-            sealers: self.sealers.clone(),
-        });
-    }
+    .build()
 }
 
 impl S3Store {
@@ -502,24 +404,6 @@ impl S3Store {
         Ok(())
     }
 
-    async fn abort(&self, full: &str, upload_id: &str) {
-        let r = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(full)
-            .upload_id(upload_id)
-            .send()
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(
-                key = full,
-                error = %sdk_err(full, "AbortMultipartUpload", e),
-                "could not abort a multipart upload (abort_stale_uploads will sweep it)"
-            );
-        }
-    }
-
     /// Whether an unfinished multipart upload with this id exists for the key.
     async fn upload_exists(&self, full: &str, upload_id: &str) -> StoreResult<bool> {
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
@@ -556,52 +440,54 @@ impl S3Store {
     }
 
     /// The parts the server holds for an upload.
-    async fn server_parts(&self, full: &str, upload_id: &str) -> StoreResult<ServerParts> {
-        let mut pages = self
+    /// HeadObject of `full`, `None` when the object is absent.
+    async fn head_object(&self, full: &str) -> StoreResult<Option<HeadObjectOutput>> {
+        match self
             .client
-            .list_parts()
+            .head_object()
             .bucket(&self.bucket)
             .key(full)
-            .upload_id(upload_id)
-            .into_paginator()
-            .send();
-        let mut parts = BTreeMap::new();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    let (status, code) = status_and_code(&e);
-                    if status == Some(404) || code.as_deref() == Some("NoSuchUpload") {
-                        return Ok(ServerParts::Gone);
-                    }
-                    if status == Some(200) {
-                        return Ok(ServerParts::Unreadable);
-                    }
-                    return Err(sdk_err(full, "ListParts", e));
-                }
-            };
-            for p in page.parts() {
-                if let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) {
-                    let checksum = p
-                        .checksum_crc32()
-                        .or(p.checksum_crc32_c())
-                        .map(str::to_string);
-                    parts.insert(
-                        n,
-                        (
-                            etag.to_string(),
-                            p.size().unwrap_or(0).max(0) as u64,
-                            checksum,
-                        ),
-                    );
-                }
-            }
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) => match not_found_or(full, full, "HeadObject", e) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
         }
-        Ok(ServerParts::Known(parts))
+    }
+}
+
+/// S3's multipart and ranged-read calls; the protocol around them is [`super::multipart`].
+#[async_trait]
+impl PartWire for S3Store {
+    fn limits(&self) -> PartLimits {
+        PartLimits {
+            min_part_size: MIN_PART_SIZE,
+            max_part_size: MAX_PART_SIZE,
+            max_parts: MAX_PARTS,
+        }
+    }
+
+    fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    fn part_concurrency(&self) -> usize {
+        self.part_concurrency
+    }
+
+    async fn put_object(&self, full: &str, body: Bytes) -> StoreResult<()> {
+        self.put_request(full, body)
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, "PutObject", e))?;
+        Ok(())
     }
 
     /// Creates a multipart upload with the store's settings; returns the upload id.
-    async fn create_upload(&self, full: &str) -> StoreResult<String> {
+    async fn create(&self, full: &str) -> StoreResult<String> {
         let lock = self.lock_for(full);
         let out = self
             .client
@@ -626,217 +512,103 @@ impl S3Store {
             })
     }
 
-    /// Reconciles a checkpoint with the server: the parts both know (same ETag) are kept.
-    /// Returns `None` when the upload cannot be resumed.
-    async fn verified_resume(
+    async fn upload_part(
         &self,
         full: &str,
-        key: &str,
-        state: &MultipartState,
-        sealed: bool,
-    ) -> StoreResult<Option<BTreeMap<i32, DonePart>>> {
-        if state.key != key || state.part_size < MIN_PART_SIZE || state.part_size > MAX_PART_SIZE {
-            return Ok(None);
-        }
-        // A sealed upload continues only a sealed one whose parts all name their sealer, and
-        // a plain upload only a plain one.
-        let sealed_ok = match sealed {
-            true => {
-                !state.sealers.is_empty()
-                    && state.parts.iter().all(|p| {
-                        p.source_crc32.is_some()
-                            && p.sealer.is_some_and(|i| (i as usize) < state.sealers.len())
-                    })
-            }
-            false => state.sealers.is_empty() && state.parts.iter().all(|p| p.sealer.is_none()),
-        };
-        if !sealed_ok {
-            return Ok(None);
-        }
-        let server = match self.server_parts(full, &state.upload_id).await? {
-            ServerParts::Known(parts) => parts,
-            ServerParts::Gone => {
-                tracing::info!(key, "multipart upload to resume is gone; starting over");
-                return Ok(None);
-            }
-            ServerParts::Unreadable => {
-                // Some servers answer ListParts with XML the SDK cannot read (moto 5.2.5 names
-                // the root `ListPartsResponse`). Check the upload still exists and trust the
-                // checkpoint; CompleteMultipartUpload verifies every ETag anyway.
-                if !self.upload_exists(full, &state.upload_id).await? {
-                    return Ok(None);
-                }
-                tracing::debug!(key, "ListParts unreadable; trusting the checkpoint");
-                state
-                    .parts
-                    .iter()
-                    .map(|p| (p.number, (p.etag.clone(), p.size, None)))
-                    .collect()
-            }
-        };
-        let mut done = BTreeMap::new();
-        for p in &state.parts {
-            if let Some((etag, size, checksum)) = server.get(&p.number)
-                && *etag == p.etag
-                && *size == p.size
-            {
-                done.insert(
-                    p.number,
-                    DonePart {
-                        info: p.clone(),
-                        checksum: checksum.clone(),
-                    },
-                );
-            }
-        }
-        Ok(Some(done))
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<StoredPart> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(body.len() as i64)
+            .set_checksum_algorithm(self.checksum.clone())
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, &format!("UploadPart {number}"), e))?;
+        let etag = out
+            .e_tag()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::Request {
+                key: full.into(),
+                message: format!("UploadPart {number} returned no ETag"),
+                retryable: true,
+            })?;
+        Ok(StoredPart {
+            etag,
+            checksum: out
+                .checksum_crc32()
+                .or(out.checksum_crc32_c())
+                .map(str::to_string),
+        })
     }
 
-    /// The multipart body of `put_stream`: errors here leave the upload for a resume unless
-    /// they are fatal (the caller aborts then).
-    async fn upload_parts(
-        &self,
-        up: &mut Upload<'_, '_>,
-        mut first: Option<Bytes>,
-        reader: &mut (dyn AsyncRead + Send + Unpin),
-    ) -> StoreResult<PutStats> {
-        let mut in_flight: JoinSet<StoreResult<DonePart>> = JoinSet::new();
-        let mut number = 0i32;
-        loop {
-            let data = match first.take() {
-                Some(d) => d,
-                None => {
-                    // Read the next part while finished parts are recorded as they land, so
-                    // checkpoints never lag behind the server.
-                    let read = read_part(reader, up.part_size as usize, up.key);
-                    tokio::pin!(read);
-                    let result = loop {
-                        tokio::select! {
-                            biased;
-                            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                                up.record(joined)?;
-                            }
-                            r = &mut read => break r,
-                        }
-                    };
-                    match result {
-                        Ok(d) => d,
-                        Err(e) => {
-                            // Let the parts in flight land (and be checkpointed) so a resume
-                            // after this failure has as little as possible left to send.
-                            while let Some(joined) = in_flight.join_next().await {
-                                let _ = up.record(joined);
-                            }
-                            return Err(e);
-                        }
+    async fn list_parts(&self, full: &str, upload_id: &str) -> StoreResult<ServerParts> {
+        let mut pages = self
+            .client
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .into_paginator()
+            .send();
+        let mut parts = BTreeMap::new();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let (status, code) = status_and_code(&e);
+                    if status == Some(404) || code.as_deref() == Some("NoSuchUpload") {
+                        return Ok(ServerParts::Gone);
                     }
+                    if status == Some(200) {
+                        // Some servers answer ListParts with XML the SDK cannot read (moto
+                        // 5.2.5 names the root `ListPartsResponse`): say whether the upload
+                        // still exists and let the checkpoint be trusted.
+                        return Ok(match self.upload_exists(full, upload_id).await? {
+                            true => ServerParts::Unlisted,
+                            false => ServerParts::Gone,
+                        });
+                    }
+                    return Err(sdk_err(full, "ListParts", e));
                 }
             };
-            let len = data.len() as u64;
-            if data.is_empty() && number > 0 {
-                break;
-            }
-            number += 1;
-            if number > 10_000 {
-                return Err(StoreError::Request {
-                    key: up.key.into(),
-                    message: format!(
-                        "object needs more than 10000 parts of {} bytes; raise part_size",
-                        up.part_size
-                    ),
-                    retryable: false,
-                });
-            }
-            let crc32 = crc32fast::hash(&data);
-            let sealer = up.opts.sealer.clone();
-            let stored_len = sealer.as_ref().map_or(len, |s| s.sealed_len(len));
-            up.stats.size += stored_len;
-            if let Some(prev) = up.done.get(&number) {
-                let same = match sealer {
-                    None => prev.info.crc32 == crc32,
-                    Some(_) => prev.info.source_crc32 == Some(crc32),
-                };
-                if !same || prev.info.size != stored_len {
-                    return Err(StoreError::ResumeMismatch(up.key.into()));
+            for p in page.parts() {
+                if let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) {
+                    let checksum = p
+                        .checksum_crc32()
+                        .or(p.checksum_crc32_c())
+                        .map(str::to_string);
+                    parts.insert(
+                        n,
+                        (
+                            etag.to_string(),
+                            p.size().unwrap_or(0).max(0) as u64,
+                            checksum,
+                        ),
+                    );
                 }
-                (up.opts.progress)(stored_len);
-            } else {
-                while in_flight.len() >= self.part_concurrency {
-                    if let Some(joined) = in_flight.join_next().await {
-                        up.record(joined)?;
-                    }
-                }
-                let request = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(up.full)
-                    .upload_id(up.upload_id)
-                    .part_number(number)
-                    .content_length(stored_len as i64)
-                    .set_checksum_algorithm(self.checksum.clone());
-                let full = up.full.to_string();
-                let current = up.current;
-                in_flight.spawn(async move {
-                    // Parts in flight are sealed in parallel, off the async threads.
-                    let (body, crc32, source) = match sealer {
-                        None => (data, crc32, None),
-                        Some(s) => {
-                            let body = seal_part(s, number, data, &full).await?;
-                            let stored = crc32fast::hash(&body);
-                            (body, stored, Some((crc32, current)))
-                        }
-                    };
-                    let out = request
-                        .body(ByteStream::from(body))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_err(&full, &format!("UploadPart {number}"), e))?;
-                    let etag =
-                        out.e_tag()
-                            .map(str::to_string)
-                            .ok_or_else(|| StoreError::Request {
-                                key: full.clone(),
-                                message: format!("UploadPart {number} returned no ETag"),
-                                retryable: true,
-                            })?;
-                    Ok(DonePart {
-                        info: CompletedPartInfo {
-                            number,
-                            etag,
-                            size: stored_len,
-                            crc32,
-                            source_crc32: source.map(|s| s.0),
-                            sealer: source.map(|s| s.1),
-                        },
-                        checksum: out
-                            .checksum_crc32()
-                            .or(out.checksum_crc32_c())
-                            .map(str::to_string),
-                    })
-                });
-            }
-            if len < up.part_size {
-                break;
             }
         }
-        while let Some(joined) = in_flight.join_next().await {
-            up.record(joined)?;
-        }
-        // A checkpoint with parts past the end of today's stream: the source got shorter.
-        if up.done.keys().any(|n| *n > number) {
-            return Err(StoreError::ResumeMismatch(up.key.into()));
-        }
-        let parts: Vec<CompletedPart> = up
-            .done
-            .values()
-            .map(|d| d.completed(self.checksum.as_ref()))
+        Ok(ServerParts::Known(parts))
+    }
+
+    async fn complete(&self, full: &str, upload_id: &str, parts: &[DonePart]) -> StoreResult<()> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|d| completed_part(d, self.checksum.as_ref()))
             .collect();
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
-            .key(up.full)
-            .upload_id(up.upload_id)
+            .key(full)
+            .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
@@ -844,92 +616,71 @@ impl S3Store {
             )
             .send()
             .await
-            .map_err(|e| sdk_err(up.full, "CompleteMultipartUpload", e))?;
+            .map_err(|e| sdk_err(full, "CompleteMultipartUpload", e))?;
         // Some servers (moto 5.2.5) drop the lock headers of CreateMultipartUpload: set the
         // retention on the completed object too (one request per multipart object).
-        if let Some((mode, until)) = self.lock_for(up.full) {
-            self.put_retention(up.full, mode, until).await?;
+        if let Some((mode, until)) = self.lock_for(full) {
+            self.put_retention(full, mode, until).await?;
         }
-        let mut stats = std::mem::take(&mut up.stats);
-        if up.opts.sealer.is_some() {
-            let parts: Vec<u32> = up
-                .done
-                .values()
-                .map(|d| d.info.sealer.unwrap_or(up.current))
-                .collect();
-            stats.sealed = Some(SealedParts::used(&up.sealers, &parts, up.part_size));
-        }
-        Ok(stats)
+        Ok(())
     }
 
-    /// Downloads `[start, end)` of an object into `file` at the same offset, retrying broken
-    /// bodies.
-    async fn fetch_range(
-        client: Client,
-        bucket: String,
-        full: String,
-        etag: Option<String>,
-        file: Arc<std::fs::File>,
+    async fn abort(&self, full: &str, upload_id: &str) -> StoreResult<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, "AbortMultipartUpload", e))?;
+        Ok(())
+    }
+
+    async fn head(&self, full: &str) -> StoreResult<Option<ObjectHead>> {
+        Ok(self.head_object(full).await?.map(|out| ObjectHead {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().map(str::to_string),
+        }))
+    }
+
+    async fn get_range(
+        &self,
+        full: &str,
+        etag: Option<&str>,
         start: u64,
         end: u64,
-    ) -> StoreResult<()> {
-        use std::os::unix::fs::FileExt;
-        let mut attempt = 0;
-        let mut pos = start;
-        loop {
-            let result: StoreResult<()> = async {
-                let out = client
-                    .get_object()
-                    .bucket(&bucket)
-                    .key(&full)
-                    .range(format!("bytes={pos}-{}", end - 1))
-                    .set_if_match(etag.clone())
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(&full, "GetObject", e))?;
-                let mut body = out.body;
-                while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Request {
-                    key: full.clone(),
-                    message: format!("GetObject body: {e}"),
-                    retryable: true,
-                })? {
-                    let take = chunk.len().min((end - pos) as usize);
-                    let f = file.clone();
-                    let at = pos;
-                    let data = chunk.slice(..take);
-                    tokio::task::spawn_blocking(move || f.write_all_at(&data, at))
-                        .await
-                        .map_err(|e| StoreError::Io {
-                            path: "<download>".into(),
-                            source: std::io::Error::other(e.to_string()),
-                        })?
-                        .map_err(|e| StoreError::Io {
-                            path: "<download>".into(),
-                            source: e,
-                        })?;
-                    pos += take as u64;
+    ) -> StoreResult<RangeBody> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .range(format!("bytes={start}-{}", end - 1))
+            .set_if_match(etag.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_err(full, "GetObject", e))?;
+        let full = full.to_string();
+        Ok(futures::stream::unfold(Some(out.body), move |body| {
+            let full = full.clone();
+            async move {
+                let mut body = body?;
+                match body.try_next().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(body))),
+                    Ok(None) => None,
+                    Err(e) => Some((
+                        Err(StoreError::Request {
+                            key: full,
+                            message: format!("GetObject body: {e}"),
+                            retryable: true,
+                        }),
+                        None,
+                    )),
                 }
-                if pos < end {
-                    return Err(StoreError::Request {
-                        key: full.clone(),
-                        message: format!("GetObject body ended early at byte {pos} of {end}"),
-                        retryable: true,
-                    });
-                }
-                Ok(())
             }
-            .await;
-            match result {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Request {
-                    retryable: true, ..
-                }) if attempt + 1 < RANGE_ATTEMPTS => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        })
+        .boxed())
     }
 }
 
@@ -985,87 +736,7 @@ impl Store for S3Store {
         opts: PutStreamOptions<'_>,
     ) -> StoreResult<PutStats> {
         let full = self.full(key)?;
-        // Resume first: the checkpoint fixes the part size.
-        let sealed = opts.sealer.is_some();
-        let mut resumed = None;
-        if let Some(state) = &opts.resume {
-            if let Some(done) = self.verified_resume(&full, key, state, sealed).await? {
-                resumed = Some((state.upload_id.clone(), state.part_size, done));
-            } else {
-                self.abort(&full, &state.upload_id).await;
-            }
-        }
-        let mut sealers = match (&opts.resume, &resumed) {
-            (Some(state), Some(_)) => state.sealers.clone(),
-            _ => Vec::new(),
-        };
-        let current = match &opts.sealer {
-            Some(s) => match sealers.iter().position(|l| l == s.label()) {
-                Some(i) => i as u32,
-                None => {
-                    sealers.push(s.label().to_string());
-                    (sealers.len() - 1) as u32
-                }
-            },
-            None => 0,
-        };
-        let (upload_id, part_size, done, first) = match resumed {
-            Some((id, size, done)) => (id, size, done, None),
-            None => {
-                let first = read_part(reader, self.part_size as usize, key).await?;
-                if (first.len() as u64) < self.part_size {
-                    // Fits in one request: a plain PutObject with an in-memory body.
-                    (opts.progress)(first.len() as u64);
-                    let body = match &opts.sealer {
-                        Some(s) => seal_part(s.clone(), 1, first, &full).await?,
-                        None => first,
-                    };
-                    let len = body.len() as u64;
-                    self.put_request(&full, body)
-                        .send()
-                        .await
-                        .map_err(|e| sdk_err(&full, "PutObject", e))?;
-                    return Ok(PutStats {
-                        size: len,
-                        sent: len,
-                        parts_sent: 0,
-                        sealed: sealed.then(|| SealedParts::used(&sealers, &[0], self.part_size)),
-                    });
-                }
-                let id = self.create_upload(&full).await?;
-                (id, self.part_size, BTreeMap::new(), Some(first))
-            }
-        };
-        let mut up = Upload {
-            key,
-            full: &full,
-            upload_id: &upload_id,
-            part_size,
-            opts: &opts,
-            done,
-            stats: PutStats::default(),
-            sealers,
-            current,
-        };
-        up.checkpoint();
-        let result = self.upload_parts(&mut up, first, reader).await;
-        match result {
-            Ok(stats) => Ok(stats),
-            Err(e) => {
-                // A transient failure keeps the upload for a resume; anything else cleans up.
-                let keep = matches!(
-                    e,
-                    StoreError::Request {
-                        retryable: true,
-                        ..
-                    }
-                ) || matches!(e, StoreError::Io { .. });
-                if !keep {
-                    self.abort(&full, &upload_id).await;
-                }
-                Err(e)
-            }
-        }
+        multipart::put_stream(self, key, &full, reader, opts).await
     }
 
     async fn get_bytes(&self, key: &str) -> StoreResult<Bytes> {
@@ -1085,105 +756,16 @@ impl Store for S3Store {
 
     async fn get_to_file(&self, key: &str, path: &Path) -> StoreResult<u64> {
         let full = self.full(key)?;
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| not_found_or(key, &full, "HeadObject", e))?;
-        let size = head.content_length().unwrap_or(0).max(0) as u64;
-        let etag = head.e_tag().map(str::to_string);
-        let dest = path.to_path_buf();
-        let dir = dest
-            .parent()
-            .map_or_else(|| Path::new("/").to_path_buf(), Path::to_path_buf);
-        let io = |p: &Path, e: std::io::Error| StoreError::Io {
-            path: p.display().to_string(),
-            source: e,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(super::fs::TMP_PREFIX)
-            .tempfile_in(&dir)
-            .map_err(|e| io(&dir, e))?;
-        let (file, tmp_path) = tmp.into_parts();
-        file.set_len(size).map_err(|e| io(&tmp_path, e))?;
-        let file = Arc::new(file);
-        let chunk = self.part_size;
-        let mut tasks: JoinSet<StoreResult<()>> = JoinSet::new();
-        let mut start = 0;
-        let mut first_error = None;
-        while start < size {
-            let end = (start + chunk).min(size);
-            while tasks.len() >= self.part_concurrency {
-                if let Some(Err(e)) = join_flat(tasks.join_next().await) {
-                    first_error.get_or_insert(e);
-                }
-            }
-            if first_error.is_some() {
-                break;
-            }
-            tasks.spawn(Self::fetch_range(
-                self.client.clone(),
-                self.bucket.clone(),
-                full.clone(),
-                etag.clone(),
-                file.clone(),
-                start,
-                end,
-            ));
-            start = end;
-        }
-        while let Some(r) = tasks.join_next().await {
-            if let Some(Err(e)) = join_flat(Some(r)) {
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        let file = Arc::try_unwrap(file).map_err(|_| StoreError::Io {
-            path: tmp_path.display().to_string(),
-            source: std::io::Error::other("download file still in use"),
-        })?;
-        tokio::task::spawn_blocking(move || -> StoreResult<u64> {
-            file.sync_all().map_err(|e| io(&tmp_path, e))?;
-            drop(file);
-            tmp_path.persist(&dest).map_err(|e| io(&dest, e.error))?;
-            if let Ok(d) = std::fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(size)
-        })
-        .await
-        .map_err(|e| StoreError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+        multipart::get_to_file(self, key, &full, path).await
     }
 
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
         let full = self.full(key)?;
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(ObjectMeta {
-                key: key.into(),
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                modified: out.last_modified().map(|t| t.secs()),
-            })),
-            Err(e) => match not_found_or(key, &full, "HeadObject", e) {
-                StoreError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
-        }
+        Ok(self.head_object(&full).await?.map(|out| ObjectMeta {
+            key: key.into(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            modified: out.last_modified().map(|t| t.secs()),
+        }))
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
@@ -1373,27 +955,15 @@ impl Store for S3Store {
         // HeadObject reports the retention (to callers allowed s3:GetObjectRetention); moto
         // 5.2.5 has no GetObjectRetention.
         let full = self.full(key)?;
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.object_lock_retain_until_date().and_then(|d| {
-                Some(ObjectRetention {
-                    mode: out
-                        .object_lock_mode()
-                        .and_then(|m| LockMode::from_s3(m.as_str())),
-                    until: jiff::Timestamp::from_second(d.secs()).ok()?,
-                })
-            })),
-            Err(e) => match not_found_or(key, &full, "HeadObject", e) {
-                StoreError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
-        }
+        Ok(self.head_object(&full).await?.and_then(|out| {
+            let until = out.object_lock_retain_until_date()?;
+            Some(ObjectRetention {
+                mode: out
+                    .object_lock_mode()
+                    .and_then(|m| LockMode::from_s3(m.as_str())),
+                until: jiff::Timestamp::from_second(until.secs()).ok()?,
+            })
+        }))
     }
 
     async fn extend_retention(&self, key: &str, until: jiff::Timestamp) -> StoreResult<()> {
@@ -1427,16 +997,9 @@ impl S3Store {
         let key = format!(".cbk-probe/encryption-{:016x}", rand::random::<u64>());
         let full = self.full(&key)?;
         self.put_bytes(&key, Bytes::from_static(b"probe")).await?;
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| sdk_err(&full, "HeadObject", e));
+        let head = self.head_object(&full).await;
         self.delete_many(std::slice::from_ref(&key)).await?;
-        let head = head?;
+        let head = head?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
         let mut ok = head.server_side_encryption() == Some(&want);
         if let Some(id) = self.kms_key() {
             ok &= head
@@ -1451,21 +1014,6 @@ impl S3Store {
         }
         Ok(Some(ok))
     }
-}
-
-/// Flattens a joined task result.
-fn join_flat(
-    r: Option<Result<StoreResult<()>, tokio::task::JoinError>>,
-) -> Option<StoreResult<()>> {
-    r.map(|r| {
-        r.unwrap_or_else(|e| {
-            Err(StoreError::Request {
-                key: String::new(),
-                message: format!("download task failed: {e}"),
-                retryable: false,
-            })
-        })
-    })
 }
 
 /// Maps a 404 to `NotFound(key)`, anything else to a request error.

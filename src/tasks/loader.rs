@@ -10,7 +10,7 @@
 //! still streams, and the journal records which table is being loaded and which are done.
 //! `import[HOST]` (`nodetool import`) goes through the same wrapper, marker and records.
 
-use super::restore::{restore_config, save, staged_and_mapped};
+use super::restore_state::{restore_config, save, staged_and_mapped};
 use super::{Runtime, node};
 use crate::cassandra::nodetool::Nodetool;
 use crate::exec::{Outcome, TaskContext, TaskError};

@@ -11,7 +11,8 @@ pub mod node;
 mod repair_ranges;
 pub mod restore;
 mod restore_delta;
-pub mod restore_legacy;
+pub mod restore_source;
+mod restore_state;
 pub mod restore_topology;
 
 use crate::exec::{Check, Outcome, TaskContext, TaskError, TaskRunner};
@@ -288,7 +289,7 @@ impl TaskRunner for Runner {
             TaskSpec::Start(_) => restore::start(rt, host_of(task)?).await,
             TaskSpec::WaitUp(_) => restore::wait_up(rt, host_of(task)?).await,
             TaskSpec::RebuildIndex(_) => {
-                restore_legacy::rebuild_index(rt, task, host_of(task)?, cx).await
+                restore_source::legacy::rebuild_index(rt, task, host_of(task)?, cx).await
             }
             TaskSpec::Import(_) => restore::load_live(rt, task, host_of(task)?, cx).await,
             TaskSpec::Refresh(_) => restore::load_live(rt, task, host_of(task)?, cx).await,

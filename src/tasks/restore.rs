@@ -2,12 +2,19 @@
 //! match backed-up table folders to live table ids, then the Node Restart Method (stop, clear
 //! the commit log, move, start, wait until up, repair) or a no-downtime load (import, refresh).
 //!
-//! Tasks pass what they learn to later tasks through journal checkpoints, so a resumed restore
-//! uses the same backup and the same table mapping even if new backups landed meanwhile.
+//! Tasks pass what they learn to later tasks through journal checkpoints
+//! ([`super::restore_state`]), so a resumed restore uses the same backup and the same table
+//! mapping even if new backups landed meanwhile. Where the backup comes from (cbk's repository
+//! or a legacy bucket) is behind [`RestoreSource`]: `resolve` and `fetch` drive it and know no
+//! source by name.
 
+use super::Runtime;
 use super::node::{self, nt_err};
-use super::restore_topology::SourceHost;
-use super::{Runtime, store_err};
+use super::restore_source::{self, HostToStage, RestoreSource, Staging};
+use super::restore_state::{
+    Mapping, RESOLVE, Resolved, ResolvedHost, Staged, StagedTable, checkpoint, plan_host_names,
+    restore_config, save, staged_and_mapped,
+};
 use crate::agent::ops::relocate::MoveTable;
 use crate::agent::protocol::{
     CleanupRequest, ClearCommitlogRequest, FetchRequest, HandOverRequest, MoveRequest,
@@ -17,405 +24,29 @@ use crate::exec::{Check, Outcome, TaskContext, TaskError};
 use crate::graph::run::{PlannedTask, TaskKind};
 use crate::graph::spec::{RepairParams, SelectionParams};
 use crate::plan::model::{CommandSpec, RestoreConfig, RestoreMethod, SystemKeyspaces};
-use crate::repo::inventory::{self, BackupInfo};
-use crate::repo::keys;
-use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest};
-use crate::store::{Store, StoreError};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// Address of the resolve task.
-pub(super) const RESOLVE: &str = "resolve";
-
-pub(super) fn restore_config(rt: &Runtime) -> Result<&RestoreConfig, TaskError> {
-    rt.run
-        .plan
-        .restore
-        .as_ref()
-        .ok_or_else(|| TaskError::fatal("the plan has no [restore] section"))
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    store: &Arc<dyn Store>,
-    key: &str,
-) -> Result<T, TaskError> {
-    match store.get_bytes(key).await {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| TaskError::fatal(format!("`{key}` is unreadable: {e}"))),
-        Err(StoreError::NotFound(_)) => Err(TaskError::fatal(format!(
-            "`{key}` is missing from the store"
-        ))),
-        Err(e) => Err(store_err(e)),
-    }
-}
-
-/// Reads a node manifest, opening it with the identity when the repository is encrypted.
-async fn read_manifest(
-    store: &Arc<dyn Store>,
-    key: &str,
-    ids: Option<&crate::crypt::Identities>,
-) -> Result<NodeManifest, TaskError> {
-    let access = crate::repo::encrypted::Access::of(ids);
-    crate::repo::encrypted::read_manifest(store.as_ref(), key, &access)
-        .await
-        .map_err(|e| match e {
-            inventory::RepoError::Store(StoreError::NotFound(_)) => {
-                TaskError::fatal(format!("`{key}` is missing from the store"))
-            }
-            other => super::repo_err(other),
-        })
-}
-
-/// The names of the plan's hosts: the hosts a restore may write to.
-pub(super) fn plan_host_names(rt: &Runtime) -> Vec<String> {
-    rt.run
-        .plan
-        .cluster
-        .hosts
-        .iter()
-        .map(|h| h.spec().name)
-        .collect()
-}
-
-/// The plan host that backed-up host `name` (with `host_id`, when known) restores to: its entry
-/// in the host map (by name, then by id) or, without a host map, the plan host of the same name.
-pub(super) fn target_host(
-    cfg: &RestoreConfig,
-    targets: &[String],
-    name: &str,
-    host_id: Option<&str>,
-) -> Option<String> {
-    cfg.host_map
-        .get(name)
-        .or_else(|| host_id.and_then(|id| cfg.host_map.get(id)))
-        .cloned()
-        .or_else(|| {
-            (cfg.host_map.is_empty() && targets.iter().any(|t| t == name)).then(|| name.to_string())
-        })
-}
-
-/// What `resolve` decided, for every target host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Resolved {
-    pub backup: String,
-    pub incrementals: Vec<String>,
-    /// Target -> its (first) source.
-    pub hosts: BTreeMap<String, ResolvedHost>,
-    /// `loader` into another node count: target -> its further sources, in catalog order.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub also: BTreeMap<String, Vec<ResolvedHost>>,
-}
-
-impl Resolved {
-    /// Every source `target` restores (none: a `loader` target that only receives).
-    pub fn sources(&self, target: &str) -> Vec<&ResolvedHost> {
-        self.hosts
-            .get(target)
-            .into_iter()
-            .chain(self.also.get(target).into_iter().flatten())
-            .collect()
-    }
-}
-
-/// The source of one target host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResolvedHost {
-    pub source_host: String,
-    pub host_id: String,
-    /// Node manifest keys: the snapshot first, then incrementals in order.
-    pub manifests: Vec<String>,
-    pub tokens: Vec<String>,
-    /// Objects of a `legacy:` source (then `manifests` is empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub legacy: Vec<crate::repo::legacy::LegacyObject>,
-    /// `legacy:` source: `<ks>/<table>-<id>` -> key of the snapshot's `schema.cql`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub legacy_schemas: BTreeMap<String, String>,
-}
-
-pub(super) fn checkpoint<T: serde::de::DeserializeOwned>(
-    cx: &TaskContext,
-    address: &str,
-) -> Result<T, TaskError> {
-    let v = cx.checkpoints.last(address).ok_or_else(|| {
-        TaskError::fatal(format!(
-            "results of `{address}` are missing from the journal"
-        ))
-    })?;
-    serde_json::from_value(v)
-        .map_err(|e| TaskError::fatal(format!("results of `{address}` are unreadable: {e}")))
-}
-
-pub(super) fn save<T: Serialize>(
-    cx: &TaskContext,
-    address: &str,
-    v: &T,
-) -> Result<serde_json::Value, TaskError> {
-    let value = serde_json::to_value(v).map_err(|e| TaskError::fatal(e.to_string()))?;
-    cx.checkpoints
-        .save(address, &value)
-        .map_err(|e| TaskError::fatal(format!("cannot write the journal: {e}")))?;
-    Ok(value)
-}
-
-/// Which backup a source spec names: `latest` and `latest-before:` are
-/// [`inventory::latest`] among the complete backups of `cluster`; a name is any complete backup
-/// of that name. Incrementals: the complete ones chained to the chosen snapshot, up to the source
-/// time, in creation order.
-fn choose(
-    backups: &[BackupInfo],
-    cluster: &str,
-    source: &str,
-) -> Result<(String, Vec<String>), String> {
-    let mine: Vec<BackupInfo> = backups
-        .iter()
-        .filter(|b| b.entry.cluster == cluster)
-        .cloned()
-        .collect();
-    let complete = |name: &str| {
-        backups
-            .iter()
-            .find(|b| b.complete && b.entry.backup == name)
-    };
-    let (base, until): (Option<&IndexEntry>, Option<String>) = if source == "latest" {
-        (inventory::latest(&mine, None).map(|b| &b.entry), None)
-    } else if let Some(t) = source.strip_prefix("latest-before:") {
-        let t = t
-            .trim()
-            .parse::<jiff::Timestamp>()
-            .map_err(|e| format!("bad time in `{source}`: {e}"))?;
-        (
-            inventory::latest(&mine, Some(t)).map(|b| &b.entry),
-            Some(t.to_string()),
-        )
-    } else {
-        match complete(source).map(|b| &b.entry) {
-            Some(e) if e.kind == BackupKind::Snapshot => (Some(e), Some(e.created.clone())),
-            Some(e) => {
-                let base = e
-                    .base
-                    .as_deref()
-                    .ok_or_else(|| format!("incremental `{source}` has no base"))?;
-                (complete(base).map(|b| &b.entry), Some(e.created.clone()))
-            }
-            None => {
-                let why = match backups.iter().find(|b| b.entry.backup == source) {
-                    Some(b) => format!(
-                        "backup `{source}` is not complete (missing {})",
-                        b.missing.join(", ")
-                    ),
-                    None => format!("no complete backup named `{source}` in the store"),
-                };
-                return Err(why);
-            }
-        }
-    };
-    let base = base.ok_or_else(|| {
-        format!("no complete snapshot backup of cluster `{cluster}` matches `{source}`")
-    })?;
-    let at = |s: &str| s.parse::<jiff::Timestamp>().ok();
-    let limit = until.as_deref().and_then(at);
-    let mut incs: Vec<&IndexEntry> = backups
-        .iter()
-        .filter(|b| b.complete)
-        .map(|b| &b.entry)
-        .filter(|e| {
-            e.kind == BackupKind::Incremental && e.base.as_deref() == Some(base.backup.as_str())
-        })
-        .filter(|e| match (&limit, at(&e.created)) {
-            (Some(l), Some(c)) => c <= *l,
-            (Some(_), None) => false,
-            (None, _) => true,
-        })
-        .collect();
-    incs.sort_by(|a, b| (at(&a.created), &a.backup).cmp(&(at(&b.created), &b.backup)));
-    Ok((
-        base.backup.clone(),
-        incs.into_iter().map(|e| e.backup.clone()).collect(),
-    ))
-}
-
-/// `resolve`: picks the backup (and incrementals) and maps source hosts to target hosts.
+/// `resolve`: the source `restore.source` names picks the backup and maps its hosts to the
+/// plan's hosts; the result is the `resolve` checkpoint every later task reads.
 pub async fn resolve(rt: &Runtime, cx: &TaskContext) -> Result<Outcome, TaskError> {
     let cfg = restore_config(rt)?;
-    if let Some(spec) = super::restore_legacy::spec(&cfg.source) {
-        return super::restore_legacy::resolve(rt, cx, cfg, spec).await;
-    }
-    let store = rt.store().await?;
-    let backups = inventory::backups(store.as_ref(), None)
-        .await
-        .map_err(|e| match e {
-            inventory::RepoError::Store(e) => store_err(e),
-            other => TaskError::fatal(other.to_string()),
-        })?;
-    let cluster = cfg
-        .source_cluster
-        .as_deref()
-        .unwrap_or(&rt.run.plan.cluster.name);
-    let (backup, mut incrementals) =
-        choose(&backups, cluster, &cfg.source).map_err(TaskError::fatal)?;
-    if cfg.incrementals == Some(false) {
-        incrementals.clear();
-    }
-    let catalog: Catalog = get_json(&store, &keys::catalog_key(&backup)).await?;
-    // An encrypted repository needs the identity: refused here, before any node is touched.
-    let ids = rt.identities().await?;
+    resolve_from(rt, cx, cfg, restore_source::open(&cfg.source).as_ref()).await
+}
+
+async fn resolve_from(
+    rt: &Runtime,
+    cx: &TaskContext,
+    cfg: &RestoreConfig,
+    source: &dyn RestoreSource,
+) -> Result<Outcome, TaskError> {
     let targets = plan_host_names(rt);
-    let sources: Vec<SourceHost> = catalog
-        .hosts
-        .iter()
-        .map(|h| SourceHost {
-            name: h.name.clone(),
-            host_id: h.host_id.clone(),
-            dc: h.dc.clone(),
-        })
-        .collect();
-    let assigned = super::restore_topology::assign(cfg, &targets, &sources)
-        .map_err(|e| TaskError::fatal(format!("backup {backup}: {e}")))?;
-    let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
-        .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let mut keyspaces = std::collections::BTreeSet::new();
-    let mut hosts = BTreeMap::new();
-    let mut also: BTreeMap<String, Vec<ResolvedHost>> = BTreeMap::new();
-    for (target, idx) in &assigned.by_target {
-        for (n, i) in idx.iter().enumerate() {
-            let h = &catalog.hosts[*i];
-            let mut manifests = vec![h.manifest.clone()];
-            for inc in &incrementals {
-                let key = keys::node_manifest_key(&h.host_id, inc);
-                if store.head(&key).await.map_err(store_err)?.is_some() {
-                    manifests.push(key);
-                }
-            }
-            let m = read_manifest(&store, &h.manifest, ids.as_ref()).await?;
-            keyspaces.extend(
-                m.tables
-                    .iter()
-                    .filter(|t| filter.matches(&t.keyspace, &t.table))
-                    .map(|t| t.keyspace.clone()),
-            );
-            let source = ResolvedHost {
-                source_host: h.name.clone(),
-                host_id: h.host_id.clone(),
-                manifests,
-                tokens: m.node.tokens,
-                legacy: Vec::new(),
-                legacy_schemas: BTreeMap::new(),
-            };
-            if n == 0 {
-                hosts.insert(target.clone(), source);
-            } else {
-                also.entry(target.clone()).or_default().push(source);
-            }
-        }
-    }
-    // Before anything is staged or changed on a node.
-    let restored = hosts.len() + also.values().map(Vec::len).sum::<usize>();
-    let replication =
-        super::restore_topology::check_live_replication(rt, &keyspaces, restored).await?;
-    let r = Resolved {
-        backup: backup.clone(),
-        incrementals,
-        hosts,
-        also,
-    };
-    let data = save(cx, RESOLVE, &r)?;
-    let receivers: Vec<&str> = targets
-        .iter()
-        .filter(|t| r.sources(t).is_empty())
-        .map(String::as_str)
-        .collect();
-    let mut notes = String::new();
-    if !receivers.is_empty() {
-        notes += &format!(
-            "; streaming into, no source of their own: {}",
-            receivers.join(", ")
-        );
-    }
-    if !assigned.other_dcs.is_empty() {
-        notes += &format!(
-            "; not restored (data center not in restore.datacenters): {}",
-            super::restore_topology::names(&sources, &assigned.other_dcs)
-        );
-    }
-    if !assigned.unused.is_empty() {
-        notes += &format!(
-            "; not restored (no target maps them): {}",
-            super::restore_topology::names(&sources, &assigned.unused)
-        );
-    }
+    let resolution = source.resolve(rt, cfg, &targets).await?;
+    let data = save(cx, RESOLVE, &resolution.resolved)?;
     Ok(Outcome {
-        summary: format!(
-            "restoring backup {backup} (+{} incrementals) onto {} hosts: {}{notes}; {replication}",
-            r.incrementals.len(),
-            targets.len() - receivers.len(),
-            host_lines(&r, cfg.pin_tokens)
-        ),
+        summary: resolution.summary,
         data,
     })
-}
-
-/// `source -> target` per host, with the source tokens: their count, or with `pin_tokens`
-/// the `initial_token` value each target would need to own the same ranges.
-fn host_lines(r: &Resolved, pin_tokens: bool) -> String {
-    r.hosts
-        .keys()
-        .flat_map(|t| r.sources(t).into_iter().map(move |h| (t, h)))
-        .map(|(target, h)| {
-            let tokens = if pin_tokens {
-                format!("initial_token: {}", h.tokens.join(","))
-            } else {
-                format!("{} tokens", h.tokens.len())
-            };
-            format!("{} ({}) -> {target} [{tokens}]", h.source_host, h.host_id)
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// A table staged on a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedTable {
-    pub keyspace: String,
-    pub table: String,
-    /// Table id in the backup.
-    pub backup_id: String,
-    /// Folder relative to the staging root.
-    pub staged: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_cql: Option<String>,
-    /// The backed-up host, when the target restores several (`loader`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// `ks.table` in the backup, when restored under another name (`target_keyspace`,
-    /// `target_table`); `keyspace`/`table` are then the target's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renamed_from: Option<String>,
-}
-
-/// What `fetch[HOST]` leaves for the later tasks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Staged {
-    pub staging_root: String,
-    pub tables: Vec<StagedTable>,
-    pub data_dirs: Vec<String>,
-    pub commitlog_dir: String,
-    /// Folder of this restore run inside the staging root: its move plan and what it displaced.
-    /// (Absent in journals of older versions: the staging root itself.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_dir: Option<String>,
-    /// Live files identical to the backup that stay in place (delta restore), absolute paths.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kept_live: Vec<String>,
-}
-
-impl Staged {
-    /// The folder of this run's move plan and displaced files.
-    pub fn run_dir(&self) -> &str {
-        self.run_dir.as_deref().unwrap_or(&self.staging_root)
-    }
 }
 
 fn staging_root(rt: &Runtime, backup: &str) -> String {
@@ -479,76 +110,15 @@ pub async fn fetch(
             data,
         });
     }
-    let several = sources.len() > 1;
-    let store = rt.store().await?;
     let filter = TableFilter::new(&p.include, &p.exclude, SystemKeyspaces::None)
         .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let mut files: BTreeMap<String, crate::agent::ops::fetch::FetchFile> = BTreeMap::new();
-    let mut tables: BTreeMap<String, StagedTable> = BTreeMap::new();
-    let mut covered = 0u64;
     let ids = rt.identities().await?;
-    for source in &sources {
-        let prefix = super::restore_topology::staging_prefix(&source.source_host, several)
-            .map_err(TaskError::fatal)?;
-        // The snapshot comes first; incremental files it already covers are left out.
-        let mut base: Option<crate::repo::coverage::BaseCoverage> = None;
-        for key in &source.manifests {
-            let m = read_manifest(&store, key, ids.as_ref()).await?;
-            let coverage = base.get_or_insert_with(|| crate::repo::coverage::BaseCoverage::of(&m));
-            let is_base = m.kind == BackupKind::Snapshot;
-            for t in m
-                .tables
-                .iter()
-                .filter(|t| filter.matches(&t.keyspace, &t.table))
-            {
-                keys::check_table(t)
-                    .map_err(|e| TaskError::fatal(format!("manifest `{key}`: {e}")))?;
-                let table_folder = format!("{}/{}", t.keyspace, t.folder());
-                // Staged under the names it is loaded into (sstableloader and older `nodetool
-                // import` take the keyspace and table from the folder).
-                let (ks, table) = super::restore_topology::target_names(cfg, &t.keyspace, &t.table);
-                let folder = format!("{prefix}{ks}/{table}-{}", t.id);
-                let renamed = (ks != t.keyspace || table != t.table)
-                    .then(|| format!("{}.{}", t.keyspace, t.table));
-                let entry = tables.entry(folder.clone()).or_insert_with(|| StagedTable {
-                    keyspace: ks,
-                    table,
-                    backup_id: t.id.clone(),
-                    staged: folder.clone(),
-                    schema_cql: None,
-                    source: several.then(|| source.source_host.clone()),
-                    renamed_from: renamed,
-                });
-                if t.schema_cql.is_some() {
-                    entry.schema_cql = t.schema_cql.clone();
-                }
-                for f in &t.files {
-                    if !is_base && coverage.covers(&table_folder, &f.path) {
-                        covered += 1;
-                        continue;
-                    }
-                    let dest = format!("{folder}/{}", f.path);
-                    let new = crate::agent::ops::fetch::FetchFile {
-                        key: f.key.clone(),
-                        dest: dest.clone(),
-                        size: Some(f.size),
-                        crc32: Some(f.crc32),
-                        codec: f.codec.clone(),
-                    };
-                    if let Some(old) = files.get(&dest)
-                        && old.key != new.key
-                    {
-                        return Err(TaskError::fatal(format!(
-                            "{dest} names different data in `{}` and `{}`",
-                            old.key, new.key
-                        )));
-                    }
-                    files.insert(dest, new);
-                }
-            }
-        }
-        super::restore_legacy::stage(&store, source, cfg, &mut files, &mut tables).await?;
-    }
+    let source = restore_source::open(&cfg.source);
+    let Staging {
+        mut files,
+        tables,
+        covered,
+    } = stage_sources(rt, cfg, &filter, source.as_ref(), &sources).await?;
     if tables.is_empty() {
         return Err(TaskError::fatal(format!(
             "the backup holds no table of {host} that the restore selects"
@@ -596,6 +166,30 @@ pub async fn fetch(
     })
 }
 
+/// Every source of one target, staged through `source`: the files and tables `fetch` hands to
+/// the node's agent.
+async fn stage_sources(
+    rt: &Runtime,
+    cfg: &RestoreConfig,
+    filter: &TableFilter,
+    source: &dyn RestoreSource,
+    sources: &[&ResolvedHost],
+) -> Result<Staging, TaskError> {
+    let several = sources.len() > 1;
+    let mut staging = Staging::default();
+    for host in sources {
+        let prefix = super::restore_topology::staging_prefix(&host.source_host, several)
+            .map_err(TaskError::fatal)?;
+        let host = HostToStage {
+            source: host,
+            prefix: &prefix,
+            several,
+        };
+        source.stage(rt, cfg, filter, host, &mut staging).await?;
+    }
+    Ok(staging)
+}
+
 /// Live table ids, from `system_schema.tables` through cqlsh.
 async fn live_ids_cqlsh(
     rt: &Runtime,
@@ -618,62 +212,19 @@ async fn live_ids_cqlsh(
             out.stderr_str().trim()
         )));
     }
-    Ok(out
-        .stdout_str()
-        .lines()
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
-            (cols.len() == 3
-                && cols[2].len() == 36
-                && cols[2].chars().filter(|c| *c == '-').count() == 4)
-                .then(|| {
-                    (
-                        cols[0].to_string(),
-                        cols[1].to_string(),
-                        cols[2].replace('-', ""),
-                    )
-                })
+    Ok(crate::cassandra::cqlsh::rows(&out.stdout_str(), 3)
+        .into_iter()
+        .filter(|cols| cols[2].len() == 36 && cols[2].chars().filter(|c| *c == '-').count() == 4)
+        .map(|cols| {
+            (
+                cols[0].to_string(),
+                cols[1].to_string(),
+                cols[2].replace('-', ""),
+            )
         })
         .collect())
 }
 
-/// One backed-up table and the live folder it goes to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mapping {
-    pub keyspace: String,
-    pub table: String,
-    pub backup_id: String,
-    pub live_id: String,
-    pub staged: String,
-    /// The backed-up host, when the target restores several (`loader`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-}
-
-impl Mapping {
-    /// `ks.table`, and `ks.table from SOURCE` when the target restores several sources: the
-    /// name of one load in outcomes and journal records.
-    pub fn load_name(&self) -> String {
-        match &self.source {
-            Some(s) => format!("{}.{} from {s}", self.keyspace, self.table),
-            None => format!("{}.{}", self.keyspace, self.table),
-        }
-    }
-}
-
-/// What `fetch[HOST]` staged and how `match_tables[HOST]` mapped it, from the journal.
-pub(super) fn staged_and_mapped(
-    cx: &TaskContext,
-    host: &str,
-) -> Result<(Staged, Vec<Mapping>), TaskError> {
-    Ok((
-        checkpoint(cx, &format!("fetch[{host}]"))?,
-        checkpoint(cx, &format!("match_tables[{host}]"))?,
-    ))
-}
-
-/// `match_tables[HOST]`: backed-up `TABLE-OLDID` -> live `TABLE-ID`, resolved before anything
-/// stops. Ambiguity is an error unless the plan pins the id.
 /// `restart` puts files on the node as they are, so the node must own the same token ranges
 /// as the node they were backed up from (checked before any node is stopped). Sources without
 /// recorded tokens (legacy buckets) cannot be checked.
@@ -703,6 +254,8 @@ async fn check_tokens(rt: &Runtime, host: &str, cx: &TaskContext) -> Result<(), 
     )))
 }
 
+/// `match_tables[HOST]`: backed-up `TABLE-OLDID` -> live `TABLE-ID`, resolved before anything
+/// stops. Ambiguity is an error unless the plan pins the id.
 pub async fn match_tables(
     rt: &Runtime,
     task: &PlannedTask,
@@ -1168,99 +721,223 @@ pub async fn cleanup(
 
 #[cfg(test)]
 mod tests {
+    //! A third source implements [`RestoreSource`] and nothing else: this in-memory one drives
+    //! `resolve` (the journal checkpoint every later task reads) and `fetch`'s staging.
     use super::*;
+    use crate::agent::ops::fetch::FetchFile;
+    use crate::exec::{Checkpoints, NoProgress};
+    use crate::tasks::restore_source::Resolution;
+    use async_trait::async_trait;
+    use std::sync::{Arc, Mutex};
 
-    fn entry(name: &str, kind: BackupKind, base: Option<&str>, created: &str) -> BackupInfo {
-        BackupInfo::assumed_complete(IndexEntry {
-            backup: name.into(),
-            kind,
-            base: base.map(Into::into),
-            cluster: "c".into(),
-            created: created.into(),
-            completed: created.into(),
-            hosts: vec![],
-            totals: Default::default(),
-        })
+    /// One backed-up table: keyspace, table, id and its files.
+    type MemTable = (&'static str, &'static str, &'static str, Vec<&'static str>);
+
+    /// Backed-up host -> its tables.
+    struct MemSource {
+        hosts: BTreeMap<String, Vec<MemTable>>,
+    }
+
+    #[async_trait]
+    impl RestoreSource for MemSource {
+        async fn resolve(
+            &self,
+            _rt: &Runtime,
+            _cfg: &RestoreConfig,
+            targets: &[String],
+        ) -> Result<Resolution, TaskError> {
+            let mut hosts = BTreeMap::new();
+            for t in targets {
+                if !self.hosts.contains_key(t) {
+                    return Err(TaskError::fatal(format!("no backed-up host {t}")));
+                }
+                hosts.insert(
+                    t.clone(),
+                    ResolvedHost {
+                        source_host: t.clone(),
+                        host_id: format!("id-{t}"),
+                        manifests: Vec::new(),
+                        tokens: vec!["0".into()],
+                        legacy: Vec::new(),
+                        legacy_schemas: BTreeMap::new(),
+                    },
+                );
+            }
+            Ok(Resolution {
+                summary: format!("memory: {} hosts", hosts.len()),
+                resolved: Resolved {
+                    backup: "mem-1".into(),
+                    incrementals: Vec::new(),
+                    hosts,
+                    also: BTreeMap::new(),
+                },
+            })
+        }
+
+        async fn stage(
+            &self,
+            _rt: &Runtime,
+            _cfg: &RestoreConfig,
+            filter: &TableFilter,
+            host: HostToStage<'_>,
+            staging: &mut Staging,
+        ) -> Result<(), TaskError> {
+            for (ks, table, id, files) in &self.hosts[&host.source.source_host] {
+                if !filter.matches(ks, table) {
+                    continue;
+                }
+                let folder = format!("{}{ks}/{table}-{id}", host.prefix);
+                staging.tables.insert(
+                    folder.clone(),
+                    StagedTable {
+                        keyspace: ks.to_string(),
+                        table: table.to_string(),
+                        backup_id: id.to_string(),
+                        staged: folder.clone(),
+                        schema_cql: None,
+                        source: host.several.then(|| host.source.source_host.clone()),
+                        renamed_from: None,
+                    },
+                );
+                for f in files {
+                    let dest = format!("{folder}/{f}");
+                    staging.files.insert(
+                        dest.clone(),
+                        FetchFile {
+                            key: format!("mem/{}/{dest}", host.source.source_host),
+                            dest,
+                            size: None,
+                            crc32: None,
+                            codec: "none".into(),
+                        },
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct MemJournal(Mutex<BTreeMap<String, serde_json::Value>>);
+
+    impl Checkpoints for MemJournal {
+        fn last(&self, address: &str) -> Option<serde_json::Value> {
+            self.0.lock().unwrap().get(address).cloned()
+        }
+        fn save(&self, address: &str, data: &serde_json::Value) -> std::io::Result<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(address.to_string(), data.clone());
+            Ok(())
+        }
+    }
+
+    fn runtime(hosts: &str) -> Runtime {
+        let src = format!(
+            "version = 1\nkind = \"restore\"\n[cluster]\nname = \"c\"\nhosts = [{hosts}]\n\
+             [storage]\nurl = \"file:///tmp/cbk-mem\"\n\
+             [restore]\nsource = \"latest\"\ninclude = [\"shop.*\"]\nmethod = \"loader\"\n"
+        );
+        let run =
+            crate::graph::compile_source("t.toml", &src, "2026-12-01T00:00:00Z".parse().unwrap())
+                .expect("plan compiles");
+        Runtime::new(Arc::new(run), 1).expect("runtime")
+    }
+
+    fn mem() -> MemSource {
+        let mut hosts = BTreeMap::new();
+        for h in ["a", "b"] {
+            hosts.insert(
+                h.to_string(),
+                vec![
+                    (
+                        "shop",
+                        "orders",
+                        "0001",
+                        vec!["nb-1-big-Data.db", "nb-1-big-TOC.txt"],
+                    ),
+                    ("other", "skipped", "0002", vec!["nb-1-big-Data.db"]),
+                ],
+            );
+        }
+        MemSource { hosts }
+    }
+
+    #[tokio::test]
+    async fn a_third_source_drives_resolve_and_staging_through_the_trait_alone() {
+        let rt = runtime("\"a\", \"b\"");
+        let journal = Arc::new(MemJournal::default());
+        let cx = TaskContext {
+            progress: Arc::new(NoProgress),
+            checkpoints: journal.clone(),
+            cancel: Default::default(),
+        };
+        let cfg = restore_config(&rt).unwrap();
+        let source = mem();
+        let out = resolve_from(&rt, &cx, cfg, &source).await.expect("resolve");
+        assert_eq!(out.summary, "memory: 2 hosts");
+        // What later tasks read is the journal checkpoint, in the common form.
+        let resolved: Resolved = checkpoint(&cx, RESOLVE).expect("checkpoint");
+        assert_eq!(journal.last(RESOLVE), Some(out.data));
+        assert_eq!(resolved.backup, "mem-1");
+        assert_eq!(resolved.sources("b")[0].host_id, "id-b");
+
+        let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None).unwrap();
+        let staged = stage_sources(&rt, cfg, &filter, &source, &resolved.sources("a"))
+            .await
+            .expect("stage");
+        assert_eq!(
+            staged.files.keys().collect::<Vec<_>>(),
+            [
+                "shop/orders-0001/nb-1-big-Data.db",
+                "shop/orders-0001/nb-1-big-TOC.txt"
+            ]
+        );
+        assert_eq!(staged.tables["shop/orders-0001"].source, None);
+
+        // A target restoring two backed-up hosts (`loader`): each under its own folder.
+        let both = [&resolved.hosts["a"], &resolved.hosts["b"]];
+        let staged = stage_sources(&rt, cfg, &filter, &source, &both)
+            .await
+            .expect("stage");
+        assert_eq!(
+            staged.tables.keys().collect::<Vec<_>>(),
+            ["src-a/shop/orders-0001", "src-b/shop/orders-0001"]
+        );
+        assert_eq!(
+            staged.tables["src-b/shop/orders-0001"].source.as_deref(),
+            Some("b")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_refusal_saves_no_checkpoint() {
+        let rt = runtime("\"a\", \"c\"");
+        let journal = Arc::new(MemJournal::default());
+        let cx = TaskContext {
+            progress: Arc::new(NoProgress),
+            checkpoints: journal.clone(),
+            cancel: Default::default(),
+        };
+        let cfg = restore_config(&rt).unwrap();
+        let err = resolve_from(&rt, &cx, cfg, &mem()).await.unwrap_err();
+        assert_eq!(err.message, "no backed-up host c");
+        assert_eq!(journal.last(RESOLVE), None);
     }
 
     #[test]
-    fn choose_latest_and_latest_before() {
-        let e = vec![
-            entry(
-                "20260101T000000Z",
-                BackupKind::Snapshot,
-                None,
-                "2026-01-01T00:00:00Z",
-            ),
-            entry(
-                "20260101T060000Z",
-                BackupKind::Incremental,
-                Some("20260101T000000Z"),
-                "2026-01-01T06:00:00Z",
-            ),
-            entry(
-                "20260102T000000Z",
-                BackupKind::Snapshot,
-                None,
-                "2026-01-02T00:00:00Z",
-            ),
-            entry(
-                "20260102T060000Z",
-                BackupKind::Incremental,
-                Some("20260102T000000Z"),
-                "2026-01-02T06:00:00Z",
-            ),
-            entry(
-                "20260102T120000Z",
-                BackupKind::Incremental,
-                Some("20260102T000000Z"),
-                "2026-01-02T12:00:00Z",
-            ),
-        ];
-        let (b, i) = choose(&e, "c", "latest").unwrap();
-        assert_eq!(b, "20260102T000000Z");
-        assert_eq!(i, vec!["20260102T060000Z", "20260102T120000Z"]);
-        let (b, i) = choose(&e, "c", "latest-before:2026-01-02T07:00:00Z").unwrap();
-        assert_eq!(b, "20260102T000000Z");
-        assert_eq!(i, vec!["20260102T060000Z"]);
-        let (b, i) = choose(&e, "c", "latest-before:2026-01-01T12:00:00Z").unwrap();
-        assert_eq!(b, "20260101T000000Z");
-        assert_eq!(i, vec!["20260101T060000Z"]);
-        assert!(choose(&e, "c", "latest-before:2025-01-01T00:00:00Z").is_err());
-        let (b, i) = choose(&e, "c", "20260101T060000Z").unwrap();
-        assert_eq!(
-            (b.as_str(), i),
-            ("20260101T000000Z", vec!["20260101T060000Z".to_string()])
+    fn the_flow_names_no_source() {
+        // Both sources are reachable only through `open`; the flow names neither.
+        let text = include_str!("restore.rs");
+        let code = &text[..text.find("#[cfg(test)]").unwrap()];
+        assert!(
+            !code.contains("legacy::"),
+            "restore.rs names the legacy source"
         );
-        assert!(choose(&e, "c", "nope").is_err());
-        // Other clusters are never `latest`; a name is found whatever its cluster.
-        assert!(choose(&e, "other", "latest").is_err());
-        assert_eq!(
-            choose(&e, "other", "20260101T000000Z").unwrap().0,
-            "20260101T000000Z"
+        assert!(
+            !code.contains("repository::"),
+            "restore.rs names the repository source"
         );
-    }
-
-    #[test]
-    fn latest_is_the_newest_by_creation_time_not_the_greatest_name() {
-        let mut e = vec![
-            entry(
-                "t2-063058Z",
-                BackupKind::Snapshot,
-                None,
-                "2026-01-01T06:30:58Z",
-            ),
-            entry(
-                "aaa-063312Z",
-                BackupKind::Snapshot,
-                None,
-                "2026-01-01T06:33:12Z",
-            ),
-        ];
-        assert_eq!(choose(&e, "c", "latest").unwrap().0, "aaa-063312Z");
-        // An incomplete backup (a node manifest gone) is never picked.
-        e[1].complete = false;
-        assert_eq!(choose(&e, "c", "latest").unwrap().0, "t2-063058Z");
-        assert!(choose(&e, "c", "aaa-063312Z").is_err());
     }
 }

@@ -6,7 +6,7 @@
 
 use super::Runtime;
 use super::node;
-use super::restore::{Mapping, StagedTable};
+use super::restore_state::{Mapping, StagedTable};
 use crate::agent::ops::delta::{BackupFile, CompareRequest, CompareResult, CompareTable};
 use crate::agent::ops::fetch::FetchFile;
 use crate::agent::ops::inspect::InspectResult;

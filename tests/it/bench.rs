@@ -33,24 +33,11 @@ fn ssh_clients(mark: &str) -> usize {
 
 /// A runbook of two host steps (each sleeps 0.2 s and leaves a file per host in `out`).
 fn runbook(c: &TestCluster, dir: &Path, out: &Path, parallelism: usize) -> std::path::PathBuf {
-    let hosts: Vec<String> = c.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-    let plan = dir.join("many.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"version = 1
-kind = "runbook"
-
-[cluster]
-name = "many"
-hosts = [{hosts}]
-
-[connection]
-ssh_config = "{ssh_config}"
-known_hosts_file = "{known_hosts}"
-connect_timeout = "30s"
-
-[limits]
+    c.runbook_plan(
+        &dir.join("many.toml"),
+        "connect_timeout = \"30s\"",
+        &format!(
+            r#"[limits]
 parallelism = {parallelism}
 
 [[step]]
@@ -62,14 +49,9 @@ name = "b"
 run = 'sleep 0.2 && hostname > {out}/b-{{{{ host }}}}'
 after = ["a"]
 "#,
-            hosts = hosts.join(", "),
-            ssh_config = c.ssh_config().display(),
-            known_hosts = c.known_hosts().display(),
             out = out.display(),
         ),
     )
-    .unwrap();
-    plan
 }
 
 /// 20 hosts, `parallelism = 4`: at most 4 ssh masters (+2 for one being replaced: the closing

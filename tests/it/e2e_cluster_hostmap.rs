@@ -11,41 +11,12 @@
 //! schema, staging is empty afterwards; and A is untouched.
 
 use crate::support::cluster::TestCluster;
-use crate::support::e2e::{Env, ORDERS_ID, live_sums, read_json, setup, start_nodes};
-use cbk::repo::manifest::{Catalog, NodeManifest};
+use crate::support::e2e::{Env, ORDERS_ID, live_sums, setup, start_nodes};
+use crate::support::restored::{TableFiles, backup_uneven_nodes, live_table_files, restore_plan};
 use std::collections::BTreeMap;
 
 /// `shop.orders` on cluster B: same name, another id.
 const B_ORDERS_ID: &str = "9b3d1e70-0000-11f1-8000-0000000000b1";
-
-/// table name -> sorted (component, sha256) of its sstable files (index folders excluded).
-type TableFiles = BTreeMap<String, Vec<(String, String)>>;
-
-fn component(file: &str) -> String {
-    file.splitn(4, '-').nth(3).unwrap_or(file).to_string()
-}
-
-/// The base-table sstable files in the live folders of keyspace shop on a host.
-fn live_table_files(c: &TestCluster, host: &str) -> TableFiles {
-    let out = c.sh(
-        host,
-        "cd /var/lib/cassandra && for f in $(find data*/shop -mindepth 2 -maxdepth 2 -type f | sort); do \
-         echo \"$f $(sha256sum < $f | cut -c1-64)\"; done",
-    );
-    let mut m = TableFiles::new();
-    for line in out.lines() {
-        let (path, sum) = line.split_once(' ').unwrap();
-        let parts: Vec<&str> = path.split('/').collect();
-        let table = parts[2].split('-').next().unwrap().to_string();
-        m.entry(table)
-            .or_default()
-            .push((component(parts[3]), sum.to_string()));
-    }
-    for v in m.values_mut() {
-        v.sort();
-    }
-    m
-}
 
 /// Number of hard-linked `backups/` files and of live files per table folder on a host.
 fn backup_links(c: &TestCluster, host: &str) -> (usize, usize) {
@@ -99,13 +70,12 @@ fn restore_into_new_cluster(
         .iter()
         .map(|(s, t)| format!("{s} = \"{t}\"\n"))
         .collect();
-    let plan = env.plan(
-        &format!("restore-{method}.toml"),
+    let plan = restore_plan(
+        env,
         &b,
-        &format!(
-            "kind = \"restore\"\n[restore]\nsource = \"latest\"\nmethod = \"{method}\"\ninclude = [\"shop.*\"]\n\
-             create_missing_tables = true\n[restore.host_map]\n{host_map}"
-        ),
+        &format!("restore-{method}.toml"),
+        method,
+        &format!("[restore.host_map]\n{host_map}"),
     );
     let t1 = std::time::Instant::now();
     let (code, log) = env.apply(&plan, now);
@@ -166,42 +136,8 @@ async fn loader_and_import_restores_into_other_clusters_through_a_host_map() {
     let env = setup("4.1").await;
     let a = &env.cluster;
     // Different sstable counts per node, so a wrong mapping cannot match by chance.
-    for (h, flushes) in [("node1", 1), ("node3", 2)] {
-        for _ in 0..flushes {
-            a.sh(
-                h,
-                "cassandra-emu write shop orders --rows 1 && nodetool flush shop",
-            );
-        }
-    }
-    let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
-    assert_eq!(code, 0, "{log}");
+    let expected = backup_uneven_nodes(&env).await;
     let backed_up_at = t0.elapsed();
-
-    // What each A node backed up, decoded from the store.
-    let store = env.store().await;
-    let catalog: Catalog = read_json(store.as_ref(), "catalog/nightly-20260301T020000Z.json").await;
-    let mut expected: BTreeMap<String, TableFiles> = BTreeMap::new();
-    for h in &catalog.hosts {
-        let m: NodeManifest = read_json(store.as_ref(), &h.manifest).await;
-        let tables = expected.entry(h.name.clone()).or_default();
-        for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
-            for f in t.files.iter().filter(|f| !f.path.contains('/')) {
-                let stored = store.get_bytes(&f.key).await.unwrap();
-                let codec = cbk::agent::ops::pipeline::stored_codec(&f.codec).unwrap();
-                let mut plain = Vec::new();
-                cbk::codec::decode(codec, &stored[..], &mut plain).unwrap();
-                use sha2::Digest;
-                tables.entry(t.table.clone()).or_default().push((
-                    component(&f.path),
-                    hex::encode(sha2::Sha256::digest(&plain)),
-                ));
-            }
-        }
-        for v in tables.values_mut() {
-            v.sort();
-        }
-    }
     assert_eq!(expected.len(), 3);
     let counts: Vec<usize> = expected.values().map(|t| t["orders"].len()).collect();
     assert!(

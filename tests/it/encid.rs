@@ -149,7 +149,10 @@ async fn prune_forget_and_quick_verify_need_no_identity() {
         })
         .unwrap();
     let body = store.get_bytes(&victim.key).await.unwrap();
-    store.delete_many(&[victim.key.clone()]).await.unwrap();
+    store
+        .delete_many(std::slice::from_ref(&victim.key))
+        .await
+        .unwrap();
     let (code, out) = cbk_as(&env, &["verify", "--all", "--plan", &plan, "--json"], None);
     assert_eq!(code, 1, "{out}");
     assert!(

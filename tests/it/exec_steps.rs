@@ -16,25 +16,11 @@ fn host_steps_honour_their_sudo_and_check() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let hosts: Vec<String> = c.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-    let plan = dir.path().join("steps.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            r#"version = 1
-kind = "runbook"
-
-[cluster]
-name = "prod"
-hosts = [{hosts}]
-
-[connection]
-ssh_config = "{ssh_config}"
-known_hosts_file = "{known_hosts}"
-connect_timeout = "10s"
-sudo = false
-sudo_user = "cassandra"
-
+    let plan = c.runbook_plan(
+        &dir.path().join("steps.toml"),
+        "connect_timeout = \"10s\"\nsudo = false\nsudo_user = \"cassandra\"",
+        &format!(
+            r#"
 [[step]]
 name = "who"
 run = 'id -un > {out}/who-{{{{ host }}}}'
@@ -51,13 +37,9 @@ on = "controller"
 run = 'echo ran > {out}/ctl'
 check = 'true'
 "#,
-            hosts = hosts.join(", "),
-            ssh_config = c.ssh_config().display(),
-            known_hosts = c.known_hosts().display(),
             out = out.display(),
         ),
-    )
-    .unwrap();
+    );
     let (code, log) = support::run_cbk(
         &[
             "apply",

@@ -65,6 +65,7 @@ mod remote_local;
 mod remote_ssh;
 mod restore_legacy;
 mod review_cli;
+mod store_contract;
 mod store_fs;
 mod store_garage;
 mod store_s3;

@@ -10,84 +10,11 @@
 //! one streamed by no target would be missing.
 
 use crate::support::cluster::TestCluster;
-use crate::support::e2e::{Env, read_json, setup, start_nodes};
-use cbk::repo::manifest::{Catalog, NodeManifest};
-use std::collections::BTreeMap;
-
-/// table -> sorted (component, sha256) of its base sstable files.
-type TableFiles = BTreeMap<String, Vec<(String, String)>>;
-
-fn component(file: &str) -> String {
-    file.splitn(4, '-').nth(3).unwrap_or(file).to_string()
-}
-
-/// The base-table sstable files in the live folders of keyspace shop on a host.
-fn live_table_files(c: &TestCluster, host: &str) -> TableFiles {
-    live_files_of(c, host, "shop")
-}
-
-/// The base-table sstable files in the live folders of `keyspace` on a host.
-fn live_files_of(c: &TestCluster, host: &str, keyspace: &str) -> TableFiles {
-    let out = c.sh(
-        host,
-        &format!("cd /var/lib/cassandra && for f in $(find data*/{keyspace} -mindepth 2 -maxdepth 2 -type f 2>/dev/null | sort); do \
-         echo \"$f $(sha256sum < $f | cut -c1-64)\"; done"),
-    );
-    let mut m = TableFiles::new();
-    for line in out.lines() {
-        let (path, sum) = line.split_once(' ').unwrap();
-        let parts: Vec<&str> = path.split('/').collect();
-        let table = parts[2].split('-').next().unwrap().to_string();
-        m.entry(table)
-            .or_default()
-            .push((component(parts[3]), sum.to_string()));
-    }
-    for v in m.values_mut() {
-        v.sort();
-    }
-    m
-}
-
-/// What each backup host stored, decoded from the store.
-async fn backed_up(env: &Env, backup: &str) -> BTreeMap<String, TableFiles> {
-    let store = env.store().await;
-    let catalog: Catalog = read_json(store.as_ref(), &format!("catalog/{backup}.json")).await;
-    let mut expected: BTreeMap<String, TableFiles> = BTreeMap::new();
-    for h in &catalog.hosts {
-        let m: NodeManifest = read_json(store.as_ref(), &h.manifest).await;
-        let tables = expected.entry(h.name.clone()).or_default();
-        for t in m.tables.iter().filter(|t| t.keyspace == "shop") {
-            for f in t.files.iter().filter(|f| !f.path.contains('/')) {
-                let plain = crate::support::e2e::stored_plain(store.as_ref(), f).await;
-                use sha2::Digest;
-                tables.entry(t.table.clone()).or_default().push((
-                    component(&f.path),
-                    hex::encode(sha2::Sha256::digest(&plain)),
-                ));
-            }
-        }
-        for v in tables.values_mut() {
-            v.sort();
-        }
-    }
-    expected
-}
-
-/// The union (multiset) of the files of `sources`.
-fn union(expected: &BTreeMap<String, TableFiles>, sources: &[&str]) -> TableFiles {
-    let mut m = TableFiles::new();
-    for s in sources {
-        for (t, files) in &expected[*s] {
-            m.entry(t.clone())
-                .or_default()
-                .extend(files.iter().cloned());
-        }
-    }
-    for v in m.values_mut() {
-        v.sort();
-    }
-    m
-}
+use crate::support::e2e::{Env, setup, start_nodes};
+use crate::support::restored::{
+    TableFiles, UNEVEN_BACKUP, backed_up, backup_uneven_nodes, live_files_of, live_table_files,
+    restore_plan, union,
+};
 
 /// A target cluster of `n` nodes with keyspace shop (RF = `rf`) and no tables: the restore
 /// creates them from the backed-up schema.
@@ -107,14 +34,7 @@ fn target_cluster(n: usize, rf: usize) -> TestCluster {
 
 /// A loader restore plan of `shop.*` into `b` (`extra`: more `[restore]` lines).
 fn loader_plan(env: &Env, b: &TestCluster, name: &str, extra: &str) -> std::path::PathBuf {
-    env.plan(
-        name,
-        b,
-        &format!(
-            "kind = \"restore\"\n[restore]\nsource = \"latest\"\nmethod = \"loader\"\ninclude = [\"shop.*\"]\n\
-             create_missing_tables = true\n{extra}"
-        ),
-    )
+    restore_plan(env, b, name, "loader", extra)
 }
 
 /// The task line of `address` in a human plan view.
@@ -140,19 +60,7 @@ fn json_params(json: &str, address: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn loader_restores_three_nodes_into_two_and_into_five() {
     let env = setup("4.1").await;
-    let a = &env.cluster;
-    // Different sstable counts per node, so a wrong assignment cannot match by chance.
-    for (h, flushes) in [("node1", 1), ("node3", 2)] {
-        for _ in 0..flushes {
-            a.sh(
-                h,
-                "cassandra-emu write shop orders --rows 1 && nodetool flush shop",
-            );
-        }
-    }
-    let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
-    assert_eq!(code, 0, "{log}");
-    let expected = backed_up(&env, "nightly-20260301T020000Z").await;
+    let expected = backup_uneven_nodes(&env).await;
     assert_eq!(expected.len(), 3);
 
     // Into 2 nodes whose keyspace shop keeps RF 3: refused by `resolve`, before any node is
@@ -381,7 +289,7 @@ async fn target_keyspace_and_table_restore_beside_the_live_data() {
     let a = &env.cluster;
     let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
     assert_eq!(code, 0, "{log}");
-    let expected = backed_up(&env, "nightly-20260301T020000Z").await;
+    let expected = backed_up(&env, UNEVEN_BACKUP).await;
     // Writes after the backup: the live tables now differ from it.
     for h in a.hosts() {
         crate::support::e2e::write_flush(a, &h, 10, 10);
@@ -499,7 +407,7 @@ async fn datacenters_restores_only_the_hosts_of_that_data_center() {
     };
     let (code, log) = env.apply(&env.backup_plan(), "2026-03-01T02:00:00Z");
     assert_eq!(code, 0, "{log}");
-    let expected = backed_up(&env, "nightly-20260301T020000Z").await;
+    let expected = backed_up(&env, UNEVEN_BACKUP).await;
     let b = target_cluster(2, 2);
     let plan = loader_plan(&env, &b, "dc1.toml", "datacenters = [\"dc1\"]\n");
     let (code, log) = env.apply(&plan, "2026-03-02T02:00:00Z");

@@ -119,7 +119,7 @@ pub fn check(
         }
         return Some(src);
     }
-    if let Some(spec) = src.strip_prefix("legacy:") {
+    if let Some(spec) = crate::repo::legacy::source_spec(&src) {
         if let Err(e) = crate::repo::legacy::parse_spec(spec) {
             sink.error(
                 span,

@@ -158,6 +158,25 @@ impl TestCluster {
         }
     }
 
+    /// Writes a runbook plan over every host of the cluster to `path`: its `[connection]`
+    /// reaches them through the ssh_config, with the lines `connection` added; `rest` follows
+    /// (`[limits]`, the `[[step]]`s).
+    pub fn runbook_plan(&self, path: &Path, connection: &str, rest: &str) -> PathBuf {
+        let hosts: Vec<String> = self.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+        std::fs::write(
+            path,
+            format!(
+                "version = 1\nkind = \"runbook\"\n\n[cluster]\nname = \"runbook\"\nhosts = [{hosts}]\n\n\
+                 [connection]\nssh_config = \"{ssh_config}\"\nknown_hosts_file = \"{known_hosts}\"\n{connection}\n{rest}",
+                hosts = hosts.join(", "),
+                ssh_config = self.ssh_config().display(),
+                known_hosts = self.known_hosts().display(),
+            ),
+        )
+        .unwrap();
+        path.to_path_buf()
+    }
+
     /// Runs `cmd` on `host` with plain `ssh -F ssh_config` (for assertions).
     pub fn exec_on(&self, host: &str, cmd: &str) -> Output {
         Command::new("ssh")

@@ -23,9 +23,30 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// Runs `setup(host, index)` for every host of `c` at once (one thread per host: each host's
+/// setup is a few ssh calls that mostly wait); a panic in one is re-raised.
+pub fn on_every_host(c: &TestCluster, setup: impl Fn(&str, usize) + Sync) {
+    let hosts = c.hosts();
+    std::thread::scope(|s| {
+        let running: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let setup = &setup;
+                s.spawn(move || setup(h, i))
+            })
+            .collect();
+        for r in running {
+            if let Err(e) = r.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
 /// Gives every host an emulated, running node (`extra`: more `cassandra-emu init` options).
 pub fn start_nodes(c: &TestCluster, version: &str, extra: &str) {
-    for (i, h) in c.hosts().iter().enumerate() {
+    on_every_host(c, |h, i| {
         c.sh(
             h,
             &format!(
@@ -35,7 +56,7 @@ pub fn start_nodes(c: &TestCluster, version: &str, extra: &str) {
                 i + 1
             ),
         );
-    }
+    });
 }
 
 /// Emulated nodes with keyspace `shop` (RF 3): `orders` and `customers` (with an index), fixed
@@ -47,19 +68,19 @@ pub fn init_nodes(c: &TestCluster, version: &str) {
 /// [`init_nodes`] with more `cassandra-emu init` options (`--incremental-backups`).
 pub fn init_nodes_with(c: &TestCluster, version: &str, extra: &str) {
     start_nodes(c, version, extra);
-    for h in c.hosts() {
+    on_every_host(c, |h, _| {
         for stmt in [
             "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}".to_string(),
             format!("CREATE TABLE shop.orders (id uuid PRIMARY KEY, total decimal) WITH ID = {ORDERS_ID}"),
             format!("CREATE TABLE shop.customers (id uuid PRIMARY KEY, name text) WITH ID = {CUSTOMERS_ID}"),
             "CREATE INDEX customers_name ON shop.customers (name)".to_string(),
         ] {
-            c.sh(&h, &format!("cassandra-emu cql \"{stmt}\""));
+            c.sh(h, &format!("cassandra-emu cql \"{stmt}\""));
         }
         for _ in 0..2 {
-            write_flush(c, &h, 200, 100);
+            write_flush(c, h, 200, 100);
         }
-    }
+    });
 }
 
 /// New rows in both tables of `host`, then `nodetool flush shop` (new sstables).

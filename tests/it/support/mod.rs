@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod crash;
 pub mod e2e;
 pub mod emu;
+pub mod restored;
 pub mod s3;
 
 /// The cbk binary under test (also the agent binary the tests install on hosts).
