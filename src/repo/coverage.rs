@@ -123,6 +123,7 @@ mod tests {
                 files: paths.iter().map(|p| file(p)).collect(),
             }],
             totals: Totals::default(),
+            keyspaces: None,
         }
     }
 

@@ -115,6 +115,32 @@ pub struct NodeManifest {
     pub completed: String,
     pub tables: Vec<TableEntry>,
     pub totals: Totals,
+    /// The definitions of the backed-up keyspaces as the node reported them at backup time
+    /// (absent in manifests written before cbk recorded them, or without `cassandra.cqlsh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspaces: Option<KeyspaceDefs>,
+}
+
+/// Format of [`KeyspaceDefs`]; a reader refuses a greater one.
+pub const KEYSPACE_DEFS_FORMAT: u32 = 1;
+
+/// The keyspace definitions a node manifest records (docs/repository.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyspaceDefs {
+    /// [`KEYSPACE_DEFS_FORMAT`] when written.
+    pub format: u32,
+    /// Where they were read: `system_schema.keyspaces`.
+    pub source: String,
+    pub keyspaces: Vec<KeyspaceDef>,
+}
+
+/// One keyspace's definition: what `CREATE KEYSPACE` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyspaceDef {
+    pub name: String,
+    /// The `replication` map (`class`, then `replication_factor` or one entry per data center).
+    pub replication: std::collections::BTreeMap<String, String>,
+    pub durable_writes: bool,
 }
 
 /// `format` of a node manifest of an encrypted repository stored as JSON with its secret

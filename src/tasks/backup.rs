@@ -663,6 +663,15 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
         BackupKind::Snapshot => None,
     };
     let totals = Totals::of(&tables);
+    let names: std::collections::BTreeSet<&str> =
+        tables.iter().map(|t| t.keyspace.as_str()).collect();
+    let (keyspaces, defs_note) = match super::restore_keyspaces::read(rt, host).await? {
+        Ok(all) => (
+            Some(super::restore_keyspaces::record(&all, &names)),
+            String::new(),
+        ),
+        Err(why) => (None, format!("; keyspace definitions not recorded ({why})")),
+    };
     let m = NodeManifest {
         format: crate::repo::REPO_FORMAT_VERSION,
         // Set with format 2 when the manifest is sealed (`encrypted::seal_manifest`).
@@ -677,6 +686,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
         completed: jiff::Timestamp::now().to_string(),
         tables,
         totals: totals.clone(),
+        keyspaces,
     };
     let key = keys::node_manifest_key(&probe.host_id, &name);
     let body = match rt.recipients()? {
@@ -693,7 +703,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     };
     Ok(Outcome {
         summary: format!(
-            "node manifest {key}: {} tables, {} files, {} bytes{locked}",
+            "node manifest {key}: {} tables, {} files, {} bytes{locked}{defs_note}",
             m.tables.len(),
             totals.files,
             totals.bytes

@@ -37,6 +37,7 @@ mod crash_loader;
 mod crash_restore;
 mod cresume;
 mod crypt;
+mod dcmap;
 mod delta_restore;
 mod docs_examples;
 mod docs_iam;
