@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measured recovery time (issue 16, point 4): a 3-node emulated cluster (real sshd per host,
 # Python Cassandra 4.1 emulator) restored from Garage (moto when Garage is not built) by a release
-# cbk, with the Node Restart Method and repair:
+# cbk, with the Node Restart Method and a full repair (`-full`: an incremental repair would mark
+# every restored sstable repaired, rewriting its Statistics.db, so the delta restore that follows
+# would find every sstable changed):
 #   1. each node holds BENCH_SSTABLES sstables whose Data.db are BENCH_SSTABLE_MIB MiB of random
 #      bytes (incompressible, like Cassandra's LZ4 data); cbk backs them up;
 #   2. one sstable of node1 in 20 (5%) changes; a full restore (`delta = false`) of all 3 nodes:
@@ -107,6 +109,7 @@ source = \"latest\"
 method = \"restart\"
 include = [\"bench.*\"]
 repair = true
+repair_options = [\"-full\"]
 delta = $delta"
 done
 

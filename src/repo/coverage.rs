@@ -95,6 +95,7 @@ mod tests {
     fn base(paths: &[&str]) -> NodeManifest {
         NodeManifest {
             format: 1,
+            encryption: None,
             backup: "b".into(),
             kind: BackupKind::Snapshot,
             base: None,

@@ -90,7 +90,15 @@ pub enum BackupKind {
 /// without it does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeManifest {
+    /// 1; 2 for a manifest of an encrypted repository whose secret fields are sealed one by
+    /// one.
     pub format: u32,
+    /// Encrypted repositories (format 2): the scheme that sealed `schema_cql`,
+    /// `snapshot_manifest` and the tokens (`cbk-sealed:` fields); everything else is in
+    /// clear, so prune, forget, quick verify and incrementals need no identity. Absent in a
+    /// plain repository (and inside a format-1 manifest, sealed as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
     pub backup: String,
     pub kind: BackupKind,
     /// For incrementals: the snapshot backup they are chained to.
@@ -134,6 +142,10 @@ pub struct KeyspaceDef {
     pub replication: std::collections::BTreeMap<String, String>,
     pub durable_writes: bool,
 }
+
+/// `format` of a node manifest of an encrypted repository stored as JSON with its secret
+/// fields sealed one by one (format 1 sealed the whole manifest as one age file).
+pub const SEALED_FIELDS_FORMAT: u32 = 2;
 
 /// Sums over a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

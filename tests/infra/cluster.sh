@@ -125,9 +125,12 @@ EOF
       </dev/null >"$h/sshd.log" 2>&1 &
     echo $! > "$h/sshd.pid"
   done
+  # Every sshd must listen within CBK_CLUSTER_UP_TIMEOUT seconds of the last start (a count of tries would
+  # run out first on a loaded machine: 200 hosts at load 26 took longer than 500 x 10 ms).
+  local deadline=$((SECONDS + ${CBK_CLUSTER_UP_TIMEOUT:-120}))
   for i in $(seq 1 "$HOSTS"); do
-    local addr=$NET.$((1 + i)) h=$BASE/hosts/node$i ok= t
-    for t in $(seq 1 500); do
+    local addr=$NET.$((1 + i)) h=$BASE/hosts/node$i ok=
+    while [ "$SECONDS" -le "$deadline" ]; do
       if port_open "$addr"; then ok=1; break; fi
       kill -0 "$(cat "$h/sshd.pid")" 2>/dev/null || break
       sleep 0.01

@@ -47,6 +47,7 @@ mod e2e_cluster_incremental;
 mod e2e_local;
 mod e2e_profiles;
 mod e2e_restore_local;
+mod encid;
 mod exec_cli;
 mod exec_crash;
 mod exec_progress;

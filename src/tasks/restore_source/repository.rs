@@ -55,7 +55,8 @@ async fn read_manifest(
     key: &str,
     ids: Option<&crate::crypt::Identities>,
 ) -> Result<NodeManifest, TaskError> {
-    crate::repo::encrypted::read_manifest(store.as_ref(), key, ids)
+    let access = crate::repo::encrypted::Access::of(ids);
+    crate::repo::encrypted::read_manifest(store.as_ref(), key, &access)
         .await
         .map_err(|e| match e {
             inventory::RepoError::Store(StoreError::NotFound(_)) => {
