@@ -284,6 +284,7 @@ mod tests {
                 }],
             }],
             totals: Totals::default(),
+            keyspaces: None,
         }
     }
 
