@@ -35,14 +35,14 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         });
     let store = args.store.open().await?;
     let cluster = args.store.cluster(args.cluster.as_deref())?;
-    let ids = args.store.identity(store.as_ref()).await?;
+    let access = args.store.access(store.as_ref()).await?;
     let r = crate::repo::prune::forget(
         store.as_ref(),
         &args.names,
         cluster.as_deref(),
         grace,
         args.dry_run,
-        ids.as_ref(),
+        &access,
     )
     .await
     .map_err(|e| match e {

@@ -71,8 +71,9 @@ pub async fn run(args: Args) -> miette::Result<u8> {
     } else {
         args.name.clone()
     };
-    let ids = args.store.identity(store.as_ref()).await?;
-    let (catalog, nodes) = inventory::load_backup(store.as_ref(), &name, ids.as_ref())
+    // File lists stay in clear in an encrypted repository: no identity needed.
+    let access = args.store.access(store.as_ref()).await?;
+    let (catalog, nodes) = inventory::load_backup(store.as_ref(), &name, &access)
         .await
         .map_err(|e| match e {
             inventory::RepoError::NoSuchBackup(_) => {

@@ -316,6 +316,22 @@ impl StoreArgs {
             .map_err(|e| miette::miette!("{e}"))
     }
 
+    /// How to read the store without requiring an identity: plain, encrypted with the identity
+    /// when one is given, or encrypted without it (prune, forget and quick verify read only
+    /// what stays in clear).
+    pub async fn access(
+        &self,
+        store: &dyn crate::store::Store,
+    ) -> miette::Result<crate::repo::encrypted::Access> {
+        let env = self
+            .plan_file()?
+            .and_then(|p| p.encryption)
+            .and_then(|e| e.identity_env);
+        crate::repo::encrypted::access_for(store, env.as_deref())
+            .await
+            .map_err(|e| miette::miette!("{e}"))
+    }
+
     /// The plan's `[encryption]` recipients (empty without a plan or section).
     pub fn recipients(&self) -> miette::Result<Vec<String>> {
         Ok(self

@@ -75,14 +75,14 @@ pub async fn run(args: Args) -> miette::Result<u8> {
         }
     }
     let selection = args.store.backup_config()?.map(|b| b.selection());
-    let ids = args.store.identity(store.as_ref()).await?;
+    let access = args.store.access(store.as_ref()).await?;
     let r = crate::repo::prune::prune(
         store.as_ref(),
         &policy,
         cluster.as_deref(),
         selection.as_ref(),
         args.dry_run,
-        ids.as_ref(),
+        &access,
     )
     .await
     .map_err(|e| miette::miette!("{e}"))?;

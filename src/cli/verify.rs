@@ -75,7 +75,13 @@ fn targets(
 /// Runs `cbk verify`; exit 1 when a problem is found.
 pub async fn run(args: Args) -> miette::Result<u8> {
     let store = args.store.open().await?;
-    let ids = args.store.identity(store.as_ref()).await?;
+    // The quick check reads what node manifests keep in clear; --deep opens every object.
+    let access = match args.deep {
+        true => {
+            crate::repo::encrypted::Access::of(args.store.identity(store.as_ref()).await?.as_ref())
+        }
+        false => args.store.access(store.as_ref()).await?,
+    };
     let cluster = args.store.cluster(args.cluster.as_deref())?;
     let scoped = if args.name.is_none() || args.all || args.metrics.wanted() {
         inventory::backups(store.as_ref(), cluster.as_deref())
@@ -100,15 +106,9 @@ pub async fn run(args: Args) -> miette::Result<u8> {
                 }],
                 ..Default::default()
             },
-            _ => verify::verify(
-                store.clone(),
-                name,
-                args.deep,
-                args.concurrency,
-                ids.clone(),
-            )
-            .await
-            .map_err(|e| miette::miette!("{e}"))?,
+            _ => verify::verify(store.clone(), name, args.deep, args.concurrency, &access)
+                .await
+                .map_err(|e| miette::miette!("{e}"))?,
         };
         if args.repair {
             moved.extend(

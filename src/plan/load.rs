@@ -166,7 +166,7 @@ fn semantics(
         None => (None, None),
     };
     let restore_source = match &p.restore {
-        Some(r) => check::restore::check(sink, &ctx, r, &base_vars, &known),
+        Some(r) => check::restore::check(sink, &ctx, r, &base_vars, &known, &hosts),
         None => None,
     };
     if let Some(l) = &p.limits {

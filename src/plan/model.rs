@@ -248,6 +248,11 @@ pub struct RestoreConfig {
     /// empty: every data center.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datacenters: Vec<String>,
+    /// Backed-up data center -> the target data center it restores into: its hosts restore onto
+    /// the plan hosts of that `dc`, and a keyspace created from the backup's recorded definition
+    /// gets the target names in its replication.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dc_map: BTreeMap<String, String>,
     /// `import`/`loader` only: restore into this keyspace instead of the backed-up one, beside
     /// the live data (the keyspace must exist on the target).
     #[serde(default, skip_serializing_if = "Option::is_none")]

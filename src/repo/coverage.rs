@@ -95,6 +95,7 @@ mod tests {
     fn base(paths: &[&str]) -> NodeManifest {
         NodeManifest {
             format: 1,
+            encryption: None,
             backup: "b".into(),
             kind: BackupKind::Snapshot,
             base: None,
@@ -122,6 +123,7 @@ mod tests {
                 files: paths.iter().map(|p| file(p)).collect(),
             }],
             totals: Totals::default(),
+            keyspaces: None,
         }
     }
 

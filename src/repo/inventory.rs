@@ -321,11 +321,11 @@ pub async fn incomplete_runs(
     Ok(runs.into_iter().collect())
 }
 
-/// The catalog and every node manifest of a backup.
+/// The catalog and every node manifest of a backup, read as `access` allows.
 pub async fn load_backup(
     store: &dyn Store,
     name: &str,
-    ids: Option<&crate::crypt::Identities>,
+    access: &super::encrypted::Access,
 ) -> Result<(Catalog, Vec<NodeManifest>), RepoError> {
     let catalog: Catalog = match read_json(store, &keys::catalog_key(name)).await {
         Err(RepoError::Store(StoreError::NotFound(_))) => {
@@ -335,7 +335,7 @@ pub async fn load_backup(
     };
     let mut nodes = Vec::new();
     for h in &catalog.hosts {
-        nodes.push(super::encrypted::read_manifest(store, &h.manifest, ids).await?);
+        nodes.push(super::encrypted::read_manifest(store, &h.manifest, access).await?);
     }
     Ok((catalog, nodes))
 }

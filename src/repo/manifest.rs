@@ -90,7 +90,15 @@ pub enum BackupKind {
 /// without it does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeManifest {
+    /// 1; 2 for a manifest of an encrypted repository whose secret fields are sealed one by
+    /// one.
     pub format: u32,
+    /// Encrypted repositories (format 2): the scheme that sealed `schema_cql`,
+    /// `snapshot_manifest` and the tokens (`cbk-sealed:` fields); everything else is in
+    /// clear, so prune, forget, quick verify and incrementals need no identity. Absent in a
+    /// plain repository (and inside a format-1 manifest, sealed as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
     pub backup: String,
     pub kind: BackupKind,
     /// For incrementals: the snapshot backup they are chained to.
@@ -107,7 +115,37 @@ pub struct NodeManifest {
     pub completed: String,
     pub tables: Vec<TableEntry>,
     pub totals: Totals,
+    /// The definitions of the backed-up keyspaces as the node reported them at backup time
+    /// (absent in manifests written before cbk recorded them, or without `cassandra.cqlsh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspaces: Option<KeyspaceDefs>,
 }
+
+/// Format of [`KeyspaceDefs`]; a reader refuses a greater one.
+pub const KEYSPACE_DEFS_FORMAT: u32 = 1;
+
+/// The keyspace definitions a node manifest records (docs/repository.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyspaceDefs {
+    /// [`KEYSPACE_DEFS_FORMAT`] when written.
+    pub format: u32,
+    /// Where they were read: `system_schema.keyspaces`.
+    pub source: String,
+    pub keyspaces: Vec<KeyspaceDef>,
+}
+
+/// One keyspace's definition: what `CREATE KEYSPACE` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyspaceDef {
+    pub name: String,
+    /// The `replication` map (`class`, then `replication_factor` or one entry per data center).
+    pub replication: std::collections::BTreeMap<String, String>,
+    pub durable_writes: bool,
+}
+
+/// `format` of a node manifest of an encrypted repository stored as JSON with its secret
+/// fields sealed one by one (format 1 sealed the whole manifest as one age file).
+pub const SEALED_FIELDS_FORMAT: u32 = 2;
 
 /// Sums over a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

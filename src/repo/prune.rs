@@ -3,6 +3,7 @@
 //! remaining backup references (only when older than the grace period, so an upload in flight
 //! is never collected).
 
+use super::encrypted::Access;
 use super::inventory::{BackupInfo, RepoError, backups, incomplete_runs, read_json};
 use super::keys;
 use super::manifest::{BackupKind, IndexEntry, ProbeInfo, Selection, TableEntry};
@@ -202,7 +203,7 @@ pub async fn prune(
     cluster: Option<&str>,
     selection: Option<&Selection>,
     dry_run: bool,
-    ids: Option<&crate::crypt::Identities>,
+    access: &Access,
 ) -> Result<PruneReport, RepoError> {
     let all = backups(store, None).await?;
     let scope = Scope::of(&all, cluster, selection);
@@ -252,7 +253,7 @@ pub async fn prune(
         runs: Runs::CleanOld,
         grace_secs: grace_seconds(policy),
         dry_run,
-        ids,
+        access,
     };
     collect(store, &all, &scope, decisions, gc).await
 }
@@ -268,7 +269,7 @@ pub async fn forget(
     cluster: Option<&str>,
     grace: u64,
     dry_run: bool,
-    ids: Option<&crate::crypt::Identities>,
+    access: &Access,
 ) -> Result<PruneReport, ForgetError> {
     let all = backups(store, None).await?;
     let scope = Scope::of(&all, cluster, None);
@@ -321,18 +322,19 @@ pub async fn forget(
         runs: Runs::Keep,
         grace_secs: grace,
         dry_run,
-        ids,
+        access,
     };
     Ok(collect(store, &all, &scope, decisions, gc).await?)
 }
 
 /// How [`collect`] collects: which unfinished runs it may delete, the grace period, whether it
-/// only reports, and the identity that opens an encrypted repository's manifests.
+/// only reports, and how it reads node manifests (in an encrypted repository their file lists
+/// are in clear: no identity is needed, except for format-1 manifests sealed as a whole).
 struct Gc<'a> {
     runs: Runs,
     grace_secs: u64,
     dry_run: bool,
-    ids: Option<&'a crate::crypt::Identities>,
+    access: &'a Access,
 }
 
 /// Which backups an operation decides about, and which it must leave alone.
@@ -402,7 +404,7 @@ async fn collect(
         runs,
         grace_secs,
         dry_run,
-        ids,
+        access,
     } = gc;
     let now = jiff::Timestamp::now().as_second();
     let grace = i64::try_from(grace_secs).unwrap_or(i64::MAX);
@@ -418,7 +420,7 @@ async fn collect(
     let files_of = |manifests: Vec<String>| async move {
         let mut files = Vec::new();
         for key in manifests {
-            match super::encrypted::read_manifest(store, &key, ids).await {
+            match super::encrypted::read_manifest(store, &key, access).await {
                 Err(RepoError::Store(StoreError::NotFound(_))) => {}
                 Err(e) => return Err(e),
                 // An encrypted object's data key (`<key>.key`) lives as long as the object.

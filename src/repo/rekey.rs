@@ -4,7 +4,9 @@
 //! An interrupted run is repeated as is (the marker changes last, and the identity opens both
 //! the old and the new seals).
 
-use super::encrypted::{marker_encryption, open_manifest, seal_manifest, seal_probe, seal_table};
+use super::encrypted::{
+    Access, marker_encryption, open_manifest, seal_manifest, seal_probe, seal_table,
+};
 use super::inventory::RepoError;
 use crate::crypt::{Identities, MarkerEncryption, Recipients};
 use crate::store::Store;
@@ -52,7 +54,7 @@ pub async fn rekey(
             out.data_keys += 1;
         } else if k.contains("/manifests/") {
             let bytes = store.get_bytes(k).await?;
-            let mut m = open_manifest(&bytes, k, Some(ids))?;
+            let mut m = open_manifest(&bytes, k, &Access::Identity(ids.clone()))?;
             seal_probe(&mut m.node, to)?;
             for t in &mut m.tables {
                 seal_table(t, to)?;

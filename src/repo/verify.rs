@@ -1,6 +1,9 @@
 //! Verifying a backup: every object present with its recorded size, and with `deep`, every
-//! object read back, decompressed and checked against the CRC32 recorded for it.
+//! object read back, decompressed and checked against the CRC32 recorded for it. In an
+//! encrypted repository the quick check reads only what node manifests keep in clear (no
+//! identity); `deep` opens every object and needs the identity.
 
+use super::encrypted::Access;
 use super::inventory::{RepoError, load_backup};
 use super::manifest::FileEntry;
 use crate::store::Store;
@@ -29,15 +32,20 @@ pub struct Report {
     pub damaged: Vec<String>,
 }
 
-/// Verifies `name`; problems are collected, not returned as errors.
+/// Verifies `name`; problems are collected, not returned as errors. `deep` in an encrypted
+/// repository needs the identity (an error names the variable to set).
 pub async fn verify(
     store: Arc<dyn Store>,
     name: &str,
     deep: bool,
     concurrency: usize,
-    ids: Option<crate::crypt::Identities>,
+    access: &Access,
 ) -> Result<Report, RepoError> {
-    let (catalog, nodes) = load_backup(store.as_ref(), name, ids.as_ref()).await?;
+    let ids = match deep {
+        true => access.identities()?.cloned(),
+        false => None,
+    };
+    let (catalog, nodes) = load_backup(store.as_ref(), name, access).await?;
     let mut report = Report {
         backup: name.to_string(),
         deep,

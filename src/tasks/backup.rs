@@ -513,10 +513,10 @@ pub async fn upload(
     let store = rt.store().await?;
     let incremental = params.is_none();
     let recipients = rt.recipients()?;
-    // Sealed manifests cannot be read by the node: no CRC32s from the previous one, and no base
-    // coverage (restore leaves covered files out).
-    let encrypted = recipients.is_some();
-    let base_manifest = match incremental && !encrypted {
+    // The node reads the file lists of the previous and the base manifest (in clear also in an
+    // encrypted repository, format 2; a format-1 manifest, sealed as a whole, tells it nothing,
+    // and restore still leaves covered files out).
+    let base_manifest = match incremental {
         true => incremental_base(&store, &rt.run.plan.cluster.name, &rt.run.inputs.now)
             .await?
             .map(|b| keys::node_manifest_key(&probe.host_id, &b)),
@@ -564,10 +564,7 @@ pub async fn upload(
         codec: cfg.codec.clone().unwrap_or_else(|| "zstd".into()),
         compress_compressed: cfg.compress_compressed,
         file_concurrency: rt.run.plan.limits.file_concurrency as usize,
-        previous_manifest: match encrypted {
-            true => None,
-            false => latest_manifest(&store, &probe.host_id, &name).await?,
-        },
+        previous_manifest: latest_manifest(&store, &probe.host_id, &name).await?,
         resume,
         delete_uploaded: incremental,
         base_manifest,
@@ -666,8 +663,19 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
         BackupKind::Snapshot => None,
     };
     let totals = Totals::of(&tables);
+    let names: std::collections::BTreeSet<&str> =
+        tables.iter().map(|t| t.keyspace.as_str()).collect();
+    let (keyspaces, defs_note) = match super::restore_keyspaces::read(rt, host).await? {
+        Ok(all) => (
+            Some(super::restore_keyspaces::record(&all, &names)),
+            String::new(),
+        ),
+        Err(why) => (None, format!("; keyspace definitions not recorded ({why})")),
+    };
     let m = NodeManifest {
         format: crate::repo::REPO_FORMAT_VERSION,
+        // Set with format 2 when the manifest is sealed (`encrypted::seal_manifest`).
+        encryption: None,
         backup: name.clone(),
         kind,
         base,
@@ -678,6 +686,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
         completed: jiff::Timestamp::now().to_string(),
         tables,
         totals: totals.clone(),
+        keyspaces,
     };
     let key = keys::node_manifest_key(&probe.host_id, &name);
     let body = match rt.recipients()? {
@@ -694,7 +703,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
     };
     Ok(Outcome {
         summary: format!(
-            "node manifest {key}: {} tables, {} files, {} bytes{locked}",
+            "node manifest {key}: {} tables, {} files, {} bytes{locked}{defs_note}",
             m.tables.len(),
             totals.files,
             totals.bytes

@@ -11,6 +11,7 @@ pub mod node;
 mod repair_ranges;
 pub mod restore;
 mod restore_delta;
+pub mod restore_keyspaces;
 pub mod restore_source;
 mod restore_state;
 pub mod restore_topology;

@@ -278,6 +278,8 @@ pub async fn match_tables(
     };
     let mut mappings = Vec::new();
     let mut lines = Vec::new();
+    let resolved: Resolved = checkpoint(cx, RESOLVE)?;
+    let mut live_keyspaces = None;
     for t in &staged.tables {
         let name = format!("{}.{}", t.keyspace, t.table);
         let mut candidates: Vec<&String> = live
@@ -297,6 +299,23 @@ pub async fn match_tables(
                     "{name} does not exist on {host}; create it, or set restore.create_missing_tables = true \
                      to create it from the backed-up schema (WITH ID)"
                 )));
+            }
+            let source_ks = t
+                .renamed_from
+                .as_deref()
+                .and_then(|f| f.split_once('.'))
+                .map_or(t.keyspace.as_str(), |(k, _)| k);
+            if let Some(stmt) = super::restore_keyspaces::ensure(
+                rt,
+                host,
+                cfg,
+                resolved.keyspaces.as_ref(),
+                (&t.keyspace, source_ks),
+                &mut live_keyspaces,
+            )
+            .await?
+            {
+                lines.push(format!("created: {}", stmt.trim_end_matches(';')));
             }
             create_table(rt, host, t).await?;
             match (&t.renamed_from, &rt.run.plan.cassandra.cqlsh) {
@@ -770,6 +789,7 @@ mod tests {
                     incrementals: Vec::new(),
                     hosts,
                     also: BTreeMap::new(),
+                    keyspaces: None,
                 },
             })
         }

@@ -32,6 +32,23 @@ pub(super) fn plan_host_names(rt: &Runtime) -> Vec<String> {
         .collect()
 }
 
+/// The plan's hosts with their data centers (when the plan gives `dc`).
+pub(super) fn plan_targets(rt: &Runtime) -> Vec<super::restore_topology::TargetHost> {
+    rt.run
+        .plan
+        .cluster
+        .hosts
+        .iter()
+        .map(|h| {
+            let s = h.spec();
+            super::restore_topology::TargetHost {
+                name: s.name,
+                dc: s.dc,
+            }
+        })
+        .collect()
+}
+
 /// The plan host that backed-up host `name` (with `host_id`, when known) restores to: its entry
 /// in the host map (by name, then by id) or, without a host map, the plan host of the same name.
 pub(super) fn target_host(
@@ -59,6 +76,10 @@ pub struct Resolved {
     /// `loader` into another node count: target -> its further sources, in catalog order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub also: BTreeMap<String, Vec<ResolvedHost>>,
+    /// The keyspace definitions the restored node manifests record, by backed-up name (absent:
+    /// a backup made before cbk recorded them, or a `legacy:` source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspaces: Option<BTreeMap<String, crate::repo::manifest::KeyspaceDef>>,
 }
 
 impl Resolved {

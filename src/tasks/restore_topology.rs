@@ -11,16 +11,12 @@
 //!    leaves two targets without one (they receive what the others stream).
 //! 3. A target without a source is an error except with `loader`.
 //!
-//! With `datacenters`, only the backed-up hosts of those data centers take part.
-//!
-//! It also refuses a restore into fewer nodes than a restored keyspace's replication factor,
-//! from the target's live replication (the backup records no keyspace definition, so this is
-//! known at `resolve`, before any node is changed).
+//! With `datacenters`, only the backed-up hosts of those data centers take part. With
+//! `dc_map`, the rule runs per target data center: the backed-up hosts of a data center (renamed
+//! by `dc_map`, else under their own name) restore onto the plan hosts whose `dc` is that name.
 
-use super::{Runtime, node};
-use crate::exec::TaskError;
 use crate::plan::model::{RestoreConfig, RestoreMethod};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A backed-up host as the catalog names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +99,66 @@ pub fn assign(
     Ok(a)
 }
 
+/// [`assign`] for targets that may carry a data center: with `dc_map`, per target data center
+/// (a backed-up host's data center renamed by `dc_map`, else its own name), onto the targets of
+/// that `dc`; host_map entries still win. Without `dc_map`, [`assign`] over all targets.
+pub fn assign_hosts(
+    cfg: &RestoreConfig,
+    targets: &[TargetHost],
+    sources: &[SourceHost],
+) -> Result<Assignment, String> {
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    if cfg.dc_map.is_empty() {
+        return assign(cfg, &names, sources);
+    }
+    let mut out = Assignment::default();
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        if !cfg.datacenters.is_empty() && !cfg.datacenters.contains(&s.dc) {
+            out.other_dcs.push(i);
+            continue;
+        }
+        let dc = cfg.dc_map.get(&s.dc).map_or(s.dc.as_str(), String::as_str);
+        groups.entry(dc).or_default().push(i);
+    }
+    for (dc, idx) in groups {
+        let in_dc: Vec<String> = targets
+            .iter()
+            .filter(|t| t.dc.as_deref() == Some(dc))
+            .map(|t| t.name.clone())
+            .collect();
+        let subset: Vec<SourceHost> = idx.iter().map(|i| sources[*i].clone()).collect();
+        let a = assign(cfg, &in_dc, &subset)?;
+        for (t, v) in a.by_target {
+            out.by_target
+                .entry(t)
+                .or_default()
+                .extend(v.iter().map(|j| idx[*j]));
+        }
+        out.unused.extend(a.unused.iter().map(|j| idx[*j]));
+    }
+    for v in out.by_target.values_mut() {
+        v.sort_unstable();
+    }
+    out.unused.sort_unstable();
+    if cfg.method != RestoreMethod::Loader {
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|t| !out.by_target.contains_key(*t))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the backup has no node for target host(s) {} (restore.dc_map restores each \
+                 data center onto the plan hosts of its target `dc`); map source hosts with \
+                 restore.host_map, or use method = \"loader\" (any node count)",
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// `a, b` for the sources at `idx`.
 pub fn names(sources: &[SourceHost], idx: &[usize]) -> String {
     idx.iter()
@@ -150,123 +206,6 @@ pub fn parse_replication(text: &str) -> BTreeMap<String, String> {
 pub struct TargetHost {
     pub name: String,
     pub dc: Option<String>,
-}
-
-/// Refuses a keyspace whose replication factor is greater than the nodes restored into: the
-/// whole list for `SimpleStrategy`, each data center's hosts for `NetworkTopologyStrategy`
-/// (all hosts when the plan names no `dc`).
-pub fn check_replication(
-    keyspace: &str,
-    replication: &BTreeMap<String, String>,
-    targets: &[TargetHost],
-) -> Result<(), String> {
-    let class = replication.get("class").map(String::as_str).unwrap_or("");
-    let n = targets.len();
-    if class.ends_with("LocalStrategy") || class.ends_with("EverywhereStrategy") {
-        return Ok(());
-    }
-    let refuse = |rf: usize, where_: String, nodes: usize| {
-        Err(format!(
-            "keyspace {keyspace} has replication factor {rf}{where_} but the restore targets \
-             {nodes} node(s): Cassandra could not place {rf} replicas; lower it first \
-             (ALTER KEYSPACE {keyspace} WITH replication = …) or restore into at least {rf} nodes"
-        ))
-    };
-    if class.ends_with("SimpleStrategy") {
-        let rf: usize = replication
-            .get("replication_factor")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        return if rf > n {
-            refuse(rf, String::new(), n)
-        } else {
-            Ok(())
-        };
-    }
-    let dcs_known = targets.iter().any(|t| t.dc.is_some());
-    for (dc, v) in replication.iter().filter(|(k, _)| *k != "class") {
-        let Ok(rf) = v.parse::<usize>() else { continue };
-        let nodes = if dcs_known {
-            targets
-                .iter()
-                .filter(|t| t.dc.as_deref() == Some(dc))
-                .count()
-        } else {
-            n
-        };
-        if rf > nodes {
-            return refuse(rf, format!(" in data center {dc}"), nodes);
-        }
-    }
-    Ok(())
-}
-
-/// `resolve`: reads the live replication of the restored `keyspaces` on the first plan host
-/// (`system_schema.keyspaces` through `cassandra.cqlsh`) and refuses any whose replication
-/// factor exceeds the plan's hosts. Returns what was checked, for the outcome.
-///
-/// Only a restore into fewer nodes than it restores backed-up hosts (`sources`) is checked: a
-/// restore onto as many nodes as it has sources (one node of a cluster, or the same topology)
-/// leaves the replication as the backed-up cluster had it, which is not the restore's to judge.
-pub(super) async fn check_live_replication(
-    rt: &Runtime,
-    keyspaces: &BTreeSet<String>,
-    sources: usize,
-) -> Result<String, TaskError> {
-    let targets: Vec<TargetHost> = rt
-        .run
-        .plan
-        .cluster
-        .hosts
-        .iter()
-        .map(|h| {
-            let s = h.spec();
-            TargetHost {
-                name: s.name,
-                dc: s.dc,
-            }
-        })
-        .collect();
-    if sources <= targets.len() {
-        return Ok(format!(
-            "replication factors not checked ({sources} backed-up host(s) onto {} target(s): \
-             the node count does not shrink)",
-            targets.len()
-        ));
-    }
-    let (Some(cqlsh), Some(first)) = (&rt.run.plan.cassandra.cqlsh, targets.first()) else {
-        return Ok("replication factors not checked (no cassandra.cqlsh)".into());
-    };
-    let q = "SELECT keyspace_name, replication FROM system_schema.keyspaces".to_string();
-    let out = node::run_plan_command(rt, &first.name, cqlsh, &["-e".into(), q], None, None).await?;
-    if out.code != 0 {
-        // 2.x keeps keyspaces elsewhere (system.schema_keyspaces), with another layout.
-        return Ok(format!(
-            "replication factors not checked (cqlsh on {} exited with {})",
-            first.name, out.code
-        ));
-    }
-    let mut checked = Vec::new();
-    for line in out.stdout_str().lines() {
-        let Some((ks, repl)) = line.split_once('|') else {
-            continue;
-        };
-        let ks = ks.trim();
-        if !keyspaces.contains(ks) {
-            continue;
-        }
-        check_replication(ks, &parse_replication(repl), &targets).map_err(TaskError::fatal)?;
-        checked.push(ks.to_string());
-    }
-    Ok(if checked.is_empty() {
-        "replication factors: no restored keyspace exists on the target yet".into()
-    } else {
-        format!(
-            "replication factors of {} fit {} target nodes",
-            checked.join(", "),
-            targets.len()
-        )
-    })
 }
 
 /// The keyspace and table a backed-up table is restored into: `target_keyspace` /
@@ -471,54 +410,46 @@ mod tests {
     }
 
     #[test]
+    fn dc_map_restores_each_data_center_onto_the_targets_of_its_new_name() {
+        // n1, n2 in dc1, n3 in dc2; targets: n1 in dcY, n2 and n3 in dcX.
+        let s = src(&["n1", "n2", "n3"]);
+        let mut c = cfg(RestoreMethod::Loader, &[]);
+        c.dc_map = [("dc1", "dcX"), ("dc2", "dcY")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let t: Vec<TargetHost> = [("n1", "dcY"), ("n2", "dcX"), ("n3", "dcX")]
+            .iter()
+            .map(|(n, d)| TargetHost {
+                name: n.to_string(),
+                dc: Some(d.to_string()),
+            })
+            .collect();
+        let a = assign_hosts(&c, &t, &s).unwrap();
+        assert_eq!(
+            by(&a),
+            [
+                ("n1".into(), vec![2]),
+                ("n2".into(), vec![1]),
+                ("n3".into(), vec![0])
+            ]
+        );
+        // Only dc1, into dcX: n3 is left out, n1 (dcY) gets nothing.
+        c.datacenters = vec!["dc1".into()];
+        let a = assign_hosts(&c, &t, &s).unwrap();
+        assert_eq!(by(&a), [("n2".into(), vec![1]), ("n3".into(), vec![0])]);
+        assert_eq!(a.other_dcs, [2]);
+        c.method = RestoreMethod::Import;
+        let e = assign_hosts(&c, &t, &s).unwrap_err();
+        assert!(e.contains("no node for target host(s) n3"), "{e}");
+    }
+
+    #[test]
     fn staging_prefixes() {
         assert_eq!(staging_prefix("node1", false).unwrap(), "");
         assert_eq!(staging_prefix("node1.dc", true).unwrap(), "src-node1.dc/");
         assert!(staging_prefix("../x", true).is_err());
         assert!(staging_prefix("a/b", true).is_err());
-    }
-
-    #[test]
-    fn replication_factor_above_the_target_nodes_is_refused() {
-        let t = |n: &[(&str, Option<&str>)]| -> Vec<TargetHost> {
-            n.iter()
-                .map(|(a, d)| TargetHost {
-                    name: a.to_string(),
-                    dc: d.map(String::from),
-                })
-                .collect()
-        };
-        let simple = parse_replication(
-            "{'class': 'org.apache.cassandra.locator.SimpleStrategy', 'replication_factor': '3'}",
-        );
-        assert_eq!(simple["replication_factor"], "3");
-        let e = check_replication("shop", &simple, &t(&[("b1", None), ("b2", None)])).unwrap_err();
-        assert!(
-            e.starts_with(
-                "keyspace shop has replication factor 3 but the restore targets 2 node(s)"
-            ),
-            "{e}"
-        );
-        assert!(
-            check_replication(
-                "shop",
-                &simple,
-                &t(&[("a", None), ("b", None), ("c", None)])
-            )
-            .is_ok()
-        );
-        let nts = parse_replication(
-            "{'class': 'org.apache.cassandra.locator.NetworkTopologyStrategy', 'dc1': '2', 'dc2': '1'}",
-        );
-        let two_dcs = t(&[("a", Some("dc1")), ("b", Some("dc2")), ("c", Some("dc2"))]);
-        let e = check_replication("shop", &nts, &two_dcs).unwrap_err();
-        assert!(
-            e.contains("factor 2 in data center dc1 but the restore targets 1 node(s)"),
-            "{e}"
-        );
-        assert!(check_replication("shop", &nts, &t(&[("a", None), ("b", None)])).is_ok());
-        let local = parse_replication("{'class': 'org.apache.cassandra.locator.LocalStrategy'}");
-        assert!(check_replication("system", &local, &t(&[("a", None)])).is_ok());
     }
 
     #[test]

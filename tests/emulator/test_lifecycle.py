@@ -144,6 +144,20 @@ class Churn(EmuTestCase):
 
 
 class SchemaChanges(EmuTestCase):
+    def test_network_topology_needs_known_data_centers_from_4_0(self):
+        nts = "CREATE KEYSPACE %s WITH replication = {'class': 'NetworkTopologyStrategy', %s}"
+        self.init("4.1", "--dc", "dc1")
+        self.emu("add-peer", "--address", "127.0.0.9", "--dc", "dc2")
+        self.cqlsh("-e", nts % ("a", "'dc1': 1, 'dc2': 1"))
+        r = self.cqlsh("-e", nts % ("b", "'dc1': 1, 'dcX': 1"), rc=2)
+        self.assertIn("ConfigurationException: Error from server: code=2300 [Query invalid because of "
+                      "configuration issue] message=\"Unrecognized strategy option {dcX} passed to "
+                      "NetworkTopologyStrategy for keyspace b\"", r.err)
+
+    def test_network_topology_takes_any_data_center_before_4_0(self):
+        self.init("3.11", "--dc", "dc1")
+        self.cqlsh("-e", "CREATE KEYSPACE b WITH replication = {'class': 'NetworkTopologyStrategy', 'dcX': 1}")
+
     def test_drop_recreate_keeps_old_folder_and_auto_snapshot(self):
         self.init("4.1")
         old = self.make_table()

@@ -45,7 +45,7 @@ fn assert_no_stop_started(env: &Env, now: &str) {
 }
 
 /// 32-byte windows of every live Data.db of `shop` on every host (the fixtures' bytes).
-fn data_markers(env: &Env) -> Vec<Vec<u8>> {
+pub(crate) fn data_markers(env: &Env) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for h in env.cluster.hosts() {
         let root = env.cluster.data_dir(&h);

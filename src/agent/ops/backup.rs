@@ -224,6 +224,11 @@ async fn manifest(store: &Arc<dyn Store>, key: Option<&str>) -> OpResult<Option<
         Err(crate::store::StoreError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(OpError::from_store(e)),
     };
+    // A format-1 manifest of an encrypted repository is sealed as a whole: the node has no
+    // identity, so it knows nothing from it (format 2 keeps its file lists in clear).
+    if crate::crypt::seal::is_sealed(&bytes) {
+        return Ok(None);
+    }
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| OpError::fatal(format!("manifest `{key}` is unreadable: {e}")))
@@ -306,8 +311,9 @@ async fn upload_table(
                 if let Some(size) = intact.as_ref() {
                     let crc32 = match (known.get(&plan.key), plan.data_digest) {
                         (Some(prev), _) => prev.crc32,
-                        // An encrypted repository's manifests are sealed: a Data.db's CRC32 is
-                        // its Digest (checked when it was stored), other files are read again.
+                        // No previous entry in an encrypted repository (or a format-1 manifest,
+                        // sealed as a whole): a Data.db's CRC32 is its Digest (checked when it
+                        // was stored), other files are read again.
                         (None, Some((d, DigestAlgorithm::Crc32))) if encrypted => d,
                         _ => {
                             let p = file.path.clone();

@@ -5,7 +5,7 @@
 use super::cluster::HostNames;
 use super::{Ctx, Doc, I, K, check_globs};
 use crate::plan::diag::Sink;
-use crate::plan::model::{RestoreConfig, RestoreMethod};
+use crate::plan::model::{HostSpec, RestoreConfig, RestoreMethod};
 use crate::plan::template::{Vars, valid_backup_name};
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ pub fn check(
     r: &RestoreConfig,
     vars: &Vars,
     hosts: &HostNames<'_>,
+    specs: &[HostSpec],
 ) -> Option<String> {
     let doc = ctx.doc;
     check_globs(sink, doc, "restore", "include", &r.include);
@@ -80,6 +81,7 @@ pub fn check(
     check_loader(sink, doc, r);
     check_delta(sink, doc, r);
     check_target_names(sink, doc, r);
+    check_dc_map(sink, doc, r, specs);
     for (i, dc) in r.datacenters.iter().enumerate() {
         if dc.trim().is_empty() {
             sink.error(
@@ -141,6 +143,79 @@ pub fn check(
         return None;
     }
     Some(src)
+}
+
+/// `dc_map`: non-empty names, backed-up data centers the restore selects, each onto a data
+/// center the plan's hosts are in (their `dc`), no two onto the same one.
+fn check_dc_map(sink: &mut Sink, doc: &Doc<'_>, r: &RestoreConfig, specs: &[HostSpec]) {
+    let plan_dcs: Vec<&str> = specs.iter().filter_map(|h| h.dc.as_deref()).collect();
+    let mut onto: BTreeMap<&str, &str> = BTreeMap::new();
+    for (from, to) in &r.dc_map {
+        let path = [K("restore"), K("dc_map"), K(from.as_str())];
+        if from.trim().is_empty() {
+            sink.error(
+                doc.key(&path),
+                "empty data center name in `dc_map`".to_string(),
+                "empty",
+                Some("name backed-up data centers as the catalog records them (`cbk ls`)".into()),
+            );
+            continue;
+        }
+        if !r.datacenters.is_empty() && !r.datacenters.contains(from) {
+            sink.error(
+                doc.key(&path),
+                format!("data center `{from}` is mapped but not restored"),
+                "not in `datacenters`",
+                Some(format!(
+                    "`datacenters` restores only {}: add `{from}` there, or remove this entry",
+                    r.datacenters.join(", ")
+                )),
+            );
+        }
+        if plan_dcs.is_empty() {
+            sink.error(
+                doc.value(&path),
+                "`dc_map` needs the data center of every target host".to_string(),
+                "no plan host has a `dc`",
+                Some(
+                    "give the hosts their data center: `hosts = [{ name = \"b1\", dc = \"dcX\" }, …]`"
+                        .into(),
+                ),
+            );
+            continue;
+        }
+        if !plan_dcs.contains(&to.as_str()) {
+            let help = match crate::plan::diag::suggest(to, plan_dcs.iter().copied()) {
+                Some(s) => format!(
+                    "did you mean `{s}`? the plan's hosts are in {}",
+                    dedup(&plan_dcs)
+                ),
+                None => format!("the plan's hosts are in {}", dedup(&plan_dcs)),
+            };
+            sink.error(
+                doc.value(&path),
+                format!("no host of this plan is in data center `{to}`"),
+                "unknown target data center",
+                Some(help),
+            );
+        } else if let Some(prev) = onto.insert(to.as_str(), from.as_str()) {
+            sink.error(
+                doc.value(&path),
+                format!("data centers `{prev}` and `{from}` both map to `{to}`"),
+                "mapped twice",
+                Some(
+                    "a keyspace's replication names each data center once: map every backed-up \
+                     data center onto its own target data center"
+                        .into(),
+                ),
+            );
+        }
+    }
+}
+
+fn dedup(v: &[&str]) -> String {
+    let set: std::collections::BTreeSet<&str> = v.iter().copied().collect();
+    set.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 /// `delta = true`: only for `restart`, the one method that replaces the live files (the others

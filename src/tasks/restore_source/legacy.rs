@@ -176,6 +176,7 @@ impl RestoreSource for Legacy {
             incrementals: Vec::new(),
             hosts,
             also: BTreeMap::new(),
+            keyspaces: None,
         };
         let notes = if notes.is_empty() {
             String::new()

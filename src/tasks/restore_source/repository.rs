@@ -10,8 +10,10 @@ use crate::exec::TaskError;
 use crate::plan::model::{RestoreConfig, SystemKeyspaces};
 use crate::repo::inventory::{self, BackupInfo};
 use crate::repo::keys;
+use crate::repo::manifest::KeyspaceDef;
 use crate::repo::manifest::{BackupKind, Catalog, IndexEntry, NodeManifest};
 use crate::store::{Store, StoreError};
+use crate::tasks::restore_keyspaces;
 use crate::tasks::restore_state::{Resolved, ResolvedHost, StagedTable};
 use crate::tasks::restore_topology::{self, SourceHost};
 use crate::tasks::{Runtime, repo_err, store_err};
@@ -53,7 +55,8 @@ async fn read_manifest(
     key: &str,
     ids: Option<&crate::crypt::Identities>,
 ) -> Result<NodeManifest, TaskError> {
-    crate::repo::encrypted::read_manifest(store.as_ref(), key, ids)
+    let access = crate::repo::encrypted::Access::of(ids);
+    crate::repo::encrypted::read_manifest(store.as_ref(), key, &access)
         .await
         .map_err(|e| match e {
             inventory::RepoError::Store(StoreError::NotFound(_)) => {
@@ -177,16 +180,20 @@ impl RestoreSource for Repository {
                 dc: h.dc.clone(),
             })
             .collect();
-        let assigned = restore_topology::assign(cfg, targets, &sources)
+        let target_hosts = crate::tasks::restore_state::plan_targets(rt);
+        let assigned = restore_topology::assign_hosts(cfg, &target_hosts, &sources)
             .map_err(|e| TaskError::fatal(format!("backup {backup}: {e}")))?;
         let filter = TableFilter::new(&cfg.include, &cfg.exclude, SystemKeyspaces::None)
             .map_err(|e| TaskError::fatal(e.to_string()))?;
         let mut keyspaces = std::collections::BTreeSet::new();
         let mut hosts = BTreeMap::new();
         let mut also: BTreeMap<String, Vec<ResolvedHost>> = BTreeMap::new();
+        let mut recorded: Option<BTreeMap<String, KeyspaceDef>> = None;
+        let mut restored_dcs = Vec::new();
         for (target, idx) in &assigned.by_target {
             for (n, i) in idx.iter().enumerate() {
                 let h = &catalog.hosts[*i];
+                restored_dcs.push(restore_keyspaces::target_dc(cfg, &h.dc).to_string());
                 let mut manifests = vec![h.manifest.clone()];
                 for inc in &incrementals {
                     let key = keys::node_manifest_key(&h.host_id, inc);
@@ -195,6 +202,10 @@ impl RestoreSource for Repository {
                     }
                 }
                 let m = read_manifest(&store, &h.manifest, ids.as_ref()).await?;
+                if let Some(defs) = restore_keyspaces::recorded(&m, &h.manifest)? {
+                    let r = recorded.get_or_insert_default();
+                    r.extend(defs.into_iter().map(|d| (d.name.clone(), d)));
+                }
                 keyspaces.extend(
                     m.tables
                         .iter()
@@ -217,14 +228,20 @@ impl RestoreSource for Repository {
             }
         }
         // Before anything is staged or changed on a node.
-        let restored = hosts.len() + also.values().map(Vec::len).sum::<usize>();
-        let replication =
-            restore_topology::check_live_replication(rt, &keyspaces, restored).await?;
+        let replication = restore_keyspaces::check_replication(
+            rt,
+            cfg,
+            &keyspaces,
+            recorded.as_ref(),
+            &restored_dcs,
+        )
+        .await?;
         let r = Resolved {
             backup: backup.clone(),
             incrementals,
             hosts,
             also,
+            keyspaces: recorded,
         };
         let receivers: Vec<&str> = targets
             .iter()

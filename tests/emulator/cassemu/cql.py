@@ -44,6 +44,7 @@ def execute(node, st):
                 return None
             raise CqlError("AlreadyExists", "Keyspace '%s' already exists" % ks)
         schema.ensure_identifier(ks)
+        _check_datacenters(node, ks, st["replication"])
         node.keyspaces[ks] = {"replication": st["replication"], "durable_writes": st["durable_writes"],
                               "system": False, "tables": {}}
         _schema_write(node, "keyspaces")
@@ -145,6 +146,19 @@ def _drop_table(node, ks, t):
 
 def _fmt_map(m):
     return "{%s}" % ", ".join("'%s': '%s'" % (k, v) for k, v in m.items())
+
+
+def _check_datacenters(node, ks, replication):
+    """4.0+ refuses NetworkTopologyStrategy options naming a data center the node does not know
+    (its own and its peers', `Datacenters.getValidDatacenters`, CASSANDRA-12681)."""
+    if node.profile.major < (4, 0) or not replication.get("class", "").endswith("NetworkTopologyStrategy"):
+        return
+    known = {node.state.get("dc", "")} | {p.get("dc", "") for p in node.state.get("peers", [])}
+    for key in replication:
+        if key not in ("class", "replication_factor") and key not in known:
+            raise CqlError("ConfigurationException",
+                           "Unrecognized strategy option {%s} passed to NetworkTopologyStrategy for keyspace %s"
+                           % (key, ks))
 
 
 def select(node, st):

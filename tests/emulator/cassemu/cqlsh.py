@@ -10,6 +10,7 @@ ERROR_CODES = {
     "InvalidRequest": "code=2200 [Invalid query]",
     "SyntaxException": "code=2000 [Syntax error in CQL query]",
     "Unauthorized": "code=2100 [Unauthorized]",
+    "ConfigurationException": "code=2300 [Query invalid because of configuration issue]",
 }
 
 
