@@ -124,6 +124,7 @@ mod tests {
             }],
             totals: Totals::default(),
             keyspaces: None,
+            sealed_keyspaces: None,
         }
     }
 

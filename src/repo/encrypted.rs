@@ -1,6 +1,6 @@
 //! What client-side encryption changes in the repository: the marker names the recipients'
 //! fingerprints, and the text fields that reveal data (schema.cql, the snapshot's
-//! manifest.json, tokens) of per-table results, probe results and node manifests are sealed
+//! manifest.json, tokens, keyspace definitions) of per-table results, probe results and node manifests are sealed
 //! one by one, so the controller merges them without being able to read them, and prune,
 //! forget, quick verify and incremental backups read the rest of a node manifest (file lists,
 //! keys, sizes, CRC32s) without the identity. Node manifests of format 1 (written before) are
@@ -125,6 +125,10 @@ pub fn seal_manifest(m: &NodeManifest, to: &Recipients) -> Result<Vec<u8>, Crypt
     if m.node.sealed_tokens.is_none() {
         seal_probe(&mut m.node, to)?;
     }
+    if let Some(defs) = m.keyspaces.take() {
+        let json = serde_json::to_string(&defs).map_err(|e| CryptError::Encrypt(e.to_string()))?;
+        m.sealed_keyspaces = Some(seal_field(&json, to)?);
+    }
     for t in &mut m.tables {
         for f in [&mut t.schema_cql, &mut t.snapshot_manifest] {
             if let Some(text) = f.as_deref().filter(|t| !t.starts_with(FIELD_PREFIX)) {
@@ -183,6 +187,7 @@ pub fn open_manifest(bytes: &[u8], key: &str, access: &Access) -> Result<NodeMan
         (Access::Clear { .. }, true) => {
             check_sealed(&m, key)?;
             m.node.sealed_tokens = None;
+            m.sealed_keyspaces = None;
             for t in &mut m.tables {
                 t.schema_cql = None;
                 t.snapshot_manifest = None;
@@ -198,6 +203,9 @@ fn check_sealed(m: &NodeManifest, key: &str) -> Result<(), CryptError> {
     if !m.node.tokens.is_empty() {
         return plain(format!("{key} (tokens)"));
     }
+    if m.keyspaces.is_some() {
+        return plain(format!("{key} (keyspace definitions)"));
+    }
     for t in &m.tables {
         for f in [&t.schema_cql, &t.snapshot_manifest].into_iter().flatten() {
             if !f.starts_with(FIELD_PREFIX) {
@@ -208,8 +216,19 @@ fn check_sealed(m: &NodeManifest, key: &str) -> Result<(), CryptError> {
     Ok(())
 }
 
-/// Opens the sealed fields of a manifest: tokens, schema.cql and the snapshot's manifest.json.
+/// Opens the sealed fields of a manifest: tokens, keyspace definitions, schema.cql and the
+/// snapshot's manifest.json.
 fn open_fields(m: &mut NodeManifest, ids: &Identities, key: &str) -> Result<(), CryptError> {
+    if let Some(sealed) = m.sealed_keyspaces.take() {
+        let what = format!("{key} (keyspace definitions)");
+        let json = open_field(&sealed, ids, &what)?;
+        m.keyspaces = Some(
+            serde_json::from_str(&json).map_err(|e| CryptError::Damaged {
+                what,
+                reason: e.to_string(),
+            })?,
+        );
+    }
     if let Some(t) = m.node.sealed_tokens.take() {
         let text = open_field(&t, ids, &format!("{key} (tokens)"))?;
         m.node.tokens = text
@@ -242,7 +261,9 @@ pub async fn read_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{BackupKind, FileEntry, FileSource, Totals};
+    use crate::repo::manifest::{
+        BackupKind, FileEntry, FileSource, KEYSPACE_DEFS_FORMAT, KeyspaceDef, KeyspaceDefs, Totals,
+    };
 
     fn manifest() -> NodeManifest {
         NodeManifest {
@@ -284,7 +305,20 @@ mod tests {
                 }],
             }],
             totals: Totals::default(),
-            keyspaces: None,
+            keyspaces: Some(KeyspaceDefs {
+                format: KEYSPACE_DEFS_FORMAT,
+                source: "system_schema.keyspaces".into(),
+                keyspaces: vec![KeyspaceDef {
+                    name: "shop".into(),
+                    replication: [
+                        ("class".to_string(), "NetworkTopologyStrategy".to_string()),
+                        ("dc_secret".to_string(), "3".to_string()),
+                    ]
+                    .into(),
+                    durable_writes: true,
+                }],
+            }),
+            sealed_keyspaces: None,
         }
     }
 
@@ -296,7 +330,9 @@ mod tests {
         let bytes = seal_manifest(&m, &to).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
-            !text.contains("CREATE TABLE") && !text.contains("\"-42\""),
+            !text.contains("CREATE TABLE")
+                && !text.contains("\"-42\"")
+                && !text.contains("dc_secret"),
             "{text}"
         );
         assert!(text.contains("nb-1-big-Data.db/s1"), "{text}");
@@ -305,11 +341,13 @@ mod tests {
         assert_eq!(opened.format, SEALED_FIELDS_FORMAT);
         assert_eq!(opened.tables, m.tables);
         assert_eq!(opened.node.tokens, m.node.tokens);
+        assert_eq!(opened.keyspaces, m.keyspaces);
         // Without: the file lists, no secret.
         let clear = open_manifest(&bytes, "k", &Access::Clear { identity_env: None }).unwrap();
         assert_eq!(clear.tables[0].files, m.tables[0].files);
         assert_eq!(clear.tables[0].schema_cql, None);
         assert!(clear.node.tokens.is_empty() && clear.node.sealed_tokens.is_none());
+        assert!(clear.keyspaces.is_none() && clear.sealed_keyspaces.is_none());
         // A wrong identity, a plain repository, a plain field: refused.
         assert!(matches!(
             open_manifest(&bytes, "k", &Access::Identity(wrong)),

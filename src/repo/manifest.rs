@@ -119,6 +119,9 @@ pub struct NodeManifest {
     /// (absent in manifests written before cbk recorded them, or without `cassandra.cqlsh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyspaces: Option<KeyspaceDefs>,
+    /// In an encrypted repository (format 2): `keyspaces` as JSON, sealed with age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_keyspaces: Option<String>,
 }
 
 /// Format of [`KeyspaceDefs`]; a reader refuses a greater one.

@@ -687,6 +687,7 @@ pub async fn manifest(rt: &Runtime, _task: &PlannedTask, host: &str) -> Result<O
         tables,
         totals: totals.clone(),
         keyspaces,
+        sealed_keyspaces: None,
     };
     let key = keys::node_manifest_key(&probe.host_id, &name);
     let body = match rt.recipients()? {

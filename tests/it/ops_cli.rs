@@ -6,6 +6,7 @@
 //! checked against the schemas in `schemas/`.
 
 use crate::support;
+use crate::support::{flat, says};
 
 use crate::support::emu::{EmuNode, cbk, plan_and_apply};
 use cbk::repo::manifest::Catalog;
@@ -41,24 +42,6 @@ fn assert_schema(name: &str, doc: &serde_json::Value) {
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{name}: {errors:#?}\n{doc:#}");
-}
-
-/// An error report on one line (miette wraps long messages and draws a margin).
-fn flat(err: &str) -> String {
-    err.replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `err` contains `needle`, ignoring whitespace and miette's margin (it wraps inside names).
-fn says(err: &str, needle: &str) -> bool {
-    let squash = |s: &str| -> String {
-        s.chars()
-            .filter(|c| !c.is_whitespace() && *c != '│')
-            .collect()
-    };
-    squash(err).contains(&squash(needle))
 }
 
 fn json(out: &str) -> serde_json::Value {

@@ -80,3 +80,21 @@ pub fn sigint_until_exit(child: &mut std::process::Child) {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// An error report on one line (miette wraps long messages and draws a margin).
+pub fn flat(err: &str) -> String {
+    err.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `err` contains `needle`, ignoring whitespace and miette's margin (it wraps inside names).
+pub fn says(err: &str, needle: &str) -> bool {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '│')
+            .collect()
+    };
+    squash(err).contains(&squash(needle))
+}
