@@ -12,6 +12,7 @@ pub mod list;
 pub mod ls;
 pub mod plan;
 pub mod prune;
+pub mod refresh;
 pub mod show;
 pub mod state;
 pub mod validate;

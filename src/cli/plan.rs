@@ -1,5 +1,5 @@
 //! `cbk plan`: compile a plan file and show what applying it will do (no network, no
-//! credentials), optionally saving the planned run for `cbk apply`.
+//! credentials unless `--refresh`), optionally saving the planned run for `cbk apply`.
 
 use super::PlanFormat;
 use super::validate::{parse_now, print_diagnostics, read_plan};
@@ -39,6 +39,12 @@ pub struct Args {
     /// Human view: group tasks by host instead of execution order.
     #[arg(long)]
     pub by_host: bool,
+    /// Also read the store and the nodes, changing nothing: a restore plan runs its `resolve`
+    /// (which backup, which host restores which, the replication check) and is refused here,
+    /// exit 1, when it cannot work. Needs the plan's credentials (and the identity when the
+    /// repository is encrypted); its findings go to stderr.
+    #[arg(long)]
+    pub refresh: bool,
     /// State folder the plan is computed against (default `.cbk/` beside the plan file); a saved
     /// plan records its lineage and serial, and `cbk apply` refuses it once the state moved.
     #[arg(long, value_name = "DIR")]
@@ -201,6 +207,21 @@ pub async fn run(args: Args) -> miette::Result<u8> {
             Err(()) => return Ok(fail),
         },
     };
+    if args.refresh {
+        match super::refresh::refresh(&run).await {
+            Ok(lines) => {
+                for l in lines {
+                    eprintln!("refresh: {l}");
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: refresh: {e}\n\nhint: nothing was changed; fix the plan (or the target cluster) and plan again"
+                );
+                return Ok(exit::FAILED);
+            }
+        }
+    }
     let state_dir = args
         .state
         .clone()

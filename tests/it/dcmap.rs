@@ -7,6 +7,7 @@
 //! The emulated 4.1 nodes refuse `CREATE KEYSPACE` naming a data center they do not know, as
 //! Cassandra 4.0+ does, so a keyspace created with the backed-up names would fail on the target.
 
+use crate::support;
 use crate::support::cluster::TestCluster;
 use crate::support::e2e::{Env, read_json};
 use cbk::repo::manifest::{Catalog, NodeManifest};
@@ -200,6 +201,23 @@ async fn dc_map_creates_the_keyspace_with_renamed_data_centers_and_restores_ever
         &[("node1", "dcY"), ("node2", "dcX"), ("node3", "dcX")],
         "dc_map = { dc1 = \"dcX\", dc2 = \"dcY\" }\n",
     );
+    // `--refresh` resolves at plan time and changes nothing: the keyspace is still missing.
+    let (code, err) = env.cbk(&["plan", &p, "--now", "2026-03-02T02:00:00Z", "--refresh"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        support::says(
+            &err,
+            &format!("refresh: resolve: restoring backup {backup}")
+        ),
+        "{err}"
+    );
+    for h in b.hosts() {
+        assert_eq!(
+            shop_replication(&b, &h),
+            "",
+            "{h}: --refresh created the keyspace"
+        );
+    }
     let (code, log) = env.apply(std::path::Path::new(&p), "2026-03-02T02:00:00Z");
     assert_eq!(code, 0, "{log}");
     for h in b.hosts() {
@@ -243,16 +261,19 @@ async fn replication_is_checked_per_data_center_from_the_recorded_definition() {
         &[("node1", "dcY"), ("node2", "dcX")],
         "dc_map = { dc1 = \"dcX\", dc2 = \"dcY\" }\n",
     );
+    let refused = "keyspace shop has replication factor 2 in data center dcX but the restore \
+                   targets 1 node(s) there (2 backed-up host(s) restored into it)";
+    // `cbk plan` reads nothing and shows the plan; `cbk plan --refresh` runs `resolve` against
+    // the store and the nodes and refuses at plan time, with the numbers.
+    let (code, shown) = env.cbk(&["plan", &p, "--now", "2026-03-02T02:00:00Z"]);
+    assert_eq!(code, 0, "{shown}");
+    let (code, err) = env.cbk(&["plan", &p, "--now", "2026-03-02T02:00:00Z", "--refresh"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(support::says(&err, refused), "{err}");
+    assert!(support::says(&err, "nothing was changed"), "{err}");
     let (code, log) = env.apply(std::path::Path::new(&p), "2026-03-02T02:00:00Z");
     assert_eq!(code, 1, "{log}");
-    let flat = log.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(
-        flat.contains(
-            "keyspace shop has replication factor 2 in data center dcX but the restore targets \
-             1 node(s) there (2 backed-up host(s) restored into it)"
-        ),
-        "{log}"
-    );
+    assert!(support::says(&log, refused), "{log}");
     for h in b.hosts() {
         assert_eq!(shop_replication(&b, &h), "", "{h}: keyspace created");
         let staged = b.sh(&h, "ls /var/lib/cassandra/cbk-staging 2>/dev/null | wc -l");
