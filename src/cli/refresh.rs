@@ -4,27 +4,10 @@
 //! replication check against the backup's recorded keyspace definitions and the target's live
 //! schema), so a restore that cannot work is refused at plan time, with its numbers.
 
-use crate::exec::{Checkpoints, NoProgress, TaskContext, TaskRunner};
+use crate::exec::{MemoryCheckpoints, NoProgress, TaskContext, TaskRunner};
 use crate::graph::run::PlannedRun;
 use crate::graph::spec::TaskSpec;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-/// Checkpoints kept in memory: a refresh writes no journal.
-#[derive(Default)]
-struct InMemory(Mutex<BTreeMap<String, serde_json::Value>>);
-
-impl Checkpoints for InMemory {
-    fn last(&self, address: &str) -> Option<serde_json::Value> {
-        self.0.lock().ok()?.get(address).cloned()
-    }
-    fn save(&self, address: &str, data: &serde_json::Value) -> std::io::Result<()> {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(address.to_string(), data.clone());
-        }
-        Ok(())
-    }
-}
+use std::sync::Arc;
 
 /// What a refresh found: one line per read-only task it ran (`resolve: …`), or the refusal.
 pub async fn refresh(run: &PlannedRun) -> Result<Vec<String>, String> {
@@ -43,7 +26,8 @@ pub async fn refresh(run: &PlannedRun) -> Result<Vec<String>, String> {
         .map_err(|e| e.message)?;
     let cx = TaskContext {
         progress: Arc::new(NoProgress),
-        checkpoints: Arc::new(InMemory::default()),
+        // A refresh writes no journal.
+        checkpoints: Arc::new(MemoryCheckpoints::default()),
         cancel: Default::default(),
     };
     let mut lines = Vec::new();

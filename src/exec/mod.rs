@@ -115,6 +115,24 @@ pub trait Checkpoints: Send + Sync {
     fn save(&self, address: &str, data: &serde_json::Value) -> std::io::Result<()>;
 }
 
+/// Checkpoints kept in memory, for runs that write no journal (`cbk plan --refresh`, tests).
+#[derive(Default)]
+pub struct MemoryCheckpoints(
+    std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
+);
+
+impl Checkpoints for MemoryCheckpoints {
+    fn last(&self, address: &str) -> Option<serde_json::Value> {
+        self.0.lock().ok()?.get(address).cloned()
+    }
+    fn save(&self, address: &str, data: &serde_json::Value) -> std::io::Result<()> {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(address.to_string(), data.clone());
+        }
+        Ok(())
+    }
+}
+
 /// What a task gets while it runs.
 #[derive(Clone)]
 pub struct TaskContext {

@@ -744,10 +744,10 @@ mod tests {
     //! `resolve` (the journal checkpoint every later task reads) and `fetch`'s staging.
     use super::*;
     use crate::agent::ops::fetch::FetchFile;
-    use crate::exec::{Checkpoints, NoProgress};
+    use crate::exec::{Checkpoints, MemoryCheckpoints, NoProgress};
     use crate::tasks::restore_source::Resolution;
     use async_trait::async_trait;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     /// One backed-up table: keyspace, table, id and its files.
     type MemTable = (&'static str, &'static str, &'static str, Vec<&'static str>);
@@ -837,19 +837,12 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct MemJournal(Mutex<BTreeMap<String, serde_json::Value>>);
-
-    impl Checkpoints for MemJournal {
-        fn last(&self, address: &str) -> Option<serde_json::Value> {
-            self.0.lock().unwrap().get(address).cloned()
-        }
-        fn save(&self, address: &str, data: &serde_json::Value) -> std::io::Result<()> {
-            self.0
-                .lock()
-                .unwrap()
-                .insert(address.to_string(), data.clone());
-            Ok(())
+    /// A context whose checkpoints stay in `journal`.
+    fn context(journal: &Arc<MemoryCheckpoints>) -> TaskContext {
+        TaskContext {
+            progress: Arc::new(NoProgress),
+            checkpoints: journal.clone(),
+            cancel: Default::default(),
         }
     }
 
@@ -887,12 +880,8 @@ mod tests {
     #[tokio::test]
     async fn a_third_source_drives_resolve_and_staging_through_the_trait_alone() {
         let rt = runtime("\"a\", \"b\"");
-        let journal = Arc::new(MemJournal::default());
-        let cx = TaskContext {
-            progress: Arc::new(NoProgress),
-            checkpoints: journal.clone(),
-            cancel: Default::default(),
-        };
+        let journal = Arc::new(MemoryCheckpoints::default());
+        let cx = context(&journal);
         let cfg = restore_config(&rt).unwrap();
         let source = mem();
         let out = resolve_from(&rt, &cx, cfg, &source).await.expect("resolve");
@@ -934,12 +923,8 @@ mod tests {
     #[tokio::test]
     async fn a_source_refusal_saves_no_checkpoint() {
         let rt = runtime("\"a\", \"c\"");
-        let journal = Arc::new(MemJournal::default());
-        let cx = TaskContext {
-            progress: Arc::new(NoProgress),
-            checkpoints: journal.clone(),
-            cancel: Default::default(),
-        };
+        let journal = Arc::new(MemoryCheckpoints::default());
+        let cx = context(&journal);
         let cfg = restore_config(&rt).unwrap();
         let err = resolve_from(&rt, &cx, cfg, &mem()).await.unwrap_err();
         assert_eq!(err.message, "no backed-up host c");
