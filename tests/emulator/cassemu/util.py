@@ -72,8 +72,26 @@ def give_to_cassandra(path):
         pass
 
 
+def _staging_name(final):
+    """A sibling name for `final` while it is being created: hidden, ending in `.tmp` (removed
+    by the startup scrub), never an sstable component name."""
+    return os.path.join(os.path.dirname(final), ".emu-%s.%d.tmp" % (os.path.basename(final), os.getpid()))
+
+
+def _publish(tmp, final):
+    """Renames a created-and-handed-over `tmp` to `final` (atomic): the final name never shows
+    a path that does not belong to cassandra yet, as a real node creates everything as that
+    user. A folder that appeared meanwhile wins (the empty `tmp` goes)."""
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not os.path.isdir(final):
+            raise
+        os.rmdir(tmp)
+
+
 def makedirs(path):
-    """mkdir -p, giving every created level to the cassandra user."""
+    """mkdir -p, giving every created level to the cassandra user before it appears."""
     missing = []
     p = os.path.abspath(path)
     while not os.path.isdir(p):
@@ -83,11 +101,14 @@ def makedirs(path):
             break
         p = parent
     for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o755)
-        except FileExistsError:
+        if os.path.isdir(d):
             continue
-        give_to_cassandra(d)
+        tmp = _staging_name(d)
+        if os.path.isdir(tmp):
+            os.rmdir(tmp)  # left by a process with the same pid that was killed
+        os.mkdir(tmp, 0o755)
+        give_to_cassandra(tmp)
+        _publish(tmp, d)
 
 
 def can_write(path):
@@ -128,18 +149,22 @@ def write_file(path, data, mode=0o644):
     if isinstance(data, str):
         data = data.encode("utf-8")
     require_writable_dir(os.path.dirname(path))
-    with open(path, "wb") as f:
+    tmp = _staging_name(path)
+    with open(tmp, "wb") as f:
         f.write(data)
-    os.chmod(path, mode)
-    give_to_cassandra(path)
+    os.chmod(tmp, mode)
+    give_to_cassandra(tmp)
+    os.rename(tmp, path)
 
 
 def copy_file(src, dst):
     """Copy bytes to a new file owned by cassandra with mode 0644 (fixtures are read-only)."""
     require_writable_dir(os.path.dirname(dst))
-    shutil.copyfile(src, dst)
-    os.chmod(dst, 0o644)
-    give_to_cassandra(dst)
+    tmp = _staging_name(dst)
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, 0o644)
+    give_to_cassandra(tmp)
+    os.rename(tmp, dst)
 
 
 def rmtree(path):
