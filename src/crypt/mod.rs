@@ -1,12 +1,15 @@
 //! Client-side encryption (plan `[encryption]`): age recipients and identities, sealing small
-//! documents to the recipients (`seal`), and the segmented AEAD stream of data objects
-//! (`stream`). Nothing here is hand-written cryptography: age (X25519 + ChaCha20-Poly1305) wraps
-//! keys and small documents, RustCrypto's `chacha20poly1305` STREAM encrypts data objects.
+//! documents to the recipients (`seal`), and the segmented AEAD frames of data objects
+//! (`parts`: AES-256-GCM frames of `gcm` written now; XChaCha20-Poly1305 STREAM of `stream`
+//! still read). Nothing here is hand-written cryptography: age (X25519 + ChaCha20-Poly1305)
+//! wraps keys and small documents, aws-lc-rs (AES-256-GCM, HKDF-SHA256) and RustCrypto's
+//! `chacha20poly1305` encrypt data.
 
 // age 0.13 marks classic X25519 recipients (`age1...`) deprecated in favour of its hybrid
 // post-quantum ones; the plan format names X25519 recipients, which age keeps supporting.
 #![allow(deprecated)]
 
+pub mod gcm;
 pub mod parts;
 pub mod seal;
 pub mod stream;
@@ -194,7 +197,9 @@ pub struct MarkerEncryption {
     pub recipients: Vec<String>,
 }
 
-/// The scheme name recorded in the marker.
+/// The scheme name recorded in the marker. It is kept as it was when data frames moved to
+/// AES-256-GCM (`cbk-enc3`): existing repositories keep their marker, and every data frame
+/// names its own cipher by its magic, so readers never decide by the marker.
 pub const SCHEME: &str = "age-x25519+chacha20poly1305-stream";
 
 impl MarkerEncryption {

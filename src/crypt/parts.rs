@@ -1,5 +1,6 @@
-//! Data objects of format 2: every stored part is sealed on its own, so an interrupted
-//! multipart upload resumes without the data key of the attempt that stored the first parts.
+//! Data objects of formats 2 and 3: every stored part is sealed on its own, so an
+//! interrupted multipart upload resumes without the data key of the attempt that stored the
+//! first parts.
 //!
 //! A node holds only the recipients, so it cannot unwrap a data key it sealed before a crash.
 //! Each upload attempt therefore draws a fresh data key, seals it to the recipients (its
@@ -8,24 +9,26 @@
 //! `<key>.key` object then lists every attempt's sealed key and, sealed too, which part each
 //! one sealed (see [`key_object`]).
 //!
-//! A part is a *frame*: `cbk-enc2` (8 bytes), a random 19-byte nonce prefix, then the part's
-//! bytes in 64 KiB segments of XChaCha20-Poly1305 STREAM ([`super::stream`]), the frame's last
-//! segment flagged last. The associated data of every segment is the object key and the part
-//! number, so frames cannot be moved to another object or position; the sealed part count
-//! catches dropped trailing parts. Objects of format 1 (one STREAM over the whole object, the
-//! `<key>.key` an age file of the raw key) stay readable.
+//! A part is a *frame* whose magic names its cipher, so one object may hold frames of both
+//! (an upload resumed by a newer cbk):
+//! - `cbk-enc3` (written now): AES-256-GCM frames, see [`super::gcm`];
+//! - `cbk-enc2` (read only): a random 19-byte nonce prefix, then the part's bytes in 64 KiB
+//!   segments of XChaCha20-Poly1305 STREAM ([`super::stream`]), the frame's last segment
+//!   flagged last.
+//!
+//! The associated data of every segment is the object key and the part number, so frames
+//! cannot be moved to another object or position; the sealed part count catches dropped
+//! trailing parts. Objects of format 1 (one STREAM over the whole object, the `<key>.key` an
+//! age file of the raw key) stay readable.
 
-use super::stream::{SEGMENT, damaged};
-use super::{CryptError, Identities, Recipients, seal};
-use chacha20poly1305::aead::stream::EncryptorBE32;
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use super::stream::{SEGMENT, TAG, damaged, read_full};
+use super::{CryptError, Identities, Recipients, gcm, seal};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
 use zeroize::Zeroizing;
 
-const TAG: usize = 16;
 const MAGIC: &[u8; 8] = b"cbk-enc2";
-const NONCE: usize = 19;
+const NONCE: usize = super::stream::NONCE;
 const HEADER: usize = MAGIC.len() + NONCE;
 /// The `format` of a `<key>.key` object of format 2.
 const KEY_FORMAT: &str = "cbk-key2";
@@ -33,19 +36,48 @@ const KEY_FORMAT: &str = "cbk-key2";
 /// A data key (zeroed when dropped).
 pub type DataKey = Zeroizing<[u8; 32]>;
 
-/// Stored size of a frame of `plain` bytes (also the size of a whole format-1 object).
-pub fn frame_len(plain: u64) -> u64 {
-    let segments = plain.div_ceil(SEGMENT as u64).max(1);
-    HEADER as u64 + plain + segments * TAG as u64
+/// The cipher of a frame, named by its magic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// `cbk-enc2`: XChaCha20-Poly1305 STREAM (read only; also the layout of format 1).
+    XChaCha,
+    /// `cbk-enc3`: AES-256-GCM with a derived key per frame (written now).
+    Gcm,
 }
 
-/// Stored size of `plain` bytes sealed in parts of `part_size` source bytes.
-pub fn parts_len(plain: u64, part_size: u64) -> u64 {
-    if plain < part_size.max(1) {
-        return frame_len(plain);
+impl Frame {
+    /// The frame format cbk writes.
+    pub const WRITTEN: Frame = Frame::Gcm;
+
+    /// Stored size of a frame of `plain` bytes.
+    pub fn len(self, plain: u64) -> u64 {
+        match self {
+            Frame::XChaCha => {
+                let segments = plain.div_ceil(SEGMENT as u64).max(1);
+                HEADER as u64 + plain + segments * TAG as u64
+            }
+            Frame::Gcm => gcm::frame_len(plain),
+        }
     }
-    let rest = plain % part_size;
-    (plain / part_size) * frame_len(part_size) + if rest > 0 { frame_len(rest) } else { 0 }
+
+    /// Stored size of `plain` bytes sealed in parts of `part_size` source bytes.
+    pub fn parts_len(self, plain: u64, part_size: u64) -> u64 {
+        if plain < part_size.max(1) {
+            return self.len(plain);
+        }
+        let rest = plain % part_size;
+        (plain / part_size) * self.len(part_size) + if rest > 0 { self.len(rest) } else { 0 }
+    }
+}
+
+/// Whether `listed` stored bytes can be a `plain`-byte file sealed whole (format 1) or in
+/// parts of `part_size` (formats 2 and 3). An object resumed across formats fits neither and
+/// is stored again.
+pub fn sealed_size_fits(listed: u64, plain: u64, part_size: u64) -> bool {
+    listed == Frame::XChaCha.len(plain)
+        || [Frame::XChaCha, Frame::Gcm]
+            .iter()
+            .any(|f| listed == f.parts_len(plain, part_size))
 }
 
 fn aad(object_key: &str, number: u32) -> Vec<u8> {
@@ -54,11 +86,15 @@ fn aad(object_key: &str, number: u32) -> Vec<u8> {
     a
 }
 
-/// Seals part `number` of the object `object_key` with `key`.
-pub fn seal_frame(key: &[u8; 32], object_key: &str, number: u32, plain: &[u8]) -> Vec<u8> {
+/// Seals part `number` of the object `object_key` with `key` as a format-2 frame (cbk wrote
+/// these before format 3; kept to show they stay readable).
+#[cfg(test)]
+fn seal_xchacha_frame(key: &[u8; 32], object_key: &str, number: u32, plain: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::stream::EncryptorBE32;
+    use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
     let mut nonce = [0u8; NONCE];
     rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
-    let mut out = Vec::with_capacity(frame_len(plain.len() as u64) as usize);
+    let mut out = Vec::with_capacity(Frame::XChaCha.len(plain.len() as u64) as usize);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&nonce);
     let aad = aad(object_key, number);
@@ -106,11 +142,11 @@ impl crate::store::PartSealer for FrameSealer {
 
     fn seal(&self, number: i32, plain: &[u8]) -> Result<Vec<u8>, String> {
         let n = u32::try_from(number).map_err(|_| format!("part number {number}"))?;
-        Ok(seal_frame(&self.key, &self.object_key, n, plain))
+        gcm::seal_frame(&self.key, &aad(&self.object_key, n), plain)
     }
 
     fn sealed_len(&self, plain: u64) -> u64 {
-        frame_len(plain)
+        Frame::WRITTEN.len(plain)
     }
 }
 
@@ -252,7 +288,7 @@ impl ObjectKeys {
             } => Box::new(FramesReader {
                 inner: Some(inner),
                 frame: None,
-                frame_len: frame_len(part_size),
+                part_size,
                 keys,
                 parts,
                 next: 0,
@@ -280,11 +316,11 @@ pub fn reseal(
     serde_json::to_vec(&doc).map_err(|e| CryptError::Encrypt(e.to_string()))
 }
 
-/// Reads a format-2 object frame by frame.
+/// Reads an object of format 2 or 3 frame by frame.
 struct FramesReader<R: Read> {
     inner: Option<R>,
     frame: Option<super::stream::OpenReader<io::Take<R>>>,
-    frame_len: u64,
+    part_size: u64,
     keys: Vec<DataKey>,
     parts: Vec<u32>,
     next: usize,
@@ -316,15 +352,44 @@ impl<R: Read> Read for FramesReader<R> {
                 return Ok(0);
             };
             self.next += 1;
-            let number = self.next as u32;
+            let aad = aad(&self.object_key, self.next as u32);
             let key = &self.keys[k as usize];
-            self.frame = Some(super::stream::OpenReader::frame(
-                inner.take(self.frame_len),
-                key,
-                MAGIC,
-                aad(&self.object_key, number),
-                &self.object_key,
-            )?);
+            let what = self.object_key.as_str();
+            let mut magic = [0u8; 8];
+            match read_full(&mut inner, &mut magic)? {
+                0 => return Err(damaged(what, "it ends before its last part")),
+                8 => {}
+                _ => {
+                    return Err(damaged(
+                        what,
+                        "a part does not start with an encryption header",
+                    ));
+                }
+            }
+            self.frame = Some(match &magic {
+                gcm::MAGIC => {
+                    let salt =
+                        super::stream::header_rest(&mut inner).map_err(|e| damaged(what, &e))?;
+                    let opener = gcm::GcmOpener::new(key, &salt).map_err(|e| damaged(what, &e))?;
+                    let body = Frame::Gcm.len(self.part_size) - gcm::HEADER as u64;
+                    super::stream::OpenReader::with_opener(
+                        inner.take(body),
+                        Box::new(opener),
+                        aad,
+                        what,
+                    )
+                }
+                MAGIC => {
+                    let body = Frame::XChaCha.len(self.part_size) - MAGIC.len() as u64;
+                    super::stream::OpenReader::xchacha_frame(inner.take(body), key, aad, what)?
+                }
+                _ => {
+                    return Err(damaged(
+                        what,
+                        "a part does not start with an encryption header",
+                    ));
+                }
+            });
         }
     }
 }
@@ -388,7 +453,7 @@ mod tests {
             let (stored, sealed) = store(&data, part, &[&a, &b], |i| i % 2);
             assert_eq!(
                 stored.len() as u64,
-                parts_len(len as u64, part as u64),
+                Frame::WRITTEN.parts_len(len as u64, part as u64),
                 "len {len}"
             );
             let ko = key_object(&sealed, &to).unwrap();
@@ -410,7 +475,7 @@ mod tests {
         let data = vec![9u8; 3 * part + 5];
         let (stored, sealed) = store(&data, part, &[&s], |_| 0);
         let ko = key_object(&sealed, &to).unwrap();
-        let flen = frame_len(part as u64) as usize;
+        let flen = Frame::WRITTEN.len(part as u64) as usize;
         // The last part dropped, and a cut inside a part.
         assert!(open(&ko, &stored[..3 * flen], &ids, "obj").is_err());
         assert!(open(&ko, &stored[..stored.len() - 1], &ids, "obj").is_err());
@@ -440,6 +505,55 @@ mod tests {
         };
         let ko3 = key_object(&fewer, &to).unwrap();
         assert!(open(&ko3, &stored, &ids, "obj").is_err());
+    }
+
+    /// An object cbk wrote in format-2 frames, and one whose upload a newer cbk resumed (its
+    /// first parts format 2, the rest format 3), read back; their sizes fit the dedupe check.
+    #[test]
+    fn format_2_frames_stay_readable_alone_and_beside_format_3() {
+        let (ids, to) = ids();
+        let old = FrameSealer::new(&to, "obj").unwrap();
+        let new = FrameSealer::new(&to, "obj").unwrap();
+        let part = 2 * SEGMENT + 3;
+        let data: Vec<u8> = (0..3 * part + 11).map(|i| (i * 13 % 251) as u8).collect();
+        let chunks: Vec<&[u8]> = data.chunks(part).collect();
+        for first_new in [chunks.len(), 2] {
+            let mut stored = Vec::new();
+            let mut parts = Vec::new();
+            for (i, c) in chunks.iter().enumerate() {
+                let n = i as u32 + 1;
+                if i < first_new {
+                    stored.extend(seal_xchacha_frame(&old.key, "obj", n, c));
+                    parts.push(0);
+                } else {
+                    stored.extend(new.seal(n as i32, c).unwrap());
+                    parts.push(1);
+                }
+            }
+            let labels = [old.label().to_string(), new.label().to_string()];
+            let sealed = SealedParts::used(&labels, &parts, part as u64);
+            let ko = key_object(&sealed, &to).unwrap();
+            assert_eq!(open(&ko, &stored, &ids, "obj").unwrap(), data);
+            let fits = sealed_size_fits(stored.len() as u64, data.len() as u64, part as u64);
+            assert_eq!(fits, first_new == chunks.len(), "first_new {first_new}");
+            // A frame of format 2 tampered with is refused like one of format 3.
+            let mut t = stored.clone();
+            t[HEADER + 5] ^= 1;
+            assert!(open(&ko, &t, &ids, "obj").is_err());
+        }
+        let written = Frame::WRITTEN.parts_len(data.len() as u64, part as u64);
+        assert!(sealed_size_fits(written, data.len() as u64, part as u64));
+    }
+
+    /// What cbk writes now is format 3: every part starts with `cbk-enc3`.
+    #[test]
+    fn parts_are_written_as_format_3_frames() {
+        let (_, to) = ids();
+        let s = FrameSealer::new(&to, "obj").unwrap();
+        let frame = s.seal(1, &[5u8; 100]).unwrap();
+        assert_eq!(&frame[..8], gcm::MAGIC);
+        assert_eq!(frame.len() as u64, Frame::Gcm.len(100));
+        assert_eq!(Frame::WRITTEN, Frame::Gcm);
     }
 
     #[test]
@@ -488,7 +602,7 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            assert_eq!(stats.size, parts_len(len, part), "len {len}");
+            assert_eq!(stats.size, Frame::WRITTEN.parts_len(len, part), "len {len}");
             let sealed = stats.sealed.unwrap();
             assert_eq!(sealed.parts.len() as u64, len.div_ceil(part).max(1));
             let stored = s.get_bytes("a/b").await.unwrap();

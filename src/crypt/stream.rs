@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 /// Plaintext bytes per segment.
 pub const SEGMENT: usize = 64 * 1024;
-const TAG: usize = 16;
+pub(super) const TAG: usize = 16;
 const MAGIC: &[u8; 8] = b"cbk-enc1";
 pub(super) const NONCE: usize = 19;
 
@@ -107,10 +107,36 @@ impl<W: Write> Write for SealWriter<W> {
     }
 }
 
-/// Decrypts an object written by [`SealWriter`]; any damage is an error, never wrong bytes.
+/// Opens the segments of one stream in order: `last` flags the final one, which ends the
+/// stream. Implemented for XChaCha20-Poly1305 STREAM (formats 1 and 2) and for AES-256-GCM
+/// frames (format 3, [`super::gcm`]).
+pub trait SegmentOpener: Send {
+    /// Decrypts `segment` (ciphertext and tag) in place, leaving the plaintext; false when it
+    /// fails authentication or the stream already ended.
+    fn open(&mut self, aad: &[u8], last: bool, segment: &mut Vec<u8>) -> bool;
+}
+
+/// XChaCha20-Poly1305 STREAM (formats 1 and 2).
+struct XChaChaOpener(Option<DecryptorBE32<XChaCha20Poly1305>>);
+
+impl SegmentOpener for XChaChaOpener {
+    fn open(&mut self, aad: &[u8], last: bool, segment: &mut Vec<u8>) -> bool {
+        match (last, self.0.as_mut()) {
+            (_, None) => false,
+            (false, Some(dec)) => dec.decrypt_next_in_place(aad, segment).is_ok(),
+            (true, Some(_)) => self
+                .0
+                .take()
+                .is_some_and(|dec| dec.decrypt_last_in_place(aad, segment).is_ok()),
+        }
+    }
+}
+
+/// Decrypts an object written by [`SealWriter`], or one frame of a stored part; any damage is
+/// an error, never wrong bytes.
 pub struct OpenReader<R: Read> {
     inner: R,
-    dec: Option<DecryptorBE32<XChaCha20Poly1305>>,
+    dec: Option<Box<dyn SegmentOpener>>,
     aad: Vec<u8>,
     plain: Vec<u8>,
     pos: usize,
@@ -146,24 +172,29 @@ impl<R: Read> OpenReader<R> {
         ))
     }
 
-    /// Reads the header of one frame (a part of a format-2 object, [`super::parts`]) that
-    /// starts with `magic` and whose segments carry `aad`.
-    pub fn frame(
+    /// Reads the nonce prefix of a format-2 frame ([`super::parts`]) whose magic was read
+    /// already, then its segments, which carry `aad`.
+    pub fn xchacha_frame(
         mut inner: R,
         data_key: &[u8; 32],
-        magic: &[u8; 8],
         aad: Vec<u8>,
         object_key: &str,
     ) -> io::Result<Self> {
-        let nonce = header(&mut inner, magic).map_err(|e| damaged(object_key, &e))?;
+        let nonce = header_rest::<NONCE>(&mut inner).map_err(|e| damaged(object_key, &e))?;
         Ok(Self::start(inner, data_key, &nonce, aad, object_key))
     }
 
     fn start(inner: R, data_key: &[u8; 32], nonce: &[u8; NONCE], aad: Vec<u8>, what: &str) -> Self {
         let aead = XChaCha20Poly1305::new(data_key.into());
+        let opener = XChaChaOpener(Some(DecryptorBE32::from_aead(aead, nonce.into())));
+        Self::with_opener(inner, Box::new(opener), aad, what)
+    }
+
+    /// Reads the segments of one frame whose header was read already, opened by `opener`.
+    pub fn with_opener(inner: R, opener: Box<dyn SegmentOpener>, aad: Vec<u8>, what: &str) -> Self {
         OpenReader {
             inner,
-            dec: Some(DecryptorBE32::from_aead(aead, nonce.into())),
+            dec: Some(opener),
             aad,
             plain: Vec::new(),
             pos: 0,
@@ -205,14 +236,14 @@ impl<R: Read> OpenReader<R> {
         if c.len() < TAG {
             return Err(damaged(&self.what, "it ends inside a segment"));
         }
-        let ok = if last {
-            let dec = self.dec.take().ok_or_else(finished)?;
-            dec.decrypt_last_in_place(&self.aad, &mut c)
-        } else {
-            let dec = self.dec.as_mut().ok_or_else(finished)?;
-            dec.decrypt_next_in_place(&self.aad, &mut c)
-        };
-        ok.map_err(|_| damaged(&self.what, "a segment fails authentication"))?;
+        let dec = self.dec.as_mut().ok_or_else(finished)?;
+        let ok = dec.open(&self.aad, last, &mut c);
+        if last {
+            self.dec = None;
+        }
+        if !ok {
+            return Err(damaged(&self.what, "a segment fails authentication"));
+        }
         self.plain = c;
         self.pos = 0;
         Ok(())
@@ -236,20 +267,28 @@ impl<R: Read> Read for OpenReader<R> {
 
 /// Reads `magic` and the nonce prefix after it; the error says what is wrong.
 fn header(inner: &mut impl Read, magic: &[u8; 8]) -> Result<[u8; NONCE], String> {
-    let mut head = [0u8; 8 + NONCE];
+    let mut head = [0u8; 8];
     let n = read_full(inner, &mut head).map_err(|e| e.to_string())?;
     if n == 0 {
         return Err("it ends before its last part".into());
     }
-    if n < head.len() || &head[..8] != magic {
+    if n < head.len() || &head != magic {
         return Err("a part does not start with an encryption header".into());
     }
-    let mut nonce = [0u8; NONCE];
-    nonce.copy_from_slice(&head[8..]);
-    Ok(nonce)
+    header_rest(inner)
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads the `N` header bytes that follow a frame's magic.
+pub(super) fn header_rest<const N: usize>(inner: &mut impl Read) -> Result<[u8; N], String> {
+    let mut rest = [0u8; N];
+    let n = read_full(inner, &mut rest).map_err(|e| e.to_string())?;
+    if n < N {
+        return Err("a part does not start with an encryption header".into());
+    }
+    Ok(rest)
+}
+
+pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -296,7 +335,7 @@ mod tests {
             let s = seal(&data, &key, "k");
             assert_eq!(
                 s.len() as u64,
-                super::super::parts::frame_len(len as u64),
+                super::super::parts::Frame::XChaCha.len(len as u64),
                 "len {len}"
             );
             assert_eq!(open(&s, &key, "k").unwrap(), data, "len {len}");

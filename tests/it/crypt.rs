@@ -114,7 +114,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
         }
         if o.key.contains("-Data.db/") && !o.key.ends_with(".key") {
             data_objects += 1;
-            assert!(bytes.starts_with(b"cbk-enc2"), "{}", o.key);
+            assert!(bytes.starts_with(b"cbk-enc3"), "{}", o.key);
         }
     }
     assert!(data_objects >= 3 * 4, "{data_objects}");

@@ -379,10 +379,9 @@ impl FilePlan {
         sealed_parts: Option<u64>,
     ) -> bool {
         if self.codec == Codec::None {
-            use crate::crypt::parts::{frame_len, parts_len};
-            // Encrypted: one stream (format 1) or parts of the store's part size (format 2).
+            // Encrypted: one stream (format 1) or parts of the store's part size (2 and 3).
             return match sealed_parts {
-                Some(part) => listed == frame_len(size) || listed == parts_len(size, part),
+                Some(part) => crate::crypt::parts::sealed_size_fits(listed, size, part),
                 None => listed == size,
             };
         }
