@@ -491,6 +491,7 @@ async fn upload_one(
         &plan.key,
         &file.path,
         plan.codec,
+        matches!(plan.data_digest, Some((_, DigestAlgorithm::Adler32))),
         sealer,
         resume,
         &sink,
@@ -509,7 +510,8 @@ async fn upload_one(
     if let Some((expected, algo)) = plan.data_digest {
         let got = match algo {
             DigestAlgorithm::Crc32 => up.crc32,
-            DigestAlgorithm::Adler32 => up.adler32,
+            // Asked for above whenever the Digest is an Adler-32.
+            DigestAlgorithm::Adler32 => up.adler32.unwrap_or_default(),
         };
         if got != expected {
             // Do not leave a corrupt object referenced under a valid-looking key.

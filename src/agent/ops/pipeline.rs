@@ -20,21 +20,24 @@ pub struct Uploaded {
     pub size: u64,
     pub stored_size: u64,
     pub crc32: u32,
-    pub adler32: u32,
+    /// Only when asked for (the Digest of 2.x SSTables): it costs a pass over every byte.
+    pub adler32: Option<u32>,
     /// Bytes actually sent (less than stored_size after a resume).
     pub sent: u64,
     /// How its parts were sealed (an encrypted upload).
     pub sealed: Option<SealedParts>,
 }
 
-/// Reads `path`, checksums and compresses it with `codec`, and stores it under `key`, each
-/// part sealed by `sealer` when given ([`crate::crypt::parts`]).
+/// Reads `path`, checksums (CRC32, and Adler-32 when `adler`) and compresses it with `codec`,
+/// and stores it under `key`, each part sealed by `sealer` when given
+/// ([`crate::crypt::parts`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_file(
     store: &Arc<dyn Store>,
     key: &str,
     path: &Path,
     codec: Codec,
+    adler: bool,
     sealer: Option<Arc<dyn PartSealer>>,
     resume: Option<MultipartState>,
     checkpoint: &dyn CheckpointSink,
@@ -46,7 +49,7 @@ pub async fn upload_file(
     let writer = Throttled::new(writer, pace);
     let src = path.to_path_buf();
     let hashing = tokio::task::spawn_blocking(move || {
-        encode_into(&src, codec, writer).and_then(|(sums, mut w)| {
+        encode_into(&src, codec, adler, writer).and_then(|(sums, mut w)| {
             w.flush()?;
             Ok(sums)
         })
@@ -84,15 +87,18 @@ pub async fn upload_file(
     })
 }
 
+type Sums = (u64, u32, Option<u32>);
+
 fn encode_into<W: Write>(
     path: &Path,
     codec: Codec,
+    adler: bool,
     writer: W,
-) -> std::io::Result<((u64, u32, u32), W)> {
+) -> std::io::Result<(Sums, W)> {
     let mut file = std::fs::File::open(path)?;
     let mut enc = Encoder::new(codec, writer).map_err(std::io::Error::other)?;
     let mut crc = crc32fast::Hasher::new();
-    let mut adler = adler2::Adler32::new();
+    let mut adler = adler.then(adler2::Adler32::new);
     let mut buf = vec![0u8; channel::CHUNK];
     let mut size = 0u64;
     loop {
@@ -101,12 +107,14 @@ fn encode_into<W: Write>(
             break;
         }
         crc.update(&buf[..n]);
-        adler.write_slice(&buf[..n]);
+        if let Some(a) = adler.as_mut() {
+            a.write_slice(&buf[..n]);
+        }
         enc.write_all(&buf[..n])?;
         size += n as u64;
     }
     let w = enc.finish()?;
-    Ok(((size, crc.finalize(), adler.checksum()), w))
+    Ok(((size, crc.finalize(), adler.map(|a| a.checksum())), w))
 }
 
 /// What a downloaded file must match. `None` = not recorded (legacy lzop objects, whose
