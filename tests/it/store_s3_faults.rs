@@ -118,6 +118,7 @@ async fn upload_part_403_fails_the_upload_at_once() {
             "big/nb-1-big-Data.db",
             &path,
             cbk::codec::Codec::None,
+            false,
             None,
             None,
             &NoCheckpoint,
