@@ -14,6 +14,7 @@
 use super::stream::{SEGMENT, SegmentOpener, TAG};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use bytes::BytesMut;
 
 /// The magic that starts every frame of format 3.
 pub const MAGIC: &[u8; 8] = b"cbk-enc3";
@@ -47,27 +48,36 @@ fn nonce(index: u32, last: bool) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-/// Seals `plain` as one frame of format 3 whose segments carry `aad`.
-pub fn seal_frame(data_key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+/// Seals the plaintext in `buf` in place as one frame of format 3 whose segments carry `aad`:
+/// the segments move back to make room for the header and the tags (one `memmove`), and no
+/// second buffer is allocated when `buf` has the capacity of [`frame_len`].
+pub fn seal_in_place(data_key: &[u8; 32], aad: &[u8], buf: &mut BytesMut) -> Result<(), String> {
     let mut salt = [0u8; SALT];
     rand::Rng::fill(&mut rand::rng(), &mut salt[..]);
     let key = frame_key(data_key, &salt)?;
-    let mut out = Vec::with_capacity(frame_len(plain.len() as u64) as usize);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&salt);
-    let count = plain.len().div_ceil(SEGMENT).max(1);
-    for index in 0..count {
-        let start = out.len();
-        let chunk = plain.get(index * SEGMENT..).unwrap_or_default();
-        out.extend_from_slice(&chunk[..chunk.len().min(SEGMENT)]);
-        let last = index + 1 == count;
-        let index = u32::try_from(index).map_err(|_| "a part of over 2^32 segments")?;
-        let tag = key
-            .seal_in_place_separate_tag(nonce(index, last), Aad::from(aad), &mut out[start..])
-            .map_err(|_| "AES-GCM sealing failed".to_string())?;
-        out.extend_from_slice(tag.as_ref());
+    let plain = buf.len();
+    let count = plain.div_ceil(SEGMENT).max(1);
+    let total = usize::try_from(frame_len(plain as u64)).map_err(|_| "a part too large")?;
+    buf.resize(total, 0);
+    // Last segment first: each one moves to a higher offset, over sources already moved.
+    for index in (0..count).rev() {
+        let from = index * SEGMENT;
+        let len = SEGMENT.min(plain - from);
+        buf.copy_within(from..from + len, HEADER + index * (SEGMENT + TAG));
     }
-    Ok(out)
+    buf[..MAGIC.len()].copy_from_slice(MAGIC);
+    buf[MAGIC.len()..HEADER].copy_from_slice(&salt);
+    for index in 0..count {
+        let at = HEADER + index * (SEGMENT + TAG);
+        let len = SEGMENT.min(plain - index * SEGMENT);
+        let last = index + 1 == count;
+        let n = u32::try_from(index).map_err(|_| "a part of over 2^32 segments")?;
+        let tag = key
+            .seal_in_place_separate_tag(nonce(n, last), Aad::from(aad), &mut buf[at..at + len])
+            .map_err(|_| "AES-GCM sealing failed".to_string())?;
+        buf[at + len..at + len + TAG].copy_from_slice(tag.as_ref());
+    }
+    Ok(())
 }
 
 /// Opens the segments of one format-3 frame, in order.
@@ -110,6 +120,12 @@ impl SegmentOpener for GcmOpener {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    fn seal_frame(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+        let mut buf = BytesMut::from(plain);
+        seal_in_place(key, aad, &mut buf)?;
+        Ok(buf.to_vec())
+    }
 
     fn open(frame: &[u8], key: &[u8; 32], aad: &[u8]) -> std::io::Result<Vec<u8>> {
         let mut r = frame;

@@ -140,9 +140,10 @@ impl crate::store::PartSealer for FrameSealer {
         &self.label
     }
 
-    fn seal(&self, number: i32, plain: &[u8]) -> Result<Vec<u8>, String> {
+    fn seal(&self, number: i32, mut part: bytes::BytesMut) -> Result<bytes::Bytes, String> {
         let n = u32::try_from(number).map_err(|_| format!("part number {number}"))?;
-        gcm::seal_frame(&self.key, &aad(&self.object_key, n), plain)
+        gcm::seal_in_place(&self.key, &aad(&self.object_key, n), &mut part)?;
+        Ok(part.freeze())
     }
 
     fn sealed_len(&self, plain: u64) -> u64 {
@@ -418,7 +419,7 @@ mod tests {
         };
         for (i, c) in chunks.iter().enumerate() {
             let s = &sealers[which(i)];
-            out.extend(s.seal(i as i32 + 1, c).unwrap());
+            out.extend(s.seal(i as i32 + 1, bytes::BytesMut::from(*c)).unwrap());
             parts.push(which(i) as u32);
         }
         let labels: Vec<String> = sealers.iter().map(|s| s.label().to_string()).collect();
@@ -526,7 +527,7 @@ mod tests {
                     stored.extend(seal_xchacha_frame(&old.key, "obj", n, c));
                     parts.push(0);
                 } else {
-                    stored.extend(new.seal(n as i32, c).unwrap());
+                    stored.extend(new.seal(n as i32, bytes::BytesMut::from(*c)).unwrap());
                     parts.push(1);
                 }
             }
@@ -550,7 +551,7 @@ mod tests {
     fn parts_are_written_as_format_3_frames() {
         let (_, to) = ids();
         let s = FrameSealer::new(&to, "obj").unwrap();
-        let frame = s.seal(1, &[5u8; 100]).unwrap();
+        let frame = s.seal(1, bytes::BytesMut::from(&[5u8; 100][..])).unwrap();
         assert_eq!(&frame[..8], gcm::MAGIC);
         assert_eq!(frame.len() as u64, Frame::Gcm.len(100));
         assert_eq!(Frame::WRITTEN, Frame::Gcm);

@@ -270,7 +270,8 @@ impl Store for FsStore {
             let part = self.part_size();
             let mut parts = Vec::new();
             loop {
-                let plain = multipart::read_part(reader, part as usize, key).await?;
+                let room = multipart::room(&opts, part);
+                let plain = multipart::read_part(reader, part as usize, room, key).await?;
                 if plain.is_empty() && !parts.is_empty() {
                     break;
                 }

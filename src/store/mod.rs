@@ -143,8 +143,9 @@ pub trait PartSealer: Send + Sync {
     /// A label that names this sealer in checkpoints and in [`SealedParts`]. It is stored in
     /// the journal, so it must not be secret (the data key sealed to the recipients).
     fn label(&self) -> &str;
-    /// The stored form of part `number` (1-based) whose source bytes are `plain`.
-    fn seal(&self, number: i32, plain: &[u8]) -> Result<Vec<u8>, String>;
+    /// The stored form of part `number` (1-based) whose source bytes are `part`, sealed in
+    /// place when `part` has the capacity of [`PartSealer::sealed_len`] (no second buffer).
+    fn seal(&self, number: i32, part: bytes::BytesMut) -> Result<bytes::Bytes, String>;
     /// The stored size of a part of `plain` source bytes.
     fn sealed_len(&self, plain: u64) -> u64;
 }

@@ -119,15 +119,17 @@ pub trait PartWire: Clone + Send + Sync + 'static {
     ) -> StoreResult<RangeBody>;
 }
 
-/// Reads up to `size` bytes (fewer only at the end of the stream).
+/// Reads up to `size` bytes (fewer only at the end of the stream) into a buffer of
+/// `capacity` (room to seal the part in place).
 pub async fn read_part(
     reader: &mut (dyn AsyncRead + Send + Unpin),
     size: usize,
+    capacity: usize,
     key: &str,
 ) -> StoreResult<Bytes> {
     use bytes::BufMut as _;
     // Filled through its spare capacity: 16 MiB parts are not zeroed first.
-    let mut buf = bytes::BytesMut::with_capacity(size);
+    let mut buf = bytes::BytesMut::with_capacity(capacity.max(size));
     while buf.len() < size {
         let room = size - buf.len();
         let n = reader
@@ -144,6 +146,15 @@ pub async fn read_part(
     Ok(buf.freeze())
 }
 
+/// The buffer size a part of `part_size` source bytes needs: its sealed size when sealed.
+pub fn room(opts: &PutStreamOptions<'_>, part_size: u64) -> usize {
+    let stored = opts
+        .sealer
+        .as_ref()
+        .map_or(part_size, |s| s.sealed_len(part_size));
+    usize::try_from(stored).unwrap_or(usize::MAX)
+}
+
 /// Seals one part on a blocking thread.
 pub async fn seal_part(
     sealer: Arc<dyn PartSealer>,
@@ -156,10 +167,13 @@ pub async fn seal_part(
         message,
         retryable: false,
     };
-    tokio::task::spawn_blocking(move || sealer.seal(number, &data))
+    // The part read is held only here: it is sealed in place.
+    let part = data
+        .try_into_mut()
+        .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+    tokio::task::spawn_blocking(move || sealer.seal(number, part))
         .await
         .map_err(|e| failed(format!("sealing part {number}: {e}")))?
-        .map(Bytes::from)
         .map_err(|e| failed(format!("sealing part {number}: {e}")))
 }
 
@@ -256,7 +270,7 @@ pub async fn put_stream<W: PartWire>(
     let (upload_id, part_size, done, first) = match resumed {
         Some((id, size, done)) => (id, size, done, None),
         None => {
-            let first = read_part(reader, part_size as usize, key).await?;
+            let first = read_part(reader, part_size as usize, room(&opts, part_size), key).await?;
             if (first.len() as u64) < part_size {
                 // Fits in one request, with an in-memory body.
                 (opts.progress)(first.len() as u64);
@@ -392,7 +406,12 @@ async fn upload_parts<W: PartWire>(
             None => {
                 // Read the next part while finished parts are recorded as they land, so
                 // checkpoints never lag behind the server.
-                let read = read_part(reader, up.part_size as usize, up.key);
+                let read = read_part(
+                    reader,
+                    up.part_size as usize,
+                    room(up.opts, up.part_size),
+                    up.key,
+                );
                 tokio::pin!(read);
                 let result = loop {
                     tokio::select! {
