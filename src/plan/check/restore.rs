@@ -122,6 +122,7 @@ pub fn check(
         return Some(src);
     }
     if let Some(spec) = crate::repo::legacy::source_spec(&src) {
+        check_legacy_scope(sink, doc, r);
         if let Err(e) = crate::repo::legacy::parse_spec(spec) {
             sink.error(
                 span,
@@ -143,6 +144,30 @@ pub fn check(
         return None;
     }
     Some(src)
+}
+
+/// A cassandra_backups snapshot records hosts, not their data centers nor the keyspace
+/// definitions, so `datacenters` and `dc_map` cannot apply to it: refused rather than ignored.
+fn check_legacy_scope(sink: &mut Sink, doc: &Doc<'_>, r: &RestoreConfig) {
+    for (key, set) in [
+        ("dc_map", !r.dc_map.is_empty()),
+        ("datacenters", !r.datacenters.is_empty()),
+    ] {
+        if set {
+            sink.error(
+                doc.key(&[K("restore"), K(key)]),
+                format!(
+                    "`{key}` needs a cbk backup: a cassandra_backups snapshot records no data \
+                     centers or keyspace definitions"
+                ),
+                "not for a legacy source",
+                Some(format!(
+                    "remove `{key}` and choose the hosts with `restore.host_map` (old host -> \
+                     target); create the keyspaces with the replication you want before restoring"
+                )),
+            );
+        }
+    }
 }
 
 /// `dc_map`: non-empty names, backed-up data centers the restore selects, each onto a data
