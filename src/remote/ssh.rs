@@ -168,33 +168,43 @@ fn local_platform() -> String {
     format!("{os} {arch}")
 }
 
-/// SHA-256 of a local file, computed once per path and process.
+/// SHA-256 of a local file, computed once per path and process: the first caller hashes,
+/// the callers that come meanwhile wait for its result. (Each of hundreds of hosts connecting
+/// at once used to hash the 200 MB binary itself, on a blocking thread of its own.)
 async fn file_sha256(path: &Path) -> std::io::Result<String> {
-    static CACHE: std::sync::Mutex<BTreeMap<PathBuf, String>> =
+    type Cell = Arc<OnceCell<String>>;
+    static CACHE: std::sync::Mutex<BTreeMap<PathBuf, Cell>> =
         std::sync::Mutex::new(BTreeMap::new());
-    if let Some(h) = CACHE.lock().ok().and_then(|c| c.get(path).cloned()) {
-        return Ok(h);
-    }
+    let cell: Cell = CACHE
+        .lock()
+        .map_err(|_| std::io::Error::other("digest cache poisoned"))?
+        .entry(path.to_path_buf())
+        .or_default()
+        .clone();
     let owned = path.to_path_buf();
-    let hex = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut f = std::fs::File::open(&owned)?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = std::io::Read::read(&mut f, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex::encode(h.finalize()))
+    cell.get_or_try_init(|| async move {
+        tokio::task::spawn_blocking(move || hash_file(&owned))
+            .await
+            .map_err(std::io::Error::other)?
     })
     .await
-    .map_err(std::io::Error::other)??;
-    if let Ok(mut c) = CACHE.lock() {
-        c.insert(path.to_path_buf(), hex.clone());
+    .cloned()
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    #[cfg(test)]
+    tests::HASHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
     }
-    Ok(hex)
+    Ok(hex::encode(h.finalize()))
 }
 
 /// How a run over an existing master went wrong.
@@ -769,6 +779,30 @@ impl Transport for SshTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files hashed by [`hash_file`].
+    pub(super) static HASHED: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_agent_binary_is_hashed_once_however_many_hosts_ask_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cbk");
+        std::fs::write(&path, vec![7u8; 8 << 20]).unwrap();
+        let before = HASHED.load(std::sync::atomic::Ordering::SeqCst);
+        let asks: Vec<_> = (0..64)
+            .map(|_| {
+                let p = path.clone();
+                tokio::spawn(async move { file_sha256(&p).await.unwrap() })
+            })
+            .collect();
+        let mut sums = std::collections::BTreeSet::new();
+        for a in asks {
+            sums.insert(a.await.unwrap());
+        }
+        assert_eq!(sums.len(), 1);
+        assert_eq!(HASHED.load(std::sync::atomic::Ordering::SeqCst) - before, 1);
+    }
 
     #[test]
     fn settings_from_plan_apply_host_overrides_and_validate() {
