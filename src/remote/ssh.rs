@@ -618,6 +618,14 @@ impl Drop for SshTransport {
     fn drop(&mut self) {
         let master = self.master.get_mut().take();
         let dir = self.control_dir.take();
+        // Closed already (`close`, or never connected): nothing here blocks. A blocking task
+        // per transport made hundreds of threads when an apply over hundreds of hosts ended.
+        if master.is_none() {
+            drop(dir);
+            return;
+        }
+        #[cfg(test)]
+        tests::BLOCKING_DROPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let finish = move || {
             drop(master);
             drop(dir);
@@ -779,6 +787,24 @@ impl Transport for SshTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Transports whose drop needed a blocking task.
+    pub(super) static BLOCKING_DROPS: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    /// Dropping transports that are closed (here: never connected) starts no blocking task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_closed_transports_starts_no_blocking_task() {
+        let before = BLOCKING_DROPS.load(std::sync::atomic::Ordering::SeqCst);
+        let transports: Vec<SshTransport> = (0..50)
+            .map(|i| SshTransport::new(format!("h{i}"), SshSettings::new("127.0.0.1")).unwrap())
+            .collect();
+        drop(transports);
+        assert_eq!(
+            BLOCKING_DROPS.load(std::sync::atomic::Ordering::SeqCst),
+            before
+        );
+    }
 
     /// Files hashed by [`hash_file`].
     pub(super) static HASHED: std::sync::atomic::AtomicUsize =
