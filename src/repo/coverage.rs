@@ -77,7 +77,7 @@ impl BaseCoverage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::manifest::{BackupKind, FileEntry, FileSource, ProbeInfo, TableEntry, Totals};
+    use crate::repo::manifest::{FileEntry, FileSource};
 
     fn file(path: &str) -> FileEntry {
         FileEntry {
@@ -93,39 +93,7 @@ mod tests {
     }
 
     fn base(paths: &[&str]) -> NodeManifest {
-        NodeManifest {
-            format: 1,
-            encryption: None,
-            backup: "b".into(),
-            kind: BackupKind::Snapshot,
-            base: None,
-            cluster: "c".into(),
-            node: ProbeInfo {
-                host: "h".into(),
-                host_id: "id".into(),
-                dc: String::new(),
-                rack: String::new(),
-                cassandra_version: "4.1.3".into(),
-                tokens: Vec::new(),
-                sealed_tokens: None,
-                data_dirs: vec!["/d".into()],
-                commitlog_dir: None,
-            },
-            snapshot_tag: Some("b".into()),
-            created: "2022-12-09T09:00:00Z".into(),
-            completed: "2022-12-09T09:01:00Z".into(),
-            tables: vec![TableEntry {
-                keyspace: "shop".into(),
-                table: "orders".into(),
-                id: "0".repeat(32),
-                schema_cql: None,
-                snapshot_manifest: None,
-                files: paths.iter().map(|p| file(p)).collect(),
-            }],
-            totals: Totals::default(),
-            keyspaces: None,
-            sealed_keyspaces: None,
-        }
+        crate::repo::manifest::sample(paths.iter().map(|p| file(p)).collect())
     }
 
     #[test]

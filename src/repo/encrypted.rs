@@ -262,64 +262,37 @@ pub async fn read_manifest(
 mod tests {
     use super::*;
     use crate::repo::manifest::{
-        BackupKind, FileEntry, FileSource, KEYSPACE_DEFS_FORMAT, KeyspaceDef, KeyspaceDefs, Totals,
+        FileEntry, FileSource, KEYSPACE_DEFS_FORMAT, KeyspaceDef, KeyspaceDefs,
     };
 
     fn manifest() -> NodeManifest {
-        NodeManifest {
-            format: 1,
-            encryption: None,
-            backup: "b".into(),
-            kind: BackupKind::Snapshot,
-            base: None,
-            cluster: "c".into(),
-            node: ProbeInfo {
-                host: "h".into(),
-                host_id: "id".into(),
-                dc: String::new(),
-                rack: String::new(),
-                cassandra_version: "4.1.3".into(),
-                tokens: vec!["-42".into(), "7".into()],
-                sealed_tokens: None,
-                data_dirs: vec!["/d".into()],
-                commitlog_dir: None,
-            },
-            snapshot_tag: Some("b".into()),
-            created: "2026-01-01T00:00:00Z".into(),
-            completed: "2026-01-01T00:01:00Z".into(),
-            tables: vec![TableEntry {
-                keyspace: "shop".into(),
-                table: "orders".into(),
-                id: "0".repeat(32),
-                schema_cql: Some("CREATE TABLE shop.orders".into()),
-                snapshot_manifest: Some("{\"files\":[]}".into()),
-                files: vec![FileEntry {
-                    path: "nb-1-big-Data.db".into(),
-                    data_dir: 0,
-                    key: "nodes/id/sst/shop/orders-0/nb-1-big-Data.db/s1".into(),
-                    size: 1,
-                    stored_size: 60,
-                    codec: "none".into(),
-                    crc32: 9,
-                    source: FileSource::Snapshot,
-                }],
+        let mut m = crate::repo::manifest::sample(vec![FileEntry {
+            path: "nb-1-big-Data.db".into(),
+            data_dir: 0,
+            key: "nodes/id/sst/shop/orders-0/nb-1-big-Data.db/s1".into(),
+            size: 1,
+            stored_size: 60,
+            codec: "none".into(),
+            crc32: 9,
+            source: FileSource::Snapshot,
+        }]);
+        m.node.tokens = vec!["-42".into(), "7".into()];
+        m.tables[0].schema_cql = Some("CREATE TABLE shop.orders".into());
+        m.tables[0].snapshot_manifest = Some("{\"files\":[]}".into());
+        m.keyspaces = Some(KeyspaceDefs {
+            format: KEYSPACE_DEFS_FORMAT,
+            source: "system_schema.keyspaces".into(),
+            keyspaces: vec![KeyspaceDef {
+                name: "shop".into(),
+                replication: [
+                    ("class".to_string(), "NetworkTopologyStrategy".to_string()),
+                    ("dc_secret".to_string(), "3".to_string()),
+                ]
+                .into(),
+                durable_writes: true,
             }],
-            totals: Totals::default(),
-            keyspaces: Some(KeyspaceDefs {
-                format: KEYSPACE_DEFS_FORMAT,
-                source: "system_schema.keyspaces".into(),
-                keyspaces: vec![KeyspaceDef {
-                    name: "shop".into(),
-                    replication: [
-                        ("class".to_string(), "NetworkTopologyStrategy".to_string()),
-                        ("dc_secret".to_string(), "3".to_string()),
-                    ]
-                    .into(),
-                    durable_writes: true,
-                }],
-            }),
-            sealed_keyspaces: None,
-        }
+        });
+        m
     }
 
     #[test]

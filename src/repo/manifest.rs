@@ -266,3 +266,43 @@ impl From<&Catalog> for IndexEntry {
         }
     }
 }
+
+/// A node manifest for unit tests: backup `b` of cluster `c`, host `h` (host id `id`, 4.1.3,
+/// one data folder, no tokens), planned 2022-12-09T09:00:00Z, one table `shop.orders` (id 32
+/// zeros, no schema) holding `files`. Tests set what they need on top.
+#[cfg(test)]
+pub(crate) fn sample(files: Vec<FileEntry>) -> NodeManifest {
+    NodeManifest {
+        format: 1,
+        encryption: None,
+        backup: "b".into(),
+        kind: BackupKind::Snapshot,
+        base: None,
+        cluster: "c".into(),
+        node: ProbeInfo {
+            host: "h".into(),
+            host_id: "id".into(),
+            dc: String::new(),
+            rack: String::new(),
+            cassandra_version: "4.1.3".into(),
+            tokens: Vec::new(),
+            sealed_tokens: None,
+            data_dirs: vec!["/d".into()],
+            commitlog_dir: None,
+        },
+        snapshot_tag: Some("b".into()),
+        created: "2022-12-09T09:00:00Z".into(),
+        completed: "2022-12-09T09:01:00Z".into(),
+        tables: vec![TableEntry {
+            keyspace: "shop".into(),
+            table: "orders".into(),
+            id: "0".repeat(32),
+            schema_cql: None,
+            snapshot_manifest: None,
+            files,
+        }],
+        totals: Totals::default(),
+        keyspaces: None,
+        sealed_keyspaces: None,
+    }
+}
