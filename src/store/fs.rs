@@ -270,8 +270,7 @@ impl Store for FsStore {
             let part = self.part_size();
             let mut parts = Vec::new();
             loop {
-                let room = multipart::room(&opts, part);
-                let plain = multipart::read_part(reader, part as usize, room, key).await?;
+                let plain = multipart::read_part(reader, part, &opts, key).await?;
                 if plain.is_empty() && !parts.is_empty() {
                     break;
                 }

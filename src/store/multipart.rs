@@ -119,17 +119,23 @@ pub trait PartWire: Clone + Send + Sync + 'static {
     ) -> StoreResult<RangeBody>;
 }
 
-/// Reads up to `size` bytes (fewer only at the end of the stream) into a buffer of
-/// `capacity` (room to seal the part in place).
+/// Reads up to `part_size` bytes (fewer only at the end of the stream), into a buffer with the
+/// room of the part's sealed form when `opts` seals, so it is sealed in place.
 pub async fn read_part(
     reader: &mut (dyn AsyncRead + Send + Unpin),
-    size: usize,
-    capacity: usize,
+    part_size: u64,
+    opts: &PutStreamOptions<'_>,
     key: &str,
 ) -> StoreResult<Bytes> {
     use bytes::BufMut as _;
+    let size = usize::try_from(part_size).unwrap_or(usize::MAX);
+    let stored = opts
+        .sealer
+        .as_ref()
+        .map_or(part_size, |s| s.sealed_len(part_size));
+    let capacity = usize::try_from(stored).unwrap_or(usize::MAX).max(size);
     // Filled through its spare capacity: 16 MiB parts are not zeroed first.
-    let mut buf = bytes::BytesMut::with_capacity(capacity.max(size));
+    let mut buf = bytes::BytesMut::with_capacity(capacity);
     while buf.len() < size {
         let room = size - buf.len();
         let n = reader
@@ -144,15 +150,6 @@ pub async fn read_part(
         }
     }
     Ok(buf.freeze())
-}
-
-/// The buffer size a part of `part_size` source bytes needs: its sealed size when sealed.
-pub fn room(opts: &PutStreamOptions<'_>, part_size: u64) -> usize {
-    let stored = opts
-        .sealer
-        .as_ref()
-        .map_or(part_size, |s| s.sealed_len(part_size));
-    usize::try_from(stored).unwrap_or(usize::MAX)
 }
 
 /// Seals one part on a blocking thread.
@@ -270,7 +267,7 @@ pub async fn put_stream<W: PartWire>(
     let (upload_id, part_size, done, first) = match resumed {
         Some((id, size, done)) => (id, size, done, None),
         None => {
-            let first = read_part(reader, part_size as usize, room(&opts, part_size), key).await?;
+            let first = read_part(reader, part_size, &opts, key).await?;
             if (first.len() as u64) < part_size {
                 // Fits in one request, with an in-memory body.
                 (opts.progress)(first.len() as u64);
@@ -406,12 +403,7 @@ async fn upload_parts<W: PartWire>(
             None => {
                 // Read the next part while finished parts are recorded as they land, so
                 // checkpoints never lag behind the server.
-                let read = read_part(
-                    reader,
-                    up.part_size as usize,
-                    room(up.opts, up.part_size),
-                    up.key,
-                );
+                let read = read_part(reader, up.part_size, up.opts, up.key);
                 tokio::pin!(read);
                 let result = loop {
                     tokio::select! {
