@@ -27,8 +27,7 @@ const INFO: &[u8] = b"cbk-enc3 frame key";
 
 /// Stored size of a frame of `plain` bytes.
 pub fn frame_len(plain: u64) -> u64 {
-    let segments = plain.div_ceil(SEGMENT as u64).max(1);
-    HEADER as u64 + plain + segments * TAG as u64
+    super::stream::segmented_len(HEADER, plain)
 }
 
 /// The key of one frame: HKDF-SHA256 of the data key with the frame's salt.

@@ -21,7 +21,7 @@
 //! trailing parts. Objects of format 1 (one STREAM over the whole object, the `<key>.key` an
 //! age file of the raw key) stay readable.
 
-use super::stream::{SEGMENT, TAG, damaged, read_full};
+use super::stream::damaged;
 use super::{CryptError, Identities, Recipients, gcm, seal};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
@@ -52,10 +52,7 @@ impl Frame {
     /// Stored size of a frame of `plain` bytes.
     pub fn len(self, plain: u64) -> u64 {
         match self {
-            Frame::XChaCha => {
-                let segments = plain.div_ceil(SEGMENT as u64).max(1);
-                HEADER as u64 + plain + segments * TAG as u64
-            }
+            Frame::XChaCha => super::stream::segmented_len(HEADER, plain),
             Frame::Gcm => gcm::frame_len(plain),
         }
     }
@@ -90,6 +87,7 @@ fn aad(object_key: &str, number: u32) -> Vec<u8> {
 /// these before format 3; kept to show they stay readable).
 #[cfg(test)]
 fn seal_xchacha_frame(key: &[u8; 32], object_key: &str, number: u32, plain: &[u8]) -> Vec<u8> {
+    use super::stream::{SEGMENT, TAG};
     use chacha20poly1305::aead::stream::EncryptorBE32;
     use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
     let mut nonce = [0u8; NONCE];
@@ -356,17 +354,7 @@ impl<R: Read> Read for FramesReader<R> {
             let aad = aad(&self.object_key, self.next as u32);
             let key = &self.keys[k as usize];
             let what = self.object_key.as_str();
-            let mut magic = [0u8; 8];
-            match read_full(&mut inner, &mut magic)? {
-                0 => return Err(damaged(what, "it ends before its last part")),
-                8 => {}
-                _ => {
-                    return Err(damaged(
-                        what,
-                        "a part does not start with an encryption header",
-                    ));
-                }
-            }
+            let magic = super::stream::read_magic(&mut inner).map_err(|e| damaged(what, &e))?;
             self.frame = Some(match &magic {
                 gcm::MAGIC => {
                     let salt =
@@ -384,12 +372,7 @@ impl<R: Read> Read for FramesReader<R> {
                     let body = Frame::XChaCha.len(self.part_size) - MAGIC.len() as u64;
                     super::stream::OpenReader::xchacha_frame(inner.take(body), key, aad, what)?
                 }
-                _ => {
-                    return Err(damaged(
-                        what,
-                        "a part does not start with an encryption header",
-                    ));
-                }
+                _ => return Err(damaged(what, super::stream::NO_HEADER)),
             });
         }
     }
@@ -397,6 +380,7 @@ impl<R: Read> Read for FramesReader<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stream::SEGMENT;
     use super::*;
     use crate::store::{PartSealer, SealedParts};
 

@@ -265,15 +265,29 @@ impl<R: Read> Read for OpenReader<R> {
     }
 }
 
+/// Stored size of `plain` bytes in segments, after a frame header of `header` bytes.
+pub(super) fn segmented_len(header: usize, plain: u64) -> u64 {
+    let segments = plain.div_ceil(SEGMENT as u64).max(1);
+    header as u64 + plain + segments * TAG as u64
+}
+
+/// Why a frame that should start here does not.
+pub(super) const NO_HEADER: &str = "a part does not start with an encryption header";
+
+/// Reads the 8-byte magic that starts a frame; the error says what is wrong.
+pub(super) fn read_magic(inner: &mut impl Read) -> Result<[u8; 8], String> {
+    let mut head = [0u8; 8];
+    match read_full(inner, &mut head).map_err(|e| e.to_string())? {
+        0 => Err("it ends before its last part".into()),
+        8 => Ok(head),
+        _ => Err(NO_HEADER.into()),
+    }
+}
+
 /// Reads `magic` and the nonce prefix after it; the error says what is wrong.
 fn header(inner: &mut impl Read, magic: &[u8; 8]) -> Result<[u8; NONCE], String> {
-    let mut head = [0u8; 8];
-    let n = read_full(inner, &mut head).map_err(|e| e.to_string())?;
-    if n == 0 {
-        return Err("it ends before its last part".into());
-    }
-    if n < head.len() || &head != magic {
-        return Err("a part does not start with an encryption header".into());
+    if &read_magic(inner)? != magic {
+        return Err(NO_HEADER.into());
     }
     header_rest(inner)
 }
@@ -283,12 +297,12 @@ pub(super) fn header_rest<const N: usize>(inner: &mut impl Read) -> Result<[u8; 
     let mut rest = [0u8; N];
     let n = read_full(inner, &mut rest).map_err(|e| e.to_string())?;
     if n < N {
-        return Err("a part does not start with an encryption header".into());
+        return Err(NO_HEADER.into());
     }
     Ok(rest)
 }
 
-pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
