@@ -45,6 +45,23 @@ fn assert_no_stop_started(env: &Env, now: &str) {
 }
 
 /// 32-byte windows of every live Data.db of `shop` on every host (the fixtures' bytes).
+/// `bytes`, stored under `key`, hold no schema text and no 32-byte run of a live Data.db
+/// (`markers`, from [`data_markers`]).
+pub(crate) fn assert_no_plaintext_in(key: &str, bytes: &[u8], markers: &[Vec<u8>]) {
+    for text in ["CREATE TABLE", "shop.orders", "customers_name ON"] {
+        assert!(
+            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            "`{key}` holds `{text}` in clear"
+        );
+    }
+    for m in markers {
+        assert!(
+            !bytes.windows(32).any(|w| w == m.as_slice()),
+            "`{key}` holds bytes of a Data.db in clear"
+        );
+    }
+}
+
 pub(crate) fn data_markers(env: &Env) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for h in env.cluster.hosts() {
@@ -98,20 +115,7 @@ async fn encrypted_backup_hides_data_refuses_bad_keys_before_stop_and_restores_e
     let mut data_objects = 0;
     for o in &objects {
         let bytes = store.get_bytes(&o.key).await.unwrap();
-        for text in ["CREATE TABLE", "shop.orders", "customers_name ON"] {
-            assert!(
-                !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
-                "`{}` holds `{text}` in clear",
-                o.key
-            );
-        }
-        for m in &markers {
-            assert!(
-                !bytes.windows(32).any(|w| w == m.as_slice()),
-                "`{}` holds bytes of a Data.db in clear",
-                o.key
-            );
-        }
+        assert_no_plaintext_in(&o.key, &bytes, &markers);
         if o.key.contains("-Data.db/") && !o.key.ends_with(".key") {
             data_objects += 1;
             assert!(bytes.starts_with(b"cbk-enc3"), "{}", o.key);
